@@ -1,0 +1,1 @@
+"""Assembles the components for each mode and runs them (replay, paper, live)."""

@@ -1,0 +1,230 @@
+"""The `hean` command line.
+
+`hean engine ...` lives here. Other packages (the operator) add command groups
+through the `hean.commands` entry point group, so the engine never imports
+them and an engine-only install simply has fewer commands.
+
+Exit status: 0 success, 1 runtime failure, 2 bad configuration or data
+(with the field path or file line named on stderr).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from hean_engine import __version__
+from hean_engine.model.errors import ConfigError, DataError, HeanError, LiveTradingRefused
+
+EXIT_RUNTIME = 1
+EXIT_INVALID = 2
+
+
+class _PluginGroup(click.Group):
+    """A click group that also lists the command groups other packages register."""
+
+    def _plugins(self) -> dict[str, click.Command]:
+        found: dict[str, click.Command] = {}
+        for ep in entry_points(group="hean.commands"):
+            try:
+                command = ep.load()
+            except ImportError as exc:  # an extra that is not installed
+                found[ep.name] = _unavailable(ep.name, exc)
+                continue
+            if isinstance(command, click.Command):
+                found[ep.name] = command
+        return found
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(self._plugins()))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        return super().get_command(ctx, cmd_name) or self._plugins().get(cmd_name)
+
+
+def _unavailable(name: str, exc: ImportError) -> click.Command:
+    @click.command(name=name, help=f"(unavailable: {exc.name} is not installed)")
+    def _missing() -> None:
+        _fail(f"`hean {name}` needs an extra that is not installed ({exc})", EXIT_RUNTIME)
+
+    return _missing
+
+
+@click.group(cls=_PluginGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="hean")
+def main() -> None:
+    """HEAN: crypto trading engines run as Kubernetes custom resources."""
+
+
+@main.group()
+def engine() -> None:
+    """Run a trading engine: replay recorded data, paper trade, or trade live."""
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+@contextmanager
+def _user_errors() -> Iterator[None]:
+    """Turn the engine's own errors into exit statuses with a one-line reason."""
+    try:
+        yield
+    except ConfigError as exc:
+        _fail(str(exc), EXIT_INVALID)
+    except DataError as exc:
+        _fail(f"bad data file: {exc}", EXIT_INVALID)
+    except LiveTradingRefused as exc:
+        _fail(str(exc), EXIT_RUNTIME)
+    except HeanError as exc:
+        _fail(str(exc), EXIT_RUNTIME)
+
+
+_config_option = click.option(
+    "--config",
+    "config_path",
+    required=True,
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="A TradingEngine manifest, or its spec alone (YAML or JSON).",
+)
+
+
+@engine.command()
+@_config_option
+@click.option(
+    "--data",
+    "data_path",
+    required=True,
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Candles or trades CSV (optionally .gz).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON object on stdout.")
+def replay(config_path: Path, data_path: Path, as_json: bool) -> None:
+    """Replay recorded market data through the engine as fast as possible."""
+    from hean_engine.app.config import load_config
+    from hean_engine.app.replay import run_replay
+
+    with _user_errors():
+        identity, spec = load_config(config_path)
+        if not data_path.is_file():
+            raise DataError(str(data_path), 0, "no such file")
+        watcher = _progress_watcher() if sys.stderr.isatty() else None
+        try:
+            summary = run_replay(identity, spec, data_path, on_start=watcher)
+        finally:
+            if watcher is not None:
+                watcher.stop()
+    if as_json:
+        click.echo(json.dumps(summary, separators=(",", ":")))
+    else:
+        click.echo(_human_summary(summary))
+
+
+@engine.command()
+@_config_option
+@click.option("--host", default="0.0.0.0", show_default=True, help="Control/metrics address.")  # noqa: S104
+@click.option("--port", default=8080, show_default=True, type=int, help="Control/metrics port.")
+@click.option(
+    "--control-token-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    envvar="HEAN_CONTROL_TOKEN_FILE",
+    help="File holding the bearer token for POST /control (without it, control is refused).",
+)
+@click.option(
+    "--credentials-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    envvar="HEAN_CREDENTIALS_DIR",
+    help="Live mode: directory with the files apiKey and secret (a mounted Secret).",
+)
+def run(
+    config_path: Path,
+    host: str,
+    port: int,
+    control_token_file: Path | None,
+    credentials_dir: Path | None,
+) -> None:
+    """Run the engine (paper, or live through the LiveGate) until SIGTERM."""
+    from hean_engine.app.config import load_config
+    from hean_engine.app.run import RunOptions, run_engine
+
+    with _user_errors():
+        identity, spec = load_config(config_path)
+        options = RunOptions(
+            host=host,
+            port=port,
+            control_token_file=control_token_file,
+            credentials_dir=credentials_dir,
+        )
+        run_engine(identity, spec, options)
+
+
+class _Watcher:
+    def __init__(self, read: Callable[[], int]) -> None:
+        self._read = read
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._started = time.perf_counter()
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._done.wait(0.25):
+            events = self._read()
+            rate = events / max(time.perf_counter() - self._started, 1e-9)
+            sys.stderr.write(f"\r{events:,} events  {rate:,.0f}/s ")
+            sys.stderr.flush()
+
+    def stop(self) -> None:
+        self._done.set()
+        self._thread.join()
+        sys.stderr.write("\n")
+
+
+class _ProgressHook:
+    """Starts a progress line on stderr once the engine exists; reads a counter only."""
+
+    def __init__(self) -> None:
+        self._watcher: _Watcher | None = None
+
+    def __call__(self, engine: Any) -> None:
+        kernel = engine.kernel
+        self._watcher = _Watcher(lambda: kernel.events)
+
+    def stop(self) -> None:
+        if self._watcher is not None:
+            self._watcher.stop()
+
+
+def _progress_watcher() -> _ProgressHook:
+    return _ProgressHook()
+
+
+def _human_summary(summary: dict[str, Any]) -> str:
+    lines = [
+        f"engine {summary['engine']}: {summary['strategy']} on {summary['symbol']}",
+        f"  events          {summary['events']:,} "
+        f"({summary['first_event_time']} .. {summary['last_event_time']})",
+        f"  orders / fills  {summary['orders']:,} / {summary['fills']:,}",
+        f"  rejections      {summary['rejections'] or 'none'}",
+        f"  fees            {summary['fees']}",
+        f"  equity          {summary['starting_equity']} -> {summary['final_equity']}"
+        f" (pnl {summary['pnl']})",
+        f"  max drawdown    {summary['max_drawdown']} ({summary['max_drawdown_pct']}%)",
+        f"  risk state      {summary['risk_state']} ({summary['risk_state_reason']})",
+        f"  wall time       {summary['wall_seconds']:.3f} s "
+        f"({summary['events_per_second']:,.0f} events/s)",
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,1 @@
+"""Market data sources: recorded files (replay) and live public feeds (paper, live)."""

@@ -1,0 +1,1 @@
+"""Venues that execute orders: simulated (replay, paper) and live (through the LiveGate)."""

@@ -1,0 +1,123 @@
+"""Simulated fills for replay and paper trading.
+
+- Market orders fill at the next market event's price: the next candle's
+  open, or the next trade's price; never at the price that triggered them (no
+  look-ahead). The price moves `slippageBps` against the order.
+- Limit orders rest. On candles, a buy fills when the low trades below its
+  price (a sell: the high above), at the limit, or at the open if the candle
+  opens through it. On trades, a buy fills when a trade prints strictly below
+  its price (a sell: above), up to that trade's amount, at the limit. Prints at
+  exactly the limit do not fill: a resting order is at the back of the queue.
+- The fee is `feeRate` x fill notional in the quote currency (maker or taker).
+- A fill the account cannot pay for at its actual price is rejected
+  (`insufficient_balance`), as an exchange would: balances never go negative.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from decimal import Decimal
+
+from hean_engine.model.market import Candle, Trade
+from hean_engine.model.money import BPS, ONE, price_to_decimal
+from hean_engine.model.orders import Fill, Order, OrderStatus, OrderType, Reject, Side
+from hean_engine.execution.venue import VenueListener
+
+# (side, quantity, price, fee) -> can the account pay for this fill?
+FundsCheck = Callable[[Side, Decimal, Decimal, Decimal], bool]
+
+
+class SimulatedVenue:
+    def __init__(self, fee_rate: Decimal, slippage_bps: Decimal, funds_check: FundsCheck) -> None:
+        self.fee_rate = fee_rate
+        self._buy_factor = ONE + slippage_bps / BPS
+        self._sell_factor = ONE - slippage_bps / BPS
+        self._funds_check = funds_check
+        self._market: list[Order] = []
+        self._limits: list[Order] = []
+        self._listener: VenueListener | None = None
+
+    def bind(self, listener: VenueListener) -> None:
+        self._listener = listener
+
+    @property
+    def working(self) -> bool:
+        return bool(self._market or self._limits)
+
+    def submit(self, order: Order) -> None:
+        (self._market if order.type is OrderType.MARKET else self._limits).append(order)
+
+    def cancel(self, order: Order) -> None:
+        for book in (self._market, self._limits):
+            if order in book:
+                book.remove(order)
+                order.status = OrderStatus.CANCELED
+                self._closed(order)
+                return
+
+    # -- matching ---------------------------------------------------------------
+    def on_candle(self, candle: Candle) -> None:
+        if self._market:
+            self._fill_market(candle.open, candle.ts)
+        if self._limits:
+            for order in list(self._limits):
+                limit = order.price
+                assert limit is not None
+                if order.side is Side.BUY and price_to_decimal(candle.low) < limit:
+                    price = min(limit, price_to_decimal(candle.open))
+                elif order.side is Side.SELL and price_to_decimal(candle.high) > limit:
+                    price = max(limit, price_to_decimal(candle.open))
+                else:
+                    continue
+                self._fill(order, order.remaining, price, candle.ts, "maker", self._limits)
+
+    def on_trade(self, trade: Trade) -> None:
+        if self._market:
+            self._fill_market(trade.price, trade.ts)
+        if self._limits:
+            for order in list(self._limits):
+                limit = order.price
+                assert limit is not None
+                price = price_to_decimal(trade.price)
+                if (order.side is Side.BUY and price < limit) or (
+                    order.side is Side.SELL and price > limit
+                ):
+                    quantity = min(order.remaining, price_to_decimal(trade.amount))
+                    self._fill(order, quantity, limit, trade.ts, "maker", self._limits)
+
+    def _fill_market(self, price: float, ts: int) -> None:
+        base_price = price_to_decimal(price)
+        orders, self._market = self._market, []
+        for order in orders:
+            factor = self._buy_factor if order.side is Side.BUY else self._sell_factor
+            self._fill(order, order.remaining, base_price * factor, ts, "taker", None)
+
+    def _fill(
+        self,
+        order: Order,
+        quantity: Decimal,
+        price: Decimal,
+        ts: int,
+        liquidity: str,
+        book: list[Order] | None,
+    ) -> None:
+        fee = price * quantity * self.fee_rate
+        if not self._funds_check(order.side, quantity, price, fee):
+            if book is not None:
+                book.remove(order)
+            order.status = OrderStatus.REJECTED
+            order.reason = Reject.INSUFFICIENT_BALANCE.value
+            self._closed(order)
+            return
+        order.filled += quantity
+        if order.filled >= order.quantity:
+            order.status = OrderStatus.FILLED
+            if book is not None:
+                book.remove(order)
+        fill = Fill(ts, order.id, order.side, price, quantity, fee, liquidity)
+        assert self._listener is not None
+        self._listener.on_fill(order, fill)
+
+    def _closed(self, order: Order) -> None:
+        assert self._listener is not None
+        self._listener.on_order_closed(order)

@@ -1,0 +1,1 @@
+"""Indicators: floats, O(1) per update, no dependencies."""

@@ -1,0 +1,1 @@
+"""The kernel: one synchronous event path shared by replay, paper and live."""

@@ -1,0 +1,184 @@
+"""The trading kernel: wires data, strategy, risk, execution and the ledger.
+
+It is synchronous and allocation-light on purpose: a replay calls `on_candle`
+a million times, so the kernel does per event only what the event needs
+(matching when orders work, revaluation when a position is open) and counts
+in plain integers that the metrics collector reads at scrape time.
+
+For every market event, in this order:
+1. the venue matches working orders against it (fills are booked at once);
+2. the ledger revalues at the event's close/price; the risk engine may halt;
+3. the strategy sees the event and may submit intents through the kernel,
+   which passes each through the risk engine before the venue.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+
+from hean_engine.execution.venue import Venue
+from hean_engine.model.market import Candle, Trade
+from hean_engine.model.money import price_to_decimal
+from hean_engine.model.orders import (
+    Fill,
+    Order,
+    OrderIntent,
+    OrderStatus,
+    RiskState,
+    Side,
+)
+from hean_engine.portfolio.ledger import Ledger
+from hean_engine.risk.engine import RiskEngine, StateChange
+from hean_engine.strategy.base import Strategy
+
+
+@dataclass(frozen=True, slots=True)
+class KernelEvent:
+    """Something an operator wants to know about: a state change, a pause, a halt."""
+
+    ts: int
+    kind: str
+    detail: str
+
+
+class TradingKernel:
+    def __init__(self, ledger: Ledger, risk: RiskEngine, venue: Venue) -> None:
+        self.ledger = ledger
+        self.risk = risk
+        self.venue = venue
+        self.strategy: Strategy | None = None
+        self.now = 0
+        self.events = 0
+        self.last_event_ts: int | None = None
+        self.first_event_ts: int | None = None
+        self.orders_submitted = 0
+        self.orders_by_status: Counter[str] = Counter()
+        self.fills: list[Fill] = []
+        self.open: dict[str, Order] = {}
+        self.journal: list[KernelEvent] = []
+        self.listeners: list[Callable[[KernelEvent], None]] = []
+        self._order_seq = 0
+        venue.bind(self)
+
+    def attach(self, strategy: Strategy) -> None:
+        self.strategy = strategy
+
+    # -- market data -------------------------------------------------------
+    def on_candle(self, candle: Candle) -> None:
+        ts = candle.ts
+        self.now = ts
+        self.events += 1
+        if self.first_event_ts is None:
+            self.first_event_ts = ts
+        self.last_event_ts = ts
+        if self.venue.working:
+            self.venue.on_candle(candle)
+        self._revalue(candle.close, ts)
+        self.strategy.on_candle(candle)  # type: ignore[union-attr]
+
+    def on_trade(self, trade: Trade) -> None:
+        ts = trade.ts
+        self.now = ts
+        self.events += 1
+        if self.first_event_ts is None:
+            self.first_event_ts = ts
+        self.last_event_ts = ts
+        if self.venue.working:
+            self.venue.on_trade(trade)
+        self._revalue(trade.price, ts)
+        self.strategy.on_trade(trade)  # type: ignore[union-attr]
+
+    def _revalue(self, price: float, ts: int) -> None:
+        if self.ledger.mark(price, ts):
+            self._apply(self.risk.on_equity(ts))
+
+    # -- strategy context ----------------------------------------------------
+    @property
+    def position(self) -> Decimal:
+        return self.ledger.position
+
+    @property
+    def open_orders(self) -> Sequence[Order]:
+        return list(self.open.values())
+
+    def submit(self, intent: OrderIntent) -> Order | None:
+        mark = self.ledger.mark_price
+        price = price_to_decimal(mark) if mark is not None else None
+        reason = self.risk.check(intent, price, self.open.values(), self.now)
+        if reason is not None:
+            return None
+        self._order_seq += 1
+        order = Order(
+            id=f"o{self._order_seq}",
+            side=intent.side,
+            type=intent.type,
+            quantity=intent.quantity,
+            price=intent.price,
+            created_ts=self.now,
+            tag=intent.tag,
+        )
+        self.orders_submitted += 1
+        self.open[order.id] = order
+        self.venue.submit(order)
+        return order
+
+    def cancel(self, order_id: str) -> None:
+        order = self.open.get(order_id)
+        if order is not None:
+            self.venue.cancel(order)
+
+    # -- venue reports -------------------------------------------------------
+    def on_fill(self, order: Order, fill: Fill) -> None:
+        self.ledger.apply_fill(fill)
+        self.fills.append(fill)
+        if order.status is not OrderStatus.OPEN:
+            self._close(order)
+        self._apply(self.risk.on_equity(fill.ts))
+        if self.strategy is not None:
+            self.strategy.on_fill(fill, order)
+
+    def on_order_closed(self, order: Order) -> None:
+        self._close(order)
+        if self.strategy is not None:
+            self.strategy.on_order_closed(order)
+
+    def _close(self, order: Order) -> None:
+        self.open.pop(order.id, None)
+        self.orders_by_status[order.status.value] += 1
+
+    # -- control -------------------------------------------------------------
+    def set_risk_state(self, state: RiskState, reason: str) -> None:
+        self._apply(self.risk.set_state(state, reason, self.now))
+
+    def pause(self) -> None:
+        if not self.risk.paused:
+            self.risk.paused = True
+            self._emit("paused", "trading paused: no new orders")
+
+    def resume(self) -> None:
+        """Unpause and return to ACTIVE (lifting a REDUCING or HALTED state)."""
+        if self.risk.paused:
+            self.risk.paused = False
+            self._emit("resumed", "trading resumed")
+        self.set_risk_state(RiskState.ACTIVE, "resume command")
+
+    def _apply(self, change: StateChange | None) -> None:
+        if change is None:
+            return
+        self._emit("risk_state", f"{change.state.value}: {change.reason}")
+        if change.state is RiskState.HALTED:
+            for order in list(self.open.values()):
+                self.venue.cancel(order)
+        elif change.state is RiskState.REDUCING:
+            for order in list(self.open.values()):
+                if order.side is Side.BUY:
+                    self.venue.cancel(order)
+
+    def _emit(self, kind: str, detail: str) -> None:
+        event = KernelEvent(self.now, kind, detail)
+        self.journal.append(event)
+        for listener in self.listeners:
+            listener(event)

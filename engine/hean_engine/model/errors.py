@@ -1,0 +1,29 @@
+"""Errors that carry a user-facing message naming the field or the line at fault."""
+
+from __future__ import annotations
+
+
+class HeanError(Exception):
+    """Base class of the engine's own errors."""
+
+
+class ConfigError(HeanError):
+    """The configuration is invalid; `problems` lists `field.path: message` lines."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("invalid configuration:\n" + "\n".join(f"  {p}" for p in problems))
+
+
+class DataError(HeanError):
+    """A market data file is malformed at a given line."""
+
+    def __init__(self, path: str, line: int, problem: str) -> None:
+        self.path = path
+        self.line = line
+        self.problem = problem
+        super().__init__(f"{path}:{line}: {problem}")
+
+
+class LiveTradingRefused(HeanError):
+    """Live trading was asked for but the live gate did not allow it."""

@@ -1,0 +1,93 @@
+"""Orders, their intents and fills, and the risk states that gate them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from enum import StrEnum
+
+from hean_engine.model.money import ZERO
+
+
+class Side(StrEnum):
+    BUY = "buy"
+    SELL = "sell"
+
+
+class OrderType(StrEnum):
+    MARKET = "market"
+    LIMIT = "limit"
+
+
+class OrderStatus(StrEnum):
+    OPEN = "open"
+    FILLED = "filled"
+    CANCELED = "canceled"
+    REJECTED = "rejected"
+
+
+class RiskState(StrEnum):
+    """NautilusTrader's trading states: all orders, only position-reducing ones, none."""
+
+    ACTIVE = "ACTIVE"
+    REDUCING = "REDUCING"
+    HALTED = "HALTED"
+
+
+class Reject(StrEnum):
+    """Why an order intent was refused; each is a label value of the rejections metric."""
+
+    PAUSED = "paused"
+    HALTED = "halted"
+    REDUCING = "reducing"
+    MAX_ORDER_NOTIONAL = "max_order_notional"
+    MAX_POSITION_NOTIONAL = "max_position_notional"
+    MAX_OPEN_ORDERS = "max_open_orders"
+    MAX_ORDERS_PER_MINUTE = "max_orders_per_minute"
+    INSUFFICIENT_BALANCE = "insufficient_balance"
+    INVALID_QUANTITY = "invalid_quantity"
+    NO_PRICE = "no_price"
+
+
+@dataclass(frozen=True, slots=True)
+class OrderIntent:
+    """What a strategy wants; becomes an Order only if the risk engine accepts it."""
+
+    side: Side
+    quantity: Decimal
+    type: OrderType = OrderType.MARKET
+    price: Decimal | None = None  # limit price; None for market orders
+    tag: str = ""
+
+
+@dataclass(slots=True)
+class Order:
+    id: str
+    side: Side
+    type: OrderType
+    quantity: Decimal
+    price: Decimal | None
+    created_ts: int
+    tag: str = ""
+    status: OrderStatus = OrderStatus.OPEN
+    filled: Decimal = field(default=ZERO)
+    reason: str = ""
+
+    @property
+    def remaining(self) -> Decimal:
+        return self.quantity - self.filled
+
+    @property
+    def is_open(self) -> bool:
+        return self.status is OrderStatus.OPEN
+
+
+@dataclass(frozen=True, slots=True)
+class Fill:
+    ts: int
+    order_id: str
+    side: Side
+    price: Decimal
+    quantity: Decimal
+    fee: Decimal  # in the quote currency
+    liquidity: str = "taker"  # taker (market orders) or maker (resting limit orders)

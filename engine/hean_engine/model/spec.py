@@ -1,0 +1,408 @@
+"""The engine's configuration: the `spec` of a `TradingEngine` custom resource.
+
+One pydantic model is the single source of truth for the engine's validation,
+for the operator, and (in a later step) for the CRD's OpenAPI schema, so every
+field has a camelCase name and a description, and bounds live on the fields.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from decimal import Decimal
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    ValidationError,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+from hean_engine.model.errors import ConfigError
+
+API_VERSION = "hean.io/v1alpha1"
+KIND = "TradingEngine"
+
+_DECIMAL_RE = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)$")
+
+
+def _to_decimal(value: Any) -> Any:
+    """Accept decimal strings and integers; a YAML float goes through its shortest repr.
+
+    A float is accepted because YAML turns an unquoted `0.01` into one; its
+    repr gives back the text the user wrote. Exponents, NaN and infinities are
+    refused: a money amount is a plain decimal.
+    """
+    if isinstance(value, bool):
+        raise ValueError("expected a decimal string such as \"0.01\", got a boolean")
+    if isinstance(value, int):
+        return Decimal(value)
+    if isinstance(value, float):
+        value = repr(value)
+    if isinstance(value, str):
+        text = value.strip()
+        if not _DECIMAL_RE.match(text):
+            raise ValueError(f"expected a plain decimal string such as \"0.01\", got {value!r}")
+        return Decimal(text)
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            raise ValueError("expected a finite decimal")
+        return value
+    raise ValueError(f"expected a decimal string, got {type(value).__name__}")
+
+
+# Decimals travel as strings (in YAML, JSON, the CRD and /status) so that no
+# client ever parses money into a binary float.
+DecimalStr = Annotated[
+    Decimal,
+    BeforeValidator(_to_decimal),
+    PlainSerializer(lambda d: format(d, "f"), return_type=str, when_used="json-unless-none"),
+    WithJsonSchema({"type": "string", "pattern": r"^[+-]?(\d+(\.\d*)?|\.\d+)$"}),
+]
+
+
+class CamelModel(BaseModel):
+    """Strict about unknown fields, camelCase on the wire, snake_case in Python."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        frozen=True,
+        use_attribute_docstrings=False,
+    )
+
+
+class Mode(StrEnum):
+    PAPER = "paper"
+    LIVE = "live"
+
+
+@functools.cache
+def known_exchange_ids() -> frozenset[str]:
+    """ccxt's exchange ids; imported lazily because ccxt takes a third of a second to load."""
+    import ccxt
+
+    return frozenset(ccxt.exchanges)
+
+
+class ExchangeSpec(CamelModel):
+    id: str = Field(
+        default="binance",
+        description="ccxt exchange id (for example binance, kraken, bitfinex).",
+        min_length=1,
+        max_length=64,
+    )
+    credentials_secret: str | None = Field(
+        default=None,
+        description=(
+            "Live mode only: name of a Secret holding the keys `apiKey` and `secret`. "
+            "Keys are never written inline in the spec."
+        ),
+        min_length=1,
+        max_length=253,
+        pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
+    )
+
+    @field_validator("id")
+    @classmethod
+    def _known_exchange(cls, value: str) -> str:
+        if value not in known_exchange_ids():
+            raise ValueError(f"unknown exchange id {value!r}: not one of ccxt's exchanges")
+        return value
+
+
+TIMEFRAMES: dict[str, int] = {
+    "1m": 60_000,
+    "3m": 180_000,
+    "5m": 300_000,
+    "15m": 900_000,
+    "30m": 1_800_000,
+    "1h": 3_600_000,
+    "2h": 7_200_000,
+    "4h": 14_400_000,
+    "6h": 21_600_000,
+    "8h": 28_800_000,
+    "12h": 43_200_000,
+    "1d": 86_400_000,
+}
+
+Timeframe = Literal["1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d"]
+
+
+class MarketSpec(CamelModel):
+    symbol: str = Field(
+        description="Unified ccxt symbol BASE/QUOTE, for example BTC/USDT.",
+        pattern=r"^[A-Z0-9]{1,20}/[A-Z0-9]{1,20}$",
+    )
+    timeframe: Timeframe = Field(default="1m", description="Candle timeframe for candle strategies.")
+
+    @property
+    def base(self) -> str:
+        return self.symbol.split("/")[0]
+
+    @property
+    def quote(self) -> str:
+        return self.symbol.split("/")[1]
+
+    @property
+    def timeframe_ms(self) -> int:
+        return TIMEFRAMES[self.timeframe]
+
+
+# Strategy parameter models live here, beside the spec, because they are part
+# of the configuration's schema; the strategies themselves import them.
+
+
+class EmaCrossParams(CamelModel):
+    fast: int = Field(default=12, ge=1, le=10_000, description="Fast EMA length in candles.")
+    slow: int = Field(default=26, ge=2, le=10_000, description="Slow EMA length in candles.")
+    quantity: DecimalStr = Field(description="Base quantity bought on a golden cross.", gt=0)
+
+    @model_validator(mode="after")
+    def _fast_below_slow(self) -> EmaCrossParams:
+        if self.fast >= self.slow:
+            raise ValueError(f"fast ({self.fast}) must be less than slow ({self.slow})")
+        return self
+
+
+class MarketMakerParams(CamelModel):
+    quantity: DecimalStr = Field(description="Base quantity of each resting quote.", gt=0)
+    spread_bps: DecimalStr = Field(
+        default=Decimal(20),
+        gt=0,
+        le=5000,
+        description="Distance of each quote from the reference price, in basis points.",
+    )
+    requote_bps: DecimalStr = Field(
+        default=Decimal(10),
+        gt=0,
+        le=5000,
+        description="Move of the reference price (in basis points) that makes the quotes move.",
+    )
+    max_position: DecimalStr = Field(
+        description="Largest base position; no bid is quoted while the position is at or above it.",
+        gt=0,
+    )
+    tick_size: DecimalStr = Field(
+        default=Decimal("0.00000001"),
+        gt=0,
+        description="Price increment quotes are rounded to (bids down, asks up).",
+    )
+    window: int = Field(
+        default=50, ge=1, le=100_000, description="Trades in the reference price's EMA."
+    )
+
+
+STRATEGY_PARAMS: dict[str, type[CamelModel]] = {
+    "ema_cross": EmaCrossParams,
+    "market_maker": MarketMakerParams,
+}
+
+
+class StrategySpec(CamelModel):
+    name: str = Field(
+        description="Strategy name: ema_cross (candles, market orders) or market_maker "
+        "(trades, resting limit orders)."
+    )
+    params: dict[str, Any] = Field(
+        default_factory=dict, description="Strategy parameters; see the strategy's documentation."
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _known_strategy(cls, value: str) -> str:
+        if value not in STRATEGY_PARAMS:
+            known = ", ".join(sorted(STRATEGY_PARAMS))
+            raise ValueError(f"unknown strategy {value!r} (known: {known})")
+        return value
+
+    @model_validator(mode="after")
+    def _valid_params(self) -> StrategySpec:
+        try:
+            self.typed_params()
+        except ValidationError as exc:
+            raise ValueError(_NESTED_MARK + _format_nested(exc, "params")) from None
+        return self
+
+    def typed_params(self) -> Any:
+        return STRATEGY_PARAMS[self.name].model_validate(self.params)
+
+
+class RiskPolicy(StrEnum):
+    REDUCE = "reduce"
+    HALT = "halt"
+
+
+class RiskSpec(CamelModel):
+    max_order_notional: DecimalStr = Field(
+        description="Largest notional of one order, in the quote currency.", gt=0
+    )
+    max_position_notional: DecimalStr = Field(
+        description="Largest position notional (position x price), in the quote currency.", gt=0
+    )
+    max_open_orders: int = Field(
+        default=4, ge=1, le=1000, description="Most orders working at the venue at once."
+    )
+    max_daily_loss: DecimalStr = Field(
+        description="Loss since the start of the UTC day (quote currency) that halts trading.",
+        gt=0,
+    )
+    max_drawdown_pct: DecimalStr = Field(
+        description="Drop of equity from its peak, in percent, that halts trading.", gt=0, le=100
+    )
+    max_orders_per_minute: int = Field(
+        default=30, ge=1, le=100_000, description="Most orders submitted in any 60-second window."
+    )
+
+
+class PaperSpec(CamelModel):
+    starting_balances: dict[str, DecimalStr] = Field(
+        default_factory=lambda: {"USDT": Decimal(10_000)},
+        description="Simulated account balances at start, by currency code.",
+    )
+    fee_rate: DecimalStr = Field(
+        default=Decimal("0.001"),
+        ge=0,
+        lt=1,
+        description="Fee as a fraction of fill notional, charged in the quote currency.",
+    )
+    slippage_bps: DecimalStr = Field(
+        default=Decimal(0),
+        ge=0,
+        le=10_000,
+        description="Simulated market order slippage against the order, in basis points.",
+    )
+
+    @field_validator("starting_balances")
+    @classmethod
+    def _non_negative(cls, value: dict[str, Decimal]) -> dict[str, Decimal]:
+        for currency, amount in value.items():
+            if not re.fullmatch(r"[A-Z0-9]{1,20}", currency):
+                raise ValueError(f"currency code {currency!r} must be upper-case letters/digits")
+            if amount < 0:
+                raise ValueError(f"balance of {currency} must not be negative, got {amount}")
+        return value
+
+
+class TradingEngineSpec(CamelModel):
+    """What an engine trades, how, and within which limits."""
+
+    mode: Mode = Field(
+        default=Mode.PAPER,
+        description="paper (live data, simulated fills) or live (real orders; needs a valid "
+        "LiveApproval). Replay is chosen by the command, not the spec.",
+    )
+    exchange: ExchangeSpec = Field(
+        default_factory=ExchangeSpec, description="The exchange and, in live mode, its keys."
+    )
+    market: MarketSpec = Field(description="The one market this engine trades.")
+    strategy: StrategySpec = Field(description="The strategy and its parameters.")
+    risk: RiskSpec = Field(description="Limits every order intent is checked against.")
+    paper: PaperSpec = Field(
+        default_factory=PaperSpec, description="Simulated account and fills (paper and replay)."
+    )
+    paused: bool = Field(
+        default=False, description="When true the engine keeps its data flowing but sends no orders."
+    )
+
+    @model_validator(mode="after")
+    def _cross_field(self) -> TradingEngineSpec:
+        if self.mode is Mode.LIVE and not self.exchange.credentials_secret:
+            raise ValueError(
+                _NESTED_MARK + "exchange.credentialsSecret: required when mode is live"
+            )
+        return self
+
+
+# A validator that checks a nested model prefixes its message with this mark
+# and joins `relative.path: problem` parts with "; ", so that `_problems` can
+# report each part under its full field path.
+_NESTED_MARK = "field errors: "
+
+
+def _format_nested(exc: ValidationError, prefix: str) -> str:
+    return "; ".join(
+        f"{_path(prefix, tuple(err['loc']))}: {_message(err)}"
+        for err in exc.errors(include_url=False)
+    )
+
+
+def _message(err: Any) -> str:
+    if err["type"] == "extra_forbidden":
+        return "unknown field"
+    msg = str(err["msg"])
+    return msg.removeprefix("Value error, ")
+
+
+def _path(prefix: str, loc: tuple[int | str, ...]) -> str:
+    parts = [prefix] if prefix else []
+    for item in loc:
+        if isinstance(item, int):
+            parts[-1] = f"{parts[-1]}[{item}]" if parts else f"[{item}]"
+        else:
+            parts.append(str(item))
+    return ".".join(parts)
+
+
+def _problems(exc: ValidationError) -> list[str]:
+    problems: list[str] = []
+    for err in exc.errors(include_url=False):
+        msg = _message(err)
+        path = _path("spec", tuple(err["loc"]))
+        if msg.startswith(_NESTED_MARK):
+            problems.extend(f"{path}.{part}" for part in msg[len(_NESTED_MARK) :].split("; "))
+            continue
+        problems.append(f"{path}: {msg}")
+    return problems
+
+
+def parse_spec(data: Any) -> TradingEngineSpec:
+    """Validate a spec dict, raising ConfigError with `spec.field.path: problem` lines."""
+    if not isinstance(data, dict):
+        raise ConfigError([f"spec: expected a mapping, got {type(data).__name__}"])
+    try:
+        return TradingEngineSpec.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_problems(exc)) from None
+
+
+class EngineIdentity(BaseModel):
+    """Where an engine's name comes from: the manifest's metadata, or a default."""
+
+    model_config = ConfigDict(frozen=True)
+    name: str = "engine"
+    namespace: str = "default"
+    generation: int = 0
+
+
+def parse_manifest(data: Any) -> tuple[EngineIdentity, TradingEngineSpec]:
+    """Accept a full TradingEngine manifest or a bare spec."""
+    if isinstance(data, dict) and ("kind" in data or "apiVersion" in data or "spec" in data):
+        problems = []
+        if data.get("apiVersion") not in (None, API_VERSION):
+            problems.append(f"apiVersion: expected {API_VERSION}, got {data.get('apiVersion')!r}")
+        if data.get("kind") not in (None, KIND):
+            problems.append(f"kind: expected {KIND}, got {data.get('kind')!r}")
+        if "spec" not in data:
+            problems.append("spec: required field missing")
+        if problems:
+            raise ConfigError(problems)
+        meta = data.get("metadata") or {}
+        if not isinstance(meta, dict):
+            raise ConfigError(["metadata: expected a mapping"])
+        identity = EngineIdentity(
+            name=str(meta.get("name", "engine")),
+            namespace=str(meta.get("namespace", "default")),
+            generation=int(meta.get("generation", 0) or 0),
+        )
+        return identity, parse_spec(data["spec"])
+    return EngineIdentity(), parse_spec(data)

@@ -1,0 +1,1 @@
+"""The ledger: balances, position, equity, PnL and drawdown, in exact decimals."""

@@ -1,0 +1,121 @@
+"""The engine's books for one spot market: base and quote balances.
+
+The position is the base currency balance (spot, long only). Equity is
+`quote + position x last price`, in the quote currency. Every amount is a
+Decimal; market prices arrive as floats and are converted exactly
+(`money.price_to_decimal`) when they touch money.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from hean_engine.model.errors import HeanError
+from hean_engine.model.money import HUNDRED, ZERO, price_to_decimal
+from hean_engine.model.orders import Fill, Side
+from hean_engine.model.timefmt import DAY_MS
+
+
+class LedgerError(HeanError):
+    """A fill would drive a balance negative: the venue let through what it must not."""
+
+
+class Ledger:
+    def __init__(self, base: str, quote: str, starting_balances: dict[str, Decimal]) -> None:
+        self.base = base
+        self.quote_ccy = quote
+        # Other currencies in the account are carried but not valued.
+        self.other = {k: v for k, v in starting_balances.items() if k not in (base, quote)}
+        self.quote: Decimal = starting_balances.get(quote, ZERO)
+        self.position: Decimal = starting_balances.get(base, ZERO)
+        self.fees: Decimal = ZERO
+        self.fill_count = 0
+        self.last_price: Decimal | None = None  # the last price money was valued at
+        self.mark_price: float | None = None  # the last market price seen
+        self.starting_equity: Decimal | None = None
+        self.equity: Decimal = self.quote
+        self.peak_equity: Decimal = self.quote
+        self.max_drawdown: Decimal = ZERO
+        self.max_drawdown_pct: Decimal = ZERO
+        self.day_start_equity: Decimal = self.quote
+        self._next_day_ms = 0
+
+    # -- money movements -------------------------------------------------
+    def apply_fill(self, fill: Fill) -> None:
+        notional = fill.price * fill.quantity
+        if fill.side is Side.BUY:
+            new_quote = self.quote - notional - fill.fee
+            if new_quote < 0:
+                raise LedgerError(f"fill {fill.order_id} would make {self.quote_ccy} negative")
+            self.quote = new_quote
+            self.position += fill.quantity
+        else:
+            if fill.quantity > self.position:
+                raise LedgerError(f"fill {fill.order_id} would make {self.base} negative")
+            self.position -= fill.quantity
+            self.quote += notional - fill.fee
+        self.fees += fill.fee
+        self.fill_count += 1
+        self.last_price = fill.price
+        self._revalue(fill.price, fill.ts)
+
+    # -- valuation ---------------------------------------------------------
+    def mark(self, price: float, ts: int) -> bool:
+        """Revalue at a market price; True if equity may have changed.
+
+        Flat and within the same UTC day, equity cannot change, so the hot
+        path of a replay only stores the price.
+        """
+        self.mark_price = price
+        if self.position or self.starting_equity is None or ts >= self._next_day_ms:
+            self._revalue(price_to_decimal(price), ts)
+            return True
+        return False
+
+    def can_pay(self, side: Side, quantity: Decimal, price: Decimal, fee: Decimal) -> bool:
+        """Could this fill be booked without a negative balance?"""
+        if side is Side.BUY:
+            return price * quantity + fee <= self.quote
+        return quantity <= self.position
+
+    def _revalue(self, price: Decimal, ts: int) -> None:
+        self.last_price = price
+        equity = self.quote + self.position * price
+        if ts >= self._next_day_ms:
+            # The first valuation of a UTC day: the day's reference is the equity
+            # carried over from the day before (or the start equity on day one).
+            self.day_start_equity = self.equity if self.starting_equity is not None else equity
+            self._next_day_ms = ts - ts % DAY_MS + DAY_MS
+        if self.starting_equity is None:
+            self.starting_equity = equity
+            self.peak_equity = equity
+            self.day_start_equity = equity
+        self.equity = equity
+        if equity > self.peak_equity:
+            self.peak_equity = equity
+        elif equity < self.peak_equity:
+            drawdown = self.peak_equity - equity
+            if drawdown > self.max_drawdown:
+                self.max_drawdown = drawdown
+                self.max_drawdown_pct = drawdown * HUNDRED / self.peak_equity
+
+    # -- views -------------------------------------------------------------
+    @property
+    def pnl(self) -> Decimal:
+        return self.equity - (self.starting_equity if self.starting_equity is not None else ZERO)
+
+    @property
+    def daily_loss(self) -> Decimal:
+        return self.day_start_equity - self.equity
+
+    @property
+    def drawdown_pct(self) -> Decimal:
+        if self.peak_equity <= 0:
+            return ZERO
+        return (self.peak_equity - self.equity) * HUNDRED / self.peak_equity
+
+    def balances(self) -> dict[str, Decimal]:
+        out = dict(self.other)
+        out[self.base] = self.position
+        out[self.quote_ccy] = self.quote
+        return out

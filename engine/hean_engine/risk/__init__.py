@@ -1,0 +1,1 @@
+"""Pre-trade risk: every order intent is checked here before it reaches a venue."""

@@ -1,0 +1,121 @@
+"""The risk engine: limits, risk states, and the automatic halts.
+
+States follow NautilusTrader: ACTIVE (any order), REDUCING (only orders that
+shrink the position), HALTED (no orders; the kernel cancels open ones).
+Breaching `maxDailyLoss` or `maxDrawdownPct` halts by itself; a control
+command can set any state. A halt is sticky: only a command lifts it.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+from decimal import Decimal
+
+from hean_engine.model.money import HUNDRED, ONE
+from hean_engine.model.orders import Order, OrderIntent, Reject, RiskState, Side
+from hean_engine.model.spec import RiskSpec
+from hean_engine.portfolio.ledger import Ledger
+
+_MINUTE_MS = 60_000
+
+
+@dataclass(frozen=True, slots=True)
+class StateChange:
+    state: RiskState
+    reason: str
+    ts: int
+
+
+class RiskEngine:
+    def __init__(self, spec: RiskSpec, ledger: Ledger, fee_rate: Decimal) -> None:
+        self.spec = spec
+        self.ledger = ledger
+        self.fee_rate = fee_rate
+        self.state = RiskState.ACTIVE
+        self.state_reason = "start"
+        self.paused = False
+        self.rejections: Counter[str] = Counter()
+        self._recent_submits: deque[int] = deque()
+        self._drawdown_keep = ONE - spec.max_drawdown_pct / HUNDRED
+
+    # -- state ---------------------------------------------------------------
+    def set_state(self, state: RiskState, reason: str, ts: int) -> StateChange | None:
+        if state is self.state:
+            return None
+        self.state = state
+        self.state_reason = reason
+        return StateChange(state, reason, ts)
+
+    def on_equity(self, ts: int) -> StateChange | None:
+        """Halt when the day's loss or the drawdown from the peak breaches its limit."""
+        if self.state is RiskState.HALTED:
+            return None
+        ledger = self.ledger
+        equity = ledger.equity
+        if ledger.day_start_equity - equity >= self.spec.max_daily_loss:
+            return self.set_state(RiskState.HALTED, "max_daily_loss", ts)
+        if equity <= ledger.peak_equity * self._drawdown_keep:
+            return self.set_state(RiskState.HALTED, "max_drawdown", ts)
+        return None
+
+    # -- pre-trade check -----------------------------------------------------
+    def check(
+        self, intent: OrderIntent, price: Decimal | None, open_orders: Iterable[Order], now: int
+    ) -> Reject | None:
+        """None if the intent may be sent; else the reason, counted in `rejections`."""
+        reason = self._check(intent, price, list(open_orders), now)
+        if reason is None:
+            self._recent_submits.append(now)
+        else:
+            self.rejections[reason.value] += 1
+        return reason
+
+    def _check(
+        self, intent: OrderIntent, price: Decimal | None, open_orders: list[Order], now: int
+    ) -> Reject | None:
+        spec = self.spec
+        ledger = self.ledger
+        if self.paused:
+            return Reject.PAUSED
+        if self.state is RiskState.HALTED:
+            return Reject.HALTED
+        if intent.quantity <= 0:
+            return Reject.INVALID_QUANTITY
+        # A sell shrinks a spot long position; a buy grows it.
+        reduces = intent.side is Side.SELL
+        if self.state is RiskState.REDUCING and not reduces:
+            return Reject.REDUCING
+        if len(open_orders) >= spec.max_open_orders:
+            return Reject.MAX_OPEN_ORDERS
+        recent = self._recent_submits
+        while recent and recent[0] <= now - _MINUTE_MS:
+            recent.popleft()
+        if len(recent) >= spec.max_orders_per_minute:
+            return Reject.MAX_ORDERS_PER_MINUTE
+        ref_price = intent.price if intent.price is not None else price
+        if ref_price is None:
+            return Reject.NO_PRICE
+        notional = intent.quantity * ref_price
+        if reduces:
+            reserved = sum((o.remaining for o in open_orders if o.side is Side.SELL), start=0)
+            if intent.quantity + reserved > ledger.position:
+                return Reject.INSUFFICIENT_BALANCE
+            return None
+        # Exits are never blocked by the size limits: they only apply to orders
+        # that add exposure.
+        if notional > spec.max_order_notional:
+            return Reject.MAX_ORDER_NOTIONAL
+        pending_buys = sum((o.remaining for o in open_orders if o.side is Side.BUY), start=0)
+        if (ledger.position + pending_buys + intent.quantity) * ref_price > (
+            spec.max_position_notional
+        ):
+            return Reject.MAX_POSITION_NOTIONAL
+        reserved_quote = sum(
+            (o.remaining * (o.price or ref_price) for o in open_orders if o.side is Side.BUY),
+            start=Decimal(0),
+        )
+        if (notional + reserved_quote) * (ONE + self.fee_rate) > ledger.quote:
+            return Reject.INSUFFICIENT_BALANCE
+        return None

@@ -1,0 +1,1 @@
+"""Strategies: read market data and fills, emit order intents through a context."""
