@@ -40,10 +40,6 @@ class SimulatedVenue:
     def bind(self, listener: VenueListener) -> None:
         self._listener = listener
 
-    @property
-    def working(self) -> bool:
-        return bool(self._market or self._limits)
-
     def submit(self, order: Order) -> None:
         (self._market if order.type is OrderType.MARKET else self._limits).append(order)
 

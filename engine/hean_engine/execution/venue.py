@@ -25,11 +25,6 @@ class Venue(Protocol):
 
     def cancel(self, order: Order) -> None: ...
 
-    @property
-    def working(self) -> bool:
-        """True while any order is working (lets the kernel skip matching)."""
-        ...
-
     def on_candle(self, candle: Candle) -> None:
         """Market data for matching simulated orders (a no-op at a real venue)."""
         ...

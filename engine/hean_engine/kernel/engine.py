@@ -50,10 +50,8 @@ class TradingKernel:
         self.risk = risk
         self.venue = venue
         self.strategy: Strategy | None = None
-        self.now = 0
+        self.now = 0  # event time of the latest market event (epoch ms)
         self.events = 0
-        self.last_event_ts: int | None = None
-        self.first_event_ts: int | None = None
         self.orders_submitted = 0
         self.orders_by_status: Counter[str] = Counter()
         self.fills: list[Fill] = []
@@ -67,33 +65,40 @@ class TradingKernel:
         self.strategy = strategy
 
     # -- market data -------------------------------------------------------
+    # on_candle and on_trade are the replay's hot path: attribute reads are
+    # hoisted, and the ledger is revalued only when equity can have changed
+    # (a position is open, or a new UTC day starts the daily-loss reference).
     def on_candle(self, candle: Candle) -> None:
         ts = candle.ts
         self.now = ts
         self.events += 1
-        if self.first_event_ts is None:
-            self.first_event_ts = ts
-        self.last_event_ts = ts
-        if self.venue.working:
+        if self.open:
             self.venue.on_candle(candle)
-        self._revalue(candle.close, ts)
+        ledger = self.ledger
+        if ledger.position or ts >= ledger.revalue_due_ms:
+            ledger.revalue(candle.close, ts)
+            change = self.risk.on_equity(ts)
+            if change is not None:
+                self._apply(change)
+        else:
+            ledger.mark_price = candle.close
         self.strategy.on_candle(candle)  # type: ignore[union-attr]
 
     def on_trade(self, trade: Trade) -> None:
         ts = trade.ts
         self.now = ts
         self.events += 1
-        if self.first_event_ts is None:
-            self.first_event_ts = ts
-        self.last_event_ts = ts
-        if self.venue.working:
+        if self.open:
             self.venue.on_trade(trade)
-        self._revalue(trade.price, ts)
+        ledger = self.ledger
+        if ledger.position or ts >= ledger.revalue_due_ms:
+            ledger.revalue(trade.price, ts)
+            change = self.risk.on_equity(ts)
+            if change is not None:
+                self._apply(change)
+        else:
+            ledger.mark_price = trade.price
         self.strategy.on_trade(trade)  # type: ignore[union-attr]
-
-    def _revalue(self, price: float, ts: int) -> None:
-        if self.ledger.mark(price, ts):
-            self._apply(self.risk.on_equity(ts))
 
     # -- strategy context ----------------------------------------------------
     @property

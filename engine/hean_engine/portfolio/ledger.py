@@ -38,7 +38,10 @@ class Ledger:
         self.max_drawdown: Decimal = ZERO
         self.max_drawdown_pct: Decimal = ZERO
         self.day_start_equity: Decimal = self.quote
-        self._next_day_ms = 0
+        self.first_ts: int | None = None  # time of the first valuation
+        # Equity must be recomputed at or after this time even when flat: the
+        # first valuation, and the start of each UTC day (daily-loss reference).
+        self.revalue_due_ms = 0
 
     # -- money movements -------------------------------------------------
     def apply_fill(self, fill: Fill) -> None:
@@ -61,16 +64,20 @@ class Ledger:
 
     # -- valuation ---------------------------------------------------------
     def mark(self, price: float, ts: int) -> bool:
-        """Revalue at a market price; True if equity may have changed.
+        """Take a market price; revalue only if equity may have changed (then True).
 
-        Flat and within the same UTC day, equity cannot change, so the hot
-        path of a replay only stores the price.
+        Flat and within the same UTC day, equity cannot change, so this only
+        stores the price. The kernel inlines the same test on its hot path.
         """
-        self.mark_price = price
-        if self.position or self.starting_equity is None or ts >= self._next_day_ms:
-            self._revalue(price_to_decimal(price), ts)
+        if self.position or ts >= self.revalue_due_ms:
+            self.revalue(price, ts)
             return True
+        self.mark_price = price
         return False
+
+    def revalue(self, price: float, ts: int) -> None:
+        self.mark_price = price
+        self._revalue(price_to_decimal(price), ts)
 
     def can_pay(self, side: Side, quantity: Decimal, price: Decimal, fee: Decimal) -> bool:
         """Could this fill be booked without a negative balance?"""
@@ -81,15 +88,16 @@ class Ledger:
     def _revalue(self, price: Decimal, ts: int) -> None:
         self.last_price = price
         equity = self.quote + self.position * price
-        if ts >= self._next_day_ms:
+        if ts >= self.revalue_due_ms:
             # The first valuation of a UTC day: the day's reference is the equity
             # carried over from the day before (or the start equity on day one).
             self.day_start_equity = self.equity if self.starting_equity is not None else equity
-            self._next_day_ms = ts - ts % DAY_MS + DAY_MS
+            self.revalue_due_ms = ts - ts % DAY_MS + DAY_MS
         if self.starting_equity is None:
             self.starting_equity = equity
             self.peak_equity = equity
             self.day_start_equity = equity
+            self.first_ts = ts
         self.equity = equity
         if equity > self.peak_equity:
             self.peak_equity = equity

@@ -39,6 +39,8 @@ class RiskEngine:
         self.rejections: Counter[str] = Counter()
         self._recent_submits: deque[int] = deque()
         self._drawdown_keep = ONE - spec.max_drawdown_pct / HUNDRED
+        self._peak_seen: Decimal | None = None
+        self._drawdown_floor = Decimal(0)
 
     # -- state ---------------------------------------------------------------
     def set_state(self, state: RiskState, reason: str, ts: int) -> StateChange | None:
@@ -56,7 +58,11 @@ class RiskEngine:
         equity = ledger.equity
         if ledger.day_start_equity - equity >= self.spec.max_daily_loss:
             return self.set_state(RiskState.HALTED, "max_daily_loss", ts)
-        if equity <= ledger.peak_equity * self._drawdown_keep:
+        peak = ledger.peak_equity
+        if peak is not self._peak_seen:  # the floor moves only with the peak
+            self._peak_seen = peak
+            self._drawdown_floor = peak * self._drawdown_keep
+        if equity <= self._drawdown_floor:
             return self.set_state(RiskState.HALTED, "max_drawdown", ts)
         return None
 
