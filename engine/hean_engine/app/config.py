@@ -21,5 +21,7 @@ def load_config(path: Path | str) -> tuple[EngineIdentity, TradingEngineSpec]:
     except yaml.YAMLError as exc:
         raise ConfigError([f"--config: {path} is not valid YAML: {exc}"]) from None
     if len(documents) != 1:
-        raise ConfigError([f"--config: {path} must hold exactly one document, found {len(documents)}"])
+        raise ConfigError(
+            [f"--config: {path} must hold exactly one document, found {len(documents)}"]
+        )
     return parse_manifest(documents[0])

@@ -22,7 +22,7 @@ import math
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Literal
+from typing import BinaryIO, Literal, cast
 
 from hean_engine.model.errors import DataError
 from hean_engine.model.market import Candle, Trade
@@ -38,11 +38,11 @@ _DOT = ord(".")
 _Z = ord("Z")
 
 
-def _open(path: Path) -> IO[bytes]:
+def _open(path: Path) -> BinaryIO:
     with path.open("rb") as probe:
         magic = probe.read(2)
     if magic == b"\x1f\x8b":
-        return gzip.open(path, "rb")
+        return cast(BinaryIO, gzip.open(path, "rb"))
     return path.open("rb")
 
 
@@ -100,8 +100,12 @@ class _TimestampParser:
         return iso_to_ms(text.decode("ascii", errors="replace").strip())
 
     def _hour(self, key: bytes) -> int:
-        dt = datetime.strptime(key.decode("ascii", errors="replace"), "%Y-%m-%dT%H")
-        ms = int(dt.replace(tzinfo=UTC).timestamp()) * 1000
+        text = key.decode("ascii", errors="replace")
+        if not (text[4] == text[7] == "-" and text[10] == "T" and text[:4].isdigit()):
+            raise ValueError(f"timestamp {text!r}... is not ISO-8601 (YYYY-MM-DDTHH:MM:SSZ)")
+        # datetime() checks the ranges (month 13, hour 24 and 30 February fail).
+        dt = datetime(int(text[:4]), int(text[5:7]), int(text[8:10]), int(text[11:13]), tzinfo=UTC)
+        ms = int(dt.timestamp()) * 1000
         self.hours[key] = ms
         return ms
 
@@ -246,13 +250,12 @@ def read_trades(path: Path | str) -> Iterator[Trade]:
 
 
 def _describe(parts: list[bytes], exc: ValueError) -> str:
+    """A parse failure's message: float() says "could not convert"; the rest is the timestamp."""
     text = str(exc)
     if "could not convert" in text:
-        bad = text.split(":", 1)[-1].strip()
-        return f"not a number: {bad}"
-    if "timestamp" in text or "isoformat" in text.lower() or "does not match" in text:
-        return f"bad timestamp {parts[0].decode(errors='replace')!r}: {text}"
-    return f"bad value: {text}"
+        value = text.split(":", 1)[-1].strip()
+        return f"not a number: {value.removeprefix('b')}"
+    return f"bad timestamp {parts[0].decode(errors='replace')!r}: {text}"
 
 
 def _candle_problem(op: float, hi: float, low: float, cl: float, vol: float) -> str:

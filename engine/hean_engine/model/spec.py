@@ -45,7 +45,7 @@ def _to_decimal(value: Any) -> Any:
     refused: a money amount is a plain decimal.
     """
     if isinstance(value, bool):
-        raise ValueError("expected a decimal string such as \"0.01\", got a boolean")
+        raise ValueError('expected a decimal string such as "0.01", got a boolean')
     if isinstance(value, int):
         return Decimal(value)
     if isinstance(value, float):
@@ -53,7 +53,7 @@ def _to_decimal(value: Any) -> Any:
     if isinstance(value, str):
         text = value.strip()
         if not _DECIMAL_RE.match(text):
-            raise ValueError(f"expected a plain decimal string such as \"0.01\", got {value!r}")
+            raise ValueError(f'expected a plain decimal string such as "0.01", got {value!r}')
         return Decimal(text)
     if isinstance(value, Decimal):
         if not value.is_finite():
@@ -101,9 +101,8 @@ def known_exchange_ids() -> frozenset[str]:
     if spec is not None and spec.origin is not None:
         source = Path(spec.origin).read_text(encoding="utf-8")
         for node in ast.parse(source).body:
-            if (
-                isinstance(node, ast.Assign)
-                and any(isinstance(t, ast.Name) and t.id == "exchanges" for t in node.targets)
+            if isinstance(node, ast.Assign) and any(
+                isinstance(t, ast.Name) and t.id == "exchanges" for t in node.targets
             ):
                 return frozenset(ast.literal_eval(node.value))
     import ccxt
@@ -160,7 +159,9 @@ class MarketSpec(CamelModel):
         description="Unified ccxt symbol BASE/QUOTE, for example BTC/USDT.",
         pattern=r"^[A-Z0-9]{1,20}/[A-Z0-9]{1,20}$",
     )
-    timeframe: Timeframe = Field(default="1m", description="Candle timeframe for candle strategies.")
+    timeframe: Timeframe = Field(
+        default="1m", description="Candle timeframe for candle strategies."
+    )
 
     @property
     def base(self) -> str:
@@ -328,7 +329,8 @@ class TradingEngineSpec(CamelModel):
         default_factory=PaperSpec, description="Simulated account and fills (paper and replay)."
     )
     paused: bool = Field(
-        default=False, description="When true the engine keeps its data flowing but sends no orders."
+        default=False,
+        description="When true the engine keeps its data flowing but sends no orders.",
     )
 
     @model_validator(mode="after")

@@ -77,7 +77,8 @@ class Ledger:
 
     def revalue(self, price: float, ts: int) -> None:
         self.mark_price = price
-        self._revalue(price_to_decimal(price), ts)
+        # price_to_decimal, inlined: this runs on every event while in a position.
+        self._revalue(Decimal(repr(price)), ts)
 
     def can_pay(self, side: Side, quantity: Decimal, price: Decimal, fee: Decimal) -> bool:
         """Could this fill be booked without a negative balance?"""
