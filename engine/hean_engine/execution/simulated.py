@@ -18,10 +18,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from decimal import Decimal
 
+from hean_engine.execution.venue import VenueListener
 from hean_engine.model.market import Candle, Trade
 from hean_engine.model.money import BPS, ONE, price_to_decimal
 from hean_engine.model.orders import Fill, Order, OrderStatus, OrderType, Reject, Side
-from hean_engine.execution.venue import VenueListener
 
 # (side, quantity, price, fee) -> can the account pay for this fill?
 FundsCheck = Callable[[Side, Decimal, Decimal, Decimal], bool]
