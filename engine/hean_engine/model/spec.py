@@ -63,12 +63,31 @@ def _to_decimal(value: Any) -> Any:
 
 
 # Decimals travel as strings (in YAML, JSON, the CRD and /status) so that no
-# client ever parses money into a binary float.
+# client ever parses money into a binary float. The JSON Schema patterns let
+# the CRD refuse a sign or a zero before the model sees the object.
+DECIMAL_PATTERN = r"^[+-]?(\d+(\.\d*)?|\.\d+)$"
+NON_NEGATIVE_PATTERN = r"^(\d+(\.\d*)?|\.\d+)$"
+POSITIVE_PATTERN = r"^0*([1-9]\d*(\.\d*)?|0?\.\d*[1-9]\d*)$"
+
+
+_as_decimal = BeforeValidator(_to_decimal)
+_as_string = PlainSerializer(
+    lambda d: format(d, "f"), return_type=str, when_used="json-unless-none"
+)
 DecimalStr = Annotated[
+    Decimal, _as_decimal, _as_string, WithJsonSchema({"type": "string", "pattern": DECIMAL_PATTERN})
+]
+NonNegativeDecimal = Annotated[
     Decimal,
-    BeforeValidator(_to_decimal),
-    PlainSerializer(lambda d: format(d, "f"), return_type=str, when_used="json-unless-none"),
-    WithJsonSchema({"type": "string", "pattern": r"^[+-]?(\d+(\.\d*)?|\.\d+)$"}),
+    _as_decimal,
+    _as_string,
+    WithJsonSchema({"type": "string", "pattern": NON_NEGATIVE_PATTERN}),
+]
+PositiveDecimal = Annotated[
+    Decimal,
+    _as_decimal,
+    _as_string,
+    WithJsonSchema({"type": "string", "pattern": POSITIVE_PATTERN}),
 ]
 
 
@@ -183,7 +202,7 @@ class MarketSpec(CamelModel):
 class EmaCrossParams(CamelModel):
     fast: int = Field(default=12, ge=1, le=10_000, description="Fast EMA length in candles.")
     slow: int = Field(default=26, ge=2, le=10_000, description="Slow EMA length in candles.")
-    quantity: DecimalStr = Field(description="Base quantity bought on a golden cross.", gt=0)
+    quantity: PositiveDecimal = Field(description="Base quantity bought on a golden cross.", gt=0)
 
     @model_validator(mode="after")
     def _fast_below_slow(self) -> EmaCrossParams:
@@ -193,24 +212,24 @@ class EmaCrossParams(CamelModel):
 
 
 class MarketMakerParams(CamelModel):
-    quantity: DecimalStr = Field(description="Base quantity of each resting quote.", gt=0)
-    spread_bps: DecimalStr = Field(
+    quantity: PositiveDecimal = Field(description="Base quantity of each resting quote.", gt=0)
+    spread_bps: PositiveDecimal = Field(
         default=Decimal(20),
         gt=0,
         le=5000,
         description="Distance of each quote from the reference price, in basis points.",
     )
-    requote_bps: DecimalStr = Field(
+    requote_bps: PositiveDecimal = Field(
         default=Decimal(10),
         gt=0,
         le=5000,
         description="Move of the reference price (in basis points) that makes the quotes move.",
     )
-    max_position: DecimalStr = Field(
+    max_position: PositiveDecimal = Field(
         description="Largest base position; no bid is quoted while the position is at or above it.",
         gt=0,
     )
-    tick_size: DecimalStr = Field(
+    tick_size: PositiveDecimal = Field(
         default=Decimal("0.00000001"),
         gt=0,
         description="Price increment quotes are rounded to (bids down, asks up).",
@@ -261,20 +280,20 @@ class RiskPolicy(StrEnum):
 
 
 class RiskSpec(CamelModel):
-    max_order_notional: DecimalStr = Field(
+    max_order_notional: PositiveDecimal = Field(
         description="Largest notional of one order, in the quote currency.", gt=0
     )
-    max_position_notional: DecimalStr = Field(
+    max_position_notional: PositiveDecimal = Field(
         description="Largest position notional (position x price), in the quote currency.", gt=0
     )
     max_open_orders: int = Field(
         default=4, ge=1, le=1000, description="Most orders working at the venue at once."
     )
-    max_daily_loss: DecimalStr = Field(
+    max_daily_loss: PositiveDecimal = Field(
         description="Loss since the start of the UTC day (quote currency) that halts trading.",
         gt=0,
     )
-    max_drawdown_pct: DecimalStr = Field(
+    max_drawdown_pct: PositiveDecimal = Field(
         description="Drop of equity from its peak, in percent, that halts trading.", gt=0, le=100
     )
     max_orders_per_minute: int = Field(
@@ -283,17 +302,17 @@ class RiskSpec(CamelModel):
 
 
 class PaperSpec(CamelModel):
-    starting_balances: dict[str, DecimalStr] = Field(
+    starting_balances: dict[str, NonNegativeDecimal] = Field(
         default_factory=lambda: {"USDT": Decimal(10_000)},
         description="Simulated account balances at start, by currency code.",
     )
-    fee_rate: DecimalStr = Field(
+    fee_rate: NonNegativeDecimal = Field(
         default=Decimal("0.001"),
         ge=0,
         lt=1,
         description="Fee as a fraction of fill notional, charged in the quote currency.",
     )
-    slippage_bps: DecimalStr = Field(
+    slippage_bps: NonNegativeDecimal = Field(
         default=Decimal(0),
         ge=0,
         le=10_000,

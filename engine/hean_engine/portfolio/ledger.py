@@ -11,7 +11,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from hean_engine.model.errors import HeanError
-from hean_engine.model.money import HUNDRED, ZERO, price_to_decimal
+from hean_engine.model.money import HUNDRED, ZERO
 from hean_engine.model.orders import Fill, Side
 from hean_engine.model.timefmt import DAY_MS
 

@@ -1,0 +1,128 @@
+"""The TradingEngine CustomResourceDefinition, generated from the typed models.
+
+The spec schema comes from the engine's own `TradingEngineSpec` and the status
+schema from `TradingEngineStatus`: one source of truth, and CI fails when the
+committed YAML under crds/ drifts from what this module generates.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hean_engine.model.spec import API_VERSION, KIND, TradingEngineSpec
+from hean_operator.api.status import TradingEngineStatus
+from hean_operator.crds.schema import structural_schema
+
+GROUP, VERSION = API_VERSION.split("/")
+PLURAL = "tradingengines"
+SINGULAR = "tradingengine"
+SHORT_NAMES = ["te"]
+CATEGORIES = ["hean"]
+
+# Cross-field rules the apiserver checks with CEL before the operator sees the
+# object. The engine's model checks the same rules again (a schema can be
+# bypassed by an old CRD; the model cannot).
+SPEC_RULES: list[dict[str, str]] = [
+    {
+        "rule": "self.mode != 'live' || has(self.exchange) && has(self.exchange.credentialsSecret)",
+        "message": "live mode needs exchange.credentialsSecret",
+        "fieldPath": ".exchange.credentialsSecret",
+        "reason": "FieldValueRequired",
+    },
+]
+STRATEGY_RULES: list[dict[str, str]] = [
+    {
+        "rule": "self.name in ['ema_cross', 'market_maker']",
+        "message": "unknown strategy (known: ema_cross, market_maker)",
+        "fieldPath": ".name",
+    },
+    {
+        # Absent parameters take the model's defaults (fast 12, slow 26).
+        "rule": "self.name != 'ema_cross' || !has(self.params) || "
+        "(has(self.params.fast) ? int(self.params.fast) : 12) < "
+        "(has(self.params.slow) ? int(self.params.slow) : 26)",
+        "message": "ema_cross needs params.fast < params.slow",
+        "fieldPath": ".params",
+    },
+]
+
+PRINTER_COLUMNS: list[dict[str, Any]] = [
+    {"name": "Mode", "type": "string", "jsonPath": ".spec.mode"},
+    {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+    {"name": "Risk", "type": "string", "jsonPath": ".status.riskState"},
+    {
+        "name": "Ready",
+        "type": "string",
+        "jsonPath": '.status.conditions[?(@.type=="Ready")].status',
+    },
+    {"name": "Equity", "type": "string", "jsonPath": ".status.equity"},
+    {"name": "PnL", "type": "string", "jsonPath": ".status.pnl"},
+    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+]
+
+
+def _default_empty_objects(schema: dict[str, Any]) -> None:
+    """Give optional object fields with no required members `default: {}`.
+
+    The apiserver applies a nested field's default only when its parent object
+    exists; an empty default for the parent makes `exchange.id: binance` and
+    the paper account's defaults appear on a spec that omits them.
+    """
+    required = set(schema.get("required", []))
+    for name, child in schema.get("properties", {}).items():
+        if child.get("type") == "object" and "properties" in child:
+            _default_empty_objects(child)
+            if name not in required and "default" not in child and not child.get("required"):
+                child["default"] = {}
+
+
+def build_tradingengine_crd() -> dict[str, Any]:
+    spec_schema = structural_schema(TradingEngineSpec)
+    _default_empty_objects(spec_schema)
+    spec_schema["x-kubernetes-validations"] = SPEC_RULES
+    spec_schema["properties"]["strategy"]["x-kubernetes-validations"] = STRATEGY_RULES
+    status_schema = structural_schema(TradingEngineStatus)
+    conditions = status_schema["properties"]["conditions"]
+    conditions["x-kubernetes-list-type"] = "map"
+    conditions["x-kubernetes-list-map-keys"] = ["type"]
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{PLURAL}.{GROUP}"},
+        "spec": {
+            "group": GROUP,
+            "scope": "Namespaced",
+            "names": {
+                "kind": KIND,
+                "listKind": f"{KIND}List",
+                "plural": PLURAL,
+                "singular": SINGULAR,
+                "shortNames": SHORT_NAMES,
+                "categories": CATEGORIES,
+            },
+            "versions": [
+                {
+                    "name": VERSION,
+                    "served": True,
+                    "storage": True,
+                    "subresources": {"status": {}},
+                    "additionalPrinterColumns": PRINTER_COLUMNS,
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "description": "A trading engine: one market on one account, "
+                            "run by the HEAN operator as one pod.",
+                            "required": ["spec"],
+                            "properties": {
+                                "apiVersion": {"type": "string"},
+                                "kind": {"type": "string"},
+                                "metadata": {"type": "object"},
+                                "spec": spec_schema,
+                                "status": status_schema,
+                            },
+                        }
+                    },
+                }
+            ],
+        },
+    }

@@ -1,0 +1,1 @@
+"""A Kubernetes API emulator and pod runner for trying HEAN without a cluster (`hean sandbox`)."""
