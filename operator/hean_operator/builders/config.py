@@ -1,0 +1,53 @@
+"""The ConfigMap with the engine's configuration and the Secret with its control token."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import yaml
+
+from hean_engine.model.spec import API_VERSION, KIND, TradingEngineSpec
+from hean_operator.builders.common import (
+    ANNOTATION_GENERATION,
+    CONFIG_FILE,
+    CONTROL_TOKEN_KEY,
+    EngineRef,
+    metadata,
+)
+
+
+def engine_manifest(engine: EngineRef, spec: TradingEngineSpec) -> dict[str, Any]:
+    """The TradingEngine as the engine reads it: validated spec, defaults filled in."""
+    return {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "metadata": {
+            "name": engine.name,
+            "namespace": engine.namespace,
+            "generation": engine.generation,
+        },
+        "spec": spec.model_dump(mode="json", by_alias=True, exclude_none=True),
+    }
+
+
+def build_configmap(engine: EngineRef, spec: TradingEngineSpec) -> dict[str, Any]:
+    meta = metadata(engine, engine.configmap_name, "config")
+    meta["annotations"] = {ANNOTATION_GENERATION: str(engine.generation)}
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": meta,
+        "data": {CONFIG_FILE: yaml.safe_dump(engine_manifest(engine, spec), sort_keys=False)},
+    }
+
+
+def build_control_secret(engine: EngineRef, token: str) -> dict[str, Any]:
+    """The bearer token the operator uses for the engine's POST /control."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": metadata(engine, engine.secret_name, "control"),
+        "data": {CONTROL_TOKEN_KEY: base64.b64encode(token.encode()).decode()},
+    }

@@ -1,0 +1,134 @@
+"""The engine pod and its Service."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from hean_engine.model.spec import Mode, TradingEngineSpec
+from hean_operator.builders.common import (
+    ANNOTATION_GENERATION,
+    CONFIG_DIR,
+    CONFIG_FILE,
+    CONTROL_DIR,
+    CONTROL_PORT,
+    CONTROL_TOKEN_KEY,
+    CREDENTIALS_DIR,
+    EngineRef,
+    metadata,
+    selector,
+)
+
+
+@dataclass(frozen=True)
+class EngineImage:
+    """How engine pods run: the operator's settings (Helm values), not the user's spec."""
+
+    image: str = "ghcr.io/hean-io/hean-engine:0.1.0"
+    pull_policy: str = "IfNotPresent"
+    command: tuple[str, ...] = ("hean",)
+    requests: dict[str, str] = field(default_factory=lambda: {"cpu": "100m", "memory": "128Mi"})
+    limits: dict[str, str] = field(default_factory=lambda: {"memory": "512Mi"})
+
+
+def engine_command(engine: EngineRef, spec: TradingEngineSpec, image: EngineImage) -> list[str]:
+    command = [
+        *image.command,
+        "engine",
+        "run",
+        "--config",
+        f"{CONFIG_DIR}/{CONFIG_FILE}",
+        "--port",
+        str(CONTROL_PORT),
+        "--control-token-file",
+        f"{CONTROL_DIR}/{CONTROL_TOKEN_KEY}",
+    ]
+    if spec.mode is Mode.LIVE:
+        command += ["--credentials-dir", CREDENTIALS_DIR]
+    return command
+
+
+def build_pod(engine: EngineRef, spec: TradingEngineSpec, image: EngineImage) -> dict[str, Any]:
+    meta = metadata(engine, engine.pod_name, "engine")
+    meta["annotations"] = {ANNOTATION_GENERATION: str(engine.generation)}
+    mounts: list[dict[str, Any]] = [
+        {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
+        {"name": "control", "mountPath": CONTROL_DIR, "readOnly": True},
+        {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108 - the read-only root needs a scratch dir
+    ]
+    volumes: list[dict[str, Any]] = [
+        {"name": "config", "configMap": {"name": engine.configmap_name}},
+        {"name": "control", "secret": {"secretName": engine.secret_name, "defaultMode": 0o400}},
+        {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}},
+    ]
+    if spec.mode is Mode.LIVE and spec.exchange.credentials_secret:
+        mounts.append({"name": "credentials", "mountPath": CREDENTIALS_DIR, "readOnly": True})
+        volumes.append(
+            {
+                "name": "credentials",
+                "secret": {"secretName": spec.exchange.credentials_secret, "defaultMode": 0o400},
+            }
+        )
+    probe_port = {"port": "http"}
+    container = {
+        "name": "engine",
+        "image": image.image,
+        "imagePullPolicy": image.pull_policy,
+        "command": engine_command(engine, spec, image),
+        "ports": [{"name": "http", "containerPort": CONTROL_PORT, "protocol": "TCP"}],
+        "env": [{"name": "PYTHONUNBUFFERED", "value": "1"}],
+        "readinessProbe": {
+            "httpGet": {"path": "/readyz", **probe_port},
+            "periodSeconds": 5,
+            "failureThreshold": 3,
+        },
+        "livenessProbe": {
+            "httpGet": {"path": "/healthz", **probe_port},
+            "periodSeconds": 10,
+            "failureThreshold": 3,
+        },
+        "resources": {"requests": dict(image.requests), "limits": dict(image.limits)},
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
+        "volumeMounts": mounts,
+    }
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": meta,
+        "spec": {
+            # A crashed engine restarts in place; a new spec replaces the pod.
+            "restartPolicy": "Always",
+            "terminationGracePeriodSeconds": 30,
+            "automountServiceAccountToken": False,
+            "enableServiceLinks": False,
+            "securityContext": {
+                "runAsNonRoot": True,
+                "runAsUser": 10001,
+                "runAsGroup": 10001,
+                "fsGroup": 10001,
+                "seccompProfile": {"type": "RuntimeDefault"},
+            },
+            "containers": [container],
+            "volumes": volumes,
+        },
+    }
+
+
+def build_service(engine: EngineRef) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": metadata(engine, engine.service_name, "engine"),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": selector(engine),
+            "ports": [
+                {"name": "http", "port": CONTROL_PORT, "targetPort": "http", "protocol": "TCP"}
+            ],
+        },
+    }

@@ -1,0 +1,117 @@
+"""The operator's manifest builders, without a cluster."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import pytest
+import yaml
+
+from hean_engine.model.spec import parse_manifest, parse_spec
+from hean_operator.builders.common import EngineRef, selector
+from hean_operator.builders.config import build_configmap, build_control_secret
+from hean_operator.builders.pod import EngineImage, build_pod, build_service
+
+ENGINE = EngineRef(name="btc", namespace="trading", uid="uid-1", generation=3)
+
+
+def _spec(**overrides: Any) -> Any:
+    spec: dict[str, Any] = {
+        "market": {"symbol": "BTC/USDT"},
+        "strategy": {"name": "ema_cross", "params": {"quantity": "0.01"}},
+        "risk": {
+            "maxOrderNotional": "1000",
+            "maxPositionNotional": "5000",
+            "maxDailyLoss": "500",
+            "maxDrawdownPct": "20",
+        },
+    }
+    spec.update(overrides)
+    return parse_spec(spec)
+
+
+def _owned_by_engine(obj: dict[str, Any]) -> None:
+    (ref,) = obj["metadata"]["ownerReferences"]
+    assert ref == {
+        "apiVersion": "hean.io/v1alpha1",
+        "kind": "TradingEngine",
+        "name": "btc",
+        "uid": "uid-1",
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+    assert obj["metadata"]["namespace"] == "trading"
+    assert obj["metadata"]["labels"]["hean.io/engine"] == "btc"
+
+
+def test_configmap_round_trips_to_the_same_spec() -> None:
+    spec = _spec()
+    cm = build_configmap(ENGINE, spec)
+    _owned_by_engine(cm)
+    identity, parsed = parse_manifest(yaml.safe_load(cm["data"]["engine.yaml"]))
+    assert parsed == spec
+    assert (identity.name, identity.namespace, identity.generation) == ("btc", "trading", 3)
+    assert cm["metadata"]["annotations"]["hean.io/spec-generation"] == "3"
+
+
+def test_control_secret_holds_the_token_base64() -> None:
+    secret = build_control_secret(ENGINE, "s3cret-token")
+    _owned_by_engine(secret)
+    assert base64.b64decode(secret["data"]["token"]) == b"s3cret-token"
+    assert "s3cret-token" not in str(secret)
+
+
+def test_paper_pod_runs_the_engine_with_config_and_token_and_no_credentials() -> None:
+    pod = build_pod(ENGINE, _spec(), EngineImage(image="hean-engine:dev"))
+    _owned_by_engine(pod)
+    assert pod["metadata"]["name"] == "btc-engine"
+    (container,) = pod["spec"]["containers"]
+    assert container["image"] == "hean-engine:dev"
+    assert container["command"] == [
+        "hean",
+        "engine",
+        "run",
+        "--config",
+        "/etc/hean/config/engine.yaml",
+        "--port",
+        "8080",
+        "--control-token-file",
+        "/etc/hean/control/token",
+    ]
+    volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
+    assert volumes["config"]["configMap"]["name"] == "btc-config"
+    assert volumes["control"]["secret"]["secretName"] == "btc-control"
+    assert "credentials" not in volumes
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert pod["metadata"]["labels"].items() >= selector(ENGINE).items()
+
+
+def test_live_pod_mounts_the_credentials_secret() -> None:
+    spec = _spec(mode="live", exchange={"id": "binance", "credentialsSecret": "binance-keys"})
+    pod = build_pod(ENGINE, spec, EngineImage())
+    volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
+    assert volumes["credentials"]["secret"]["secretName"] == "binance-keys"
+    command = pod["spec"]["containers"][0]["command"]
+    assert command[-2:] == ["--credentials-dir", "/etc/hean/credentials"]
+
+
+@pytest.mark.parametrize("mode", ["paper", "live"])
+def test_pod_is_restricted(mode: str) -> None:
+    extra = {"exchange": {"id": "binance", "credentialsSecret": "k"}} if mode == "live" else {}
+    pod = build_pod(ENGINE, _spec(mode=mode, **extra), EngineImage())
+    security = pod["spec"]["containers"][0]["securityContext"]
+    assert security["allowPrivilegeEscalation"] is False
+    assert security["readOnlyRootFilesystem"] is True
+    assert security["capabilities"] == {"drop": ["ALL"]}
+    assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
+    assert pod["spec"]["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert pod["spec"]["automountServiceAccountToken"] is False
+
+
+def test_service_selects_the_engine_pod() -> None:
+    service = build_service(ENGINE)
+    _owned_by_engine(service)
+    assert service["spec"]["selector"] == selector(ENGINE)
+    assert service["spec"]["ports"][0]["port"] == 8080
