@@ -14,7 +14,7 @@ For every market event, in this order:
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -56,7 +56,8 @@ class TradingKernel:
         self.orders_by_status: Counter[str] = Counter()
         self.fills: list[Fill] = []
         self.open: dict[str, Order] = {}
-        self.journal: list[KernelEvent] = []
+        # The latest notable events, for /status; bounded so a long run cannot grow it.
+        self.recent_events: deque[KernelEvent] = deque(maxlen=100)
         self.listeners: list[Callable[[KernelEvent], None]] = []
         self._order_seq = 0
         venue.bind(self)
@@ -184,6 +185,6 @@ class TradingKernel:
 
     def _emit(self, kind: str, detail: str) -> None:
         event = KernelEvent(self.now, kind, detail)
-        self.journal.append(event)
+        self.recent_events.append(event)
         for listener in self.listeners:
             listener(event)
