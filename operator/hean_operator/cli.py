@@ -39,3 +39,54 @@ def generate(out: Path, check: bool) -> None:
         return
     for path in write_crds(out):
         click.echo(f"wrote {path}")
+
+
+@click.group(name="operator")
+def operator_group() -> None:
+    """Run the HEAN Kubernetes operator."""
+
+
+@operator_group.command(name="run")
+@click.option(
+    "--namespace",
+    "-n",
+    "namespaces",
+    multiple=True,
+    help="Watch only this namespace (repeatable). Default: cluster-wide.",
+)
+@click.option("--poll-interval", default=10.0, show_default=True, help="Seconds between polls.")
+@click.option("--engine-image", default=None, help="Container image of engine pods.")
+@click.option(
+    "--engine-command",
+    default="hean",
+    show_default=True,
+    help="The engine image's entry point (the sandbox runs it as a local command).",
+)
+@click.option("--metrics-port", default=8000, show_default=True, type=int)
+@click.option("--liveness-port", default=8081, show_default=True, type=int)
+def run_operator_command(
+    namespaces: tuple[str, ...],
+    poll_interval: float,
+    engine_image: str | None,
+    engine_command: str,
+    metrics_port: int,
+    liveness_port: int,
+) -> None:
+    """Run the operator until SIGINT/SIGTERM (kubeconfig from $KUBECONFIG or in-cluster)."""
+    import asyncio
+
+    from hean_operator.builders.pod import EngineImage
+    from hean_operator.main import run_operator
+    from hean_operator.settings import OperatorSettings
+
+    image = EngineImage(command=(engine_command,))
+    if engine_image:
+        image = EngineImage(image=engine_image, command=(engine_command,))
+    settings = OperatorSettings(
+        namespaces=namespaces,
+        poll_interval=poll_interval,
+        metrics_port=metrics_port,
+        liveness_endpoint=f"http://0.0.0.0:{liveness_port}/healthz",
+        image=image,
+    )
+    asyncio.run(run_operator(settings))

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from hean_engine.execution.simulated import SimulatedVenue
 from hean_engine.execution.venue import Venue
 from hean_engine.kernel.engine import TradingKernel
+from hean_engine.model.orders import RiskState
 from hean_engine.model.spec import EngineIdentity, TradingEngineSpec
 from hean_engine.portfolio.ledger import Ledger
 from hean_engine.risk.engine import RiskEngine
@@ -46,4 +47,6 @@ def _assemble(
     kernel.attach(strategy)
     if spec.paused:
         kernel.pause()
+    if spec.halt:
+        kernel.set_risk_state(RiskState.HALTED, "spec.halt")
     return Engine(identity, spec, kernel, strategy)

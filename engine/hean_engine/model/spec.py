@@ -351,6 +351,11 @@ class TradingEngineSpec(CamelModel):
         default=False,
         description="When true the engine keeps its data flowing but sends no orders.",
     )
+    halt: bool = Field(
+        default=False,
+        description="When true the engine halts: it cancels its open orders and sends no "
+        "new ones; the pod is kept for inspection. Setting it back to false resumes.",
+    )
 
     @model_validator(mode="after")
     def _cross_field(self) -> TradingEngineSpec:

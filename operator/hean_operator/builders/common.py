@@ -13,6 +13,9 @@ LABEL_COMPONENT = "app.kubernetes.io/component"
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 LABEL_ENGINE = "hean.io/engine"
 ANNOTATION_GENERATION = "hean.io/spec-generation"
+# The pod is replaced when this changes: a hash of the spec without the fields
+# the engine takes through its control API (paused, halt).
+ANNOTATION_REVISION = "hean.io/spec-revision"
 
 CONTROL_PORT = 8080
 CONFIG_DIR = "/etc/hean/config"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import hashlib
+import json
 from typing import Any
 
 import yaml
@@ -15,6 +17,17 @@ from hean_operator.builders.common import (
     EngineRef,
     metadata,
 )
+
+# Fields the operator changes on a running engine through its control API;
+# every other spec change needs a new engine process.
+LIVE_FIELDS = frozenset({"paused", "halt"})
+
+
+def spec_revision(spec: TradingEngineSpec) -> str:
+    """A short hash of everything in the spec that needs a restart to change."""
+    data = spec.model_dump(mode="json", by_alias=True, exclude=set(LIVE_FIELDS))
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
 def engine_manifest(engine: EngineRef, spec: TradingEngineSpec) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from typing import Any
 from hean_engine.model.spec import Mode, TradingEngineSpec
 from hean_operator.builders.common import (
     ANNOTATION_GENERATION,
+    ANNOTATION_REVISION,
     CONFIG_DIR,
     CONFIG_FILE,
     CONTROL_DIR,
@@ -18,6 +19,7 @@ from hean_operator.builders.common import (
     metadata,
     selector,
 )
+from hean_operator.builders.config import spec_revision
 
 
 @dataclass(frozen=True)
@@ -50,7 +52,10 @@ def engine_command(engine: EngineRef, spec: TradingEngineSpec, image: EngineImag
 
 def build_pod(engine: EngineRef, spec: TradingEngineSpec, image: EngineImage) -> dict[str, Any]:
     meta = metadata(engine, engine.pod_name, "engine")
-    meta["annotations"] = {ANNOTATION_GENERATION: str(engine.generation)}
+    meta["annotations"] = {
+        ANNOTATION_GENERATION: str(engine.generation),
+        ANNOTATION_REVISION: spec_revision(spec),
+    }
     mounts: list[dict[str, Any]] = [
         {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
         {"name": "control", "mountPath": CONTROL_DIR, "readOnly": True},

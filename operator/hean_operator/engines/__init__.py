@@ -1,0 +1,1 @@
+"""Talking to running engines: the control client and the status they report."""

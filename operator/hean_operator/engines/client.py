@@ -1,0 +1,49 @@
+"""The operator's client for an engine's HTTP API: GET /status and POST /control.
+
+Errors come back as `EngineUnreachable` with a message fit for a condition:
+never the token, never a traceback.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import aiohttp
+
+Command = Literal["pause", "resume", "reduce", "halt"]
+
+
+class EngineUnreachable(Exception):
+    """The engine did not answer as expected; the message says how."""
+
+
+class EngineClient:
+    def __init__(self, session: aiohttp.ClientSession, timeout: float = 5.0) -> None:
+        self._session = session
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+
+    async def status(self, base_url: str) -> dict[str, Any]:
+        return await self._request("GET", f"{base_url}/status", token=None, body=None)
+
+    async def control(self, base_url: str, token: str, command: Command) -> dict[str, Any]:
+        return await self._request(
+            "POST", f"{base_url}/control", token=token, body={"command": command}
+        )
+
+    async def _request(
+        self, method: str, url: str, token: str | None, body: dict[str, Any] | None
+    ) -> dict[str, Any]:
+        headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
+        try:
+            async with self._session.request(
+                method, url, json=body, headers=headers, timeout=self._timeout
+            ) as response:
+                if response.status != 200:
+                    text = (await response.text())[:200]
+                    raise EngineUnreachable(f"{method} {url} answered {response.status}: {text}")
+                payload = await response.json()
+        except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
+            raise EngineUnreachable(f"{method} {url} failed: {type(exc).__name__}") from None
+        if not isinstance(payload, dict):
+            raise EngineUnreachable(f"{method} {url} did not return a JSON object")
+        return payload

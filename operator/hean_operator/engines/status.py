@@ -1,0 +1,233 @@
+"""From what the engine and its pod report to `TradingEngine.status`: pure functions.
+
+The phase answers "what is this engine doing?" at a glance in `kubectl get`:
+
+| phase | when |
+| --- | --- |
+| Invalid | the spec fails the engine's model (nothing is created) |
+| Terminating | the resource is being deleted |
+| Pending | no engine pod exists yet |
+| Starting | the pod exists but the engine is not ready (or its status is unknown) |
+| Failed | the pod failed, or keeps crashing |
+| Halted | the engine's risk state is HALTED (by itself or by `spec.halt`) |
+| Paused | the engine is paused |
+| Running | the engine is ready and trading |
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from hean_operator.api.status import (
+    Condition,
+    ConditionStatus,
+    ConditionType,
+    Phase,
+    ReconcileStatus,
+)
+
+CRASH_LOOP_RESTARTS = 3
+
+
+@dataclass(frozen=True)
+class PodView:
+    """What the operator reads from the engine pod."""
+
+    exists: bool
+    phase: str = ""  # Pending, Running, Succeeded, Failed
+    ready: bool = False
+    restarts: int = 0
+    waiting_reason: str = ""  # e.g. CrashLoopBackOff
+
+
+@dataclass(frozen=True)
+class Observation:
+    """One look at an engine: its pod, and its /status if the poll succeeded."""
+
+    generation: int
+    pod: PodView
+    engine: dict[str, Any] | None = None  # the engine's /status JSON
+    poll_error: str | None = None
+    mode: str = "paper"
+    deleting: bool = False
+
+
+def now_rfc3339() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def derive_phase(obs: Observation) -> tuple[Phase, str]:
+    if obs.deleting:
+        return Phase.TERMINATING, "the resource is being deleted"
+    pod = obs.pod
+    if not pod.exists:
+        return Phase.PENDING, "the engine pod is being created"
+    if pod.phase == "Failed":
+        return Phase.FAILED, "the engine pod failed"
+    if pod.waiting_reason == "CrashLoopBackOff" or (
+        pod.restarts >= CRASH_LOOP_RESTARTS and not pod.ready
+    ):
+        return Phase.FAILED, f"the engine keeps crashing ({pod.restarts} restarts)"
+    engine = obs.engine
+    if not pod.ready or engine is None:
+        return Phase.STARTING, obs.poll_error or "waiting for the engine to become ready"
+    if engine.get("risk_state") == "HALTED":
+        return Phase.HALTED, f"halted: {engine.get('risk_state_reason', 'unknown reason')}"
+    if engine.get("paused"):
+        return Phase.PAUSED, "paused: no new orders"
+    return Phase.RUNNING, "trading"
+
+
+def _condition(
+    kind: ConditionType,
+    status: ConditionStatus,
+    reason: str,
+    message: str,
+    generation: int,
+    previous: dict[ConditionType, Condition],
+    now: str,
+) -> Condition:
+    """A condition whose lastTransitionTime moves only when its status changes."""
+    before = previous.get(kind)
+    since = before.last_transition_time if before and before.status == status else now
+    return Condition(
+        type=kind,
+        status=status,
+        reason=reason,
+        message=message[:1024],
+        last_transition_time=since,
+        observed_generation=generation,
+    )
+
+
+def derive_conditions(obs: Observation, previous: list[Condition], now: str) -> list[Condition]:
+    prev = {c.type: c for c in previous}
+    gen = obs.generation
+    conds = [
+        _condition(
+            ConditionType.SPEC_VALID,
+            ConditionStatus.TRUE,
+            "Valid",
+            "the spec is valid",
+            gen,
+            prev,
+            now,
+        )
+    ]
+    if obs.pod.ready and obs.engine is not None:
+        ready = _condition(
+            ConditionType.READY,
+            ConditionStatus.TRUE,
+            "EngineReady",
+            "the engine is ready",
+            gen,
+            prev,
+            now,
+        )
+    elif obs.poll_error is not None:
+        ready = _condition(
+            ConditionType.READY,
+            ConditionStatus.FALSE,
+            "StatusPollFailed",
+            obs.poll_error,
+            gen,
+            prev,
+            now,
+        )
+    elif not obs.pod.exists:
+        ready = _condition(
+            ConditionType.READY,
+            ConditionStatus.FALSE,
+            "PodMissing",
+            "no engine pod",
+            gen,
+            prev,
+            now,
+        )
+    else:
+        ready = _condition(
+            ConditionType.READY,
+            ConditionStatus.FALSE,
+            "EngineNotReady",
+            "the engine is not ready yet",
+            gen,
+            prev,
+            now,
+        )
+    conds.append(ready)
+    reconcile = (obs.engine or {}).get("last_reconcile")
+    if obs.mode != "live":
+        conds.append(
+            _condition(
+                ConditionType.RECONCILED,
+                ConditionStatus.TRUE,
+                "PaperAccount",
+                "paper mode: the books are the simulated account",
+                gen,
+                prev,
+                now,
+            )
+        )
+        conds.append(
+            _condition(
+                ConditionType.LIVE_APPROVED,
+                ConditionStatus.TRUE,
+                "NotRequired",
+                "paper mode needs no approval",
+                gen,
+                prev,
+                now,
+            )
+        )
+    else:
+        if isinstance(reconcile, dict) and reconcile.get("result") == "ok":
+            conds.append(
+                _condition(
+                    ConditionType.RECONCILED,
+                    ConditionStatus.TRUE,
+                    "InSync",
+                    "books match the exchange",
+                    gen,
+                    prev,
+                    now,
+                )
+            )
+        elif isinstance(reconcile, dict):
+            conds.append(
+                _condition(
+                    ConditionType.RECONCILED,
+                    ConditionStatus.FALSE,
+                    "Drift",
+                    str(reconcile.get("drift") or reconcile.get("result")),
+                    gen,
+                    prev,
+                    now,
+                )
+            )
+        else:
+            conds.append(
+                _condition(
+                    ConditionType.RECONCILED,
+                    ConditionStatus.UNKNOWN,
+                    "NotYetReconciled",
+                    "no reconcile reported yet",
+                    gen,
+                    prev,
+                    now,
+                )
+            )
+    return conds
+
+
+def reconcile_status(engine: dict[str, Any] | None) -> ReconcileStatus | None:
+    rec = (engine or {}).get("last_reconcile")
+    if not isinstance(rec, dict):
+        return None
+    drift = rec.get("drift")
+    return ReconcileStatus(
+        time=rec.get("time"),
+        result=rec.get("result"),
+        drift=None if drift in (None, "", {}, []) else str(drift),
+    )

@@ -1,0 +1,1 @@
+"""kopf handlers, registered on an explicit registry by the operator's entry point."""

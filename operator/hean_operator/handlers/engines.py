@@ -1,0 +1,369 @@
+"""kopf handlers for TradingEngine: thin wrappers over the reconcile functions.
+
+- create / update of the spec / resume at operator start: `reconcile_children`
+- `spec.paused` and `spec.halt`: sent to the engine through its control API
+- a timer per engine: poll `/status`, write `status`, re-assert pause/halt,
+  and heal missing children
+- delete (with kopf's finalizer): halt the engine so that it cancels its
+  open orders, wait (bounded) for that, and record the outcome as an Event
+
+Handlers are registered on an explicit registry by `register()`, so that the
+poll interval and other settings come from the command line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import kopf
+
+from hean_engine.model.errors import ConfigError
+from hean_engine.model.spec import TradingEngineSpec, parse_spec
+from hean_operator.api.status import Condition, ConditionStatus, ConditionType, Phase
+from hean_operator.builders.common import ANNOTATION_REVISION, CONTROL_TOKEN_KEY, EngineRef
+from hean_operator.builders.config import spec_revision
+from hean_operator.engines.client import Command, EngineClient, EngineUnreachable
+from hean_operator.engines.status import (
+    Observation,
+    PodView,
+    derive_conditions,
+    derive_phase,
+    now_rfc3339,
+    reconcile_status,
+)
+from hean_operator.kube.cluster import Cluster
+from hean_operator.metrics import OperatorMetrics
+from hean_operator.reconcile.children import ensure_children
+from hean_operator.settings import OperatorSettings
+
+GROUP, VERSION, PLURAL = "hean.io", "v1alpha1", "tradingengines"
+
+
+@dataclass
+class Runtime:
+    """What handlers share; kept in kopf's memo."""
+
+    cluster: Cluster
+    settings: OperatorSettings
+    metrics: OperatorMetrics
+    session: aiohttp.ClientSession | None = None
+    tokens: dict[str, str] = field(default_factory=dict)  # uid -> control token
+
+    @property
+    def client(self) -> EngineClient:
+        assert self.session is not None, "the startup handler opens the session"
+        return EngineClient(self.session)
+
+
+def _ref(meta: kopf.Meta) -> EngineRef:
+    return EngineRef(
+        name=str(meta["name"]),
+        namespace=str(meta["namespace"]),
+        uid=str(meta["uid"]),
+        generation=int(meta.get("generation") or 1),
+    )
+
+
+def _invalid(
+    body: kopf.Body, patch: kopf.Patch, exc: ConfigError, generation: int, runtime: Runtime
+) -> None:
+    message = "; ".join(exc.problems)
+    patch.status["phase"] = Phase.INVALID.value
+    patch.status["message"] = message[:1024]
+    patch.status["observedGeneration"] = generation
+    patch.status["conditions"] = [
+        Condition(
+            type=ConditionType.SPEC_VALID,
+            status=ConditionStatus.FALSE,
+            reason="InvalidSpec",
+            message=message[:32768],
+            last_transition_time=now_rfc3339(),
+            observed_generation=generation,
+        ).model_dump(mode="json", by_alias=True, exclude_none=True)
+    ]
+    kopf.warn(body, reason="InvalidSpec", message=message[:1024])
+    runtime.metrics.observe_phase(body.metadata["namespace"], body.metadata["name"], Phase.INVALID)
+
+
+def _parse(body: kopf.Body, patch: kopf.Patch, runtime: Runtime) -> TradingEngineSpec | None:
+    try:
+        return parse_spec(dict(body.get("spec") or {}))
+    except ConfigError as exc:
+        _invalid(body, patch, exc, int(body.metadata.get("generation") or 1), runtime)
+        return None
+
+
+def reconcile_children(
+    body: kopf.Body, meta: kopf.Meta, patch: kopf.Patch, memo: kopf.Memo, **_: Any
+) -> None:
+    """Create or replace the engine's children for the current spec generation."""
+    runtime: Runtime = memo["runtime"]
+    runtime.metrics.reconciles.labels(handler="reconcile").inc()
+    spec = _parse(body, patch, runtime)
+    if spec is None:
+        return  # nothing is created for an invalid spec; a new generation retries
+    engine = _ref(meta)
+    try:
+        outcome = ensure_children(runtime.cluster, engine, spec, runtime.settings.image)
+    except Exception:
+        runtime.metrics.errors.labels(handler="reconcile").inc()
+        raise
+    for reason, message in outcome.events:
+        kopf.info(body, reason=reason, message=message)
+    if outcome.waiting is not None:
+        raise kopf.TemporaryError(outcome.waiting, delay=1)
+    status = body.get("status") or {}
+    if status.get("observedGeneration") != engine.generation:
+        patch.status["observedGeneration"] = engine.generation
+    if status.get("phase") in (None, Phase.INVALID.value, Phase.PENDING.value):
+        patch.status["phase"] = Phase.STARTING.value
+        patch.status["message"] = "the engine pod is starting"
+
+
+def _pod_view(pod: dict[str, Any] | None, revision: str | None) -> tuple[PodView, str | None]:
+    """The pod as the status logic sees it, and its IP if it runs this spec revision.
+
+    With `revision` None any engine pod counts (deletion halts whatever runs).
+    """
+    if pod is None:
+        return PodView(exists=False), None
+    annotations = pod["metadata"].get("annotations") or {}
+    status = pod.get("status") or {}
+    statuses = status.get("containerStatuses") or [{}]
+    waiting = (statuses[0].get("state") or {}).get("waiting") or {}
+    ready = any(
+        c.get("type") == "Ready" and c.get("status") == "True"
+        for c in status.get("conditions") or []
+    )
+    current = revision is None or annotations.get(ANNOTATION_REVISION) == revision
+    view = PodView(
+        exists=current,
+        phase=str(status.get("phase") or ""),
+        ready=ready and current,
+        restarts=int(statuses[0].get("restartCount") or 0),
+        waiting_reason=str(waiting.get("reason") or ""),
+    )
+    return view, status.get("podIP") if current else None
+
+
+async def _token(runtime: Runtime, engine: EngineRef) -> str:
+    token = runtime.tokens.get(engine.uid)
+    if token is None:
+        secret = await asyncio.to_thread(
+            runtime.cluster.get, "secrets", engine.namespace, engine.secret_name
+        )
+        if secret is None:
+            raise EngineUnreachable("the engine's control Secret does not exist yet")
+        token = base64.b64decode(secret["data"][CONTROL_TOKEN_KEY]).decode()
+        runtime.tokens[engine.uid] = token
+    return token
+
+
+def _desired_command(spec: dict[str, Any], engine: dict[str, Any]) -> Command | None:
+    """The control command that brings the engine to what the spec asks, if any."""
+    halted = engine.get("risk_state") == "HALTED"
+    if spec.get("halt") and not halted:
+        return "halt"
+    if spec.get("paused") and not engine.get("paused"):
+        return "pause"
+    if not spec.get("paused") and engine.get("paused"):
+        return "resume"
+    return None
+
+
+async def poll_engine(
+    body: kopf.Body,
+    meta: kopf.Meta,
+    spec: kopf.Spec,
+    patch: kopf.Patch,
+    memo: kopf.Memo,
+    logger: kopf.Logger,
+    **_: Any,
+) -> None:
+    """Observe the engine, write its status, and steer pause/halt toward the spec."""
+    runtime: Runtime = memo["runtime"]
+    runtime.metrics.reconciles.labels(handler="poll").inc()
+    status = dict(body.get("status") or {})
+    if status.get("phase") == Phase.INVALID.value and status.get("observedGeneration") == meta.get(
+        "generation"
+    ):
+        return
+    engine = _ref(meta)
+    parsed = _parse(body, patch, runtime)
+    if parsed is None:
+        return
+    pod, ip = _pod_view(
+        await asyncio.to_thread(runtime.cluster.get, "pods", engine.namespace, engine.pod_name),
+        spec_revision(parsed),
+    )
+    if not pod.exists and status.get("observedGeneration") == engine.generation:
+        # The pod vanished (deleted by hand, node lost): heal at once.
+        await asyncio.to_thread(reconcile_children, body=body, meta=meta, patch=patch, memo=memo)
+    report: dict[str, Any] | None = None
+    error: str | None = None
+    if ip is not None and pod.ready:
+        started = time.perf_counter()
+        try:
+            report = await runtime.client.status(f"http://{ip}:{runtime.settings.engine_port}")
+        except EngineUnreachable as exc:
+            error = str(exc)
+            runtime.metrics.poll_failures.inc()
+        runtime.metrics.poll_seconds.observe(time.perf_counter() - started)
+    if report is not None:
+        command = _desired_command(dict(spec), report)
+        if command is not None:
+            try:
+                token = await _token(runtime, engine)
+                report = await runtime.client.control(
+                    f"http://{ip}:{runtime.settings.engine_port}", token, command
+                )
+                kopf.info(body, reason=command.capitalize(), message=f"engine told to {command}")
+            except EngineUnreachable as exc:
+                error = f"control {command} failed: {exc}"
+    _write_status(body, patch, runtime, engine, pod, report, error, str(spec.get("mode", "paper")))
+
+
+def _write_status(
+    body: kopf.Body,
+    patch: kopf.Patch,
+    runtime: Runtime,
+    engine: EngineRef,
+    pod: PodView,
+    report: dict[str, Any] | None,
+    error: str | None,
+    mode: str,
+) -> None:
+    current = dict(body.get("status") or {})
+    obs = Observation(
+        generation=engine.generation,
+        pod=pod,
+        engine=report,
+        poll_error=error,
+        mode=mode,
+        deleting=bool(body.metadata.get("deletionTimestamp")),
+    )
+    phase, message = derive_phase(obs)
+    previous = [Condition.model_validate(c) for c in current.get("conditions") or []]
+    conditions = derive_conditions(obs, previous, now_rfc3339())
+    desired: dict[str, Any] = {
+        "phase": phase.value,
+        "message": message,
+        "mode": mode,
+        "conditions": [
+            c.model_dump(mode="json", by_alias=True, exclude_none=True) for c in conditions
+        ],
+    }
+    if report is not None:
+        desired.update(
+            {
+                "equity": report.get("equity"),
+                "pnl": report.get("pnl"),
+                "maxDrawdown": (report.get("max_drawdown") or {}).get("amount")
+                if isinstance(report.get("max_drawdown"), dict)
+                else report.get("max_drawdown"),
+                "position": report.get("position"),
+                "openOrders": len(report.get("open_orders") or []),
+                "riskState": report.get("risk_state"),
+                "lastDataTime": report.get("last_data_time"),
+            }
+        )
+        reconcile = reconcile_status(report)
+        if reconcile is not None:
+            desired["reconcile"] = reconcile.model_dump(mode="json", exclude_none=True)
+    changed = {k: v for k, v in desired.items() if current.get(k) != v}
+    if changed:
+        patch.status.update(changed)
+        if "phase" in changed:
+            kopf.info(body, reason=phase.value, message=message)
+    runtime.metrics.observe_phase(engine.namespace, engine.name, phase)
+
+
+async def control_changed(
+    body: kopf.Body, meta: kopf.Meta, spec: kopf.Spec, memo: kopf.Memo, **_: Any
+) -> None:
+    """`spec.paused` or `spec.halt` changed: tell the engine now, not at the next poll."""
+    runtime: Runtime = memo["runtime"]
+    engine = _ref(meta)
+    try:
+        revision = spec_revision(parse_spec(dict(spec)))
+    except ConfigError:
+        return  # the reconcile handler reports the invalid spec
+    pod, ip = _pod_view(
+        await asyncio.to_thread(runtime.cluster.get, "pods", engine.namespace, engine.pod_name),
+        revision,
+    )
+    if ip is None or not pod.ready:
+        return  # a new engine reads paused/halt from its config; the timer re-asserts them
+    base = f"http://{ip}:{runtime.settings.engine_port}"
+    try:
+        report = await runtime.client.status(base)
+        command = _desired_command(dict(spec), report)
+        if command is None and not spec.get("halt") and report.get("risk_state") == "HALTED":
+            command = "resume"  # `halt: false` lifts an operator-requested halt
+        if command is not None:
+            await runtime.client.control(base, await _token(runtime, engine), command)
+            kopf.info(body, reason=command.capitalize(), message=f"engine told to {command}")
+    except EngineUnreachable as exc:
+        raise kopf.TemporaryError(f"could not reach the engine: {exc}", delay=2) from None
+
+
+async def engine_deleted(
+    body: kopf.Body, meta: kopf.Meta, memo: kopf.Memo, logger: kopf.Logger, **_: Any
+) -> None:
+    """Before the pod goes: halt the engine so it cancels open orders, and wait for that."""
+    runtime: Runtime = memo["runtime"]
+    engine = _ref(meta)
+    runtime.metrics.observe_phase(engine.namespace, engine.name, None)
+    pod, ip = _pod_view(
+        await asyncio.to_thread(runtime.cluster.get, "pods", engine.namespace, engine.pod_name),
+        None,
+    )
+    if ip is None or not pod.ready:
+        kopf.info(body, reason="Deleted", message="no running engine: nothing to cancel")
+        return
+    base = f"http://{ip}:{runtime.settings.engine_port}"
+    deadline = time.monotonic() + runtime.settings.delete_timeout
+    try:
+        token = await _token(runtime, engine)
+        report = await runtime.client.control(base, token, "halt")
+        while (report.get("open_orders") or []) and time.monotonic() < deadline:
+            await asyncio.sleep(0.5)
+            report = await runtime.client.status(base)
+    except EngineUnreachable as exc:
+        kopf.warn(body, reason="DeleteUnconfirmed", message=f"could not halt the engine: {exc}")
+        return
+    left = len(report.get("open_orders") or [])
+    if left:
+        kopf.warn(
+            body,
+            reason="DeleteUnconfirmed",
+            message=f"{left} open orders still open after {runtime.settings.delete_timeout:.0f}s",
+        )
+    else:
+        kopf.info(body, reason="Deleted", message="engine halted with no open orders")
+    runtime.tokens.pop(engine.uid, None)
+
+
+def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> None:
+    resource = (GROUP, VERSION, PLURAL)
+    for decorator in (kopf.on.create, kopf.on.resume):
+        decorator(*resource, registry=registry, id="reconcile")(reconcile_children)
+    kopf.on.update(*resource, registry=registry, id="reconcile", field="spec")(reconcile_children)
+    for path in ("spec.paused", "spec.halt"):
+        kopf.on.field(*resource, registry=registry, field=path, id=f"control-{path}")(
+            control_changed
+        )
+    kopf.timer(
+        *resource,
+        registry=registry,
+        id="poll",
+        interval=settings.poll_interval,
+        initial_delay=lambda **_: random.uniform(0, settings.poll_interval * settings.poll_jitter),
+    )(poll_engine)
+    kopf.on.delete(*resource, registry=registry, id="delete")(engine_deleted)

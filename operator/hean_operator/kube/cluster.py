@@ -1,0 +1,97 @@
+"""The API calls the operator makes, behind a protocol.
+
+Handlers and reconcilers depend on `Cluster`, not on the client library, so
+the RBAC the chart grants can be checked against this one list of calls, and
+tests can count writes. `KubernetesCluster` is the real implementation over
+the official client (blocking; handlers run it in kopf's thread pool).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from hean_engine.model.spec import API_VERSION
+
+GROUP, VERSION = API_VERSION.split("/")
+PLURAL = "tradingengines"
+
+# Kinds the operator manages, and the verbs it uses on each (docs/operator.md
+# and the chart's RBAC are kept in step with this table).
+VERBS: dict[str, tuple[str, ...]] = {
+    "configmaps": ("get", "create", "update"),
+    "secrets": ("get", "create"),
+    "services": ("get", "create"),
+    "pods": ("get", "create", "delete"),
+    "tradingengines/status": ("patch",),
+}
+
+
+class Conflict(Exception):
+    """The object already exists (or changed under us): retry shortly."""
+
+
+class Cluster(Protocol):
+    def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None: ...
+
+    def create(self, kind: str, body: dict[str, Any]) -> dict[str, Any]: ...
+
+    def replace(self, kind: str, body: dict[str, Any]) -> dict[str, Any]: ...
+
+    def delete(self, kind: str, namespace: str, name: str) -> None: ...
+
+    def patch_engine_status(self, namespace: str, name: str, status: dict[str, Any]) -> None: ...
+
+
+class KubernetesCluster:
+    def __init__(self, api_client: client.ApiClient | None = None) -> None:
+        self._api = api_client or client.ApiClient()
+        self._core = client.CoreV1Api(self._api)
+        self._custom = client.CustomObjectsApi(self._api)
+
+    def _call(self, verb: str, kind: str, **kwargs: Any) -> Any:
+        method = getattr(self._core, f"{verb}_namespaced_{_SINGULAR[kind]}")
+        try:
+            result = method(**kwargs)
+        except ApiException as exc:
+            if exc.status == 404 and verb in ("read", "delete"):
+                return None
+            if exc.status == 409:
+                raise Conflict(f"{verb} {kind}: {exc.reason}") from None
+            raise
+        return self._api.sanitize_for_serialization(result)  # type: ignore[no-untyped-call]
+
+    def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        found: dict[str, Any] | None = self._call("read", kind, name=name, namespace=namespace)
+        return found
+
+    def create(self, kind: str, body: dict[str, Any]) -> dict[str, Any]:
+        created: dict[str, Any] = self._call(
+            "create", kind, namespace=body["metadata"]["namespace"], body=body
+        )
+        return created
+
+    def replace(self, kind: str, body: dict[str, Any]) -> dict[str, Any]:
+        meta = body["metadata"]
+        replaced: dict[str, Any] = self._call(
+            "replace", kind, name=meta["name"], namespace=meta["namespace"], body=body
+        )
+        return replaced
+
+    def delete(self, kind: str, namespace: str, name: str) -> None:
+        self._call("delete", kind, name=name, namespace=namespace)
+
+    def patch_engine_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        self._custom.patch_namespaced_custom_object_status(
+            GROUP, VERSION, namespace, PLURAL, name, {"status": status}
+        )
+
+
+_SINGULAR = {
+    "configmaps": "config_map",
+    "secrets": "secret",
+    "services": "service",
+    "pods": "pod",
+}

@@ -1,0 +1,77 @@
+"""`hean operator run`: the kopf operator with HEAN's settings, metrics and handlers."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from typing import Any
+
+import aiohttp
+import kopf
+from kubernetes import config as kube_config
+from prometheus_client import start_http_server
+
+from hean_operator.handlers import engines
+from hean_operator.kube.cluster import KubernetesCluster
+from hean_operator.metrics import OperatorMetrics
+from hean_operator.settings import OperatorSettings
+
+FINALIZER = "hean.io/finalizer"
+
+
+def _load_kube_config() -> None:
+    try:
+        kube_config.load_incluster_config()  # type: ignore[no-untyped-call]
+    except kube_config.ConfigException:
+        kube_config.load_kube_config()  # type: ignore[no-untyped-call]
+
+
+def build_registry(settings: OperatorSettings, runtime: engines.Runtime) -> kopf.OperatorRegistry:
+    registry = kopf.OperatorRegistry()
+
+    @kopf.on.startup(registry=registry)
+    async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+        settings.persistence.finalizer = FINALIZER
+        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="hean.io")
+        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+            prefix="hean.io", key="last-handled-configuration"
+        )
+        settings.posting.level = logging.INFO
+        settings.watching.server_timeout = 300
+        runtime.session = aiohttp.ClientSession()
+        memo["runtime"] = runtime
+
+    @kopf.on.cleanup(registry=registry)
+    async def close(**_: Any) -> None:
+        if runtime.session is not None:
+            await runtime.session.close()
+
+    @kopf.on.login(registry=registry)
+    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        return kopf.login_via_client(**kwargs)
+
+    engines.register(registry, settings)
+    return registry
+
+
+async def run_operator(
+    settings: OperatorSettings,
+    stop_flag: asyncio.Event | threading.Event | None = None,
+    ready_flag: asyncio.Event | threading.Event | None = None,
+) -> None:
+    _load_kube_config()
+    metrics = OperatorMetrics()
+    if settings.metrics_port is not None:
+        start_http_server(settings.metrics_port, registry=metrics.registry)
+    runtime = engines.Runtime(cluster=KubernetesCluster(), settings=settings, metrics=metrics)
+    registry = build_registry(settings, runtime)
+    await kopf.operator(
+        registry=registry,
+        standalone=True,
+        clusterwide=settings.clusterwide,
+        namespaces=list(settings.namespaces),
+        liveness_endpoint=settings.liveness_endpoint,
+        stop_flag=stop_flag,
+        ready_flag=ready_flag,
+    )

@@ -1,0 +1,1 @@
+"""Level-triggered reconcile logic, split by concern: children, status, deletion."""

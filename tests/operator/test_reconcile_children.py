@@ -1,0 +1,112 @@
+"""ensure_children against an in-memory stand-in for the apiserver's object store."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from hean_engine.model.spec import parse_spec
+from hean_operator.builders.common import EngineRef
+from hean_operator.builders.pod import EngineImage
+from hean_operator.kube.cluster import Conflict
+from hean_operator.reconcile.children import ensure_children
+
+SPEC: dict[str, Any] = {
+    "market": {"symbol": "BTC/USDT"},
+    "strategy": {"name": "ema_cross", "params": {"quantity": "0.01"}},
+    "risk": {
+        "maxOrderNotional": "1000",
+        "maxPositionNotional": "5000",
+        "maxDailyLoss": "500",
+        "maxDrawdownPct": "20",
+    },
+}
+
+
+class StoreCluster:
+    """Objects by (kind, namespace, name); a deleted pod lingers until `finish_deletions`."""
+
+    def __init__(self) -> None:
+        self.objects: dict[tuple[str, str, str], dict[str, Any]] = {}
+        self.writes: list[tuple[str, str]] = []
+
+    def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        found = self.objects.get((kind, namespace, name))
+        return copy.deepcopy(found) if found else None
+
+    def create(self, kind: str, body: dict[str, Any]) -> dict[str, Any]:
+        key = (kind, body["metadata"]["namespace"], body["metadata"]["name"])
+        if key in self.objects:
+            raise Conflict("exists")
+        self.objects[key] = copy.deepcopy(body)
+        self.writes.append(("create", kind))
+        return body
+
+    def replace(self, kind: str, body: dict[str, Any]) -> dict[str, Any]:
+        key = (kind, body["metadata"]["namespace"], body["metadata"]["name"])
+        self.objects[key] = copy.deepcopy(body)
+        self.writes.append(("replace", kind))
+        return body
+
+    def delete(self, kind: str, namespace: str, name: str) -> None:
+        # Pods terminate gracefully: they stay, marked, until the kubelet is done.
+        self.objects[(kind, namespace, name)]["metadata"]["deletionTimestamp"] = "now"
+        self.writes.append(("delete", kind))
+
+    def finish_deletions(self) -> None:
+        for key in [k for k, v in self.objects.items() if v["metadata"].get("deletionTimestamp")]:
+            del self.objects[key]
+
+    def patch_engine_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        raise AssertionError("not used here")
+
+    def pods(self) -> list[dict[str, Any]]:
+        return [v for (kind, _, _), v in self.objects.items() if kind == "pods"]
+
+
+def _engine(generation: int) -> EngineRef:
+    return EngineRef(name="btc", namespace="default", uid="u1", generation=generation)
+
+
+def test_first_reconcile_creates_four_children_then_nothing() -> None:
+    cluster = StoreCluster()
+    out = ensure_children(cluster, _engine(1), parse_spec(SPEC), EngineImage())
+    assert sorted(kind for _, kind in cluster.writes) == [
+        "configmaps",
+        "pods",
+        "secrets",
+        "services",
+    ]
+    assert out.writes == 4
+    assert out.waiting is None
+    assert ensure_children(cluster, _engine(1), parse_spec(SPEC), EngineImage()).writes == 0
+
+
+def test_spec_change_stops_the_old_pod_before_starting_the_new_one() -> None:
+    cluster = StoreCluster()
+    ensure_children(cluster, _engine(1), parse_spec(SPEC), EngineImage())
+    changed = {**SPEC, "risk": {**SPEC["risk"], "maxOrderNotional": "2000"}}
+    out = ensure_children(cluster, _engine(2), parse_spec(changed), EngineImage())
+    assert out.waiting is not None
+    assert [reason for reason, _ in out.events] == ["Replacing"]
+    # Retried while the old pod terminates: still one pod, no second delete.
+    again = ensure_children(cluster, _engine(2), parse_spec(changed), EngineImage())
+    assert again.waiting is not None
+    assert again.writes == 0
+    assert len(cluster.pods()) == 1
+    cluster.finish_deletions()
+    done = ensure_children(cluster, _engine(2), parse_spec(changed), EngineImage())
+    assert done.waiting is None
+    (pod,) = cluster.pods()
+    assert pod["metadata"]["annotations"]["hean.io/spec-generation"] == "2"
+
+
+def test_pause_and_halt_do_not_restart_the_engine() -> None:
+    cluster = StoreCluster()
+    ensure_children(cluster, _engine(1), parse_spec(SPEC), EngineImage())
+    cluster.writes.clear()
+    out = ensure_children(
+        cluster, _engine(2), parse_spec({**SPEC, "paused": True, "halt": True}), EngineImage()
+    )
+    assert out.waiting is None
+    assert cluster.writes == [("replace", "configmaps")]  # the config follows; the pod stays
