@@ -132,7 +132,13 @@ def replay(config_path: Path, data_path: Path, as_json: bool) -> None:
 
 @engine.command()
 @_config_option
-@click.option("--host", default="0.0.0.0", show_default=True, help="Control/metrics address.")  # noqa: S104
+@click.option(
+    "--host",
+    default="0.0.0.0",  # noqa: S104 - a pod's server must be reachable from the operator
+    show_default=True,
+    envvar="HEAN_HOST",
+    help="Control/metrics address.",
+)
 @click.option("--port", default=8080, show_default=True, type=int, help="Control/metrics port.")
 @click.option(
     "--control-token-file",

@@ -10,7 +10,7 @@ from typing import Any
 from hean_engine.app.assembly import Engine, build_simulated_engine
 from hean_engine.data.files import detect_kind, read_candles, read_trades
 from hean_engine.model.errors import ConfigError
-from hean_engine.model.money import ZERO, fmt
+from hean_engine.model.money import fmt
 from hean_engine.model.spec import EngineIdentity, TradingEngineSpec
 from hean_engine.model.timefmt import ms_to_iso
 
@@ -65,7 +65,10 @@ def summarize(engine: Engine, wall_seconds: float) -> dict[str, Any]:
         "rejections": dict(sorted(engine.risk.rejections.items())),
         "fills": len(kernel.fills),
         "fees": fmt(ledger.fees),
-        "starting_equity": fmt(ledger.starting_equity or ZERO),
+        # Without any valuation (no events) the books are what they started as.
+        "starting_equity": fmt(
+            ledger.starting_equity if ledger.starting_equity is not None else ledger.equity
+        ),
         "final_equity": fmt(ledger.equity),
         "pnl": fmt(ledger.pnl),
         "max_drawdown": fmt(ledger.max_drawdown),

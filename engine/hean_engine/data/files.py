@@ -36,6 +36,7 @@ _BLOCK = 1 << 22
 _INF = math.inf
 _DOT = ord(".")
 _Z = ord("Z")
+_UNDERSCORE = b"_"
 
 
 def _open(path: Path) -> BinaryIO:
@@ -101,7 +102,9 @@ class _TimestampParser:
 
     def _hour(self, key: bytes) -> int:
         text = key.decode("ascii", errors="replace")
-        if not (text[4] == text[7] == "-" and text[10] == "T" and text[:4].isdigit()):
+        digits = text[:4] + text[5:7] + text[8:10] + text[11:13]
+        # isdigit() and not int(): int() accepts signs, spaces and underscores.
+        if not (text[4] == text[7] == "-" and text[10] == "T" and digits.isdigit()):
             raise ValueError(f"timestamp {text!r}... is not ISO-8601 (YYYY-MM-DDTHH:MM:SSZ)")
         # datetime() checks the ranges (month 13, hour 24 and 30 February fail).
         dt = datetime(int(text[:4]), int(text[5:7]), int(text[8:10]), int(text[11:13]), tzinfo=UTC)
@@ -143,6 +146,7 @@ def read_candles(path: Path | str) -> Iterator[Candle]:
     minute_second = _MINUTE_SECOND
     new = Candle.__new__
     last_ts = -1
+    header_seen = False
     for first, lines in _numbered_lines(path):
         lineno = first - 1
         for line in lines:
@@ -168,11 +172,14 @@ def read_candles(path: Path | str) -> Iterator[Candle]:
                 low = float(lo)
                 cl = float(c)
                 vol = float(v)
+                if _UNDERSCORE in line:  # float() accepts "1_000"; a data file must not
+                    _reject_underscore(parts)
             except ValueError as exc:
                 if lineno == 1 and line.strip() == CANDLE_HEADER:
+                    header_seen = True
                     continue
                 raise DataError(name, lineno, _describe(parts, exc)) from None
-            if not (0.0 < low <= op <= hi and low <= cl <= hi and hi < _INF and vol >= 0.0):
+            if not (0.0 < low <= op <= hi and low <= cl <= hi and hi < _INF and 0.0 <= vol < _INF):
                 raise DataError(name, lineno, _candle_problem(op, hi, low, cl, vol))
             if ts <= last_ts:
                 raise DataError(name, lineno, _order_problem(ts, last_ts, strict=True))
@@ -186,6 +193,8 @@ def read_candles(path: Path | str) -> Iterator[Candle]:
             candle.close = cl
             candle.volume = vol
             yield candle
+    if last_ts < 0:
+        raise DataError(name, 1, _no_rows(header_seen, "candles"))
 
 
 def read_trades(path: Path | str) -> Iterator[Trade]:
@@ -197,6 +206,7 @@ def read_trades(path: Path | str) -> Iterator[Trade]:
     millis = _MILLIS
     new = Trade.__new__
     last_ts = -1
+    header_seen = False
     for first, lines in _numbered_lines(path):
         lineno = first - 1
         for line in lines:
@@ -212,6 +222,7 @@ def read_trades(path: Path | str) -> Iterator[Trade]:
             elif side == b"sell":
                 buyer_taker = False
             elif lineno == 1 and line.strip() == TRADE_HEADER:
+                header_seen = True
                 continue
             else:
                 shown = side.decode(errors="replace")
@@ -231,6 +242,8 @@ def read_trades(path: Path | str) -> Iterator[Trade]:
                     ts = parse_ts(ts_text)
                 price = float(p)
                 amount = float(a)
+                if _UNDERSCORE in line:
+                    _reject_underscore(parts)
             except ValueError as exc:
                 raise DataError(name, lineno, _describe(parts, exc)) from None
             if not (0.0 < price < _INF and 0.0 < amount < _INF):
@@ -247,6 +260,18 @@ def read_trades(path: Path | str) -> Iterator[Trade]:
             trade.price = price
             trade.amount = amount
             yield trade
+    if last_ts < 0:
+        raise DataError(name, 1, _no_rows(header_seen, "trades"))
+
+
+def _no_rows(header_seen: bool, kind: str) -> str:
+    return f"no {kind} after the header" if header_seen else "file is empty"
+
+
+def _reject_underscore(parts: list[bytes]) -> None:
+    for part in parts[1:]:
+        if _UNDERSCORE in part:
+            raise ValueError(f"could not convert string to float: {part!r}")
 
 
 def _describe(parts: list[bytes], exc: ValueError) -> str:

@@ -57,6 +57,8 @@ class SimulatedVenue:
             self._fill_market(candle.open, candle.ts)
         if self._limits:
             for order in list(self._limits):
+                if order.status is not OrderStatus.OPEN:
+                    continue  # closed by an earlier fill's effects (a halt cancels)
                 limit = order.price
                 assert limit is not None
                 if order.side is Side.BUY and price_to_decimal(candle.low) < limit:
@@ -72,6 +74,8 @@ class SimulatedVenue:
             self._fill_market(trade.price, trade.ts)
         if self._limits:
             for order in list(self._limits):
+                if order.status is not OrderStatus.OPEN:
+                    continue  # closed by an earlier fill's effects (a halt cancels)
                 limit = order.price
                 assert limit is not None
                 price = price_to_decimal(trade.price)
@@ -83,8 +87,13 @@ class SimulatedVenue:
 
     def _fill_market(self, price: float, ts: int) -> None:
         base_price = price_to_decimal(price)
-        orders, self._market = self._market, []
-        for order in orders:
+        # The orders waiting for this event; ones submitted while it is matched wait
+        # for the next. Each stays in the book until its turn, so that a halt caused
+        # by an earlier fill can still cancel it.
+        for order in list(self._market):
+            if order.status is not OrderStatus.OPEN:
+                continue
+            self._market.remove(order)
             factor = self._buy_factor if order.side is Side.BUY else self._sell_factor
             self._fill(order, order.remaining, base_price * factor, ts, "taker", None)
 

@@ -49,7 +49,11 @@ def _to_decimal(value: Any) -> Any:
     if isinstance(value, int):
         return Decimal(value)
     if isinstance(value, float):
-        value = repr(value)
+        # The shortest repr is the number as written, but small and large values
+        # come out with an exponent (0.00001 -> '1e-05'): convert it, not the text.
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ValueError(f'expected a plain decimal string such as "0.01", got {value!r}')
+        return Decimal(repr(value))
     if isinstance(value, str):
         text = value.strip()
         if not _DECIMAL_RE.match(text):
@@ -89,6 +93,16 @@ PositiveDecimal = Annotated[
     _as_string,
     WithJsonSchema({"type": "string", "pattern": POSITIVE_PATTERN}),
 ]
+
+
+def _no_boolean(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError("Input should be a valid integer, got a boolean")
+    return value
+
+
+# An integer that a YAML `true` or `yes` does not silently turn into 1.
+Count = Annotated[int, BeforeValidator(_no_boolean)]
 
 
 class CamelModel(BaseModel):
@@ -200,14 +214,16 @@ class MarketSpec(CamelModel):
 
 
 class EmaCrossParams(CamelModel):
-    fast: int = Field(default=12, ge=1, le=10_000, description="Fast EMA length in candles.")
-    slow: int = Field(default=26, ge=2, le=10_000, description="Slow EMA length in candles.")
+    fast: Count = Field(default=12, ge=1, le=10_000, description="Fast EMA length in candles.")
+    slow: Count = Field(default=26, ge=2, le=10_000, description="Slow EMA length in candles.")
     quantity: PositiveDecimal = Field(description="Base quantity bought on a golden cross.", gt=0)
 
     @model_validator(mode="after")
     def _fast_below_slow(self) -> EmaCrossParams:
         if self.fast >= self.slow:
-            raise ValueError(f"fast ({self.fast}) must be less than slow ({self.slow})")
+            raise ValueError(
+                f"{_NESTED_MARK}fast: must be less than slow (fast {self.fast}, slow {self.slow})"
+            )
         return self
 
 
@@ -234,7 +250,7 @@ class MarketMakerParams(CamelModel):
         gt=0,
         description="Price increment quotes are rounded to (bids down, asks up).",
     )
-    window: int = Field(
+    window: Count = Field(
         default=50, ge=1, le=100_000, description="Trades in the reference price's EMA."
     )
 
@@ -286,7 +302,7 @@ class RiskSpec(CamelModel):
     max_position_notional: PositiveDecimal = Field(
         description="Largest position notional (position x price), in the quote currency.", gt=0
     )
-    max_open_orders: int = Field(
+    max_open_orders: Count = Field(
         default=4, ge=1, le=1000, description="Most orders working at the venue at once."
     )
     max_daily_loss: PositiveDecimal = Field(
@@ -296,7 +312,7 @@ class RiskSpec(CamelModel):
     max_drawdown_pct: PositiveDecimal = Field(
         description="Drop of equity from its peak, in percent, that halts trading.", gt=0, le=100
     )
-    max_orders_per_minute: int = Field(
+    max_orders_per_minute: Count = Field(
         default=30, ge=1, le=100_000, description="Most orders submitted in any 60-second window."
     )
 
@@ -373,10 +389,7 @@ _NESTED_MARK = "field errors: "
 
 
 def _format_nested(exc: ValidationError, prefix: str) -> str:
-    return "; ".join(
-        f"{_path(prefix, tuple(err['loc']))}: {_message(err)}"
-        for err in exc.errors(include_url=False)
-    )
+    return "; ".join(_expand(exc, prefix))
 
 
 def _message(err: Any) -> str:
@@ -396,16 +409,21 @@ def _path(prefix: str, loc: tuple[int | str, ...]) -> str:
     return ".".join(parts)
 
 
-def _problems(exc: ValidationError) -> list[str]:
+def _expand(exc: ValidationError, prefix: str) -> list[str]:
+    """`path: problem` lines; a nested-mark message expands to one line per part."""
     problems: list[str] = []
     for err in exc.errors(include_url=False):
         msg = _message(err)
-        path = _path("spec", tuple(err["loc"]))
+        path = _path(prefix, tuple(err["loc"]))
         if msg.startswith(_NESTED_MARK):
             problems.extend(f"{path}.{part}" for part in msg[len(_NESTED_MARK) :].split("; "))
             continue
         problems.append(f"{path}: {msg}")
     return problems
+
+
+def _problems(exc: ValidationError) -> list[str]:
+    return _expand(exc, "spec")
 
 
 def parse_spec(data: Any) -> TradingEngineSpec:
@@ -442,10 +460,13 @@ def parse_manifest(data: Any) -> tuple[EngineIdentity, TradingEngineSpec]:
         meta = data.get("metadata") or {}
         if not isinstance(meta, dict):
             raise ConfigError(["metadata: expected a mapping"])
+        generation = meta.get("generation", 0) or 0
+        if isinstance(generation, bool) or not isinstance(generation, int):
+            raise ConfigError([f"metadata.generation: expected an integer, got {generation!r}"])
         identity = EngineIdentity(
             name=str(meta.get("name", "engine")),
             namespace=str(meta.get("namespace", "default")),
-            generation=int(meta.get("generation", 0) or 0),
+            generation=generation,
         )
         return identity, parse_spec(data["spec"])
     return EngineIdentity(), parse_spec(data)

@@ -45,6 +45,9 @@ class Ledger:
 
     # -- money movements -------------------------------------------------
     def apply_fill(self, fill: Fill) -> None:
+        if self.starting_equity is None:
+            # A fill before any valuation: the starting equity is the books before it.
+            self._revalue(fill.price, fill.ts)
         notional = fill.price * fill.quantity
         if fill.side is Side.BUY:
             new_quote = self.quote - notional - fill.fee
@@ -111,7 +114,10 @@ class Ledger:
     # -- views -------------------------------------------------------------
     @property
     def pnl(self) -> Decimal:
-        return self.equity - (self.starting_equity if self.starting_equity is not None else ZERO)
+        """Equity less the starting equity; zero before the first valuation."""
+        if self.starting_equity is None:
+            return ZERO
+        return self.equity - self.starting_equity
 
     @property
     def daily_loss(self) -> Decimal:

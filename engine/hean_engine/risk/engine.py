@@ -62,7 +62,8 @@ class RiskEngine:
         if peak is not self._peak_seen:  # the floor moves only with the peak
             self._peak_seen = peak
             self._drawdown_floor = peak * self._drawdown_keep
-        if equity <= self._drawdown_floor:
+        # `equity < peak`: an account that never had equity (all zero) is not in a drawdown.
+        if equity <= self._drawdown_floor and equity < peak:
             return self.set_state(RiskState.HALTED, "max_drawdown", ts)
         return None
 
@@ -118,8 +119,14 @@ class RiskEngine:
             spec.max_position_notional
         ):
             return Reject.MAX_POSITION_NOTIONAL
+        # Working market buys will pay about the market price, not this order's limit.
+        market_price = price if price is not None else ref_price
         reserved_quote = sum(
-            (o.remaining * (o.price or ref_price) for o in open_orders if o.side is Side.BUY),
+            (
+                o.remaining * (o.price if o.price is not None else market_price)
+                for o in open_orders
+                if o.side is Side.BUY
+            ),
             start=Decimal(0),
         )
         if (notional + reserved_quote) * (ONE + self.fee_rate) > ledger.quote:
