@@ -146,21 +146,16 @@ def test_replay_json_through_the_runner_is_one_object(tmp_path: Path) -> None:
     assert summary["pnl"] == "-2.39"
 
 
-def test_replay_of_a_file_without_rows_has_no_pnl(tmp_path: Path) -> None:
+def test_replay_of_a_file_without_rows_exits_2(tmp_path: Path) -> None:
+    """A header and no rows is a truncated or wrong file, not a replay with no result."""
     data = write_lines(tmp_path / "header-only.csv", [CANDLE_HEADER])
     result = CliRunner().invoke(
         main,
         ["engine", "replay", "--config", str(_config(tmp_path)), "--data", str(data), "--json"],
     )
-    assert result.exit_code == 0
-    summary = json.loads(result.stdout)
-    assert summary["events"] == 0 and summary["trades"] == []
-    assert (summary["starting_equity"], summary["final_equity"], summary["pnl"]) == (
-        "10000",
-        "10000",
-        "0",
-    )
-    assert summary["first_event_time"] is None and summary["last_event_time"] is None
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert f"{data}:1: no candles after the header" in result.stderr
 
 
 def test_run_in_live_mode_is_refused_without_a_live_approval(tmp_path: Path) -> None:

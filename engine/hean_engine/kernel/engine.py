@@ -60,6 +60,7 @@ class TradingKernel:
         self.recent_events: deque[KernelEvent] = deque(maxlen=100)
         self.listeners: list[Callable[[KernelEvent], None]] = []
         self._order_seq = 0
+        self._warming = False
         venue.bind(self)
 
     def attach(self, strategy: Strategy) -> None:
@@ -101,6 +102,21 @@ class TradingKernel:
             ledger.mark_price = trade.price
         self.strategy.on_trade(trade)  # type: ignore[union-attr]
 
+    def warm_up(self, candles: Sequence[Candle] = (), trades: Sequence[Trade] = ()) -> None:
+        """History from before the engine started: the strategy's indicators see it,
+        nothing trades (an order on an old signal would fill at today's price)."""
+        strategy = self.strategy
+        assert strategy is not None
+        self._warming = True
+        try:
+            for candle in candles:
+                strategy.on_candle(candle)
+            for trade in trades:
+                strategy.on_trade(trade)
+        finally:
+            self._warming = False
+        self._emit("warmed_up", f"{len(candles)} candles, {len(trades)} trades of history")
+
     # -- strategy context ----------------------------------------------------
     @property
     def position(self) -> Decimal:
@@ -111,6 +127,8 @@ class TradingKernel:
         return list(self.open.values())
 
     def submit(self, intent: OrderIntent) -> Order | None:
+        if self._warming:
+            return None
         mark = self.ledger.mark_price
         price = price_to_decimal(mark) if mark is not None else None
         reason = self.risk.check(intent, price, self.open.values(), self.now)

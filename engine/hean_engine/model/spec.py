@@ -161,12 +161,35 @@ class ExchangeSpec(CamelModel):
         pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
     )
 
+    endpoint: str | None = Field(
+        default=None,
+        description=(
+            "Base URL that replaces the exchange's API host in every ccxt URL, for "
+            "example http://127.0.0.1:9000 for `hean sim exchange`. Default: the "
+            "exchange's own endpoints."
+        ),
+        max_length=2048,
+        pattern=r"^https?://[A-Za-z0-9.\-]+(:[0-9]{1,5})?(/[^\s]*)?$",
+    )
+    testnet: bool = Field(
+        default=False,
+        description="Use the exchange's own testnet (ccxt sandbox mode) instead of production.",
+    )
+
     @field_validator("id")
     @classmethod
     def _known_exchange(cls, value: str) -> str:
         if value not in known_exchange_ids():
             raise ValueError(f"unknown exchange id {value!r}: not one of ccxt's exchanges")
         return value
+
+    @model_validator(mode="after")
+    def _one_endpoint(self) -> ExchangeSpec:
+        if self.endpoint is not None and self.testnet:
+            raise ValueError(
+                f"{_NESTED_MARK}testnet: cannot be combined with endpoint (choose one)"
+            )
+        return self
 
 
 TIMEFRAMES: dict[str, int] = {

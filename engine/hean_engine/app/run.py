@@ -1,0 +1,244 @@
+"""`hean engine run`: the engine as a long-running service (paper, or live through the gate).
+
+Start-up, in order, each step failing with a reason and a non-zero exit:
+1. live mode asks the `LiveGate` first: without an approval nothing else
+   happens, not even reading the keys;
+2. the exchange's markets are loaded and the symbol checked;
+3. the control server starts (health, readiness, metrics, status, control);
+4. the strategy warms up on recent history (it sees it; nothing trades);
+5. market data flows into the kernel until SIGTERM or SIGINT.
+
+Shutdown is clean and cancels nothing in paper mode: the books are simulated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hean_engine.app.assembly import Engine, build_simulated_engine
+from hean_engine.control.runtime import Runtime
+from hean_engine.control.server import ControlServer
+from hean_engine.data.exchange_feed import ExchangeFeed, FeedSettings
+from hean_engine.execution.live import DenyAllGate, LiveGate, require_live_approval
+from hean_engine.model.errors import ConfigError, HeanError
+from hean_engine.model.spec import EngineIdentity, Mode, TradingEngineSpec
+from hean_engine.net.exchange import create_client
+from hean_engine.net.retry import RetriesExhausted, RetryPolicy, call_with_retry
+from hean_engine.telemetry.logs import REDACTOR, configure_logging, get_logger, new_run_id
+
+log = get_logger("hean.engine")
+
+# How often the loop-lag probe wakes up.
+_LAG_PROBE_SECONDS = 0.5
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    host: str = "0.0.0.0"  # noqa: S104 - a pod's server must be reachable from the operator
+    port: int = 8080
+    control_token_file: Path | None = None
+    credentials_dir: Path | None = None
+    feed: FeedSettings = field(default_factory=FeedSettings)
+    # The one way to live trading; the command line cannot replace it.
+    gate: LiveGate = field(default_factory=DenyAllGate)
+    log_level: str = "info"
+    configure_logs: bool = True
+
+
+def read_credentials(directory: Path | None) -> dict[str, str]:
+    """apiKey and secret from a mounted Secret's directory; values are registered as secrets."""
+    if directory is None:
+        raise ConfigError(["--credentials-dir: required in live mode (a mounted Secret)"])
+    values: dict[str, str] = {}
+    for key in ("apiKey", "secret"):
+        path = directory / key
+        try:
+            value = path.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(
+                [f"--credentials-dir: cannot read {path}: {exc.strerror or type(exc).__name__}"]
+            ) from None
+        if not value:
+            raise ConfigError([f"--credentials-dir: {path} is empty"])
+        REDACTOR.register(value)
+        values[key] = value
+    return values
+
+
+def run_engine(identity: EngineIdentity, spec: TradingEngineSpec, options: RunOptions) -> None:
+    """Run until SIGTERM/SIGINT; raises the engine's errors for the CLI to report."""
+    run_id = new_run_id()
+    if options.configure_logs:
+        configure_logging(
+            level=options.log_level,
+            engine=identity.name,
+            namespace=identity.namespace,
+            run_id=run_id,
+        )
+    if spec.mode is Mode.LIVE:
+        require_live_approval(options.gate, identity, spec)
+        read_credentials(options.credentials_dir)
+        # The live venue (idempotent orders, journal, reconcile) is not part of
+        # this build: refuse rather than trade without those protections.
+        raise HeanError("live execution is not available in this build of the engine")
+    asyncio.run(serve(identity, spec, options, run_id=run_id))
+
+
+async def serve(
+    identity: EngineIdentity,
+    spec: TradingEngineSpec,
+    options: RunOptions,
+    *,
+    run_id: str | None = None,
+    client: Any = None,
+    stop: asyncio.Event | None = None,
+    on_ready: Callable[[Runtime, int], None] | None = None,
+) -> Runtime:
+    """The paper engine's lifetime inside a running loop; returns when `stop` is set.
+
+    Tests pass a ccxt `client` pointed at a local exchange and their own `stop`
+    event; `on_ready(runtime, port)` is called once the control server listens.
+    """
+    stop = stop if stop is not None else _stop_on_signals()
+    client = client if client is not None else create_client(spec.exchange)
+    engine = build_simulated_engine(identity, spec)
+    feed = ExchangeFeed(
+        client,
+        spec.market.symbol,
+        timeframe=spec.market.timeframe,
+        timeframe_ms=spec.market.timeframe_ms,
+        settings=options.feed,
+        on_retry=_log_retry,
+    )
+    runtime = Runtime(
+        identity=identity,
+        spec=spec,
+        kernel=engine.kernel,
+        mode="paper",
+        run_id=run_id or new_run_id(),
+        feed=feed.health,
+        stale_after=_stale_after(options.feed),
+    )
+    engine.kernel.listeners.append(
+        lambda event: log.info("engine event", kind=event.kind, detail=event.detail)
+    )
+    server = ControlServer(runtime, options.host, options.port, options.control_token_file)
+    tasks: list[asyncio.Task[None]] = []
+    try:
+        await _check_market(client, spec)
+        await server.start()
+        assert server.port is not None
+        log.info(
+            "engine started",
+            mode="paper",
+            exchange=spec.exchange.id,
+            symbol=spec.market.symbol,
+            strategy=spec.strategy.name,
+            port=server.port,
+            generation=identity.generation,
+        )
+        if on_ready is not None:
+            on_ready(runtime, server.port)
+        tasks.append(asyncio.create_task(_trade(engine, feed), name="market-data"))
+        tasks.append(asyncio.create_task(_probe_loop_lag(runtime), name="loop-lag"))
+        waiter = asyncio.create_task(stop.wait(), name="stop")
+        done, _ = await asyncio.wait([waiter, tasks[0]], return_when=asyncio.FIRST_COMPLETED)
+        if tasks[0] in done:
+            waiter.cancel()
+            tasks[0].result()  # the feed only ends by failing: raise its error
+        runtime.stopping = True
+        log.info("engine stopping", reason="signal")
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await server.stop()
+        with contextlib.suppress(Exception):
+            await client.close()
+    ledger = engine.ledger
+    log.info(
+        "engine stopped",
+        events=engine.kernel.events,
+        fills=len(engine.kernel.fills),
+        equity=str(ledger.equity),
+        pnl=str(ledger.pnl),
+    )
+    return runtime
+
+
+async def _check_market(client: Any, spec: TradingEngineSpec) -> None:
+    try:
+        markets = await call_with_retry(
+            client.load_markets,
+            policy=RetryPolicy(max_attempts=6),
+            what="load_markets",
+            on_retry=_log_retry,
+        )
+    except RetriesExhausted as exc:
+        cause = exc.__cause__
+        raise HeanError(
+            f"cannot load {spec.exchange.id}'s markets: {type(cause).__name__} after retries"
+        ) from None
+    except Exception as exc:  # ccxt's non-transient errors (bad endpoint, 4xx)
+        raise HeanError(
+            f"cannot load {spec.exchange.id}'s markets: {type(exc).__name__}: "
+            f"{REDACTOR.redact(str(exc))[:200]}"
+        ) from None
+    if spec.market.symbol not in markets:
+        raise ConfigError(
+            [f"spec.market.symbol: {spec.market.symbol} is not a market on {spec.exchange.id}"]
+        )
+
+
+async def _trade(engine: Engine, feed: ExchangeFeed) -> None:
+    kernel = engine.kernel
+    if engine.strategy.consumes == "candles":
+        kernel.warm_up(candles=await feed.candle_history())
+        async for candle in feed.candles():
+            kernel.on_candle(candle)
+    else:
+        kernel.warm_up(trades=await feed.trade_history())
+        async for trade in feed.trades():
+            kernel.on_trade(trade)
+
+
+async def _probe_loop_lag(runtime: Runtime) -> None:
+    """Loop lag: how much later than asked a sleep wakes up (a busy or blocked loop)."""
+    loop = asyncio.get_running_loop()
+    while True:
+        before = loop.time()
+        await asyncio.sleep(_LAG_PROBE_SECONDS)
+        runtime.loop_lag = max(0.0, loop.time() - before - _LAG_PROBE_SECONDS)
+
+
+def _stale_after(settings: FeedSettings) -> float:
+    # A candle feed legitimately delivers nothing for a whole timeframe, but it
+    # polls every poll_interval: readiness follows successful polls.
+    return max(60.0, 6 * settings.poll_interval)
+
+
+def _stop_on_signals() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+def _log_retry(what: str, attempt: int, exc: BaseException, delay: float) -> None:
+    log.warning(
+        "exchange call failed, retrying",
+        call=what,
+        attempt=attempt,
+        error=type(exc).__name__,
+        detail=REDACTOR.redact(str(exc))[:200],
+        delay_seconds=round(delay, 3),
+    )

@@ -1,0 +1,1 @@
+"""The engine's HTTP surface: health, readiness, metrics, status and control."""

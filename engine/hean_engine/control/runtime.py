@@ -1,0 +1,73 @@
+"""What the control server knows about a running engine, and what it may change.
+
+The app layer fills a `Runtime` in; the HTTP handlers, the status document
+and the metrics collector only read it (and `apply_command` changes the
+kernel's state), so they are testable without a network or an exchange.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from hean_engine.data.exchange_feed import FeedHealth
+from hean_engine.kernel.engine import TradingKernel
+from hean_engine.model.orders import RiskState
+from hean_engine.model.spec import EngineIdentity, TradingEngineSpec
+
+RunMode = Literal["paper", "live", "replay"]
+Command = Literal["pause", "resume", "reduce", "halt"]
+COMMANDS: tuple[Command, ...] = ("pause", "resume", "reduce", "halt")
+
+
+@dataclass
+class Runtime:
+    identity: EngineIdentity
+    spec: TradingEngineSpec
+    kernel: TradingKernel
+    mode: RunMode
+    run_id: str
+    feed: FeedHealth | None = None
+    started: float = field(default_factory=time.time)
+    clock: Callable[[], float] = time.time
+    # Seconds without a successful market data poll after which the engine is not ready.
+    stale_after: float = 180.0
+    # Live mode: the result of the last reconcile with the exchange (None until one ran).
+    last_reconcile: dict[str, Any] | None = None
+    reconcile_required: bool = False
+    loop_lag: float = 0.0
+    stopping: bool = False
+    control_requests: dict[tuple[str, str], int] = field(default_factory=dict)
+
+    def readiness(self) -> tuple[bool, str]:
+        """Ready once market data flows (and, in live, the startup reconcile passed)."""
+        if self.stopping:
+            return False, "shutting down"
+        feed = self.feed
+        if feed is None or feed.last_ok is None:
+            return False, "waiting for market data"
+        age = self.clock() - feed.last_ok
+        if age > self.stale_after:
+            return False, f"market data stale: last successful poll {age:.0f}s ago"
+        if self.reconcile_required and (
+            self.last_reconcile is None or self.last_reconcile.get("result") != "ok"
+        ):
+            return False, "waiting for a clean reconcile with the exchange"
+        return True, "ready"
+
+    def count_control(self, command: str, result: str) -> None:
+        key = (command, result)
+        self.control_requests[key] = self.control_requests.get(key, 0) + 1
+
+
+def apply_command(kernel: TradingKernel, command: Command) -> None:
+    if command == "pause":
+        kernel.pause()
+    elif command == "resume":
+        kernel.resume()
+    elif command == "reduce":
+        kernel.set_risk_state(RiskState.REDUCING, "control command: reduce")
+    else:
+        kernel.set_risk_state(RiskState.HALTED, "control command: halt")

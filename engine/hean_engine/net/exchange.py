@@ -1,0 +1,72 @@
+"""Building ccxt clients for an engine: quirks as data, endpoints rewritten.
+
+Per-exchange differences live in `QUIRKS` (data, not branches), in the spirit
+of freqtrade: options that make a client fetch only what a spot engine needs.
+`exchange.endpoint` points every API URL of a client at another host (the
+exchange simulator, a proxy), keeping the paths, so ccxt's own request
+building, signing and parsing run unchanged.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import ccxt.async_support as ccxt_async
+
+from hean_engine.model.spec import ExchangeSpec
+
+# Options per ccxt exchange id, merged under the client's options.
+QUIRKS: dict[str, dict[str, Any]] = {
+    # Spot only: without this, load_markets also calls the futures APIs (fapi, dapi).
+    "binance": {"defaultType": "spot", "fetchMarkets": ["spot"]},
+}
+
+DEFAULT_TIMEOUT_MS = 10_000
+
+
+def rewrite_urls(urls: Any, endpoint: str) -> Any:
+    """Every URL string under `urls` (nested dicts/lists) with its host replaced."""
+    if isinstance(urls, str):
+        return _rebase(urls, endpoint)
+    if isinstance(urls, dict):
+        return {key: rewrite_urls(value, endpoint) for key, value in urls.items()}
+    if isinstance(urls, list):
+        return [rewrite_urls(value, endpoint) for value in urls]
+    return urls
+
+
+def _rebase(url: str, endpoint: str) -> str:
+    if not url.startswith(("http://", "https://")):
+        return url  # e.g. websocket URLs: not used by the REST client
+    target = urlsplit(endpoint)
+    source = urlsplit(url)
+    path = target.path.rstrip("/") + source.path
+    return urlunsplit((target.scheme, target.netloc, path, source.query, source.fragment))
+
+
+def create_client(
+    spec: ExchangeSpec,
+    *,
+    credentials: dict[str, str] | None = None,
+    timeout_ms: int = DEFAULT_TIMEOUT_MS,
+) -> Any:
+    """An async ccxt client for `spec`; public only unless `credentials` are given.
+
+    ccxt's own rate limiter stays on: it spaces requests by the exchange's
+    published limits, and the retry policy handles what gets through anyway.
+    """
+    cls = getattr(ccxt_async, spec.id)
+    config: dict[str, Any] = {
+        "enableRateLimit": True,
+        "timeout": timeout_ms,
+        "options": dict(QUIRKS.get(spec.id, {})),
+    }
+    if credentials:
+        config.update(credentials)
+    client = cls(config)
+    if spec.testnet:
+        client.set_sandbox_mode(True)
+    elif spec.endpoint is not None:
+        client.urls["api"] = rewrite_urls(client.urls["api"], spec.endpoint)
+    return client

@@ -1,0 +1,1 @@
+"""Logs: structured JSON with the engine's identity, and secrets redacted."""

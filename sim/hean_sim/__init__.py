@@ -1,0 +1,1 @@
+"""HEAN simulators: a stateful exchange that speaks a real exchange's REST protocol."""

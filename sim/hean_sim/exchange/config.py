@@ -1,0 +1,83 @@
+"""The simulator's configuration: one dataclass, every field defaulted but the data file.
+
+`clock` is injectable (a callable returning wall seconds, like `time.time`) so
+that tests drive market time and rate-limit windows without sleeping.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Literal
+
+Clock = Callable[[], float]
+
+
+@dataclass
+class SimConfig:
+    """How one simulated Binance spot market replays a recorded file.
+
+    data: a candles (`timestamp,open,high,low,close,volume`, one-minute bars) or
+        trades (`timestamp,side,price,amount`) CSV, optionally gzipped.
+    symbol: the unified symbol served (`BTC/USDT` is Binance's `BTCUSDT`); the
+        recorded prices are served as this market's whatever the file's pair.
+    speed: data seconds replayed per wall second; None means step mode (each
+        market-data request advances the replay by one record; see
+        `hean_sim.exchange.clock`).
+    start: the data time the replay starts at (default: the first record).
+    weight_limit: request weight allowed per IP per wall minute before 429.
+    ban_seconds / ban_after: a client that sends `ban_after` requests while
+        told to back off (after a 429) is banned (418) for `ban_seconds`,
+        doubled on every further ban.
+    tick_size, step_size, min_qty, max_qty, min_notional, max_notional: the
+        symbol's filters; None derives them from the data (see `filters`).
+    notional_filter: which of Binance's two notional filters exchangeInfo
+        carries (`NOTIONAL` today, `MIN_NOTIONAL` on older deployments).
+    book_levels_qty: quantity at the synthetic book's best level (each deeper
+        level adds as much again); None derives it from the data.
+    """
+
+    data: Path
+    symbol: str = "BTC/USDT"
+    speed: float | None = 1.0
+    weight_limit: int = 6000
+    clock: Clock = time.time
+    start: datetime | None = None
+    ban_seconds: float = 120.0
+    ban_after: int = 1
+    tick_size: Decimal | None = None
+    step_size: Decimal | None = None
+    min_qty: Decimal | None = None
+    max_qty: Decimal | None = None
+    min_notional: Decimal | None = None
+    max_notional: Decimal | None = None
+    notional_filter: Literal["NOTIONAL", "MIN_NOTIONAL"] = "NOTIONAL"
+    book_levels_qty: Decimal | None = None
+
+    def __post_init__(self) -> None:
+        self.data = Path(self.data)
+        if "/" not in self.symbol:
+            raise ValueError(f"symbol must be BASE/QUOTE, got {self.symbol!r}")
+        if self.speed is not None and not self.speed > 0:
+            raise ValueError(f"speed must be positive or None (step mode), got {self.speed!r}")
+        if self.weight_limit < 1:
+            raise ValueError(f"weight_limit must be at least 1, got {self.weight_limit!r}")
+        if self.ban_after < 1:
+            raise ValueError(f"ban_after must be at least 1, got {self.ban_after!r}")
+
+    @property
+    def base_asset(self) -> str:
+        return self.symbol.split("/", 1)[0].upper()
+
+    @property
+    def quote_asset(self) -> str:
+        return self.symbol.split("/", 1)[1].upper()
+
+    @property
+    def symbol_id(self) -> str:
+        """Binance's market id: the assets concatenated (`BTCUSDT`)."""
+        return self.base_asset + self.quote_asset
