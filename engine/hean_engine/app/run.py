@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +30,7 @@ from hean_engine.execution.live import DenyAllGate, LiveGate, require_live_appro
 from hean_engine.model.errors import ConfigError, HeanError
 from hean_engine.model.spec import EngineIdentity, Mode, TradingEngineSpec
 from hean_engine.net.exchange import create_client
-from hean_engine.net.retry import RetriesExhausted, RetryPolicy, call_with_retry
+from hean_engine.net.retry import RetriesExhausted, RetryPolicy, Sleep, call_with_retry
 from hean_engine.telemetry.logs import REDACTOR, configure_logging, get_logger, new_run_id
 
 log = get_logger("hean.engine")
@@ -99,11 +100,14 @@ async def serve(
     client: Any = None,
     stop: asyncio.Event | None = None,
     on_ready: Callable[[Runtime, int], None] | None = None,
+    clock: Callable[[], float] = time.time,
+    sleep: Sleep = asyncio.sleep,
 ) -> Runtime:
     """The paper engine's lifetime inside a running loop; returns when `stop` is set.
 
     Tests pass a ccxt `client` pointed at a local exchange and their own `stop`
-    event; `on_ready(runtime, port)` is called once the control server listens.
+    event; `on_ready(runtime, port)` is called once the control server listens;
+    `clock` and `sleep` drive the feed's polling and staleness (a fake clock in tests).
     """
     stop = stop if stop is not None else _stop_on_signals()
     client = client if client is not None else create_client(spec.exchange)
@@ -114,6 +118,8 @@ async def serve(
         timeframe=spec.market.timeframe,
         timeframe_ms=spec.market.timeframe_ms,
         settings=options.feed,
+        clock=clock,
+        sleep=sleep,
         on_retry=_log_retry,
     )
     runtime = Runtime(
@@ -124,6 +130,8 @@ async def serve(
         run_id=run_id or new_run_id(),
         feed=feed.health,
         stale_after=_stale_after(options.feed),
+        clock=clock,
+        started=clock(),
     )
     engine.kernel.listeners.append(
         lambda event: log.info("engine event", kind=event.kind, detail=event.detail)
@@ -131,7 +139,7 @@ async def serve(
     server = ControlServer(runtime, options.host, options.port, options.control_token_file)
     tasks: list[asyncio.Task[None]] = []
     try:
-        await _check_market(client, spec)
+        await _check_market(client, spec, sleep)
         await server.start()
         assert server.port is not None
         log.info(
@@ -174,12 +182,13 @@ async def serve(
     return runtime
 
 
-async def _check_market(client: Any, spec: TradingEngineSpec) -> None:
+async def _check_market(client: Any, spec: TradingEngineSpec, sleep: Sleep) -> None:
     try:
         markets = await call_with_retry(
             client.load_markets,
             policy=RetryPolicy(max_attempts=6),
             what="load_markets",
+            sleep=sleep,
             on_retry=_log_retry,
         )
     except RetriesExhausted as exc:

@@ -1,0 +1,102 @@
+"""Live mode goes through the LiveGate first, and exchange keys never leak."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from engine_support import spec_dict
+from hean_engine.app.run import RunOptions, read_credentials, run_engine
+from hean_engine.execution.live import GateDecision
+from hean_engine.model.errors import ConfigError, HeanError, LiveTradingRefused
+from hean_engine.model.spec import EngineIdentity, TradingEngineSpec, parse_spec
+from hean_engine.telemetry.logs import REDACTOR, configure_logging, get_logger
+
+API_KEY = "canary-api-key-3b8e1d"
+SECRET = "canary-secret-a41c77f0"
+
+
+class AllowGate:
+    def __init__(self) -> None:
+        self.asked = 0
+
+    def evaluate(self, identity: EngineIdentity, spec: TradingEngineSpec) -> GateDecision:
+        self.asked += 1
+        return GateDecision(True, "test approval")
+
+
+def live_spec() -> TradingEngineSpec:
+    return parse_spec(spec_dict(mode="live", exchange={"credentialsSecret": "keys"}))
+
+
+def credentials(tmp_path: Path) -> Path:
+    directory = tmp_path / "credentials"
+    directory.mkdir()
+    (directory / "apiKey").write_text(API_KEY + "\n")
+    (directory / "secret").write_text(SECRET)
+    return directory
+
+
+@pytest.fixture(autouse=True)
+def logs() -> Iterator[io.StringIO]:
+    stream = io.StringIO()
+    configure_logging(stream=stream)
+    yield stream
+    REDACTOR.clear()
+    configure_logging()
+
+
+def test_the_gate_is_asked_before_the_keys_are_read(tmp_path: Path) -> None:
+    # The credentials directory does not exist: reading it would be a ConfigError.
+    options = RunOptions(credentials_dir=tmp_path / "absent", configure_logs=False)
+    with pytest.raises(LiveTradingRefused) as info:
+        run_engine(EngineIdentity(name="e1"), live_spec(), options)
+    assert str(info.value) == "live trading refused for default/e1: no valid LiveApproval"
+
+
+def test_an_allowed_live_start_still_refuses_without_a_live_venue(
+    tmp_path: Path, logs: io.StringIO
+) -> None:
+    gate = AllowGate()
+    options = RunOptions(credentials_dir=credentials(tmp_path), gate=gate, configure_logs=False)
+    with pytest.raises(HeanError) as info:
+        run_engine(EngineIdentity(), live_spec(), options)
+    assert gate.asked == 1
+    assert "live execution is not available" in str(info.value)
+    assert API_KEY not in str(info.value) and SECRET not in str(info.value)
+
+
+def test_keys_read_are_redacted_from_every_log_line(tmp_path: Path, logs: io.StringIO) -> None:
+    read_credentials(credentials(tmp_path))
+    log = get_logger("test")
+    log.error("exchange said", detail=f"invalid key {API_KEY} for secret {SECRET}")
+    try:
+        raise RuntimeError(f"signature with {SECRET} rejected")
+    except RuntimeError:
+        log.exception("failure")
+    text = logs.getvalue()
+    assert API_KEY not in text and SECRET not in text
+    assert text.count("[REDACTED]") >= 3
+
+
+@pytest.mark.parametrize(
+    ("files", "problem"),
+    [
+        ({"apiKey": "k" * 10}, "secret: No such file or directory"),
+        ({"apiKey": "", "secret": "s" * 10}, "apiKey is empty"),
+    ],
+)
+def test_missing_or_empty_keys_name_the_file_not_the_value(
+    tmp_path: Path, files: dict[str, str], problem: str
+) -> None:
+    directory = tmp_path / "keys"
+    directory.mkdir()
+    for name, value in files.items():
+        (directory / name).write_text(value)
+    with pytest.raises(ConfigError) as info:
+        read_credentials(directory)
+    assert problem in str(info.value)
+    assert "kkkkkkkkkk" not in str(info.value)
