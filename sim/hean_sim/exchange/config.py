@@ -24,7 +24,7 @@ class SimConfig:
     data: a candles (`timestamp,open,high,low,close,volume`, one-minute bars) or
         trades (`timestamp,side,price,amount`) CSV, optionally gzipped.
     symbol: the unified symbol served (`BTC/USDT` is Binance's `BTCUSDT`); the
-        recorded prices are served as this market's whatever the file's pair.
+        recorded prices become this market's, whichever pair the file recorded.
     speed: data seconds replayed per wall second; None means step mode (each
         market-data request advances the replay by one record; see
         `hean_sim.exchange.clock`).

@@ -47,9 +47,7 @@ def error_response(
     status: int, code: int, msg: str, headers: dict[str, str] | None = None
 ) -> web.Response:
     body = json.dumps({"code": code, "msg": msg})
-    return web.Response(
-        status=status, text=body, content_type="application/json", headers=headers
-    )
+    return web.Response(status=status, text=body, content_type="application/json", headers=headers)
 
 
 def bad_request(code: int, msg: str) -> BinanceError:
