@@ -62,8 +62,22 @@ def operator_group() -> None:
     show_default=True,
     help="The engine image's entry point (the sandbox runs it as a local command).",
 )
-@click.option("--metrics-port", default=8000, show_default=True, type=int)
-@click.option("--liveness-port", default=8081, show_default=True, type=int)
+@click.option(
+    "--metrics-port", default=8000, show_default=True, type=int, help="0 disables /metrics."
+)
+@click.option(
+    "--liveness-port",
+    default=8081,
+    show_default=True,
+    type=int,
+    help="kopf's /healthz; 0 disables it.",
+)
+@click.option(
+    "--kubeconfig",
+    type=click.Path(path_type=Path, dir_okay=False),
+    envvar="KUBECONFIG",
+    help="Kubeconfig to use outside a cluster (default: in-cluster, then ~/.kube/config).",
+)
 def run_operator_command(
     namespaces: tuple[str, ...],
     poll_interval: float,
@@ -71,8 +85,9 @@ def run_operator_command(
     engine_command: str,
     metrics_port: int,
     liveness_port: int,
+    kubeconfig: Path | None,
 ) -> None:
-    """Run the operator until SIGINT/SIGTERM (kubeconfig from $KUBECONFIG or in-cluster)."""
+    """Run the operator until SIGINT/SIGTERM."""
     import asyncio
 
     from hean_operator.builders.pod import EngineImage
@@ -85,8 +100,9 @@ def run_operator_command(
     settings = OperatorSettings(
         namespaces=namespaces,
         poll_interval=poll_interval,
-        metrics_port=metrics_port,
-        liveness_endpoint=f"http://0.0.0.0:{liveness_port}/healthz",
+        metrics_port=metrics_port or None,
+        liveness_endpoint=f"http://0.0.0.0:{liveness_port}/healthz" if liveness_port else None,
         image=image,
+        kubeconfig=str(kubeconfig) if kubeconfig else None,
     )
     asyncio.run(run_operator(settings))

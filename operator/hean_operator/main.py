@@ -20,7 +20,10 @@ from hean_operator.settings import OperatorSettings
 FINALIZER = "hean.io/finalizer"
 
 
-def _load_kube_config() -> None:
+def _load_kube_config(kubeconfig: str | None) -> None:
+    if kubeconfig:
+        kube_config.load_kube_config(config_file=kubeconfig)  # type: ignore[no-untyped-call]
+        return
     try:
         kube_config.load_incluster_config()  # type: ignore[no-untyped-call]
     except kube_config.ConfigException:
@@ -60,7 +63,7 @@ async def run_operator(
     stop_flag: asyncio.Event | threading.Event | None = None,
     ready_flag: asyncio.Event | threading.Event | None = None,
 ) -> None:
-    _load_kube_config()
+    _load_kube_config(settings.kubeconfig)
     metrics = OperatorMetrics()
     if settings.metrics_port is not None:
         start_http_server(settings.metrics_port, registry=metrics.registry)

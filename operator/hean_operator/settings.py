@@ -17,6 +17,7 @@ class OperatorSettings:
     liveness_endpoint: str | None = "http://0.0.0.0:8081/healthz"
     image: EngineImage = field(default_factory=EngineImage)
     engine_port: int = 8080
+    kubeconfig: str | None = None  # outside a cluster; None: in-cluster, then ~/.kube/config
 
     @property
     def clusterwide(self) -> bool:

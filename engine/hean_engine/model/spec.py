@@ -68,10 +68,16 @@ def _to_decimal(value: Any) -> Any:
 
 # Decimals travel as strings (in YAML, JSON, the CRD and /status) so that no
 # client ever parses money into a binary float. The JSON Schema patterns let
-# the CRD refuse a sign or a zero before the model sees the object.
+# the CRD refuse a sign or a zero before the model sees the object. Whole
+# numbers may be written bare (`maxOpenOrders`-style `slippageBps: 0`): the CRD
+# marks decimals int-or-string, and the model reads ints exactly.
 DECIMAL_PATTERN = r"^[+-]?(\d+(\.\d*)?|\.\d+)$"
 NON_NEGATIVE_PATTERN = r"^(\d+(\.\d*)?|\.\d+)$"
 POSITIVE_PATTERN = r"^0*([1-9]\d*(\.\d*)?|0?\.\d*[1-9]\d*)$"
+
+
+def _int_or_string(pattern: str) -> dict[str, Any]:
+    return {"x-kubernetes-int-or-string": True, "pattern": pattern}
 
 
 _as_decimal = BeforeValidator(_to_decimal)
@@ -79,19 +85,19 @@ _as_string = PlainSerializer(
     lambda d: format(d, "f"), return_type=str, when_used="json-unless-none"
 )
 DecimalStr = Annotated[
-    Decimal, _as_decimal, _as_string, WithJsonSchema({"type": "string", "pattern": DECIMAL_PATTERN})
+    Decimal, _as_decimal, _as_string, WithJsonSchema(_int_or_string(DECIMAL_PATTERN))
 ]
 NonNegativeDecimal = Annotated[
     Decimal,
     _as_decimal,
     _as_string,
-    WithJsonSchema({"type": "string", "pattern": NON_NEGATIVE_PATTERN}),
+    WithJsonSchema(_int_or_string(NON_NEGATIVE_PATTERN)),
 ]
 PositiveDecimal = Annotated[
     Decimal,
     _as_decimal,
     _as_string,
-    WithJsonSchema({"type": "string", "pattern": POSITIVE_PATTERN}),
+    WithJsonSchema(_int_or_string(POSITIVE_PATTERN)),
 ]
 
 

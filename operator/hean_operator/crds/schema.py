@@ -93,7 +93,7 @@ def _convert(node: dict[str, Any], defs: dict[str, Any], path: str) -> dict[str,
                 out[key] = _convert(value, defs, f"{path}{{}}")
         elif key in _KEEP:
             out[key] = value
-    if "type" not in out:
+    if "type" not in out and not out.get("x-kubernetes-int-or-string"):
         raise SchemaError(f"{path}: no type (structural schemas need one on every node)")
     if out.get("type") == "object" and "properties" in out and "additionalProperties" in out:
         raise SchemaError(f"{path}: properties and additionalProperties together")

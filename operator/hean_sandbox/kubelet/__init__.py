@@ -1,0 +1,1 @@
+"""The sandbox kubelet: runs pods as local processes (or fakes them, like KWOK)."""
