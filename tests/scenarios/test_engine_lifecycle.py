@@ -1,0 +1,168 @@
+"""TradingEngine scenarios driven with kubectl against the real operator in the sandbox."""
+
+from __future__ import annotations
+
+from conftest import Scenario, engine_manifest, max_concurrent_pods
+
+POD = "btc-engine"
+
+
+def engine_pods(scenario: Scenario, name: str = POD) -> set[str]:
+    """Uids of the engine's pods that exist now, from the recorded watch."""
+    alive: set[str] = set()
+    for kind, pod, uid in scenario.pod_events:
+        if pod == f"{name}-engine":
+            (alive.add if kind == "ADDED" else alive.discard)(uid)
+    return alive
+
+
+async def create_ready(scenario: Scenario, name: str = "btc", **spec: object) -> None:
+    assert scenario.exchange_url is not None
+    await scenario.apply(engine_manifest(name, scenario.exchange_url, **spec))
+    await scenario.wait(f"tradingengine/{name}", "condition=Ready")
+
+
+async def test_create_runs_one_engine_pod_with_true_status(scenario: Scenario) -> None:
+    await create_ready(scenario)
+    engine = await scenario.get("tradingengine", "btc")
+    status = engine["status"]
+    assert status["phase"] == "Running"
+    assert status["observedGeneration"] == 1
+    assert status["riskState"] == "ACTIVE"
+    assert status["equity"] == "100000"
+    conditions = {c["type"]: c["status"] for c in status["conditions"]}
+    assert conditions == {
+        "SpecValid": "True",
+        "Ready": "True",
+        "Reconciled": "True",
+        "LiveApproved": "True",
+    }
+    # the children, each owned by the engine (garbage-collected with it)
+    uid = engine["metadata"]["uid"]
+    for kind, name in [
+        ("pod", "btc-engine"),
+        ("configmap", "btc-config"),
+        ("secret", "btc-control"),
+        ("service", "btc"),
+    ]:
+        child = await scenario.get(kind, name)
+        owners = child["metadata"]["ownerReferences"]
+        assert [(o["kind"], o["uid"], o.get("controller")) for o in owners] == [
+            ("TradingEngine", uid, True)
+        ], kind
+    # the printer columns, as a user sees them
+    table = (await scenario.kubectl("get", "tradingengines")).stdout.splitlines()
+    assert table[0].split() == ["NAME", "MODE", "PHASE", "RISK", "READY", "EQUITY", "PNL", "AGE"]
+    assert table[1].split()[:6] == ["btc", "paper", "Running", "ACTIVE", "True", "100000"]
+    events = (
+        await scenario.kubectl(
+            "get", "events", "--field-selector", "involvedObject.name=btc", "-o", "json"
+        )
+    ).json()
+    reasons = {e["reason"] for e in events["items"]}
+    assert "Running" in reasons
+    assert max_concurrent_pods(scenario.pod_events, "btc-engine") == 1
+
+
+async def test_spec_change_replaces_the_pod_never_running_two(scenario: Scenario) -> None:
+    await create_ready(scenario)
+    first = await scenario.get("pod", "btc-engine")
+    await scenario.kubectl(
+        "patch",
+        "tradingengine",
+        "btc",
+        "--type=merge",
+        "-p",
+        '{"spec": {"strategy": {"params": {"fast": 4}}}}',
+    )
+    await scenario.wait("tradingengine/btc", "jsonpath={.status.observedGeneration}=2")
+    await scenario.wait("tradingengine/btc", "condition=Ready")
+    second = await scenario.get("pod", "btc-engine")
+    assert second["metadata"]["uid"] != first["metadata"]["uid"]
+    assert second["metadata"]["annotations"]["hean.io/spec-generation"] == "2"
+    config = await scenario.get("configmap", "btc-config")
+    assert "fast: 4" in next(iter(config["data"].values()))
+    # at no moment did two engine pods exist: the old one was gone before the new one
+    assert max_concurrent_pods(scenario.pod_events, "btc-engine") == 1
+    assert len(engine_pods(scenario, "btc")) == 1
+
+
+async def test_pause_and_resume_without_a_restart(scenario: Scenario) -> None:
+    await create_ready(scenario)
+    uid = (await scenario.get("pod", "btc-engine"))["metadata"]["uid"]
+    await scenario.kubectl("patch", "te", "btc", "--type=merge", "-p", '{"spec":{"paused":true}}')
+    await scenario.wait("tradingengine/btc", "jsonpath={.status.phase}=Paused")
+    await scenario.kubectl("patch", "te", "btc", "--type=merge", "-p", '{"spec":{"paused":false}}')
+    await scenario.wait("tradingengine/btc", "jsonpath={.status.phase}=Running")
+    assert (await scenario.get("pod", "btc-engine"))["metadata"]["uid"] == uid
+    engine = await scenario.get("te", "btc")
+    assert engine["metadata"]["generation"] == 3  # paused is spec: generations move
+    events = (await scenario.kubectl("get", "events", "-o", "json")).json()["items"]
+    assert {"Pause", "Resume"} <= {e["reason"] for e in events}
+
+
+async def test_halt_keeps_the_pod_for_inspection(scenario: Scenario) -> None:
+    await create_ready(scenario)
+    uid = (await scenario.get("pod", "btc-engine"))["metadata"]["uid"]
+    await scenario.kubectl("patch", "te", "btc", "--type=merge", "-p", '{"spec":{"halt":true}}')
+    await scenario.wait("tradingengine/btc", "jsonpath={.status.phase}=Halted")
+    engine = await scenario.get("te", "btc")
+    assert engine["status"]["riskState"] == "HALTED"
+    assert "halt" in engine["status"]["message"]
+    pod = await scenario.get("pod", "btc-engine")
+    assert pod["metadata"]["uid"] == uid and pod["status"]["phase"] == "Running"
+    await scenario.kubectl("patch", "te", "btc", "--type=merge", "-p", '{"spec":{"halt":false}}')
+    await scenario.wait("tradingengine/btc", "jsonpath={.status.phase}=Running")
+
+
+async def test_delete_halts_the_engine_then_removes_everything(scenario: Scenario) -> None:
+    await create_ready(scenario)
+    engine = await scenario.get("te", "btc")
+    assert "hean.io/finalizer" in engine["metadata"]["finalizers"]
+    await scenario.kubectl("delete", "tradingengine", "btc", "--wait=true", "--timeout=60s")
+    gone = await scenario.kubectl("get", "te", "btc", check=False)
+    assert gone.returncode != 0 and "NotFound" in gone.stderr
+    for kind, name in [("configmap", "btc-config"), ("secret", "btc-control"), ("service", "btc")]:
+        assert (await scenario.kubectl("get", kind, name, check=False)).returncode != 0
+    await scenario.kubectl("wait", "--for=delete", "pod/btc-engine", "--timeout=60s")
+    events = (await scenario.kubectl("get", "events", "-o", "json")).json()["items"]
+    deleted = [e for e in events if e["reason"] == "Deleted"]
+    assert deleted and deleted[0]["message"] == "engine halted with no open orders"
+
+
+async def test_operator_restart_mid_change_converges_without_duplicates(
+    scenario: Scenario,
+) -> None:
+    await create_ready(scenario)
+    await scenario.kubectl(
+        "patch",
+        "te",
+        "btc",
+        "--type=merge",
+        "-p",
+        '{"spec": {"strategy": {"params": {"slow": 9}}}}',
+    )
+    # kill the operator hard while it replaces the pod, then start a new one
+    await scenario.box.stop_operator(kill=True)
+    await scenario.box.start_operator()
+    await scenario.wait("tradingengine/btc", "jsonpath={.status.observedGeneration}=2")
+    await scenario.wait("tradingengine/btc", "condition=Ready")
+    pod = await scenario.get("pod", "btc-engine")
+    assert pod["metadata"]["annotations"]["hean.io/spec-generation"] == "2"
+    assert max_concurrent_pods(scenario.pod_events, "btc-engine") == 1
+    assert len(engine_pods(scenario, "btc")) == 1
+    for kind in ("configmap", "secret", "service"):
+        items = (await scenario.kubectl("get", kind, "-o", "json")).json()["items"]
+        names = [i["metadata"]["name"] for i in items if i["metadata"]["name"].startswith("btc")]
+        assert len(names) == 1, (kind, names)
+
+
+async def test_engine_pod_deleted_by_hand_is_recreated(scenario: Scenario) -> None:
+    await create_ready(scenario)
+    uid = (await scenario.get("pod", "btc-engine"))["metadata"]["uid"]
+    await scenario.kubectl("delete", "pod", "btc-engine", "--wait=true")
+    await scenario.wait("pod/btc-engine", "create")
+    await scenario.wait("pod/btc-engine", "condition=Ready")
+    await scenario.wait("tradingengine/btc", "condition=Ready")
+    assert (await scenario.get("pod", "btc-engine"))["metadata"]["uid"] != uid
+    assert max_concurrent_pods(scenario.pod_events, "btc-engine") == 1
