@@ -73,6 +73,14 @@ def operator_group() -> None:
     help="kopf's /healthz; 0 disables it.",
 )
 @click.option(
+    "--log-format",
+    type=click.Choice(["json", "text"]),
+    default="json",
+    show_default=True,
+    help="JSON lines (with the resource's namespace/name) or human-readable text.",
+)
+@click.option("--verbose", is_flag=True, help="Debug logging.")
+@click.option(
     "--kubeconfig",
     type=click.Path(path_type=Path, dir_okay=False),
     envvar="KUBECONFIG",
@@ -85,6 +93,8 @@ def run_operator_command(
     engine_command: str,
     metrics_port: int,
     liveness_port: int,
+    log_format: str,
+    verbose: bool,
     kubeconfig: Path | None,
 ) -> None:
     """Run the operator until SIGINT/SIGTERM."""
@@ -104,5 +114,7 @@ def run_operator_command(
         liveness_endpoint=f"http://0.0.0.0:{liveness_port}/healthz" if liveness_port else None,
         image=image,
         kubeconfig=str(kubeconfig) if kubeconfig else None,
+        log_format=log_format,
+        verbose=verbose,
     )
     asyncio.run(run_operator(settings))

@@ -63,6 +63,13 @@ async def run_operator(
     stop_flag: asyncio.Event | threading.Event | None = None,
     ready_flag: asyncio.Event | threading.Event | None = None,
 ) -> None:
+    # JSON lines, each handler's line carrying the resource (namespace, name, uid)
+    # under "object": what a log pipeline can filter an engine's history by.
+    kopf.configure(
+        verbose=settings.verbose,
+        log_format=kopf.LogFormat.JSON if settings.log_format == "json" else kopf.LogFormat.FULL,
+        log_refkey="object",
+    )
     _load_kube_config(settings.kubeconfig)
     metrics = OperatorMetrics()
     if settings.metrics_port is not None:

@@ -17,6 +17,8 @@ class OperatorSettings:
     liveness_endpoint: str | None = "http://0.0.0.0:8081/healthz"
     image: EngineImage = field(default_factory=EngineImage)
     engine_port: int = 8080
+    log_format: str = "json"  # json | text
+    verbose: bool = False
     kubeconfig: str | None = None  # outside a cluster; None: in-cluster, then ~/.kube/config
 
     @property

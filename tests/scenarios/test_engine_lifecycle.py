@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from conftest import Scenario, engine_manifest, max_concurrent_pods
 
 POD = "btc-engine"
@@ -62,6 +64,11 @@ async def test_create_runs_one_engine_pod_with_true_status(scenario: Scenario) -
     reasons = {e["reason"] for e in events["items"]}
     assert "Running" in reasons
     assert max_concurrent_pods(scenario.pod_events, "btc-engine") == 1
+    # the operator's logs are JSON lines that name the resource they are about
+    lines = [json.loads(line) for line in scenario.operator_log().splitlines() if line.strip()]
+    about = [line for line in lines if (line.get("object") or {}).get("name") == "btc"]
+    assert about and all(line["object"]["namespace"] == "default" for line in about)
+    assert not [line for line in lines if line.get("severity") in ("error", "critical")]
 
 
 async def test_spec_change_replaces_the_pod_never_running_two(scenario: Scenario) -> None:

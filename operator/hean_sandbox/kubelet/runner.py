@@ -16,7 +16,9 @@ For every pod it sees (through a watch on the apiserver) it:
   then finishes the deletion, as a kubelet confirms a pod is gone.
 
 `fake=True` (like KWOK) marks pods Running and Ready without any process, for
-scale tests of the operator. Deviations from a kubelet are in docs/sandbox.md.
+scale tests of the operator; a pod with a container port named `http` gets a
+stand-in engine API there (`fake_engine.py`), so that the operator's status
+polls succeed. Deviations from a kubelet are in docs/sandbox.md.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from typing import Any
 import aiohttp
 
 from hean_sandbox.kubelet.api import ApiError, KubeApi
+from hean_sandbox.kubelet.fake_engine import FakeEngine, start_fake_engine
 
 log = logging.getLogger("hean.sandbox.kubelet")
 
@@ -74,6 +77,7 @@ class PodRun:
     terminator: asyncio.Task[None] | None = None
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     started_at: str = field(default_factory=_now)
+    fake_engine: FakeEngine | None = None  # fake mode only
 
 
 class PodRunner:
@@ -152,6 +156,7 @@ class PodRunner:
         )
         self.pods[run.uid] = run
         if self.fake:
+            run.fake_engine, run.ip = await start_fake_engine(self.api, pod, run.ip, self._ips.next)
             await self._report(run, running=True, ready=True)
             return
         run.task = asyncio.create_task(self._supervise(run))
@@ -238,6 +243,9 @@ class PodRunner:
 
     async def _kill(self, run: PodRun, grace: float) -> None:
         run.stopping.set()
+        if run.fake_engine is not None:
+            engine, run.fake_engine = run.fake_engine, None
+            await engine.stop()
         process = run.process
         if process is not None and process.returncode is None:
             with contextlib.suppress(ProcessLookupError):
