@@ -283,3 +283,22 @@ async def test_the_token_never_leaks(harness: Harness) -> None:
     for surface in (status, metrics, logs):
         assert TOKEN not in surface
     assert "[REDACTED]" in logs
+
+
+async def test_a_taken_port_is_a_clear_error(tmp_path: Path) -> None:
+    from hean_engine.control.server import ControlServer
+    from hean_engine.model.errors import HeanError
+
+    engine, _ = build_scripted_engine()
+    runtime = Runtime(engine.identity, engine.spec, engine.kernel, "paper", "r")
+    first = ControlServer(runtime, "127.0.0.1", 0, None)
+    await first.start()
+    try:
+        second = ControlServer(runtime, "127.0.0.1", first.port or 0, None)
+        with pytest.raises(HeanError) as info:
+            await second.start()
+        assert str(info.value).startswith(
+            f"cannot listen on 127.0.0.1:{first.port} (--host/--port)"
+        )
+    finally:
+        await first.stop()

@@ -1,28 +1,37 @@
-"""Fixtures for scenario tests: the real operator, driven with kubectl, in the sandbox.
+"""Fixtures for scenario tests: the real operator, driven with kubectl.
 
-Each scenario gets a fresh sandbox: the API server emulator with HEAN's CRDs,
-the pod runner (engine pods are real `hean engine run` processes on loopback
-IPs), the exchange simulator replaying recorded candles, and the operator as
-its own process (`hean operator run`), exactly as `hean sandbox up` runs them.
+Every scenario runs against two backends:
+- `sandbox` (always): a fresh `hean sandbox` per test: the API server emulator
+  with HEAN's CRDs, the pod runner (engine pods are real `hean engine run`
+  processes on loopback IPs), the exchange simulator replaying recorded
+  candles, and the operator as its own process, as `hean sandbox up` runs them;
+- `kind` (users with Docker): the current kubectl context when it is a kind
+  cluster (`kind-*`) with HEAN installed (`make kind-up`); skipped otherwise.
+  Engines there use the exchange at $HEAN_E2E_EXCHANGE_URL, or the real one.
+Tests only talk kubectl, so both backends run the same scenario code.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable
+import os
+import subprocess
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 import yaml
 
 from engine_support import BTCUSD_CANDLES, head_lines, require_shared_file, write_lines
 from hean_sandbox.up import ExchangeSimOptions, Sandbox, SandboxOptions
 
-WAIT = "60s"  # kubectl wait timeouts: generous for a loaded CI machine
+WAIT = "90s"  # kubectl wait timeouts: generous for a loaded CI machine
+KIND_OPERATOR_NAMESPACE = os.environ.get("HEAN_E2E_OPERATOR_NAMESPACE", "hean-system")
+KIND_OPERATOR_SELECTOR = "app.kubernetes.io/name=hean,app.kubernetes.io/component=operator"
 
 
 @dataclass
@@ -35,36 +44,41 @@ class KubectlResult:
         return json.loads(self.stdout)
 
 
+PodEvent = tuple[str, str, str]  # (ADDED|DELETED, name, uid)
+
+
 @dataclass
 class Scenario:
-    box: Sandbox
-    kubeconfig: Path
-    tmp: Path
+    backend: str
+    kubeconfig: Path | None
+    namespace: str
     exchange_url: str | None
-    pod_events: list[tuple[str, str, str]] = field(default_factory=list)  # (type, name, uid)
+    restart_operator: Callable[[], Awaitable[None]]
+    operator_log: Callable[[], Awaitable[str]]
+    box: Sandbox | None = None
+    pod_events: list[PodEvent] = field(default_factory=list)
     pod_changed: asyncio.Condition = field(default_factory=asyncio.Condition)
 
-    async def until_pods(self, predicate: Callable[[list[tuple[str, str, str]]], bool]) -> None:
-        """Wait (on the watch, not a timer) until the recorded pod events satisfy `predicate`."""
-        async with self.pod_changed:
-            await asyncio.wait_for(
-                self.pod_changed.wait_for(lambda: predicate(self.pod_events)), 60
-            )
+    def _base(self) -> list[str]:
+        base = ["kubectl"]
+        if self.kubeconfig is not None:
+            base += ["--kubeconfig", str(self.kubeconfig)]
+        return base
 
     async def kubectl(
-        self, *args: str, check: bool = True, stdin: str | None = None
+        self, *args: str, check: bool = True, stdin: str | None = None, namespaced: bool = True
     ) -> KubectlResult:
+        ns = ["-n", self.namespace] if namespaced else []
         process = await asyncio.create_subprocess_exec(
-            "kubectl",
-            "--kubeconfig",
-            str(self.kubeconfig),
+            *self._base(),
+            *ns,
             *args,
             stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
         )
         out, err = await asyncio.wait_for(
-            process.communicate(stdin.encode() if stdin is not None else None), 120
+            process.communicate(stdin.encode() if stdin is not None else None), 180
         )
         result = KubectlResult(process.returncode or 0, out.decode(), err.decode())
         if check and result.returncode != 0:
@@ -80,14 +94,26 @@ class Scenario:
     async def wait(self, target: str, condition: str, limit: str = WAIT) -> None:
         await self.kubectl("wait", f"--for={condition}", target, f"--timeout={limit}")
 
-    def operator_log(self) -> str:
-        return self.box.operator_log_path.read_text(errors="replace")
+    async def until_pods(self, predicate: Callable[[list[PodEvent]], bool]) -> None:
+        """Wait (on the watch, not a timer) until the recorded pod events satisfy `predicate`."""
+        async with self.pod_changed:
+            await asyncio.wait_for(
+                self.pod_changed.wait_for(lambda: predicate(self.pod_events)), 90
+            )
+
+    def engine(self, name: str, **spec_overrides: Any) -> dict[str, Any]:
+        return engine_manifest(name, self.exchange_url, self.namespace, **spec_overrides)
 
 
-def engine_manifest(name: str, exchange_url: str, **spec_overrides: Any) -> dict[str, Any]:
+def engine_manifest(
+    name: str, exchange_url: str | None, namespace: str = "default", **spec_overrides: Any
+) -> dict[str, Any]:
+    exchange: dict[str, Any] = {"id": "binance"}
+    if exchange_url is not None:
+        exchange["endpoint"] = exchange_url
     spec: dict[str, Any] = {
         "mode": "paper",
-        "exchange": {"id": "binance", "endpoint": exchange_url},
+        "exchange": exchange,
         "market": {"symbol": "BTC/USDT", "timeframe": "1m"},
         "strategy": {"name": "ema_cross", "params": {"fast": 3, "slow": 8, "quantity": "0.5"}},
         "risk": {
@@ -104,35 +130,53 @@ def engine_manifest(name: str, exchange_url: str, **spec_overrides: Any) -> dict
     return {
         "apiVersion": "hean.io/v1alpha1",
         "kind": "TradingEngine",
-        "metadata": {"name": name, "namespace": "default"},
+        "metadata": {"name": name, "namespace": namespace},
         "spec": spec,
     }
 
 
-async def _record_pods(scenario: Scenario, ready: asyncio.Event) -> None:
-    """Every pod ADDED/DELETED, from a watch that starts before anything exists."""
-    url = f"{scenario.box.apiserver.url}/api/v1/pods"
-    timeout = aiohttp.ClientTimeout(total=None, sock_read=None)
-    params = {"watch": "true", "resourceVersion": "0"}
-    async with (
-        aiohttp.ClientSession(timeout=timeout) as session,
-        session.get(url, params=params) as response,
-    ):
-        ready.set()
-        async for line in response.content:
-            if not line.strip():
-                continue
-            event = json.loads(line)
-            meta = event["object"].get("metadata", {})
-            if event["type"] in ("ADDED", "DELETED"):
+async def _record_pods(scenario: Scenario, started: asyncio.Event) -> None:
+    """Every pod ADDED/DELETED in the namespace, from `kubectl get pods --watch`."""
+    template = '{.type} {.object.metadata.name} {.object.metadata.uid}{"\\n"}'
+    process = await asyncio.create_subprocess_exec(
+        *scenario._base(),
+        "-n",
+        scenario.namespace,
+        "get",
+        "pods",
+        "--watch",
+        "--output-watch-events",
+        "-o",
+        f"jsonpath={template}",
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    assert process.stdout is not None
+    started.set()
+    try:
+        while line := await process.stdout.readline():
+            kind, name, uid = line.decode().split()
+            if kind in ("ADDED", "DELETED"):
                 async with scenario.pod_changed:
-                    scenario.pod_events.append(
-                        (event["type"], meta.get("name", ""), meta.get("uid", ""))
-                    )
+                    scenario.pod_events.append((kind, name, uid))
                     scenario.pod_changed.notify_all()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
 
 
-async def make_scenario(
+async def start_recording(scenario: Scenario) -> asyncio.Task[None]:
+    started = asyncio.Event()
+    recorder = asyncio.create_task(_record_pods(scenario, started))
+    await started.wait()
+    # kubectl lists before it watches and reports what it lists as ADDED, so a pod
+    # created before its watch connects is still recorded, in order
+    return recorder
+
+
+async def make_sandbox_scenario(
     tmp_path: Path, *, fake_pods: bool = False, exchange: bool = True, poll: float = 1.0
 ) -> tuple[Scenario, asyncio.Task[None]]:
     sim = None
@@ -150,26 +194,113 @@ async def make_scenario(
     )
     box = Sandbox(options)
     await box.start()
+
+    async def restart() -> None:
+        await box.stop_operator(kill=True)
+        await box.start_operator()
+
+    async def log() -> str:
+        return box.operator_log_path.read_text(errors="replace")
+
     scenario = Scenario(
-        box, options.kubeconfig, tmp_path, box.exchange.url if box.exchange is not None else None
+        backend="sandbox",
+        kubeconfig=options.kubeconfig,
+        namespace="default",
+        exchange_url=box.exchange.url if box.exchange is not None else None,
+        restart_operator=restart,
+        operator_log=log,
+        box=box,
     )
-    watching = asyncio.Event()
-    recorder = asyncio.create_task(_record_pods(scenario, watching))
-    await watching.wait()
-    return scenario, recorder
+    return scenario, await start_recording(scenario)
 
 
-@pytest.fixture
-async def scenario(tmp_path: Path) -> AsyncIterator[Scenario]:
-    current, recorder = await make_scenario(tmp_path)
+def kind_cluster_ready() -> str | None:
+    """Why the kind backend is unavailable, or None when it can run."""
+    try:
+        context = subprocess.run(
+            ["kubectl", "config", "current-context"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        ).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return "kubectl is not usable"
+    if not context.startswith("kind-"):
+        return "no kind cluster is the current kubectl context (kind create cluster)"
+    probe = subprocess.run(
+        ["kubectl", "get", "crd", "tradingengines.hean.io", "--request-timeout=5s"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    if probe.returncode != 0:
+        return f"HEAN is not installed in {context} (make kind-up): {probe.stderr.strip()[:200]}"
+    return None
+
+
+async def make_kind_scenario() -> tuple[Scenario, asyncio.Task[None]]:
+    namespace = f"hean-e2e-{uuid.uuid4().hex[:8]}"
+
+    async def operator_kubectl(*args: str) -> KubectlResult:
+        return await scenario.kubectl("-n", KIND_OPERATOR_NAMESPACE, *args, namespaced=False)
+
+    async def restart() -> None:
+        await operator_kubectl(
+            "delete", "pod", "-l", KIND_OPERATOR_SELECTOR, "--grace-period=0", "--force"
+        )
+        await operator_kubectl(
+            "wait",
+            "--for=condition=Ready",
+            "pod",
+            "-l",
+            KIND_OPERATOR_SELECTOR,
+            f"--timeout={WAIT}",
+        )
+
+    async def log() -> str:
+        return (await operator_kubectl("logs", "-l", KIND_OPERATOR_SELECTOR, "--tail=-1")).stdout
+
+    scenario = Scenario(
+        backend="kind",
+        kubeconfig=None,
+        namespace=namespace,
+        exchange_url=os.environ.get("HEAN_E2E_EXCHANGE_URL"),
+        restart_operator=restart,
+        operator_log=log,
+    )
+    await scenario.kubectl("create", "namespace", namespace, namespaced=False)
+    return scenario, await start_recording(scenario)
+
+
+@pytest.fixture(params=["sandbox", "kind"])
+async def scenario(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Scenario]:
+    if request.param == "kind":
+        reason = kind_cluster_ready()
+        if reason is not None:
+            pytest.skip(f"kind e2e: {reason}")
+        current, recorder = await make_kind_scenario()
+    else:
+        current, recorder = await make_sandbox_scenario(tmp_path)
     try:
         yield current
     finally:
         recorder.cancel()
-        await current.box.stop()
+        if current.box is not None:
+            await current.box.stop()
+        else:
+            await current.kubectl(
+                "delete",
+                "namespace",
+                current.namespace,
+                "--wait=false",
+                namespaced=False,
+                check=False,
+            )
 
 
-def max_concurrent_pods(events: list[tuple[str, str, str]], name: str) -> int:
+def max_concurrent_pods(events: list[PodEvent], name: str) -> int:
     alive: set[str] = set()
     most = 0
     for kind, pod, uid in events:

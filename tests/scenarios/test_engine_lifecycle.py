@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from conftest import Scenario, engine_manifest, max_concurrent_pods
+from conftest import Scenario, max_concurrent_pods
 
 POD = "btc-engine"
 
@@ -19,8 +19,7 @@ def engine_pods(scenario: Scenario, name: str = POD) -> set[str]:
 
 
 async def create_ready(scenario: Scenario, name: str = "btc", **spec: object) -> None:
-    assert scenario.exchange_url is not None
-    await scenario.apply(engine_manifest(name, scenario.exchange_url, **spec))
+    await scenario.apply(scenario.engine(name, **spec))
     await scenario.wait(f"tradingengine/{name}", "condition=Ready")
 
 
@@ -65,9 +64,10 @@ async def test_create_runs_one_engine_pod_with_true_status(scenario: Scenario) -
     assert "Running" in reasons
     assert max_concurrent_pods(scenario.pod_events, "btc-engine") == 1
     # the operator's logs are JSON lines that name the resource they are about
-    lines = [json.loads(line) for line in scenario.operator_log().splitlines() if line.strip()]
+    log = await scenario.operator_log()
+    lines = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
     about = [line for line in lines if (line.get("object") or {}).get("name") == "btc"]
-    assert about and all(line["object"]["namespace"] == "default" for line in about)
+    assert about and all(line["object"]["namespace"] == scenario.namespace for line in about)
     assert not [line for line in lines if line.get("severity") in ("error", "critical")]
 
 

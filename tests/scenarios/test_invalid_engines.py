@@ -12,14 +12,13 @@ import aiohttp
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import Scenario, engine_manifest, make_scenario
+from conftest import Scenario, engine_manifest, make_sandbox_scenario
 
 API = "/apis/hean.io/v1alpha1/namespaces/default/tradingengines"
 
 
 async def test_schema_rejects_with_the_field_named(scenario: Scenario) -> None:
-    assert scenario.exchange_url is not None
-    bad = engine_manifest("bad-schema", scenario.exchange_url)
+    bad = scenario.engine("bad-schema")
     bad["spec"]["risk"]["maxOpenOrders"] = 0
     bad["spec"]["strategy"]["params"] = {"fast": 9, "slow": 3, "quantity": "1"}
     result = await scenario.apply(bad, check=False)
@@ -34,11 +33,10 @@ async def test_schema_rejects_with_the_field_named(scenario: Scenario) -> None:
 async def test_a_spec_the_model_rejects_becomes_invalid_and_others_carry_on(
     scenario: Scenario,
 ) -> None:
-    assert scenario.exchange_url is not None
-    bad = engine_manifest("bad-model", scenario.exchange_url)
+    bad = scenario.engine("bad-model")
     bad["spec"]["exchange"]["id"] = "nosuchexchange"  # a string the schema cannot judge
     await scenario.apply(bad)
-    await scenario.apply(engine_manifest("good", scenario.exchange_url))
+    await scenario.apply(scenario.engine("good"))
     await scenario.wait("tradingengine/bad-model", "jsonpath={.status.phase}=Invalid")
     engine = await scenario.get("te", "bad-model")
     spec_valid = next(c for c in engine["status"]["conditions"] if c["type"] == "SpecValid")
@@ -175,8 +173,11 @@ async def _phases_of(url: str, names: set[str]) -> dict[str, dict[str, Any]]:
 
 
 async def test_a_thousand_fuzzed_engines_never_crash_the_operator(tmp_path: Path) -> None:
-    scenario, recorder = await make_scenario(tmp_path, fake_pods=True, exchange=False, poll=30)
+    scenario, recorder = await make_sandbox_scenario(
+        tmp_path, fake_pods=True, exchange=False, poll=30
+    )
     try:
+        assert scenario.box is not None
         base = scenario.box.apiserver.url + API
         specs = fuzzed_specs(1000)
         accepted: dict[str, dict[str, Any]] = {}
@@ -225,4 +226,5 @@ async def test_a_thousand_fuzzed_engines_never_crash_the_operator(tmp_path: Path
         )
     finally:
         recorder.cancel()
+        assert scenario.box is not None
         await scenario.box.stop()

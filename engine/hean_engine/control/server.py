@@ -24,6 +24,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from hean_engine.control.metrics import build_registry
 from hean_engine.control.runtime import COMMANDS, Runtime, apply_command
 from hean_engine.control.status import build_status
+from hean_engine.model.errors import HeanError
 from hean_engine.telemetry.logs import REDACTOR, get_logger
 
 log = get_logger("hean.control")
@@ -180,7 +181,13 @@ class ControlServer:
         self._runner = web.AppRunner(self._app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self._host, self._port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            await self._runner.cleanup()
+            raise HeanError(
+                f"cannot listen on {self._host}:{self._port} (--host/--port): {exc.strerror or exc}"
+            ) from None
         server = site._server
         sockets = getattr(server, "sockets", None) or []
         self.port = sockets[0].getsockname()[1] if sockets else self._port

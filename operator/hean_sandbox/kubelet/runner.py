@@ -1,7 +1,7 @@
 """The sandbox's pod runner: a kubelet that runs each pod's container as a local process.
 
 For every pod it sees (through a watch on the apiserver) it:
-- gives the pod a loopback IP of its own (127.1.x.y), so that pods can all
+- gives the pod a loopback IP of its own (127.B.x.y, see IpAllocator), so that pods can all
   listen on the same port, as in a cluster;
 - writes the pod's ConfigMap, Secret and emptyDir volumes into a directory
   per pod and rewrites the mount paths in the command to point there;
@@ -29,7 +29,9 @@ import contextlib
 import itertools
 import logging
 import os
+import random
 import signal
+import socket
 import sys
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -52,14 +54,34 @@ def _now() -> str:
 
 
 class IpAllocator:
-    """127.1.0.1, 127.1.0.2, ...: every pod its own loopback address."""
+    """Every pod its own loopback address, e.g. 127.57.0.2, 127.57.0.3, ...
 
-    def __init__(self) -> None:
+    Several sandboxes (or tests) may run on one machine at once, so each runner
+    starts in a random /16 of 127.0.0.0/8 and skips any address on which one of
+    `ports` is already taken: two pods never contend for one address.
+    """
+
+    def __init__(self, ports: tuple[int, ...] = (8080,), block: int | None = None) -> None:
+        self._block = block if block is not None else random.randint(2, 254)
+        self._ports = ports
         self._counter = itertools.count(1)
 
     def next(self) -> str:
-        n = next(self._counter)
-        return f"127.1.{n // 250}.{n % 250 + 1}"
+        for _ in range(65_000):
+            n = next(self._counter)
+            ip = f"127.{self._block}.{n // 250}.{n % 250 + 1}"
+            if all(_free(ip, port) for port in self._ports):
+                return ip
+        raise RuntimeError("no free loopback address left for another pod")
+
+
+def _free(ip: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((ip, port))
+        except OSError:
+            return False
+    return True
 
 
 @dataclass
