@@ -1,0 +1,252 @@
+"""The pod runner plays kubelet: processes, env, volumes, probes, restarts, deletion."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from conftest import Http, Watch
+from hean_sandbox.apiserver import ApiServer
+from hean_sandbox.kubelet.api import KubeApi
+from hean_sandbox.kubelet.runner import IpAllocator, PodRunner
+
+PODS = "/api/v1/namespaces/default/pods"
+
+
+@pytest.fixture
+async def runner(server: ApiServer, tmp_path: Path) -> AsyncIterator[PodRunner]:
+    async with aiohttp.ClientSession() as session:
+        pods = PodRunner(KubeApi(session, server.url, token=None), tmp_path / "pods")
+        ready = asyncio.Event()
+        task = asyncio.create_task(pods.run(ready))
+        await ready.wait()
+        try:
+            yield pods
+        finally:
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+
+
+def pod(
+    name: str, code: str, *args: str, restart: str = "Never", **container: Any
+) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {
+            "restartPolicy": restart,
+            "terminationGracePeriodSeconds": 2,
+            "containers": [
+                {
+                    "name": "main",
+                    "image": "local",
+                    "command": [sys.executable, "-c", code, *args],
+                    **container,
+                }
+            ],
+        },
+    }
+
+
+def pod_status(event: dict[str, Any]) -> dict[str, Any]:
+    return dict(event["object"].get("status") or {})
+
+
+def container_state(event: dict[str, Any]) -> dict[str, Any]:
+    statuses = pod_status(event).get("containerStatuses") or [{}]
+    return dict(statuses[0])
+
+
+def log_of(runner: PodRunner, name: str) -> str:
+    [directory] = (runner.workdir / "default").glob(f"{name}-*")
+    return (directory / "logs" / "main.log").read_text()
+
+
+async def watch_pod(http: Http, name: str) -> Watch:
+    return await http.watch(PODS, {"fieldSelector": f"metadata.name={name}"})
+
+
+async def test_env_and_mounted_volumes_reach_the_process(http: Http, runner: PodRunner) -> None:
+    await http.post(
+        "/api/v1/namespaces/default/configmaps",
+        {"metadata": {"name": "cfg"}, "data": {"engine.yaml": "spec: 1\n", "level": "debug"}},
+    )
+    await http.post(
+        "/api/v1/namespaces/default/secrets",
+        {"metadata": {"name": "sec"}, "data": {"token": base64.b64encode(b"s3cret").decode()}},
+    )
+    code = (
+        "import os, sys, stat;"
+        "print(open(sys.argv[1]).read().strip());"
+        "print(open(sys.argv[2]).read());"
+        "print(oct(stat.S_IMODE(os.stat(sys.argv[2]).st_mode)));"
+        "print(os.environ['PLAIN'], os.environ['FROM_SECRET'], os.environ['FROM_CM']);"
+        "print(os.environ['POD_IP'] == os.environ['HEAN_HOST'], os.environ['POD_NAME'])"
+    )
+    manifest = pod(
+        "env",
+        code,
+        "/etc/hean/engine.yaml",
+        "/var/run/hean/token",
+        env=[
+            {"name": "PLAIN", "value": "v1"},
+            {"name": "FROM_SECRET", "valueFrom": {"secretKeyRef": {"name": "sec", "key": "token"}}},
+            {"name": "FROM_CM", "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "level"}}},
+        ],
+        volumeMounts=[
+            {"name": "config", "mountPath": "/etc/hean"},
+            {"name": "control", "mountPath": "/var/run/hean"},
+        ],
+    )
+    manifest["spec"]["volumes"] = [
+        {"name": "config", "configMap": {"name": "cfg"}},
+        {"name": "control", "secret": {"secretName": "sec"}},
+    ]
+    watch = await watch_pod(http, "env")
+    await http.post(PODS, manifest)
+    done = await watch.until(lambda e: pod_status(e).get("phase") == "Succeeded", within=30)
+    assert container_state(done)["state"]["terminated"]["exitCode"] == 0
+    assert log_of(runner, "env").splitlines() == [
+        "spec: 1",
+        "s3cret",
+        "0o600",
+        "v1 s3cret debug",
+        "True env",
+    ]
+
+
+async def test_readiness_probe_sets_ready_and_delete_stops_the_process(
+    http: Http, runner: PodRunner
+) -> None:
+    serve = (
+        "import http.server, os;"
+        "http.server.HTTPServer((os.environ['POD_IP'], 8000),"
+        " http.server.SimpleHTTPRequestHandler).serve_forever()"
+    )
+    manifest = pod(
+        "web",
+        serve,
+        restart="Always",
+        ports=[{"name": "http", "containerPort": 8000}],
+        readinessProbe={"httpGet": {"path": "/", "port": "http"}, "periodSeconds": 1},
+    )
+    watch = await watch_pod(http, "web")
+    await http.post(PODS, manifest)
+
+    def ready(event: dict[str, Any]) -> bool:
+        return any(
+            c["type"] == "Ready" and c["status"] == "True"
+            for c in pod_status(event).get("conditions") or []
+        )
+
+    event = await watch.until(ready, within=30)
+    ip = pod_status(event)["podIP"]
+    assert ip.startswith("127.") and ip != "127.0.0.1"
+    async with aiohttp.ClientSession() as session, session.get(f"http://{ip}:8000/") as r:
+        assert r.status == 200
+    process = runner.pods[event["object"]["metadata"]["uid"]].process
+    assert process is not None and process.returncode is None
+    await http.delete(f"{PODS}/web")
+    await watch.until(lambda e: e["type"] == "DELETED", within=30)
+    assert process.returncode is not None  # stopped before the pod was gone
+
+
+async def test_restart_always_backs_off_into_crash_loop(http: Http, runner: PodRunner) -> None:
+    watch = await watch_pod(http, "crash")
+    await http.post(PODS, pod("crash", "raise SystemExit(3)", restart="Always"))
+    event = await watch.until(
+        lambda e: (
+            container_state(e).get("restartCount", 0) >= 2
+            and "waiting" in (container_state(e).get("state") or {})
+        ),
+        within=30,
+    )
+    waiting = container_state(event)["state"]["waiting"]
+    assert waiting["reason"] == "CrashLoopBackOff"
+    assert waiting["message"] == "exit 3"
+    assert pod_status(event)["phase"] == "Running"
+
+
+@pytest.mark.parametrize(
+    ("policy", "code", "phase"),
+    [
+        ("Never", "raise SystemExit(1)", "Failed"),
+        ("OnFailure", "pass", "Succeeded"),
+        ("Never", "pass", "Succeeded"),
+    ],
+)
+async def test_restart_policies_end_in_the_right_phase(
+    http: Http, runner: PodRunner, policy: str, code: str, phase: str
+) -> None:
+    watch = await watch_pod(http, "once")
+    await http.post(PODS, pod("once", code, restart=policy))
+    event = await watch.until(
+        lambda e: pod_status(e).get("phase") in ("Succeeded", "Failed"), within=30
+    )
+    assert pod_status(event)["phase"] == phase
+    assert container_state(event)["restartCount"] == 0
+
+
+async def test_a_process_ignoring_sigterm_is_killed_after_the_grace_period(
+    http: Http, runner: PodRunner
+) -> None:
+    # it ignores SIGTERM first, then answers the readiness probe: once Ready, it is deaf
+    stubborn = (
+        "import signal, os, http.server; signal.signal(signal.SIGTERM, signal.SIG_IGN);"
+        "http.server.HTTPServer((os.environ['POD_IP'], 8000),"
+        " http.server.SimpleHTTPRequestHandler).serve_forever()"
+    )
+    manifest = pod(
+        "stubborn",
+        stubborn,
+        restart="Always",
+        readinessProbe={"httpGet": {"path": "/", "port": 8000}, "periodSeconds": 1},
+    )
+    manifest["spec"]["terminationGracePeriodSeconds"] = 1
+    watch = await watch_pod(http, "stubborn")
+    await http.post(PODS, manifest)
+    event = await watch.until(lambda e: bool(container_state(e).get("ready")), within=30)
+    process = runner.pods[event["object"]["metadata"]["uid"]].process
+    assert process is not None
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    status, _, _ = await http.delete(f"{PODS}/stubborn")
+    assert status == 200
+    await watch.until(lambda e: e["type"] == "DELETED", within=30)
+    assert process.returncode == -9  # SIGKILL, after the 1 s grace
+    assert loop.time() - started >= 1.0
+
+
+async def test_a_missing_configmap_is_a_container_config_error(
+    http: Http, runner: PodRunner
+) -> None:
+    manifest = pod("nocfg", "pass", volumeMounts=[{"name": "c", "mountPath": "/etc/c"}])
+    manifest["spec"]["volumes"] = [{"name": "c", "configMap": {"name": "absent"}}]
+    watch = await watch_pod(http, "nocfg")
+    await http.post(PODS, manifest)
+    event = await watch.until(
+        lambda e: "waiting" in (container_state(e).get("state") or {}), within=30
+    )
+    waiting = container_state(event)["state"]["waiting"]
+    assert waiting["reason"] == "CreateContainerConfigError"
+    assert "absent" in waiting["message"]
+
+
+def test_ip_allocator_skips_addresses_in_use() -> None:
+    import socket
+
+    allocator = IpAllocator(ports=(8080,), block=77)
+    first = allocator.next()
+    with socket.socket() as taken:
+        taken.bind(("127.77.0.3", 8080))
+        assert allocator.next() == "127.77.0.4"
+    assert first == "127.77.0.2"
