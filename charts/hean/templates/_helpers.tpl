@@ -1,0 +1,101 @@
+{{/* The chart name, overridable. */}}
+{{- define "hean.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* The prefix of object names. */}}
+{{- define "hean.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "hean.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Labels of the operator's objects. */}}
+{{- define "hean.labels" -}}
+helm.sh/chart: {{ include "hean.chart" . }}
+{{ include "hean.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: hean
+{{- end }}
+
+{{- define "hean.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "hean.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: operator
+{{- end }}
+
+{{/* Labels of monitoring objects: the common ones plus .Values.monitoring.labels. */}}
+{{- define "hean.monitoringLabels" -}}
+{{ include "hean.labels" . }}
+{{- with .Values.monitoring.labels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{- define "hean.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "hean.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* repository:tag, or repository@digest. Call with (dict "image" .Values.x.image "root" $). */}}
+{{- define "hean.imageRef" -}}
+{{- $image := .image }}
+{{- if $image.digest }}
+{{- printf "%s@%s" $image.repository $image.digest }}
+{{- else }}
+{{- printf "%s:%s" $image.repository (default .root.Chart.AppVersion $image.tag) }}
+{{- end }}
+{{- end }}
+
+{{/* Whether to render monitoring.coreos.com/v1 objects at all. */}}
+{{- define "hean.monitoringApi" -}}
+{{- if or (not .Values.monitoring.apiCheck) (.Capabilities.APIVersions.Has "monitoring.coreos.com/v1") }}true{{ end }}
+{{- end }}
+
+{{/* Labels of engine pods, as operator/hean_operator/builders/common.py sets them. */}}
+{{- define "hean.engineSelectorLabels" -}}
+app.kubernetes.io/name: hean-engine
+app.kubernetes.io/component: engine
+app.kubernetes.io/managed-by: hean-operator
+{{- end }}
+
+{{/* The namespace-scoped rules: what operator/hean_operator/kube/cluster.py VERBS
+     lists, plus what kopf needs (watch/patch TradingEngines, post Events). */}}
+{{- define "hean.namespacedRules" -}}
+- apiGroups: [""]
+  resources: ["configmaps"]
+  verbs: ["get", "create", "update"]
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["get", "create"]
+- apiGroups: [""]
+  resources: ["services"]
+  verbs: ["get", "create"]
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["get", "create", "delete"]
+- apiGroups: [""]
+  resources: ["events"]
+  verbs: ["create"]
+- apiGroups: ["hean.io"]
+  resources: ["tradingengines"]
+  verbs: ["list", "watch", "patch"]
+- apiGroups: ["hean.io"]
+  resources: ["tradingengines/status"]
+  verbs: ["patch"]
+{{- end }}

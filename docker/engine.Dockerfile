@@ -1,0 +1,70 @@
+# syntax=docker/dockerfile:1.7
+#
+# The HEAN engine image: `hean` WITHOUT extras (no kopf, no Kubernetes client).
+# The operator runs it as a bare Pod whose `command` is
+# `hean engine run --config ... --port 8080 --control-token-file ...`
+# (operator/hean_operator/builders/pod.py), with a read-only root filesystem,
+# an emptyDir at /tmp and runAsUser 10001.
+#
+# Build from the repository root:
+#   docker build -f docker/engine.Dockerfile -t ghcr.io/hean-io/hean-engine:0.1.0 .
+#
+# The base is pinned to a patch release. Before a release, pin it by digest too
+# (resolve with `docker buildx imagetools inspect python:3.11.14-slim-bookworm`):
+#   FROM python:3.11.14-slim-bookworm@sha256:<digest> AS build
+
+FROM python:3.11.14-slim-bookworm AS build
+
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PYTHONDONTWRITEBYTECODE=1
+
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY engine/ engine/
+COPY operator/ operator/
+COPY sim/ sim/
+
+# The hean wheel and wheels of its (engine-only) dependencies: the final stage
+# installs from /wheels alone, without reaching an index.
+RUN python -m pip wheel --wheel-dir /wheels .
+
+
+FROM python:3.11.14-slim-bookworm AS runtime
+
+ARG HEAN_VERSION=0.1.0
+
+LABEL org.opencontainers.image.title="hean-engine" \
+      org.opencontainers.image.description="HEAN trading engine (hean engine run)" \
+      org.opencontainers.image.version="${HEAN_VERSION}" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.source="https://github.com/hean-io/hean"
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    VIRTUAL_ENV=/opt/hean \
+    PATH=/opt/hean/bin:$PATH \
+    HOME=/tmp
+
+# No extras: the engine image must not carry kopf or the Kubernetes client.
+RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
+    python -m venv /opt/hean \
+    && /opt/hean/bin/pip install --no-cache-dir --no-index --find-links=/wheels "hean==${HEAN_VERSION}" \
+    && groupadd --system --gid 10001 hean \
+    && useradd --system --uid 10001 --gid 10001 --no-create-home \
+       --home-dir /nonexistent --shell /usr/sbin/nologin hean
+
+# Nothing is written outside /tmp (an emptyDir in the pod); the root can be read-only.
+WORKDIR /tmp
+USER 10001:10001
+
+EXPOSE 8080
+
+# slim has no curl: GET /healthz with the standard library (a non-2xx raises).
+HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=3)"]
+
+ENTRYPOINT ["hean"]
+CMD ["engine", "run", "--help"]
