@@ -100,8 +100,14 @@ def run_operator_command(
     """Run the operator until SIGINT/SIGTERM."""
     import asyncio
 
+    try:
+        from hean_operator.main import run_operator
+    except ImportError as exc:  # an engine-only install (`pip install hean`)
+        raise click.ClickException(
+            f"the operator needs its dependencies: pip install 'hean[operator]' ({exc.name} is "
+            "missing)"
+        ) from None
     from hean_operator.builders.pod import EngineImage
-    from hean_operator.main import run_operator
     from hean_operator.settings import OperatorSettings
 
     image = EngineImage(command=(engine_command,))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
 from typing import Any
 
@@ -52,6 +53,10 @@ def build_registry(settings: OperatorSettings, runtime: engines.Runtime) -> kopf
 
     @kopf.on.login(registry=registry)
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        if settings.kubeconfig:
+            # An explicit --kubeconfig wins over in-cluster credentials; kopf's
+            # kubeconfig login reads $KUBECONFIG, which run_operator points at it.
+            return kopf.login_with_kubeconfig(**kwargs)
         return kopf.login_via_client(**kwargs)
 
     engines.register(registry, settings)
@@ -70,6 +75,8 @@ async def run_operator(
         log_format=kopf.LogFormat.JSON if settings.log_format == "json" else kopf.LogFormat.FULL,
         log_refkey="object",
     )
+    if settings.kubeconfig:
+        os.environ["KUBECONFIG"] = settings.kubeconfig
     _load_kube_config(settings.kubeconfig)
     metrics = OperatorMetrics()
     if settings.metrics_port is not None:

@@ -96,11 +96,8 @@ class Sandbox:
 
     async def start_operator(self) -> None:
         """`hean operator run` against the sandbox; its output goes to operator.log."""
-        env = {
-            **os.environ,
-            **self.options.env,
-            "KUBECONFIG": str(self.options.kubeconfig),
-        }
+        env = {**os.environ, **self.options.env}
+        env.pop("KUBECONFIG", None)  # --kubeconfig alone must do
         self._operator_log = self.operator_log_path.open("ab")
         self.operator = await asyncio.create_subprocess_exec(
             sys.executable,
