@@ -6,6 +6,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from hean_operator.api.status import Phase
 
+HANDLERS = ("reconcile", "poll", "control", "delete")
+
 
 class OperatorMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
@@ -40,6 +42,13 @@ class OperatorMetrics:
             registry=self.registry,
         )
         self._phases: dict[tuple[str, str], Phase] = {}
+        # Every handler's series exists from the start, at zero: an alert on
+        # `rate(...errors_total[5m])` then sees the first error as a change.
+        for handler in HANDLERS:
+            self.reconciles.labels(handler=handler)
+            self.errors.labels(handler=handler)
+        for phase in Phase:
+            self.engines.labels(phase=phase.value).set(0)
 
     def observe_phase(self, namespace: str, name: str, phase: Phase | None) -> None:
         """Track one engine's phase; None forgets it (deleted)."""

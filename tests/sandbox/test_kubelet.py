@@ -11,8 +11,8 @@ from typing import Any
 
 import aiohttp
 import pytest
+from apiserver_support import Http, Watch
 
-from conftest import Http, Watch
 from hean_sandbox.apiserver import ApiServer
 from hean_sandbox.kubelet.api import KubeApi
 from hean_sandbox.kubelet.runner import IpAllocator, PodRunner

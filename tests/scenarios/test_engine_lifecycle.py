@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from conftest import Scenario, max_concurrent_pods
+from scenario_support import Scenario, max_concurrent_pods
 
 POD = "btc-engine"
 

@@ -11,8 +11,7 @@ from typing import Any
 import aiohttp
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from conftest import Scenario, engine_manifest, make_sandbox_scenario
+from scenario_support import Scenario, engine_manifest, make_sandbox_scenario
 
 API = "/apis/hean.io/v1alpha1/namespaces/default/tradingengines"
 

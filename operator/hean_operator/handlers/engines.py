@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import random
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,6 +61,28 @@ class Runtime:
     def client(self) -> EngineClient:
         assert self.session is not None, "the startup handler opens the session"
         return EngineClient(self.session)
+
+
+Handler = Callable[..., Awaitable[None]]
+
+
+def counted(name: str) -> Callable[[Handler], Handler]:
+    """Count a handler's runs and failures in the operator's metrics."""
+
+    def wrap(handler: Handler) -> Handler:
+        @functools.wraps(handler)
+        async def run(*args: Any, **kwargs: Any) -> None:
+            metrics: OperatorMetrics = kwargs["memo"]["runtime"].metrics
+            metrics.reconciles.labels(handler=name).inc()
+            try:
+                await handler(*args, **kwargs)
+            except Exception:
+                metrics.errors.labels(handler=name).inc()
+                raise
+
+        return run
+
+    return wrap
 
 
 def _ref(meta: kopf.Meta) -> EngineRef:
@@ -177,6 +201,7 @@ def _desired_command(spec: dict[str, Any], engine: dict[str, Any]) -> Command | 
     return None
 
 
+@counted("poll")
 async def poll_engine(
     body: kopf.Body,
     meta: kopf.Meta,
@@ -188,7 +213,6 @@ async def poll_engine(
 ) -> None:
     """Observe the engine, write its status, and steer pause/halt toward the spec."""
     runtime: Runtime = memo["runtime"]
-    runtime.metrics.reconciles.labels(handler="poll").inc()
     status = dict(body.get("status") or {})
     if status.get("phase") == Phase.INVALID.value and status.get("observedGeneration") == meta.get(
         "generation"
@@ -284,6 +308,7 @@ def _write_status(
     runtime.metrics.observe_phase(engine.namespace, engine.name, phase)
 
 
+@counted("control")
 async def control_changed(
     body: kopf.Body, meta: kopf.Meta, spec: kopf.Spec, memo: kopf.Memo, **_: Any
 ) -> None:
@@ -313,6 +338,7 @@ async def control_changed(
         raise kopf.TemporaryError(f"could not reach the engine: {exc}", delay=2) from None
 
 
+@counted("delete")
 async def engine_deleted(
     body: kopf.Body, meta: kopf.Meta, memo: kopf.Memo, logger: kopf.Logger, **_: Any
 ) -> None:

@@ -1,0 +1,292 @@
+"""Scenario tests' helpers: the real operator, driven with kubectl.
+
+Every scenario runs against two backends:
+- `sandbox` (always): a fresh `hean sandbox` per test: the API server emulator
+  with HEAN's CRDs, the pod runner (engine pods are real `hean engine run`
+  processes on loopback IPs), the exchange simulator replaying recorded
+  candles, and the operator as its own process, as `hean sandbox up` runs them;
+- `kind` (users with Docker): the current kubectl context when it is a kind
+  cluster (`kind-*`) with HEAN installed (`make kind-up`); skipped otherwise.
+  Engines there use the exchange at $HEAN_E2E_EXCHANGE_URL, or the real one.
+Tests only talk kubectl, so both backends run the same scenario code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from engine_support import BTCUSD_CANDLES, head_lines, require_shared_file, write_lines
+from hean_sandbox.up import ExchangeSimOptions, Sandbox, SandboxOptions
+
+WAIT = "90s"  # kubectl wait timeouts: generous for a loaded CI machine
+KIND_OPERATOR_NAMESPACE = os.environ.get("HEAN_E2E_OPERATOR_NAMESPACE", "hean-system")
+KIND_OPERATOR_SELECTOR = "app.kubernetes.io/name=hean,app.kubernetes.io/component=operator"
+
+
+@dataclass
+class KubectlResult:
+    returncode: int
+    stdout: str
+    stderr: str
+
+    def json(self) -> Any:
+        return json.loads(self.stdout)
+
+
+PodEvent = tuple[str, str, str]  # (ADDED|DELETED, name, uid)
+
+
+@dataclass
+class Scenario:
+    backend: str
+    kubeconfig: Path | None
+    namespace: str
+    exchange_url: str | None
+    restart_operator: Callable[[], Awaitable[None]]
+    operator_log: Callable[[], Awaitable[str]]
+    box: Sandbox | None = None
+    pod_events: list[PodEvent] = field(default_factory=list)
+    pod_changed: asyncio.Condition = field(default_factory=asyncio.Condition)
+
+    def _base(self) -> list[str]:
+        base = ["kubectl"]
+        if self.kubeconfig is not None:
+            base += ["--kubeconfig", str(self.kubeconfig)]
+        return base
+
+    async def kubectl(
+        self, *args: str, check: bool = True, stdin: str | None = None, namespaced: bool = True
+    ) -> KubectlResult:
+        ns = ["-n", self.namespace] if namespaced else []
+        process = await asyncio.create_subprocess_exec(
+            *self._base(),
+            *ns,
+            *args,
+            stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(
+            process.communicate(stdin.encode() if stdin is not None else None), 180
+        )
+        result = KubectlResult(process.returncode or 0, out.decode(), err.decode())
+        if check and result.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed:\n{result.stderr}")
+        return result
+
+    async def apply(self, manifest: dict[str, Any], *, check: bool = True) -> KubectlResult:
+        return await self.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(manifest), check=check)
+
+    async def get(self, kind: str, name: str) -> dict[str, Any]:
+        return dict((await self.kubectl("get", kind, name, "-o", "json")).json())
+
+    async def wait(self, target: str, condition: str, limit: str = WAIT) -> None:
+        await self.kubectl("wait", f"--for={condition}", target, f"--timeout={limit}")
+
+    async def until_pods(self, predicate: Callable[[list[PodEvent]], bool]) -> None:
+        """Wait (on the watch, not a timer) until the recorded pod events satisfy `predicate`."""
+        async with self.pod_changed:
+            await asyncio.wait_for(
+                self.pod_changed.wait_for(lambda: predicate(self.pod_events)), 90
+            )
+
+    def engine(self, name: str, **spec_overrides: Any) -> dict[str, Any]:
+        return engine_manifest(name, self.exchange_url, self.namespace, **spec_overrides)
+
+
+def engine_manifest(
+    name: str, exchange_url: str | None, namespace: str = "default", **spec_overrides: Any
+) -> dict[str, Any]:
+    exchange: dict[str, Any] = {"id": "binance"}
+    if exchange_url is not None:
+        exchange["endpoint"] = exchange_url
+    spec: dict[str, Any] = {
+        "mode": "paper",
+        "exchange": exchange,
+        "market": {"symbol": "BTC/USDT", "timeframe": "1m"},
+        "strategy": {"name": "ema_cross", "params": {"fast": 3, "slow": 8, "quantity": "0.5"}},
+        "risk": {
+            "maxOrderNotional": "10000",
+            "maxPositionNotional": "20000",
+            "maxOpenOrders": 4,
+            "maxDailyLoss": "5000",
+            "maxDrawdownPct": "20",
+            "maxOrdersPerMinute": 30,
+        },
+        "paper": {"startingBalances": {"USDT": "100000"}, "feeRate": "0.001"},
+    }
+    spec.update(spec_overrides)
+    return {
+        "apiVersion": "hean.io/v1alpha1",
+        "kind": "TradingEngine",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": spec,
+    }
+
+
+async def _record_pods(scenario: Scenario, started: asyncio.Event) -> None:
+    """Every pod ADDED/DELETED in the namespace, from `kubectl get pods --watch`."""
+    template = '{.type} {.object.metadata.name} {.object.metadata.uid}{"\\n"}'
+    process = await asyncio.create_subprocess_exec(
+        *scenario._base(),
+        "-n",
+        scenario.namespace,
+        "get",
+        "pods",
+        "--watch",
+        "--output-watch-events",
+        "-o",
+        f"jsonpath={template}",
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    assert process.stdout is not None
+    started.set()
+    try:
+        while line := await process.stdout.readline():
+            kind, name, uid = line.decode().split()
+            if kind in ("ADDED", "DELETED"):
+                async with scenario.pod_changed:
+                    scenario.pod_events.append((kind, name, uid))
+                    scenario.pod_changed.notify_all()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+async def start_recording(scenario: Scenario) -> asyncio.Task[None]:
+    started = asyncio.Event()
+    recorder = asyncio.create_task(_record_pods(scenario, started))
+    await started.wait()
+    # kubectl lists before it watches and reports what it lists as ADDED, so a pod
+    # created before its watch connects is still recorded, in order
+    return recorder
+
+
+async def make_sandbox_scenario(
+    tmp_path: Path,
+    *,
+    fake_pods: bool = False,
+    exchange: bool = True,
+    poll: float = 1.0,
+    operator_args: tuple[str, ...] = (),
+) -> tuple[Scenario, asyncio.Task[None]]:
+    sim = None
+    if exchange:
+        data = write_lines(
+            tmp_path / "candles.csv", head_lines(require_shared_file(BTCUSD_CANDLES), 3000)
+        )
+        sim = ExchangeSimOptions(data=data, port=0, speed=60.0)
+    options = SandboxOptions(
+        kubeconfig=tmp_path / "kubeconfig",
+        workdir=tmp_path / "sandbox",
+        fake_pods=fake_pods,
+        operator_args=("--poll-interval", str(poll), *operator_args),
+        exchange_sim=sim,
+    )
+    box = Sandbox(options)
+    await box.start()
+
+    async def restart() -> None:
+        await box.stop_operator(kill=True)
+        await box.start_operator()
+
+    async def log() -> str:
+        return box.operator_log_path.read_text(errors="replace")
+
+    scenario = Scenario(
+        backend="sandbox",
+        kubeconfig=options.kubeconfig,
+        namespace="default",
+        exchange_url=box.exchange.url if box.exchange is not None else None,
+        restart_operator=restart,
+        operator_log=log,
+        box=box,
+    )
+    return scenario, await start_recording(scenario)
+
+
+def kind_cluster_ready() -> str | None:
+    """Why the kind backend is unavailable, or None when it can run."""
+    try:
+        context = subprocess.run(
+            ["kubectl", "config", "current-context"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        ).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return "kubectl is not usable"
+    if not context.startswith("kind-"):
+        return "no kind cluster is the current kubectl context (kind create cluster)"
+    probe = subprocess.run(
+        ["kubectl", "get", "crd", "tradingengines.hean.io", "--request-timeout=5s"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    if probe.returncode != 0:
+        return f"HEAN is not installed in {context} (make kind-up): {probe.stderr.strip()[:200]}"
+    return None
+
+
+async def make_kind_scenario() -> tuple[Scenario, asyncio.Task[None]]:
+    namespace = f"hean-e2e-{uuid.uuid4().hex[:8]}"
+
+    async def operator_kubectl(*args: str) -> KubectlResult:
+        return await scenario.kubectl("-n", KIND_OPERATOR_NAMESPACE, *args, namespaced=False)
+
+    async def restart() -> None:
+        await operator_kubectl(
+            "delete", "pod", "-l", KIND_OPERATOR_SELECTOR, "--grace-period=0", "--force"
+        )
+        await operator_kubectl(
+            "wait",
+            "--for=condition=Ready",
+            "pod",
+            "-l",
+            KIND_OPERATOR_SELECTOR,
+            f"--timeout={WAIT}",
+        )
+
+    async def log() -> str:
+        return (await operator_kubectl("logs", "-l", KIND_OPERATOR_SELECTOR, "--tail=-1")).stdout
+
+    scenario = Scenario(
+        backend="kind",
+        kubeconfig=None,
+        namespace=namespace,
+        exchange_url=os.environ.get("HEAN_E2E_EXCHANGE_URL"),
+        restart_operator=restart,
+        operator_log=log,
+    )
+    await scenario.kubectl("create", "namespace", namespace, namespaced=False)
+    return scenario, await start_recording(scenario)
+
+
+def max_concurrent_pods(events: list[PodEvent], name: str) -> int:
+    alive: set[str] = set()
+    most = 0
+    for kind, pod, uid in events:
+        if pod != name:
+            continue
+        if kind == "ADDED":
+            alive.add(uid)
+        else:
+            alive.discard(uid)
+        most = max(most, len(alive))
+    return most
