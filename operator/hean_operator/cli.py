@@ -63,6 +63,27 @@ def operator_group() -> None:
     help="The engine image's entry point (the sandbox runs it as a local command).",
 )
 @click.option(
+    "--engine-pull-policy",
+    type=click.Choice(["Always", "IfNotPresent", "Never"]),
+    default="IfNotPresent",
+    show_default=True,
+    help="imagePullPolicy of engine pods.",
+)
+@click.option(
+    "--engine-requests",
+    default="cpu=100m,memory=128Mi",
+    show_default=True,
+    callback=lambda ctx, param, value: _resources(param.name, value),
+    help="Resource requests of engine pods, as name=quantity pairs.",
+)
+@click.option(
+    "--engine-limits",
+    default="memory=512Mi",
+    show_default=True,
+    callback=lambda ctx, param, value: _resources(param.name, value),
+    help="Resource limits of engine pods (empty: none).",
+)
+@click.option(
     "--metrics-port", default=8000, show_default=True, type=int, help="0 disables /metrics."
 )
 @click.option(
@@ -91,6 +112,9 @@ def run_operator_command(
     poll_interval: float,
     engine_image: str | None,
     engine_command: str,
+    engine_pull_policy: str,
+    engine_requests: dict[str, str],
+    engine_limits: dict[str, str],
     metrics_port: int,
     liveness_port: int,
     log_format: str,
@@ -99,6 +123,7 @@ def run_operator_command(
 ) -> None:
     """Run the operator until SIGINT/SIGTERM."""
     import asyncio
+    import dataclasses
 
     try:
         from hean_operator.main import run_operator
@@ -110,9 +135,14 @@ def run_operator_command(
     from hean_operator.builders.pod import EngineImage
     from hean_operator.settings import OperatorSettings
 
-    image = EngineImage(command=(engine_command,))
+    image = EngineImage(
+        command=(engine_command,),
+        pull_policy=engine_pull_policy,
+        requests=engine_requests,
+        limits=engine_limits,
+    )
     if engine_image:
-        image = EngineImage(image=engine_image, command=(engine_command,))
+        image = dataclasses.replace(image, image=engine_image)
     settings = OperatorSettings(
         namespaces=namespaces,
         poll_interval=poll_interval,
@@ -124,3 +154,17 @@ def run_operator_command(
         verbose=verbose,
     )
     asyncio.run(run_operator(settings))
+
+
+def _resources(option: str | None, text: str) -> dict[str, str]:
+    """`cpu=100m,memory=128Mi` -> {"cpu": "100m", "memory": "128Mi"}."""
+    out: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, sep, quantity = item.partition("=")
+        if not sep or not name.strip() or not quantity.strip():
+            raise click.BadParameter(
+                f"expected name=quantity pairs such as cpu=100m,memory=128Mi, got {item!r}",
+                param_hint=f"--{(option or '').replace('_', '-')}",
+            )
+        out[name.strip()] = quantity.strip()
+    return out

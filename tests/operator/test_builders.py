@@ -115,3 +115,20 @@ def test_service_selects_the_engine_pod() -> None:
     _owned_by_engine(service)
     assert service["spec"]["selector"] == selector(ENGINE)
     assert service["spec"]["ports"][0]["port"] == 8080
+
+
+def test_engine_resources_flags_parse_and_name_bad_pairs() -> None:
+    import click
+    import pytest
+
+    from hean_operator.cli import _resources
+
+    assert _resources("engine_requests", "cpu=100m, memory=128Mi") == {
+        "cpu": "100m",
+        "memory": "128Mi",
+    }
+    assert _resources("engine_limits", "") == {}
+    with pytest.raises(click.BadParameter) as info:
+        _resources("engine_limits", "memory")
+    assert "name=quantity" in str(info.value)
+    assert info.value.param_hint == "--engine-limits"

@@ -99,3 +99,14 @@ app.kubernetes.io/managed-by: hean-operator
   resources: ["tradingengines/status"]
   verbs: ["patch"]
 {{- end }}
+
+{{/*
+name=quantity pairs, sorted by name: the operator's --engine-requests/--engine-limits.
+*/}}
+{{- define "hean.quantities" -}}
+{{- $pairs := list -}}
+{{- range $name, $quantity := . -}}
+{{- $pairs = append $pairs (printf "%s=%v" $name $quantity) -}}
+{{- end -}}
+{{- join "," $pairs -}}
+{{- end -}}
