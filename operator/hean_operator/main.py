@@ -21,6 +21,12 @@ from hean_operator.settings import OperatorSettings
 FINALIZER = "hean.io/finalizer"
 
 
+def _quiet_polls(record: logging.LogRecord) -> bool:
+    """Drop kopf's "Timer 'poll' succeeded" lines: one per engine per poll interval
+    says nothing (status changes are Events and logged); failures still show."""
+    return not record.getMessage().startswith("Timer 'poll' succeeded")
+
+
 def _load_kube_config(kubeconfig: str | None) -> None:
     if kubeconfig:
         kube_config.load_kube_config(config_file=kubeconfig)  # type: ignore[no-untyped-call]
@@ -77,6 +83,8 @@ async def run_operator(
     )
     if settings.kubeconfig:
         os.environ["KUBECONFIG"] = settings.kubeconfig
+    if not settings.verbose:
+        logging.getLogger("kopf.objects").addFilter(_quiet_polls)
     _load_kube_config(settings.kubeconfig)
     metrics = OperatorMetrics()
     if settings.metrics_port is not None:
