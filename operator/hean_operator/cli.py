@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from hean_operator.crds import drifted_crds, write_crds
+from hean_operator.crds.reference import REFERENCE_FILE, reference_drifted, write_reference
 
 
 @click.group()
@@ -39,6 +40,30 @@ def generate(out: Path, check: bool) -> None:
         return
     for path in write_crds(out):
         click.echo(f"wrote {path}")
+
+
+@crds.command()
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path("docs/reference"),
+    show_default=True,
+    help=f"Directory to write {REFERENCE_FILE} into.",
+)
+@click.option("--check", is_flag=True, help="Write nothing; exit 1 if the file drifted.")
+def reference(out: Path, check: bool) -> None:
+    """Write (or --check) the TradingEngine reference (Markdown) generated from the CRD."""
+    if check:
+        if reference_drifted(out):
+            click.echo(
+                f"error: {out / REFERENCE_FILE} drifted from the CRD; "
+                f"run `hean crds reference --out {out}`",
+                err=True,
+            )
+            sys.exit(1)
+        click.echo(f"{out / REFERENCE_FILE}: up to date")
+        return
+    click.echo(f"wrote {write_reference(out)}")
 
 
 @click.group(name="operator")

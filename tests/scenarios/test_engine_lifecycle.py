@@ -173,3 +173,24 @@ async def test_engine_pod_deleted_by_hand_is_recreated(scenario: Scenario) -> No
     await scenario.wait("tradingengine/btc", "condition=Ready")
     assert (await scenario.get("pod", "btc-engine"))["metadata"]["uid"] != uid
     assert max_concurrent_pods(scenario.pod_events, "btc-engine") == 1
+
+
+async def test_a_rotated_control_token_is_picked_up_without_an_operator_restart(
+    scenario: Scenario,
+) -> None:
+    await create_ready(scenario)
+    # pause once: the operator now holds the engine's token in its cache
+    await scenario.kubectl("patch", "te", "btc", "--type=merge", "-p", '{"spec":{"paused":true}}')
+    await scenario.wait("tradingengine/btc", "jsonpath={.status.phase}=Paused")
+    old = (await scenario.get("secret", "btc-control"))["data"]
+    # rotate as docs/operations.md says: the Secret, then the pod
+    await scenario.kubectl("delete", "secret", "btc-control")
+    await scenario.kubectl("delete", "pod", "btc-engine", "--wait=true")
+    await scenario.wait("pod/btc-engine", "create")
+    await scenario.wait("pod/btc-engine", "condition=Ready")
+    assert (await scenario.get("secret", "btc-control"))["data"] != old
+    # the new engine starts paused (from its config); resuming needs the new token
+    await scenario.kubectl("patch", "te", "btc", "--type=merge", "-p", '{"spec":{"paused":false}}')
+    await scenario.wait("tradingengine/btc", "jsonpath={.status.phase}=Running")
+    events = (await scenario.kubectl("get", "events", "-o", "json")).json()["items"]
+    assert "Resume" in {e["reason"] for e in events}

@@ -17,6 +17,10 @@ class EngineUnreachable(Exception):
     """The engine did not answer as expected; the message says how."""
 
 
+class Unauthorized(EngineUnreachable):
+    """The engine refused the control token (401): it was rotated, or is wrong."""
+
+
 class EngineClient:
     def __init__(self, session: aiohttp.ClientSession, timeout: float = 5.0) -> None:
         self._session = session
@@ -38,6 +42,10 @@ class EngineClient:
             async with self._session.request(
                 method, url, json=body, headers=headers, timeout=self._timeout
             ) as response:
+                if response.status == 401:
+                    raise Unauthorized(
+                        f"{method} {url} answered 401: the control token was refused"
+                    )
                 if response.status != 200:
                     text = (await response.text())[:200]
                     raise EngineUnreachable(f"{method} {url} answered {response.status}: {text}")

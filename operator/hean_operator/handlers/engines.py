@@ -30,7 +30,7 @@ from hean_engine.model.spec import TradingEngineSpec, parse_spec
 from hean_operator.api.status import Condition, ConditionStatus, ConditionType, Phase
 from hean_operator.builders.common import ANNOTATION_REVISION, CONTROL_TOKEN_KEY, EngineRef
 from hean_operator.builders.config import spec_revision
-from hean_operator.engines.client import Command, EngineClient, EngineUnreachable
+from hean_operator.engines.client import Command, EngineClient, EngineUnreachable, Unauthorized
 from hean_operator.engines.status import (
     Observation,
     PodView,
@@ -189,6 +189,20 @@ async def _token(runtime: Runtime, engine: EngineRef) -> str:
     return token
 
 
+async def _send(runtime: Runtime, engine: EngineRef, base: str, command: Command) -> dict[str, Any]:
+    """POST /control with the engine's token; a refused token is re-read once.
+
+    The token is cached per engine; after a rotation (a new Secret, a new pod)
+    the engine refuses the old one, so the cache is dropped and the Secret read
+    again rather than failing every command until the operator restarts.
+    """
+    try:
+        return await runtime.client.control(base, await _token(runtime, engine), command)
+    except Unauthorized:
+        runtime.tokens.pop(engine.uid, None)
+        return await runtime.client.control(base, await _token(runtime, engine), command)
+
+
 def _desired_command(spec: dict[str, Any], engine: dict[str, Any]) -> Command | None:
     """The control command that brings the engine to what the spec asks, if any."""
     halted = engine.get("risk_state") == "HALTED"
@@ -243,9 +257,8 @@ async def poll_engine(
         command = _desired_command(dict(spec), report)
         if command is not None:
             try:
-                token = await _token(runtime, engine)
-                report = await runtime.client.control(
-                    f"http://{ip}:{runtime.settings.engine_port}", token, command
+                report = await _send(
+                    runtime, engine, f"http://{ip}:{runtime.settings.engine_port}", command
                 )
                 kopf.info(body, reason=command.capitalize(), message=f"engine told to {command}")
             except EngineUnreachable as exc:
@@ -332,7 +345,7 @@ async def control_changed(
         if command is None and not spec.get("halt") and report.get("risk_state") == "HALTED":
             command = "resume"  # `halt: false` lifts an operator-requested halt
         if command is not None:
-            await runtime.client.control(base, await _token(runtime, engine), command)
+            await _send(runtime, engine, base, command)
             kopf.info(body, reason=command.capitalize(), message=f"engine told to {command}")
     except EngineUnreachable as exc:
         raise kopf.TemporaryError(f"could not reach the engine: {exc}", delay=2) from None
@@ -356,8 +369,7 @@ async def engine_deleted(
     base = f"http://{ip}:{runtime.settings.engine_port}"
     deadline = time.monotonic() + runtime.settings.delete_timeout
     try:
-        token = await _token(runtime, engine)
-        report = await runtime.client.control(base, token, "halt")
+        report = await _send(runtime, engine, base, "halt")
         while (report.get("open_orders") or []) and time.monotonic() < deadline:
             await asyncio.sleep(0.5)
             report = await runtime.client.status(base)
