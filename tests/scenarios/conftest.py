@@ -15,6 +15,7 @@ from scenario_support import (
     kind_cluster_ready,
     make_kind_scenario,
     make_sandbox_scenario,
+    stop_recording,
 )
 
 
@@ -30,7 +31,7 @@ async def scenario(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncItera
     try:
         yield current
     finally:
-        recorder.cancel()
+        await stop_recording(recorder)
         if current.box is not None:
             await current.box.stop()
         else:

@@ -14,6 +14,7 @@ Tests only talk kubectl, so both backends run the same scenario code.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
@@ -76,9 +77,14 @@ class Scenario:
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
         )
-        out, err = await asyncio.wait_for(
-            process.communicate(stdin.encode() if stdin is not None else None), 180
-        )
+        try:
+            out, err = await asyncio.wait_for(
+                process.communicate(stdin.encode() if stdin is not None else None), 180
+            )
+        finally:
+            if process.returncode is None:  # timed out or cancelled: reap it here
+                process.kill()
+                await process.wait()
         result = KubectlResult(process.returncode or 0, out.decode(), err.decode())
         if check and result.returncode != 0:
             raise AssertionError(f"kubectl {' '.join(args)} failed:\n{result.stderr}")
@@ -164,6 +170,13 @@ async def _record_pods(scenario: Scenario, started: asyncio.Event) -> None:
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+async def stop_recording(recorder: asyncio.Task[None]) -> None:
+    """Cancel the pod watch and wait for its kubectl to be reaped (before the loop closes)."""
+    recorder.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await recorder
 
 
 async def start_recording(scenario: Scenario) -> asyncio.Task[None]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import yaml
-from scenario_support import make_sandbox_scenario
+from scenario_support import make_sandbox_scenario, stop_recording
 
 from engine_support import EXAMPLES_DIR
 
@@ -31,6 +31,6 @@ async def test_every_example_applies_and_is_valid(tmp_path: Path) -> None:
             assert valid["status"] == "True", (name, valid)
             assert engine["status"]["phase"] != "Invalid"
     finally:
-        recorder.cancel()
+        await stop_recording(recorder)
         assert scenario.box is not None
         await scenario.box.stop()

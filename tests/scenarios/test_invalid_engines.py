@@ -11,7 +11,7 @@ from typing import Any
 import aiohttp
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from scenario_support import Scenario, engine_manifest, make_sandbox_scenario
+from scenario_support import Scenario, engine_manifest, make_sandbox_scenario, stop_recording
 
 API = "/apis/hean.io/v1alpha1/namespaces/default/tradingengines"
 
@@ -224,6 +224,6 @@ async def test_a_thousand_fuzzed_engines_never_crash_the_operator(tmp_path: Path
             f"{len(accepted)} accepted, {invalid} marked Invalid"
         )
     finally:
-        recorder.cancel()
+        await stop_recording(recorder)
         assert scenario.box is not None
         await scenario.box.stop()

@@ -8,7 +8,7 @@ from pathlib import Path
 import aiohttp
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
-from scenario_support import engine_manifest, make_sandbox_scenario
+from scenario_support import engine_manifest, make_sandbox_scenario, stop_recording
 
 
 def free_port() -> int:
@@ -43,7 +43,7 @@ async def test_metrics_and_liveness(tmp_path: Path) -> None:
         assert samples[("hean_operator_engine_poll_seconds_count", ())] >= 1
         assert ("hean_operator_reconcile_errors_total", (("handler", "reconcile"),)) in samples
     finally:
-        recorder.cancel()
+        await stop_recording(recorder)
         assert scenario.box is not None
         await scenario.box.stop()
 
@@ -73,6 +73,6 @@ async def test_a_namespaced_operator_leaves_other_namespaces_alone(tmp_path: Pat
         pods = (await scenario.kubectl("get", "pods", "-o", "name")).stdout
         assert "outside-engine" not in pods
     finally:
-        recorder.cancel()
+        await stop_recording(recorder)
         assert scenario.box is not None
         await scenario.box.stop()

@@ -49,6 +49,10 @@ class WatchFeed:
         self.fields = fields
         self._queue: asyncio.Queue[Any] = asyncio.Queue()
         self._subscribed = False
+        # One get() outlives timeouts: cancelling a Queue.get() that a put() has
+        # just woken can lose that wake-up (seen under load: a watch stalled with
+        # hundreds of events queued), so a timed-out wait leaves it pending.
+        self._pending: asyncio.Future[Any] | None = None
 
     def _matches(self, obj: JsonDict | None) -> bool:
         if obj is None:
@@ -108,10 +112,17 @@ class WatchFeed:
 
     async def next(self, wait: float | None) -> WatchEvent | None:
         """The next event; None after `wait` seconds or when the feed was closed."""
-        try:
-            item = await asyncio.wait_for(self._queue.get(), wait)
-        except TimeoutError:
-            return None
+        if self._pending is None:
+            if not self._queue.empty():
+                item = self._queue.get_nowait()
+            else:
+                self._pending = asyncio.ensure_future(self._queue.get())
+        if self._pending is not None:
+            done, _ = await asyncio.wait({self._pending}, timeout=wait)
+            if not done:
+                return None
+            item = self._pending.result()
+            self._pending = None
         if item is _CLOSED:
             self._queue.put_nowait(_CLOSED)
             return None
@@ -123,6 +134,9 @@ class WatchFeed:
         return not self._subscribed
 
     def close(self) -> None:
+        if self._pending is not None and not self._pending.done():
+            self._pending.cancel()
+            self._pending = None
         if self._subscribed:
             self.api.store.unsubscribe(self._on_event)
             self._subscribed = False

@@ -4,7 +4,7 @@ NOT AN ENGINE. With `PodRunner(fake=True)` (`hean sandbox up --fake-pods`) no
 process runs, so nothing would answer the operator's `GET /status` and no
 TradingEngine could ever become Ready. For every fake pod that declares a
 container port named `http`, the pod runner therefore starts one `FakeEngine`:
-a few aiohttp routes bound to the pod's own loopback IP (127.1.x.y) and that
+a few aiohttp routes bound to the pod's own loopback IP (127.x.y.z) and that
 port, so the operator's polls and control calls work as against a real pod.
 It exists for scale tests of the operator (hundreds or thousands of engines on
 one machine, see `benchmarks/operator_convergence.py`) and for nothing else:
