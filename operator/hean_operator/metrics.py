@@ -6,7 +6,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from hean_operator.api.status import Phase
 
-HANDLERS = ("reconcile", "poll", "control", "delete")
+HANDLERS = ("reconcile", "poll", "pod", "control", "delete")
 
 
 class OperatorMetrics:

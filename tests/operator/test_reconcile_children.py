@@ -57,6 +57,9 @@ class StoreCluster:
         for key in [k for k, v in self.objects.items() if v["metadata"].get("deletionTimestamp")]:
             del self.objects[key]
 
+    def get_engine(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return None
+
     def patch_engine_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
         raise AssertionError("not used here")
 

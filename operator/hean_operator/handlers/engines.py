@@ -18,7 +18,7 @@ import base64
 import functools
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,7 +28,12 @@ import kopf
 from hean_engine.model.errors import ConfigError
 from hean_engine.model.spec import TradingEngineSpec, parse_spec
 from hean_operator.api.status import Condition, ConditionStatus, ConditionType, Phase
-from hean_operator.builders.common import ANNOTATION_REVISION, CONTROL_TOKEN_KEY, EngineRef
+from hean_operator.builders.common import (
+    ANNOTATION_REVISION,
+    CONTROL_TOKEN_KEY,
+    LABEL_COMPONENT,
+    EngineRef,
+)
 from hean_operator.builders.config import spec_revision
 from hean_operator.engines.client import Command, EngineClient, EngineUnreachable, Unauthorized
 from hean_operator.engines.status import (
@@ -56,6 +61,11 @@ class Runtime:
     metrics: OperatorMetrics
     session: aiohttp.ClientSession | None = None
     tokens: dict[str, str] = field(default_factory=dict)  # uid -> control token
+
+    @property
+    def stopping(self) -> bool:
+        """The operator is shutting down (the cleanup handler closed the session)."""
+        return self.session is None or self.session.closed
 
     @property
     def client(self) -> EngineClient:
@@ -227,6 +237,8 @@ async def poll_engine(
 ) -> None:
     """Observe the engine, write its status, and steer pause/halt toward the spec."""
     runtime: Runtime = memo["runtime"]
+    if runtime.stopping:
+        return
     status = dict(body.get("status") or {})
     if status.get("phase") == Phase.INVALID.value and status.get("observedGeneration") == meta.get(
         "generation"
@@ -263,12 +275,14 @@ async def poll_engine(
                 kopf.info(body, reason=command.capitalize(), message=f"engine told to {command}")
             except EngineUnreachable as exc:
                 error = f"control {command} failed: {exc}"
-    _write_status(body, patch, runtime, engine, pod, report, error, str(spec.get("mode", "paper")))
+    _write_status(
+        body, patch.status, runtime, engine, pod, report, error, str(spec.get("mode", "paper"))
+    )
 
 
 def _write_status(
-    body: kopf.Body,
-    patch: kopf.Patch,
+    body: Any,
+    status_patch: MutableMapping[str, Any],
     runtime: Runtime,
     engine: EngineRef,
     pod: PodView,
@@ -283,7 +297,7 @@ def _write_status(
         engine=report,
         poll_error=error,
         mode=mode,
-        deleting=bool(body.metadata.get("deletionTimestamp")),
+        deleting=bool(body["metadata"].get("deletionTimestamp")),
     )
     phase, message = derive_phase(obs)
     previous = [Condition.model_validate(c) for c in current.get("conditions") or []]
@@ -315,10 +329,74 @@ def _write_status(
             desired["reconcile"] = reconcile.model_dump(mode="json", exclude_none=True)
     changed = {k: v for k, v in desired.items() if current.get(k) != v}
     if changed:
-        patch.status.update(changed)
+        status_patch.update(changed)
         if "phase" in changed:
             kopf.info(body, reason=phase.value, message=message)
     runtime.metrics.observe_phase(engine.namespace, engine.name, phase)
+
+
+def _owning_engine(meta: dict[str, Any]) -> str | None:
+    for owner in meta.get("ownerReferences") or []:
+        if owner.get("kind") == "TradingEngine" and owner.get("controller"):
+            return str(owner["name"])
+    return None
+
+
+@counted("pod")
+async def engine_pod_ready(
+    body: kopf.Body, meta: kopf.Meta, type: str | None, memo: kopf.Memo, **_: Any
+) -> None:
+    """An engine pod turned Ready: poll its engine now rather than at the next tick.
+
+    Only the transition matters (an engine whose status already says Ready is
+    left to its timer), and only status is written, so this adds no writes
+    beyond the status change the timer would make a few seconds later.
+    """
+    if type == "DELETED":
+        return
+    pod_status = body.get("status") or {}
+    ready = any(
+        c.get("type") == "Ready" and c.get("status") == "True"
+        for c in pod_status.get("conditions") or []
+    )
+    name = _owning_engine(dict(meta))
+    if not ready or name is None:
+        return
+    runtime: Runtime = memo["runtime"]
+    if runtime.stopping:
+        return
+    namespace = str(meta["namespace"])
+    resource = await asyncio.to_thread(runtime.cluster.get_engine, namespace, name)
+    if resource is None or resource["metadata"].get("deletionTimestamp"):
+        return
+    current = resource.get("status") or {}
+    already = any(
+        c.get("type") == "Ready" and c.get("status") == "True"
+        for c in current.get("conditions") or []
+    )
+    if already or current.get("phase") == Phase.INVALID.value:
+        return
+    try:
+        parsed = parse_spec(dict(resource.get("spec") or {}))
+    except ConfigError:
+        return  # the reconcile handler reports it
+    pod, ip = _pod_view(dict(body), spec_revision(parsed))
+    if ip is None or not pod.ready:
+        return  # a pod of an older spec revision
+    engine = EngineRef(
+        name=name,
+        namespace=namespace,
+        uid=str(resource["metadata"]["uid"]),
+        generation=int(resource["metadata"].get("generation") or 1),
+    )
+    try:
+        report = await runtime.client.status(f"http://{ip}:{runtime.settings.engine_port}")
+    except EngineUnreachable:
+        return  # not answering yet: the timer keeps trying
+    changes: dict[str, Any] = {}
+    _write_status(resource, changes, runtime, engine, pod, report, None, parsed.mode.value)
+    if changes:
+        await asyncio.to_thread(runtime.cluster.patch_engine_status, namespace, name, changes)
 
 
 @counted("control")
@@ -393,10 +471,16 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> Non
     for decorator in (kopf.on.create, kopf.on.resume):
         decorator(*resource, registry=registry, id="reconcile")(reconcile_children)
     kopf.on.update(*resource, registry=registry, id="reconcile", field="spec")(reconcile_children)
+    # On update only: a new engine reads paused/halt from its config, and handlers
+    # that also ran on create would cost kopf a progress-annotation patch each.
     for path in ("spec.paused", "spec.halt"):
-        kopf.on.field(*resource, registry=registry, field=path, id=f"control-{path}")(
+        kopf.on.update(*resource, registry=registry, field=path, id=f"control-{path}")(
             control_changed
         )
+    # kopf.on.event keeps no state on the pods: watching them costs no writes.
+    kopf.on.event("", "v1", "pods", registry=registry, labels={LABEL_COMPONENT: "engine"})(
+        engine_pod_ready
+    )
     kopf.timer(
         *resource,
         registry=registry,

@@ -8,7 +8,7 @@ the official client (blocking; handlers run it in kopf's thread pool).
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
@@ -24,7 +24,10 @@ VERBS: dict[str, tuple[str, ...]] = {
     "configmaps": ("get", "create", "update"),
     "secrets": ("get", "create"),
     "services": ("get", "create"),
-    "pods": ("get", "create", "delete"),
+    # list/watch: the operator watches engine pods to poll an engine the moment
+    # its pod turns Ready, instead of at the next timer tick.
+    "pods": ("get", "create", "delete", "list", "watch"),
+    PLURAL: ("get",),
     "tradingengines/status": ("patch",),
 }
 
@@ -43,6 +46,8 @@ class Cluster(Protocol):
     def delete(self, kind: str, namespace: str, name: str) -> None: ...
 
     def patch_engine_status(self, namespace: str, name: str, status: dict[str, Any]) -> None: ...
+
+    def get_engine(self, namespace: str, name: str) -> dict[str, Any] | None: ...
 
 
 class KubernetesCluster:
@@ -82,6 +87,18 @@ class KubernetesCluster:
 
     def delete(self, kind: str, namespace: str, name: str) -> None:
         self._call("delete", kind, name=name, namespace=namespace)
+
+    def get_engine(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            found = cast(
+                dict[str, Any],
+                self._custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name),
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return found
 
     def patch_engine_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
         self._custom.patch_namespaced_custom_object_status(
