@@ -33,7 +33,7 @@ from .errors import (
 )
 from .resources import ResourceInfo
 from .selectors import FieldSelector, LabelSelector
-from .store import AuditEntry, StorageKey, Store
+from .store import AuditEntry, StorageKey, Store, StoredEvent
 
 JsonDict = dict[str, Any]
 
@@ -71,6 +71,12 @@ class Api:
         self.node_name = node_name
         self._reconciling = False
         self._random = random.Random()
+        # The garbage collector scans every object, so it runs only after a change
+        # that can give it work: a deletion, or a change of ownerReferences,
+        # finalizers or deletionTimestamp. Status patches and Events (most writes)
+        # cannot, and skipping the scan for them keeps writes O(1) at scale.
+        self._gc_dirty = True
+        store.subscribe(self._notice_for_gc)
 
     # -- helpers -------------------------------------------------------------------
 
@@ -900,7 +906,28 @@ class Api:
                 "update",
             )
 
+    def _notice_for_gc(self, event: StoredEvent) -> None:
+        if self._gc_dirty:
+            return
+        if event.type == "DELETED":
+            self._gc_dirty = True
+            return
+        new = event.object["metadata"]
+        old = (event.old or {}).get("metadata") or {}
+        for key in ("ownerReferences", "finalizers", "deletionTimestamp"):
+            if new.get(key) != old.get(key):
+                self._gc_dirty = True
+                return
+
     def _garbage_collector(self) -> bool:
+        if not self._gc_dirty:
+            return False
+        acted = self._collect_garbage()
+        if not acted:
+            self._gc_dirty = False
+        return acted
+
+    def _collect_garbage(self) -> bool:
         index = self._index()
         for key, obj in self.store.all_objects():
             meta = obj["metadata"]
