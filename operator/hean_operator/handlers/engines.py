@@ -213,6 +213,18 @@ async def _send(runtime: Runtime, engine: EngineRef, base: str, command: Command
         return await runtime.client.control(base, await _token(runtime, engine), command)
 
 
+async def _fetch_status(runtime: Runtime, ip: str) -> tuple[dict[str, Any] | None, str | None]:
+    """GET /status of the engine at `ip`, timed into the poll metrics."""
+    started = time.perf_counter()
+    try:
+        return await runtime.client.status(f"http://{ip}:{runtime.settings.engine_port}"), None
+    except EngineUnreachable as exc:
+        runtime.metrics.poll_failures.inc()
+        return None, str(exc)
+    finally:
+        runtime.metrics.poll_seconds.observe(time.perf_counter() - started)
+
+
 def _desired_command(spec: dict[str, Any], engine: dict[str, Any]) -> Command | None:
     """The control command that brings the engine to what the spec asks, if any."""
     halted = engine.get("risk_state") == "HALTED"
@@ -258,13 +270,7 @@ async def poll_engine(
     report: dict[str, Any] | None = None
     error: str | None = None
     if ip is not None and pod.ready:
-        started = time.perf_counter()
-        try:
-            report = await runtime.client.status(f"http://{ip}:{runtime.settings.engine_port}")
-        except EngineUnreachable as exc:
-            error = str(exc)
-            runtime.metrics.poll_failures.inc()
-        runtime.metrics.poll_seconds.observe(time.perf_counter() - started)
+        report, error = await _fetch_status(runtime, ip)
     if report is not None:
         command = _desired_command(dict(spec), report)
         if command is not None:
@@ -389,9 +395,8 @@ async def engine_pod_ready(
         uid=str(resource["metadata"]["uid"]),
         generation=int(resource["metadata"].get("generation") or 1),
     )
-    try:
-        report = await runtime.client.status(f"http://{ip}:{runtime.settings.engine_port}")
-    except EngineUnreachable:
+    report, _unreachable = await _fetch_status(runtime, ip)
+    if report is None:
         return  # not answering yet: the timer keeps trying
     changes: dict[str, Any] = {}
     _write_status(resource, changes, runtime, engine, pod, report, None, parsed.mode.value)
