@@ -18,6 +18,7 @@ going through outages (the policy retries for ever) and says so in its
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -116,8 +117,12 @@ class ExchangeFeed:
             since = self._last_candle_ts + 1 if self._last_candle_ts >= 0 else None
             rows = await self._fetch(
                 "fetch_ohlcv",
-                lambda since=since: self._client.fetch_ohlcv(  # type: ignore[misc]
-                    self._symbol, self._timeframe, since=since, limit=self._settings.page_limit
+                functools.partial(
+                    self._client.fetch_ohlcv,
+                    self._symbol,
+                    self._timeframe,
+                    since=since,
+                    limit=self._settings.page_limit,
                 ),
             )
             for candle in self._closed_candles(rows):
@@ -158,8 +163,11 @@ class ExchangeFeed:
             since = self._last_trade_ts if self._last_trade_ts >= 0 else None
             rows = await self._fetch(
                 "fetch_trades",
-                lambda since=since: self._client.fetch_trades(  # type: ignore[misc]
-                    self._symbol, since=since, limit=self._settings.page_limit
+                functools.partial(
+                    self._client.fetch_trades,
+                    self._symbol,
+                    since=since,
+                    limit=self._settings.page_limit,
                 ),
             )
             for trade in self._new_trades(rows):

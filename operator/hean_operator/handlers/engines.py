@@ -160,6 +160,14 @@ def reconcile_children(
         patch.status["message"] = "the engine pod is starting"
 
 
+def _is_ready(status: dict[str, Any]) -> bool:
+    """A `Ready` condition with status True (pods and TradingEngines alike)."""
+    return any(
+        c.get("type") == "Ready" and c.get("status") == "True"
+        for c in status.get("conditions") or []
+    )
+
+
 def _pod_view(pod: dict[str, Any] | None, revision: str | None) -> tuple[PodView, str | None]:
     """The pod as the status logic sees it, and its IP if it runs this spec revision.
 
@@ -171,10 +179,7 @@ def _pod_view(pod: dict[str, Any] | None, revision: str | None) -> tuple[PodView
     status = pod.get("status") or {}
     statuses = status.get("containerStatuses") or [{}]
     waiting = (statuses[0].get("state") or {}).get("waiting") or {}
-    ready = any(
-        c.get("type") == "Ready" and c.get("status") == "True"
-        for c in status.get("conditions") or []
-    )
+    ready = _is_ready(status)
     current = revision is None or annotations.get(ANNOTATION_REVISION) == revision
     view = PodView(
         exists=current,
@@ -360,13 +365,8 @@ async def engine_pod_ready(
     """
     if type == "DELETED":
         return
-    pod_status = body.get("status") or {}
-    ready = any(
-        c.get("type") == "Ready" and c.get("status") == "True"
-        for c in pod_status.get("conditions") or []
-    )
     name = _owning_engine(dict(meta))
-    if not ready or name is None:
+    if name is None or not _is_ready(body.get("status") or {}):
         return
     runtime: Runtime = memo["runtime"]
     if runtime.stopping:
@@ -376,11 +376,7 @@ async def engine_pod_ready(
     if resource is None or resource["metadata"].get("deletionTimestamp"):
         return
     current = resource.get("status") or {}
-    already = any(
-        c.get("type") == "Ready" and c.get("status") == "True"
-        for c in current.get("conditions") or []
-    )
-    if already or current.get("phase") == Phase.INVALID.value:
+    if _is_ready(current) or current.get("phase") == Phase.INVALID.value:
         return
     try:
         parsed = parse_spec(dict(resource.get("spec") or {}))

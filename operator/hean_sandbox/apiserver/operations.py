@@ -733,17 +733,7 @@ class Api:
                 if not remaining and CRD_CLEANUP_FINALIZER in (meta.get("finalizers") or []):
                     body = copy.deepcopy(crd)
                     body["metadata"]["finalizers"].remove(CRD_CLEANUP_FINALIZER)
-                    self._update(
-                        info,
-                        None,
-                        name,
-                        body,
-                        "",
-                        "Ignore",
-                        False,
-                        "apiextensions-controller",
-                        "update",
-                    )
+                    self._controller_update(info, None, name, body, "apiextensions-controller")
                     return True
                 continue
             wanted = strategy.crd_status(crd)
@@ -754,32 +744,14 @@ class Api:
             ):
                 body = copy.deepcopy(crd)
                 body["status"] = wanted
-                self._update(
-                    info,
-                    None,
-                    name,
-                    body,
-                    "status",
-                    "Ignore",
-                    False,
-                    "apiextensions-controller",
-                    "update",
+                self._controller_update(
+                    info, None, name, body, "apiextensions-controller", subresource="status"
                 )
                 return True
             if CRD_CLEANUP_FINALIZER not in (meta.get("finalizers") or []):
                 body = copy.deepcopy(crd)
                 body["metadata"].setdefault("finalizers", []).append(CRD_CLEANUP_FINALIZER)
-                self._update(
-                    info,
-                    None,
-                    name,
-                    body,
-                    "",
-                    "Ignore",
-                    False,
-                    "apiextensions-controller",
-                    "update",
-                )
+                self._controller_update(info, None, name, body, "apiextensions-controller")
                 return True
         return False
 
@@ -814,16 +786,8 @@ class Api:
             if not remaining and (ns.get("spec") or {}).get("finalizers"):
                 body = copy.deepcopy(ns)
                 body["spec"]["finalizers"] = []
-                self._update(
-                    ns_info,
-                    None,
-                    name,
-                    body,
-                    "finalize",
-                    "Ignore",
-                    False,
-                    "namespace-controller",
-                    "update",
+                self._controller_update(
+                    ns_info, None, name, body, "namespace-controller", subresource="finalize"
                 )
                 return True
         return False
@@ -894,17 +858,25 @@ class Api:
             else:
                 body["metadata"].pop("ownerReferences")
             info = self.info_for(key)
-            self._update(
+            self._controller_update(
                 info,
                 obj["metadata"].get("namespace"),
                 obj["metadata"]["name"],
                 self.view(info, body),
-                "",
-                "Ignore",
-                False,
                 "garbage-collector",
-                "update",
             )
+
+    def _controller_update(
+        self,
+        info: ResourceInfo,
+        namespace: str | None,
+        name: str,
+        body: JsonDict,
+        actor: str,
+        subresource: str = "",
+    ) -> None:
+        """An update by one of the emulated controllers (never a conflict check)."""
+        self._update(info, namespace, name, body, subresource, "Ignore", False, actor, "update")
 
     def _notice_for_gc(self, event: StoredEvent) -> None:
         if self._gc_dirty:
@@ -952,16 +924,12 @@ class Api:
                 if dangling:
                     body = copy.deepcopy(obj)
                     body["metadata"]["ownerReferences"] = [r for r in refs if r not in dangling]
-                    self._update(
+                    self._controller_update(
                         info,
                         meta.get("namespace"),
                         meta["name"],
                         self.view(info, body),
-                        "",
-                        "Ignore",
-                        False,
                         "garbage-collector",
-                        "update",
                     )
                     return True
             if (
@@ -972,16 +940,12 @@ class Api:
                 info = self.info_for(key)
                 body = copy.deepcopy(obj)
                 body["metadata"]["finalizers"].remove(FOREGROUND)
-                self._update(
+                self._controller_update(
                     info,
                     meta.get("namespace"),
                     meta["name"],
                     self.view(info, body),
-                    "",
-                    "Ignore",
-                    False,
                     "garbage-collector",
-                    "update",
                 )
                 return True
         return False
