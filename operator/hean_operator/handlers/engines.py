@@ -18,7 +18,7 @@ import base64
 import functools
 import random
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,6 +61,8 @@ class Runtime:
     metrics: OperatorMetrics
     session: aiohttp.ClientSession | None = None
     tokens: dict[str, str] = field(default_factory=dict)  # uid -> control token
+    # uid -> (generation, spec revision): polls are frequent, specs change rarely
+    revisions: dict[str, tuple[int, str]] = field(default_factory=dict)
 
     @property
     def stopping(self) -> bool:
@@ -123,6 +125,20 @@ def _invalid(
     ]
     kopf.warn(body, reason="InvalidSpec", message=message[:1024])
     runtime.metrics.observe_phase(body.metadata["namespace"], body.metadata["name"], Phase.INVALID)
+
+
+def _revision(runtime: Runtime, meta: Mapping[str, Any], spec: Mapping[str, Any]) -> str:
+    """The spec revision of the resource's generation, parsed once per generation.
+
+    Raises ConfigError when the model rejects the spec.
+    """
+    uid, generation = str(meta["uid"]), int(meta.get("generation") or 1)
+    cached = runtime.revisions.get(uid)
+    if cached is not None and cached[0] == generation:
+        return cached[1]
+    revision = spec_revision(parse_spec(dict(spec)))
+    runtime.revisions[uid] = (generation, revision)
+    return revision
 
 
 def _parse(body: kopf.Body, patch: kopf.Patch, runtime: Runtime) -> TradingEngineSpec | None:
@@ -262,12 +278,14 @@ async def poll_engine(
     ):
         return
     engine = _ref(meta)
-    parsed = _parse(body, patch, runtime)
-    if parsed is None:
+    try:
+        revision = _revision(runtime, meta, spec)
+    except ConfigError as exc:
+        _invalid(body, patch, exc, engine.generation, runtime)
         return
     pod, ip = _pod_view(
         await asyncio.to_thread(runtime.cluster.get, "pods", engine.namespace, engine.pod_name),
-        spec_revision(parsed),
+        revision,
     )
     if not pod.exists and status.get("observedGeneration") == engine.generation:
         # The pod vanished (deleted by hand, node lost): heal at once.
@@ -378,11 +396,12 @@ async def engine_pod_ready(
     current = resource.get("status") or {}
     if _is_ready(current) or current.get("phase") == Phase.INVALID.value:
         return
+    spec = resource.get("spec") or {}
     try:
-        parsed = parse_spec(dict(resource.get("spec") or {}))
+        revision = _revision(runtime, resource["metadata"], spec)
     except ConfigError:
         return  # the reconcile handler reports it
-    pod, ip = _pod_view(dict(body), spec_revision(parsed))
+    pod, ip = _pod_view(dict(body), revision)
     if ip is None or not pod.ready:
         return  # a pod of an older spec revision
     engine = EngineRef(
@@ -395,7 +414,7 @@ async def engine_pod_ready(
     if report is None:
         return  # not answering yet: the timer keeps trying
     changes: dict[str, Any] = {}
-    _write_status(resource, changes, runtime, engine, pod, report, None, parsed.mode.value)
+    _write_status(resource, changes, runtime, engine, pod, report, None, spec.get("mode", "paper"))
     if changes:
         await asyncio.to_thread(runtime.cluster.patch_engine_status, namespace, name, changes)
 
@@ -408,7 +427,7 @@ async def control_changed(
     runtime: Runtime = memo["runtime"]
     engine = _ref(meta)
     try:
-        revision = spec_revision(parse_spec(dict(spec)))
+        revision = _revision(runtime, meta, spec)
     except ConfigError:
         return  # the reconcile handler reports the invalid spec
     pod, ip = _pod_view(
@@ -465,6 +484,7 @@ async def engine_deleted(
     else:
         kopf.info(body, reason="Deleted", message="engine halted with no open orders")
     runtime.tokens.pop(engine.uid, None)
+    runtime.revisions.pop(engine.uid, None)
 
 
 def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> None:
