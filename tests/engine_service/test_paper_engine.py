@@ -197,6 +197,7 @@ async def test_paper_engine_serves_status_and_obeys_control(tmp_path: Path) -> N
         tmp_path, until=lambda rt: rt.kernel.events >= 60, during=during
     )
     status = observed["status"]
+    assert observed["ready_status"] == 200  # history fetched: data flows
     assert observed["pause"]["paused"] is True
     assert status["paused"] is True
     assert status["generation"] == 3

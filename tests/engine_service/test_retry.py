@@ -118,8 +118,12 @@ def test_backoff_is_capped_exponential_with_full_jitter(attempt: int, seed: int)
     assert 0.0 <= delay <= min(30.0, 0.5 * 2 ** (attempt - 1))
 
 
-def test_forever_policy_has_no_attempt_limit() -> None:
-    assert RetryPolicy(max_attempts=None).max_attempts is None
+async def test_forever_policy_keeps_retrying() -> None:
+    call, sleeps = Script(*[ccxt.NetworkError("down")] * 20), Sleeps()
+    policy = RetryPolicy(max_attempts=None, base_delay=0.1, max_delay=1.0)
+    assert await call_with_retry(call, policy=policy, what="x", sleep=sleeps) == "ok"
+    assert call.calls == 21
+    assert len(sleeps.delays) == 20 and max(sleeps.delays) <= 1.0
 
 
 @pytest.mark.parametrize(

@@ -196,6 +196,13 @@ async def test_restart_policies_end_in_the_right_phase(
     assert container_state(event)["restartCount"] == 0
 
 
+async def test_on_failure_restarts_a_failing_process(http: Http, runner: PodRunner) -> None:
+    watch = await watch_pod(http, "flaky")
+    await http.post(PODS, pod("flaky", "raise SystemExit(1)", restart="OnFailure"))
+    event = await watch.until(lambda e: container_state(e).get("restartCount", 0) >= 1, within=30)
+    assert pod_status(event)["phase"] == "Running"  # restarting, not Failed
+
+
 async def test_a_process_ignoring_sigterm_is_killed_after_the_grace_period(
     http: Http, runner: PodRunner
 ) -> None:

@@ -44,7 +44,7 @@ class KubectlResult:
         return json.loads(self.stdout)
 
 
-PodEvent = tuple[str, str, str]  # (ADDED|DELETED, name, uid)
+PodEvent = tuple[str, str, str, str]  # (ADDED|DELETED, name, uid, hean.io/engine label)
 
 
 @dataclass
@@ -142,7 +142,11 @@ def engine_manifest(
 
 async def _record_pods(scenario: Scenario, started: asyncio.Event) -> None:
     """Every pod ADDED/DELETED in the namespace, from `kubectl get pods --watch`."""
-    template = '{.type} {.object.metadata.name} {.object.metadata.uid}{"\\n"}'
+    # the engine label too: pods are counted per engine, whatever their names
+    template = (
+        "{.type}|{.object.metadata.name}|{.object.metadata.uid}"
+        '|{.object.metadata.labels.hean\\.io/engine}{"\\n"}'
+    )
     process = await asyncio.create_subprocess_exec(
         *scenario._base(),
         "-n",
@@ -161,10 +165,10 @@ async def _record_pods(scenario: Scenario, started: asyncio.Event) -> None:
     started.set()
     try:
         while line := await process.stdout.readline():
-            kind, name, uid = line.decode().split()
+            kind, name, uid, engine = line.decode().rstrip("\n").split("|")
             if kind in ("ADDED", "DELETED"):
                 async with scenario.pod_changed:
-                    scenario.pod_events.append((kind, name, uid))
+                    scenario.pod_events.append((kind, name, uid, engine))
                     scenario.pod_changed.notify_all()
     finally:
         if process.returncode is None:
@@ -291,15 +295,25 @@ async def make_kind_scenario() -> tuple[Scenario, asyncio.Task[None]]:
     return scenario, await start_recording(scenario)
 
 
-def max_concurrent_pods(events: list[PodEvent], name: str) -> int:
+def engine_pod_uids(events: list[PodEvent], engine: str) -> set[str]:
+    """Uids of the engine's pods that exist after `events` (by the engine label)."""
     alive: set[str] = set()
-    most = 0
-    for kind, pod, uid in events:
-        if pod != name:
-            continue
-        if kind == "ADDED":
-            alive.add(uid)
-        else:
-            alive.discard(uid)
-        most = max(most, len(alive))
-    return most
+    for kind, _, uid, owner in events:
+        if owner == engine:
+            (alive.add if kind == "ADDED" else alive.discard)(uid)
+    return alive
+
+
+def max_concurrent_pods(events: list[PodEvent], engine: str) -> int:
+    """The most pods of one engine that existed at once, whatever their names."""
+    return max(
+        (len(engine_pod_uids(events[: i + 1], engine)) for i in range(len(events))), default=0
+    )
+
+
+def added(uid: str) -> Callable[[list[PodEvent]], bool]:
+    return lambda events: any(e[0] == "ADDED" and e[2] == uid for e in events)
+
+
+def deleted(uid: str) -> Callable[[list[PodEvent]], bool]:
+    return lambda events: any(e[0] == "DELETED" and e[2] == uid for e in events)

@@ -4,18 +4,9 @@ from __future__ import annotations
 
 import json
 
-from scenario_support import Scenario, max_concurrent_pods
+from scenario_support import Scenario, added, deleted, engine_pod_uids, max_concurrent_pods
 
 POD = "btc-engine"
-
-
-def engine_pods(scenario: Scenario, name: str = POD) -> set[str]:
-    """Uids of the engine's pods that exist now, from the recorded watch."""
-    alive: set[str] = set()
-    for kind, pod, uid in scenario.pod_events:
-        if pod == f"{name}-engine":
-            (alive.add if kind == "ADDED" else alive.discard)(uid)
-    return alive
 
 
 async def create_ready(scenario: Scenario, name: str = "btc", **spec: object) -> None:
@@ -62,7 +53,9 @@ async def test_create_runs_one_engine_pod_with_true_status(scenario: Scenario) -
     ).json()
     reasons = {e["reason"] for e in events["items"]}
     assert "Running" in reasons
-    assert max_concurrent_pods(scenario.pod_events, "btc-engine") == 1
+    pod_uid = (await scenario.get("pod", "btc-engine"))["metadata"]["uid"]
+    await scenario.until_pods(added(pod_uid))
+    assert engine_pod_uids(scenario.pod_events, "btc") == {pod_uid}
     # the operator's logs are JSON lines that name the resource they are about
     log = await scenario.operator_log()
     lines = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
@@ -85,13 +78,20 @@ async def test_spec_change_replaces_the_pod_never_running_two(scenario: Scenario
     await scenario.wait("tradingengine/btc", "jsonpath={.status.observedGeneration}=2")
     await scenario.wait("tradingengine/btc", "condition=Ready")
     second = await scenario.get("pod", "btc-engine")
-    assert second["metadata"]["uid"] != first["metadata"]["uid"]
+    old, new = first["metadata"]["uid"], second["metadata"]["uid"]
+    assert new != old
     assert second["metadata"]["annotations"]["hean.io/spec-generation"] == "2"
+    await scenario.until_pods(added(new))
     config = await scenario.get("configmap", "btc-config")
     assert "fast: 4" in next(iter(config["data"].values()))
-    # at no moment did two engine pods exist: the old one was gone before the new one
-    assert max_concurrent_pods(scenario.pod_events, "btc-engine") == 1
-    assert len(engine_pods(scenario, "btc")) == 1
+    # at no moment did two pods of the engine exist (counted by its label, whatever
+    # their names): the old one was gone before the new one was created
+    events = scenario.pod_events
+    assert events.index(("DELETED", "btc-engine", old, "btc")) < events.index(
+        ("ADDED", "btc-engine", new, "btc")
+    )
+    assert max_concurrent_pods(events, "btc") == 1
+    assert engine_pod_uids(events, "btc") == {new}
 
 
 async def test_pause_and_resume_without_a_restart(scenario: Scenario) -> None:
@@ -141,6 +141,7 @@ async def test_operator_restart_mid_change_converges_without_duplicates(
     scenario: Scenario,
 ) -> None:
     await create_ready(scenario)
+    old = (await scenario.get("pod", "btc-engine"))["metadata"]["uid"]
     await scenario.kubectl(
         "patch",
         "te",
@@ -149,15 +150,17 @@ async def test_operator_restart_mid_change_converges_without_duplicates(
         "-p",
         '{"spec": {"strategy": {"params": {"slow": 9}}}}',
     )
-    # kill the operator hard while it replaces the pod, then start a new one
-    await scenario.box.stop_operator(kill=True)
-    await scenario.box.start_operator()
+    # kill the operator hard in the middle of the replacement: the old pod is gone,
+    # the new one may or may not have been created yet
+    await scenario.until_pods(deleted(old))
+    await scenario.restart_operator()
     await scenario.wait("tradingengine/btc", "jsonpath={.status.observedGeneration}=2")
     await scenario.wait("tradingengine/btc", "condition=Ready")
     pod = await scenario.get("pod", "btc-engine")
     assert pod["metadata"]["annotations"]["hean.io/spec-generation"] == "2"
-    assert max_concurrent_pods(scenario.pod_events, "btc-engine") == 1
-    assert len(engine_pods(scenario, "btc")) == 1
+    await scenario.until_pods(added(pod["metadata"]["uid"]))
+    assert max_concurrent_pods(scenario.pod_events, "btc") == 1
+    assert engine_pod_uids(scenario.pod_events, "btc") == {pod["metadata"]["uid"]}
     for kind in ("configmap", "secret", "service"):
         items = (await scenario.kubectl("get", kind, "-o", "json")).json()["items"]
         names = [i["metadata"]["name"] for i in items if i["metadata"]["name"].startswith("btc")]
@@ -171,8 +174,10 @@ async def test_engine_pod_deleted_by_hand_is_recreated(scenario: Scenario) -> No
     await scenario.wait("pod/btc-engine", "create")
     await scenario.wait("pod/btc-engine", "condition=Ready")
     await scenario.wait("tradingengine/btc", "condition=Ready")
-    assert (await scenario.get("pod", "btc-engine"))["metadata"]["uid"] != uid
-    assert max_concurrent_pods(scenario.pod_events, "btc-engine") == 1
+    new = (await scenario.get("pod", "btc-engine"))["metadata"]["uid"]
+    assert new != uid
+    await scenario.until_pods(added(new))
+    assert max_concurrent_pods(scenario.pod_events, "btc") == 1
 
 
 async def test_a_rotated_control_token_is_picked_up_without_an_operator_restart(

@@ -347,11 +347,11 @@ async def test_klines_from_trades(
     assert ohlcv[-1][0] == now // 3_600_000 * 3_600_000
     hour = ohlcv[-2][0]
     inside = [r for r in rows if hour <= r.ts + offset < hour + 3_600_000]
-    if inside:
-        prices = [float(r.fields[1]) for r in inside]
-        assert ohlcv[-2][1:5] == [prices[0], max(prices), min(prices), prices[-1]]
-        volume = sum((Decimal(r.fields[2]) for r in inside), Decimal(0))
-        assert Decimal(repr(ohlcv[-2][5])) == volume
+    assert inside, "the slice must have trades in the last closed hour"
+    prices = [float(r.fields[1]) for r in inside]
+    assert ohlcv[-2][1:5] == [prices[0], max(prices), min(prices), prices[-1]]
+    volume = sum((Decimal(r.fields[2]) for r in inside), Decimal(0))
+    assert Decimal(repr(ohlcv[-2][5])) == volume
 
 
 async def test_fetch_ticker_and_order_book(

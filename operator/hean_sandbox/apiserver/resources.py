@@ -53,10 +53,6 @@ class ResourceInfo:
         return f"{self.group}/{self.version}" if self.group else self.version
 
     @property
-    def group_version(self) -> str:
-        return self.api_version
-
-    @property
     def storage_key(self) -> tuple[str, str]:
         return self.storage or (self.group, self.plural)
 

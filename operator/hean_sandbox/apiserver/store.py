@@ -151,13 +151,6 @@ class Store:
             for obj in list(bucket.values()):
                 yield key, obj
 
-    def uids(self) -> set[str]:
-        return {
-            str(obj["metadata"].get("uid"))
-            for bucket in self._objects.values()
-            for obj in bucket.values()
-        }
-
     # -- writing -----------------------------------------------------------------
 
     def put(

@@ -449,11 +449,3 @@ def process_custom(
     if validator.causes:
         raise fail(info, str(obj.get("metadata", {}).get("name", "")), validator.causes)
     return warnings
-
-
-def check_field_validation(value: str | None) -> str:
-    if value in (None, ""):
-        return "Warn"
-    if value not in ("Ignore", "Warn", "Strict"):
-        raise bad_request(f"fieldValidation must be one of Ignore, Warn, Strict; got {value}")
-    return str(value)

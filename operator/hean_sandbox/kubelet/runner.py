@@ -99,6 +99,7 @@ class PodRun:
     terminator: asyncio.Task[None] | None = None
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     started_at: str = field(default_factory=_now)
+    process_started: str | None = None  # the current process's start, for startedAt
     fake_engine: FakeEngine | None = None  # fake mode only
 
 
@@ -117,6 +118,11 @@ class PodRunner:
         try:
             while True:
                 listing = await self.api.list_pods()
+                listed = {pod["metadata"]["uid"] for pod in listing.get("items", [])}
+                # A relist after a broken watch (410 Gone): pods deleted meanwhile
+                # sent no DELETED we saw, so stop whatever the listing lacks.
+                for uid in [uid for uid in self.pods if uid not in listed]:
+                    await self._forget(uid)
                 for pod in listing.get("items", []):
                     await self._observe(pod)
                 if ready is not None:
@@ -210,12 +216,17 @@ class PodRunner:
                     start_new_session=True,
                 )
             run.ready = False
+            run.process_started = _now()
             await self._report(run, running=True, ready=False)
             prober = asyncio.create_task(self._probe(run, container))
             code = await run.process.wait()
             prober.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            try:
                 await prober
+            except asyncio.CancelledError:
+                pass
+            except Exception as exc:  # a probe that cannot run (e.g. an unknown port name)
+                log.warning("readiness probe of %s/%s failed: %s", run.namespace, run.name, exc)
             if run.stopping.is_set():
                 return
             failed = code != 0
@@ -358,7 +369,7 @@ class PodRunner:
     ) -> None:
         container = run.spec["containers"][0]
         if running:
-            state: dict[str, Any] = {"running": {"startedAt": _now()}}
+            state: dict[str, Any] = {"running": {"startedAt": run.process_started or _now()}}
         elif waiting is not None:
             state = {"waiting": {"reason": waiting[0], "message": waiting[1]}}
         else:

@@ -23,8 +23,8 @@ of a fast replay.
 
 from __future__ import annotations
 
+from hean_engine.model.timefmt import MINUTE_MS
 from hean_sim.exchange.config import Clock
-from hean_sim.exchange.data import MINUTE_MS
 
 
 class ReplayClock:

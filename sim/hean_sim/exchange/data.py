@@ -19,8 +19,8 @@ from pathlib import Path
 
 from hean_engine.data.files import DataKind, detect_kind, read_candles, read_trades
 from hean_engine.model.market import Candle, Trade
+from hean_engine.model.timefmt import MINUTE_MS
 
-MINUTE_MS = 60_000
 _CHUNK = 8192
 
 

@@ -46,14 +46,6 @@ class SymbolFilters:
     max_notional: Decimal
     notional_filter: Literal["NOTIONAL", "MIN_NOTIONAL"]
 
-    @property
-    def price_decimals(self) -> int:
-        return decimals(self.tick_size)
-
-    @property
-    def qty_decimals(self) -> int:
-        return decimals(self.step_size)
-
     def floor_price(self, price: Decimal) -> Decimal:
         return (price / self.tick_size).to_integral_value(ROUND_FLOOR) * self.tick_size
 

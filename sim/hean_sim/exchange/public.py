@@ -14,6 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
+from hean_engine.model.timefmt import MINUTE_MS
 from hean_sim.exchange import errors, params
 from hean_sim.exchange.book import synthetic_book
 from hean_sim.exchange.endpoints import Endpoint, fixed
@@ -24,7 +25,7 @@ from hean_sim.exchange.params import Query
 API = "/api/v3"
 HOUR_MS = 3_600_000
 _WINDOW = re.compile(r"^([1-9][0-9]?)([mhd])$")
-_WINDOW_UNITS = {"m": 60_000, "h": HOUR_MS, "d": DAY_MS}
+_WINDOW_UNITS = {"m": MINUTE_MS, "h": HOUR_MS, "d": DAY_MS}
 
 
 def _depth_weight(query: Query) -> int:
@@ -273,7 +274,7 @@ class PublicApi:
     async def avg_price(self, request: web.Request) -> web.Response:
         self._symbol(request.query)
         self.market.on_data_request()
-        stats = self.market.window_stats(5 * 60_000)
+        stats = self.market.window_stats(5 * MINUTE_MS)
         bar = stats.bar
         if bar is None or bar.volume == 0:
             price = dec(stats.last_price)
