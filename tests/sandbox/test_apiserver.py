@@ -1382,3 +1382,17 @@ async def test_kubectl_label_annotate_and_explain(kubectl: Any, http: Any) -> No
     assert result.stdout.strip() == "tradingengine.hean.io/btc"
     result = await kubectl("explain", "tradingengines.spec.risk")
     assert "Limits every order intent is checked against." in result.stdout
+
+
+async def test_collection_delete_honours_dry_run(http: Any) -> None:
+    base = "/api/v1/namespaces/default/configmaps"
+    for name in ("a", "b"):
+        status, _, _ = await http.post(base, {"metadata": {"name": name, "labels": {"x": "1"}}})
+        assert status == 201
+    status, body, _ = await http.delete(base, params={"labelSelector": "x=1", "dryRun": "All"})
+    assert status == 200 and len(body["items"]) == 2
+    _, listing, _ = await http.get(base, params={"labelSelector": "x=1"})
+    assert [i["metadata"]["name"] for i in listing["items"]] == ["a", "b"]
+    await http.delete(base, params={"labelSelector": "x=1"})
+    _, listing, _ = await http.get(base, params={"labelSelector": "x=1"})
+    assert listing["items"] == []

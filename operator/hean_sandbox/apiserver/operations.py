@@ -663,6 +663,7 @@ class Api:
         labels: LabelSelector,
         fields: FieldSelector,
         options: JsonDict | None = None,
+        dry_run: bool = False,
     ) -> list[JsonDict]:
         deleted = []
         with self._settling():
@@ -675,7 +676,7 @@ class Api:
                             meta.get("namespace"),
                             meta["name"],
                             options or {},
-                            False,
+                            dry_run,
                             "client",
                         )
                     except ApiError as exc:

@@ -395,6 +395,7 @@ class ApiServer:
                     LabelSelector.parse(q.get("labelSelector")),
                     FieldSelector.parse(q.get("fieldSelector"), info),
                     options,
+                    dry_run=dry_run,
                 )
                 return _json(
                     {
