@@ -28,8 +28,9 @@ ZERO = Decimal(0)
 class FakeContext:
     """A strategy context that records intents; the test sets the position."""
 
-    def __init__(self, position: Decimal = ZERO) -> None:
+    def __init__(self, position: Decimal = ZERO, dust: Decimal = ZERO) -> None:
         self.position = position
+        self.dust = dust
         self.now = 0
         self.open_orders: Sequence[Order] = []
         self.submitted: list[tuple[int, OrderIntent]] = []  # (candle number, intent)
@@ -112,6 +113,16 @@ def test_ema_cross_acts_on_no_signal_before_the_slow_th_candle() -> None:
     _feed(strategy, ctx, [90])  # death cross, but nothing held
     _feed(strategy, ctx, [110])  # golden cross on candle 5
     assert _signals(ctx) == [(5, Side.BUY, D("0.5"))]
+
+
+def test_ema_cross_treats_dust_below_the_venues_smallest_order_as_flat() -> None:
+    # Live: a buy's fee in the base currency and lot-size rounding leave dust that
+    # cannot be sold; holding it must neither block the next buy nor be "sold".
+    strategy, ctx = _ema_cross(fast=1, slow=3, position="0.00000900")
+    ctx.dust = D("0.00001")
+    _feed(strategy, ctx, [100, 96, 95, 100])  # golden cross on candle 4
+    _feed(strategy, ctx, [90])  # death cross: dust is not sold
+    assert _signals(ctx) == [(4, Side.BUY, D("0.5"))]
 
 
 def test_ema_cross_acts_on_a_cross_at_exactly_the_slow_th_candle() -> None:

@@ -152,12 +152,19 @@ def replay(config_path: Path, data_path: Path, as_json: bool) -> None:
     envvar="HEAN_CREDENTIALS_DIR",
     help="Live mode: directory with the files apiKey and secret (a mounted Secret).",
 )
+@click.option(
+    "--journal-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    envvar="HEAN_JOURNAL_DIR",
+    help="Live mode: directory for the order intent journal (a volume that survives restarts).",
+)
 def run(
     config_path: Path,
     host: str,
     port: int,
     control_token_file: Path | None,
     credentials_dir: Path | None,
+    journal_dir: Path | None,
 ) -> None:
     """Run the engine (paper, or live through the LiveGate) until SIGTERM."""
     from hean_engine.app.config import load_config
@@ -170,6 +177,7 @@ def run(
             port=port,
             control_token_file=control_token_file,
             credentials_dir=credentials_dir,
+            journal_dir=journal_dir,
         )
         run_engine(identity, spec, options)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 from collections.abc import Iterator
 from pathlib import Path
@@ -9,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from engine_support import spec_dict
-from hean_engine.app.run import RunOptions, read_credentials, run_engine
+from hean_engine.app.run import RunOptions, read_credentials, run_engine, serve
 from hean_engine.execution.live import GateDecision
-from hean_engine.model.errors import ConfigError, HeanError, LiveTradingRefused
+from hean_engine.model.errors import ConfigError, LiveTradingRefused
 from hean_engine.model.spec import EngineIdentity, TradingEngineSpec, parse_spec
 from hean_engine.telemetry.logs import REDACTOR, configure_logging, get_logger
 
@@ -57,16 +58,24 @@ def test_the_gate_is_asked_before_the_keys_are_read(tmp_path: Path) -> None:
     assert str(info.value) == "live trading refused for default/e1: no valid LiveApproval"
 
 
-def test_an_allowed_live_start_still_refuses_without_a_live_venue(
+def test_an_allowed_live_start_needs_a_journal_directory(
     tmp_path: Path, logs: io.StringIO
 ) -> None:
     gate = AllowGate()
     options = RunOptions(credentials_dir=credentials(tmp_path), gate=gate, configure_logs=False)
-    with pytest.raises(HeanError) as info:
+    with pytest.raises(ConfigError) as info:
         run_engine(EngineIdentity(), live_spec(), options)
     assert gate.asked == 1
-    assert "live execution is not available" in str(info.value)
+    assert "--journal-dir: required in live mode" in str(info.value)
     assert API_KEY not in str(info.value) and SECRET not in str(info.value)
+
+
+def test_serve_asks_the_gate_too_so_no_caller_gets_around_it(tmp_path: Path) -> None:
+    # A caller that skips run_engine (and its gate check) still meets the gate.
+    options = RunOptions(journal_dir=tmp_path / "journal", configure_logs=False)
+    with pytest.raises(LiveTradingRefused):
+        asyncio.run(serve(EngineIdentity(name="e1"), live_spec(), options, client=object()))
+    assert not (tmp_path / "journal").exists()
 
 
 def test_keys_read_are_redacted_from_every_log_line(tmp_path: Path, logs: io.StringIO) -> None:

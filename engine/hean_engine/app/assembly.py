@@ -38,6 +38,12 @@ def build_simulated_engine(identity: EngineIdentity, spec: TradingEngineSpec) ->
     return _assemble(identity, spec, ledger, venue)
 
 
+def build_live_engine(identity: EngineIdentity, spec: TradingEngineSpec, venue: Venue) -> Engine:
+    """Live: the books start empty and are taken from the exchange at start-up."""
+    ledger = Ledger(spec.market.base, spec.market.quote, {})
+    return _assemble(identity, spec, ledger, venue)
+
+
 def _assemble(
     identity: EngineIdentity, spec: TradingEngineSpec, ledger: Ledger, venue: Venue
 ) -> Engine:

@@ -2,31 +2,39 @@
 
 Start-up, in order, each step failing with a reason and a non-zero exit:
 1. live mode asks the `LiveGate` first: without an approval nothing else
-   happens, not even reading the keys;
+   happens, not even reading the keys; then the keys and the journal;
 2. the exchange's markets are loaded and the symbol checked;
 3. the control server starts (health, readiness, metrics, status, control);
-4. the strategy warms up on recent history (it sees it; nothing trades);
-5. market data flows into the kernel until SIGTERM or SIGINT.
+4. live mode: the books are reconciled with the exchange (`app.live`); the
+   engine is not ready and sends nothing until that succeeds;
+5. the strategy warms up on recent history (it sees it; nothing trades);
+6. market data flows into the kernel until SIGTERM or SIGINT.
 
-Shutdown is clean and cancels nothing in paper mode: the books are simulated.
+Shutdown cancels nothing: paper books are simulated, and a live engine's
+resting orders are adopted by the next run (its client ids say whose they are).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hean_engine.app.assembly import Engine, build_simulated_engine
+from hean_engine.app.assembly import Engine, build_live_engine, build_simulated_engine
+from hean_engine.app.live import LiveSession
 from hean_engine.control.runtime import Runtime
 from hean_engine.control.server import ControlServer
 from hean_engine.data.exchange_feed import ExchangeFeed, FeedSettings
+from hean_engine.execution.client_ids import ClientOrderIds
+from hean_engine.execution.journal import Journal
 from hean_engine.execution.live import DenyAllGate, LiveGate, require_live_approval
+from hean_engine.execution.live_venue import LiveVenue
 from hean_engine.model.errors import ConfigError, HeanError
 from hean_engine.model.spec import EngineIdentity, Mode, TradingEngineSpec
 from hean_engine.net.exchange import create_client
@@ -45,6 +53,8 @@ class RunOptions:
     port: int = 8080
     control_token_file: Path | None = None
     credentials_dir: Path | None = None
+    # Live mode: where the intent journal lives (a volume that outlives the process).
+    journal_dir: Path | None = None
     feed: FeedSettings = field(default_factory=FeedSettings)
     # The one way to live trading; the command line cannot replace it.
     gate: LiveGate = field(default_factory=DenyAllGate)
@@ -82,13 +92,13 @@ def run_engine(identity: EngineIdentity, spec: TradingEngineSpec, options: RunOp
             namespace=identity.namespace,
             run_id=run_id,
         )
+    credentials = None
     if spec.mode is Mode.LIVE:
         require_live_approval(options.gate, identity, spec)
-        read_credentials(options.credentials_dir)
-        # The live venue (idempotent orders, journal, reconcile) is not part of
-        # this build: refuse rather than trade without those protections.
-        raise HeanError("live execution is not available in this build of the engine")
-    asyncio.run(serve(identity, spec, options, run_id=run_id))
+        credentials = read_credentials(options.credentials_dir)
+        if options.journal_dir is None:
+            raise ConfigError(["--journal-dir: required in live mode (a volume for the journal)"])
+    asyncio.run(serve(identity, spec, options, run_id=run_id, credentials=credentials))
 
 
 async def serve(
@@ -98,20 +108,52 @@ async def serve(
     *,
     run_id: str | None = None,
     client: Any = None,
+    credentials: dict[str, str] | None = None,
     stop: asyncio.Event | None = None,
     on_ready: Callable[[Runtime, int], None] | None = None,
     clock: Callable[[], float] = time.time,
     sleep: Sleep = asyncio.sleep,
+    rng: random.Random | None = None,
 ) -> Runtime:
-    """The paper engine's lifetime inside a running loop; returns when `stop` is set.
+    """The engine's lifetime inside a running loop; returns when `stop` is set.
 
     Tests pass a ccxt `client` pointed at a local exchange and their own `stop`
     event; `on_ready(runtime, port)` is called once the control server listens;
-    `clock` and `sleep` drive the feed's polling and staleness (a fake clock in tests).
+    `clock` and `sleep` drive polling, staleness and backoff (a fake clock in tests).
+    Live mode asks the gate here too, so no caller can get around it.
     """
+    live = spec.mode is Mode.LIVE
+    if live:
+        require_live_approval(options.gate, identity, spec)
     stop = stop if stop is not None else _stop_on_signals()
-    client = client if client is not None else create_client(spec.exchange)
-    engine = build_simulated_engine(identity, spec)
+    run_id = run_id or new_run_id()
+    if client is None:
+        client = create_client(
+            spec.exchange,
+            credentials=credentials,
+            options={"recvWindow": spec.live.recv_window_ms} if live else None,
+        )
+    session: LiveSession | None = None
+    venue: LiveVenue | None = None
+    if live:
+        journal_dir = options.journal_dir
+        if journal_dir is None:
+            raise ConfigError(["--journal-dir: required in live mode (a volume for the journal)"])
+        journal = Journal(journal_dir, lambda: int(clock() * 1000))
+        ids = ClientOrderIds(identity.namespace, identity.name, run_id)
+        venue = LiveVenue(
+            client,
+            spec.market.symbol,
+            journal,
+            ids,
+            recv_window_ms=spec.live.recv_window_ms,
+            clock=clock,
+            sleep=sleep,
+            rng=rng,
+        )
+        engine = build_live_engine(identity, spec, venue)
+    else:
+        engine = build_simulated_engine(identity, spec)
     feed = ExchangeFeed(
         client,
         spec.market.symbol,
@@ -126,25 +168,35 @@ async def serve(
         identity=identity,
         spec=spec,
         kernel=engine.kernel,
-        mode="paper",
-        run_id=run_id or new_run_id(),
+        mode="live" if live else "paper",
+        run_id=run_id,
         feed=feed.health,
         stale_after=_stale_after(options.feed),
         clock=clock,
         started=clock(),
+        reconcile_required=live,
     )
+    if venue is not None:
+        session = LiveSession(engine, venue, runtime, clock=clock, sleep=sleep, rng=rng)
+        venue.on_fault = session.on_fault
+        runtime.live_status = session.status
+        runtime.live_stats = venue.stats
+        runtime.reconcile_counters = session.counters.as_dict
     engine.kernel.listeners.append(
         lambda event: log.info("engine event", kind=event.kind, detail=event.detail)
     )
     server = ControlServer(runtime, options.host, options.port, options.control_token_file)
     tasks: list[asyncio.Task[None]] = []
     try:
+        pending = venue.journal.open(run_id) if venue is not None else []
         await _check_market(client, spec, sleep)
+        if venue is not None:
+            venue.configure_market()
         await server.start()
         assert server.port is not None
         log.info(
             "engine started",
-            mode="paper",
+            mode=runtime.mode,
             exchange=spec.exchange.id,
             symbol=spec.market.symbol,
             strategy=spec.strategy.name,
@@ -153,13 +205,20 @@ async def serve(
         )
         if on_ready is not None:
             on_ready(runtime, server.port)
-        tasks.append(asyncio.create_task(_trade(engine, feed), name="market-data"))
-        tasks.append(asyncio.create_task(_probe_loop_lag(runtime), name="loop-lag"))
+        before_trading = session.start(pending) if session is not None else None
+        tasks.append(_task(_trade(engine, feed, before_trading), "market-data"))
+        tasks.append(_task(_probe_loop_lag(runtime), "loop-lag"))
+        if session is not None and venue is not None:
+            tasks.append(_task(venue.run_sender(), "orders"))
+            tasks.append(_task(session.run_fills(), "fills"))
+            tasks.append(_task(session.run_reconcile(), "reconcile"))
         waiter = asyncio.create_task(stop.wait(), name="stop")
-        done, _ = await asyncio.wait([waiter, tasks[0]], return_when=asyncio.FIRST_COMPLETED)
-        if tasks[0] in done:
+        watched = [waiter, *[t for t in tasks if t.get_name() != "loop-lag"]]
+        done, _ = await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
+        if waiter not in done:
             waiter.cancel()
-            tasks[0].result()  # the feed only ends by failing: raise its error
+            for task in done:
+                task.result()  # these loops only end by failing: raise the error
         runtime.stopping = True
         log.info("engine stopping", reason="signal")
     finally:
@@ -169,6 +228,8 @@ async def serve(
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await server.stop()
+        if venue is not None:
+            venue.journal.close()
         with contextlib.suppress(Exception):
             await client.close()
     ledger = engine.ledger
@@ -180,6 +241,10 @@ async def serve(
         pnl=str(ledger.pnl),
     )
     return runtime
+
+
+def _task(coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+    return asyncio.create_task(coro, name=name)
 
 
 async def _check_market(client: Any, spec: TradingEngineSpec, sleep: Sleep) -> None:
@@ -207,7 +272,11 @@ async def _check_market(client: Any, spec: TradingEngineSpec, sleep: Sleep) -> N
         )
 
 
-async def _trade(engine: Engine, feed: ExchangeFeed) -> None:
+async def _trade(
+    engine: Engine, feed: ExchangeFeed, before: Coroutine[Any, Any, None] | None
+) -> None:
+    if before is not None:
+        await before  # live: the books must be the exchange's before anything trades
     kernel = engine.kernel
     if engine.strategy.consumes == "candles":
         kernel.warm_up(candles=await feed.candle_history())

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from decimal import Decimal
+from typing import Any
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -151,6 +152,57 @@ class EngineCollector(Collector):
             control.add_metric([*ident, command, result], count)
         yield control
         yield gauge("start_time_seconds", "Unix time the engine started.", rt.started)
+        if rt.live_stats is not None:
+            yield from _live_metrics(rt, ident, gauge, counter)
+
+
+def _live_metrics(rt: Runtime, ident: list[str], gauge: Any, counter: Any) -> Iterator[Metric]:
+    """Live mode: the order path and the reconcile with the exchange."""
+    stats = rt.live_stats
+    yield counter(
+        "order_unknown_outcomes",
+        "Order submissions whose outcome was unknown (timeout, reset, 5xx, rate limit).",
+        stats.unknown_outcomes,
+    )
+    yield counter(
+        "order_lookups", "Orders looked up by client order id before a retry.", stats.lookups
+    )
+    yield counter(
+        "order_resends",
+        "Submissions sent again after a lookup proved the first never arrived.",
+        stats.resends,
+    )
+    yield counter("foreign_fills", "Fills of orders this engine did not send.", stats.foreign_fills)
+    yield counter(
+        "exchange_call_failures", "Exchange calls that failed (any reason).", stats.call_failures
+    )
+    report = rt.last_reconcile or {}
+    yield gauge(
+        "exchange_drift",
+        "1 while the books differ from the exchange's beyond the tolerance (or a foreign "
+        "order is open).",
+        1 if report.get("result") == "drift" else 0,
+    )
+    value = report.get("difference_value")
+    yield gauge(
+        "exchange_drift_value",
+        "Difference between the books and the exchange, valued in the quote currency.",
+        float(value) if value is not None else 0.0,
+    )
+    yield gauge(
+        "foreign_open_orders",
+        "Open orders on the account that this engine did not send.",
+        len(report.get("foreign_orders") or ()),
+    )
+    if rt.reconcile_counters is not None:
+        results = CounterMetricFamily(
+            f"{PREFIX}_reconciles",
+            "Comparisons of the books with the exchange, by result.",
+            labels=[*_LABELS, "result"],
+        )
+        for result, count in sorted(rt.reconcile_counters().items()):
+            results.add_metric([*ident, result], count)
+        yield results
 
 
 def build_registry(runtime: Runtime) -> CollectorRegistry:

@@ -37,6 +37,10 @@ class Runtime:
     # Live mode: the result of the last reconcile with the exchange (None until one ran).
     last_reconcile: dict[str, Any] | None = None
     reconcile_required: bool = False
+    # Live mode: the session's part of /status and the order path's counters.
+    live_status: Callable[[], dict[str, Any]] | None = None
+    live_stats: Any = None
+    reconcile_counters: Callable[[], dict[str, int]] | None = None
     loop_lag: float = 0.0
     stopping: bool = False
     control_requests: dict[tuple[str, str], int] = field(default_factory=dict)

@@ -36,6 +36,12 @@ class SimulatedVenue:
         self._market: list[Order] = []
         self._limits: list[Order] = []
         self._listener: VenueListener | None = None
+        self._seq = 0
+        self.dust = Decimal(0)  # simulated fills take any amount
+
+    def new_order_id(self) -> str:
+        self._seq += 1
+        return f"o{self._seq}"
 
     def bind(self, listener: VenueListener) -> None:
         self._listener = listener

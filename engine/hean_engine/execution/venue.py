@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Protocol
 
 from hean_engine.model.market import Candle, Trade
@@ -15,9 +16,20 @@ class VenueListener(Protocol):
         """The order was cancelled or rejected (its status and reason say which)."""
         ...
 
+    def adopt(self, order: Order) -> None:
+        """An order already working at the venue (found at start-up) joins the books."""
+        ...
+
 
 class Venue(Protocol):
+    # The largest quantity that cannot be traded here (below the smallest order).
+    dust: Decimal
+
     def bind(self, listener: VenueListener) -> None: ...
+
+    def new_order_id(self) -> str:
+        """The id of the next order (a live venue's is its client order id)."""
+        ...
 
     def submit(self, order: Order) -> None:
         """Take an accepted order; outcomes arrive through the listener."""

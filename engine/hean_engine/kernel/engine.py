@@ -59,7 +59,6 @@ class TradingKernel:
         # The latest notable events, for /status; bounded so a long run cannot grow it.
         self.recent_events: deque[KernelEvent] = deque(maxlen=100)
         self.listeners: list[Callable[[KernelEvent], None]] = []
-        self._order_seq = 0
         self._warming = False
         venue.bind(self)
 
@@ -123,6 +122,10 @@ class TradingKernel:
         return self.ledger.position
 
     @property
+    def dust(self) -> Decimal:
+        return self.venue.dust
+
+    @property
     def open_orders(self) -> Sequence[Order]:
         return list(self.open.values())
 
@@ -134,9 +137,8 @@ class TradingKernel:
         reason = self.risk.check(intent, price, self.open.values(), self.now)
         if reason is not None:
             return None
-        self._order_seq += 1
         order = Order(
-            id=f"o{self._order_seq}",
+            id=self.venue.new_order_id(),
             side=intent.side,
             type=intent.type,
             quantity=intent.quantity,
@@ -148,6 +150,10 @@ class TradingKernel:
         self.open[order.id] = order
         self.venue.submit(order)
         return order
+
+    def adopt(self, order: Order) -> None:
+        """An order the venue found working at the exchange (live start-up): track it."""
+        self.open[order.id] = order
 
     def cancel(self, order_id: str) -> None:
         order = self.open.get(order_id)

@@ -89,5 +89,10 @@ class Fill:
     side: Side
     price: Decimal
     quantity: Decimal
-    fee: Decimal  # in the quote currency
+    fee: Decimal  # in `fee_asset`
     liquidity: str = "taker"  # taker (market orders) or maker (resting limit orders)
+    # The currency the fee was charged in; "" means the quote currency (the
+    # simulated venue's rule). Binance charges the asset received: a buy's fee
+    # is in the base currency.
+    fee_asset: str = ""
+    trade_id: str = ""  # the exchange's trade id (live); "" for simulated fills

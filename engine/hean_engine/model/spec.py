@@ -375,6 +375,42 @@ class PaperSpec(CamelModel):
         return value
 
 
+class LiveSpec(CamelModel):
+    """How a live engine keeps its books honest against the exchange's."""
+
+    reconcile_interval_seconds: Count = Field(
+        default=30,
+        ge=1,
+        le=3600,
+        description="Seconds between comparisons of the engine's books with the exchange's "
+        "(balances, position, open orders); one also runs after every failed exchange call.",
+    )
+    sync_interval_seconds: Count = Field(
+        default=2,
+        ge=1,
+        le=300,
+        description="Seconds between polls of the account's trades and open orders (fills).",
+    )
+    drift_tolerance: NonNegativeDecimal = Field(
+        default=Decimal(0),
+        description="Difference between the engine's and the exchange's balances, valued in "
+        "the quote currency, that counts as drift. 0: any difference.",
+    )
+    on_drift: RiskPolicy = Field(
+        default=RiskPolicy.HALT,
+        description="What drift or a foreign order does to the risk state: halt (no orders; "
+        "open ones cancelled) or reduce (only orders that shrink the position).",
+    )
+    recv_window_ms: Count = Field(
+        default=5000,
+        ge=100,
+        le=60_000,
+        description="The exchange's recvWindow for signed requests. An order whose outcome is "
+        "unknown is only taken as never placed once this window (plus 1 s of clock skew) has "
+        "passed since it was sent.",
+    )
+
+
 class TradingEngineSpec(CamelModel):
     """What an engine trades, how, and within which limits."""
 
@@ -391,6 +427,10 @@ class TradingEngineSpec(CamelModel):
     risk: RiskSpec = Field(description="Limits every order intent is checked against.")
     paper: PaperSpec = Field(
         default_factory=PaperSpec, description="Simulated account and fills (paper and replay)."
+    )
+    live: LiveSpec = Field(
+        default_factory=LiveSpec,
+        description="Live mode: reconciliation with the exchange and what drift does.",
     )
     paused: bool = Field(
         default=False,

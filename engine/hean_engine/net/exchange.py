@@ -50,6 +50,7 @@ def create_client(
     *,
     credentials: dict[str, str] | None = None,
     timeout_ms: int = DEFAULT_TIMEOUT_MS,
+    options: dict[str, Any] | None = None,
 ) -> Any:
     """An async ccxt client for `spec`; public only unless `credentials` are given.
 
@@ -60,7 +61,7 @@ def create_client(
     config: dict[str, Any] = {
         "enableRateLimit": True,
         "timeout": timeout_ms,
-        "options": dict(QUIRKS.get(spec.id, {})),
+        "options": {**QUIRKS.get(spec.id, {}), **(options or {})},
     }
     if credentials:
         config.update(credentials)

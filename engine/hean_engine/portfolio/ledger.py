@@ -45,25 +45,42 @@ class Ledger:
 
     # -- money movements -------------------------------------------------
     def apply_fill(self, fill: Fill) -> None:
+        """Book a fill; the fee is taken from the currency it was charged in."""
         if self.starting_equity is None:
             # A fill before any valuation: the starting equity is the books before it.
             self._revalue(fill.price, fill.ts)
         notional = fill.price * fill.quantity
+        fee = fill.fee
+        asset = fill.fee_asset
+        fee_quote = fee if not asset or asset == self.quote_ccy else ZERO
+        fee_base = fee if asset == self.base else ZERO
         if fill.side is Side.BUY:
-            new_quote = self.quote - notional - fill.fee
+            new_quote = self.quote - notional - fee_quote
             if new_quote < 0:
                 raise LedgerError(f"fill {fill.order_id} would make {self.quote_ccy} negative")
             self.quote = new_quote
-            self.position += fill.quantity
+            self.position += fill.quantity - fee_base
         else:
-            if fill.quantity > self.position:
+            if fill.quantity + fee_base > self.position:
                 raise LedgerError(f"fill {fill.order_id} would make {self.base} negative")
-            self.position -= fill.quantity
-            self.quote += notional - fill.fee
-        self.fees += fill.fee
+            self.position -= fill.quantity + fee_base
+            self.quote += notional - fee_quote
+        if fee_quote or fee_base:
+            self.fees += fee_quote + fee_base * fill.price
+        elif fee:
+            # A fee in a third currency (BNB): carried in its balance, not valued.
+            self.other[asset] = self.other.get(asset, ZERO) - fee
         self.fill_count += 1
         self.last_price = fill.price
         self._revalue(fill.price, fill.ts)
+
+    def set_balances(self, balances: dict[str, Decimal]) -> None:
+        """Take the account's balances as the books (live start-up: the exchange's are true)."""
+        self.other = {k: v for k, v in balances.items() if k not in (self.base, self.quote_ccy)}
+        self.quote = balances.get(self.quote_ccy, ZERO)
+        self.position = balances.get(self.base, ZERO)
+        if self.last_price is not None:
+            self.equity = self.quote + self.position * self.last_price
 
     # -- valuation ---------------------------------------------------------
     def mark(self, price: float, ts: int) -> bool:

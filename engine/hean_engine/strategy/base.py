@@ -25,6 +25,11 @@ class StrategyContext(Protocol):
         ...
 
     @property
+    def dust(self) -> Decimal:
+        """The largest quantity the venue cannot trade (0 when any amount trades)."""
+        ...
+
+    @property
     def open_orders(self) -> Sequence[Order]: ...
 
     @property

@@ -65,9 +65,11 @@ class EmaCross(Strategy):
             return
         ctx = self.ctx
         if now == 1:
-            if not ctx.position:
+            # Flat means nothing tradeable: dust below the venue's smallest order (a
+            # fee charged in the base currency, lot-size rounding) is not a position.
+            if ctx.position <= ctx.dust:
                 ctx.submit(self._buy)
         elif now == -1:
             position = ctx.position
-            if position > 0:
+            if position > ctx.dust:
                 ctx.submit(OrderIntent(Side.SELL, position, tag="ema_cross:death"))

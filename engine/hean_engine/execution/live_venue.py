@@ -1,0 +1,613 @@
+"""Orders at a real exchange through ccxt: idempotent, journaled, fail closed.
+
+How a submission goes, and why:
+1. The kernel's order gets a deterministic client order id (`client_ids`) and
+   its quantity and price are rounded to the market's precision (so the books
+   track what the exchange will hold); the intent is journaled and fsync'ed.
+2. One sender task sends submissions and cancels in the kernel's order.
+3. If a send fails in a way that leaves its outcome unknown (timeout,
+   connection reset, 5xx, rate limit), the order is looked up by its client
+   order id BEFORE any new attempt. "Not found" is only believed once the
+   exchange's recvWindow (plus clock skew) has passed since the last attempt
+   was signed: after that the exchange refuses the request even if it is still
+   on its way. Until then the lookup is repeated. A lookup that fails is
+   retried for as long as it takes: an intent is never assumed absent.
+4. A resend reuses the client order id, so even a request that slipped
+   through is refused as a duplicate while it is open.
+5. Fills come from one source only, the account's trade list (by trade id,
+   never twice), and exact: ccxt's numbers are converted through their
+   shortest repr, which gives back the exchange's decimal text.
+
+Orders on the account without this engine's id prefix are foreign: reported,
+never adopted. Orders with the prefix that the journal does not know (an
+earlier run whose journal was lost) are adopted: they are this engine's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import random
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, TypeVar
+
+import ccxt
+
+from hean_engine.execution.client_ids import ClientOrderIds
+from hean_engine.execution.journal import Journal, JournaledIntent
+from hean_engine.execution.venue import VenueListener
+from hean_engine.model.market import Candle, Trade
+from hean_engine.model.money import ZERO, fmt, price_to_decimal
+from hean_engine.model.orders import Fill, Order, OrderStatus, OrderType, Reject, Side
+from hean_engine.net.retry import (
+    RetryPolicy,
+    Sleep,
+    is_rate_limit,
+    is_transient,
+    parse_retry_after,
+)
+from hean_engine.telemetry.logs import REDACTOR, get_logger
+
+log = get_logger("hean.engine.live")
+
+T = TypeVar("T")
+
+# Binance accepts timestamps up to 1 s ahead of its clock; allow as much skew
+# the other way before trusting a "not found".
+CLOCK_SKEW_MS = 1000
+TRADES_PAGE = 1000
+# Send attempts per intent. After the last one the intent is only looked up.
+MAX_SEND_ATTEMPTS = 5
+_EPSILON = Decimal("1e-18")
+_TERMINAL = frozenset({"canceled", "expired", "rejected"})
+
+
+def to_decimal(value: Any) -> Decimal:
+    """A ccxt number as the exchange wrote it (None is zero)."""
+    if value is None:
+        return ZERO
+    if isinstance(value, Decimal):
+        return value
+    if isinstance(value, str):
+        return Decimal(value)
+    if isinstance(value, int):
+        return Decimal(value)
+    return price_to_decimal(float(value))
+
+
+def describe(exc: BaseException) -> str:
+    """An exception for logs and status: its class and text, secrets removed, bounded."""
+    text = REDACTOR.redact(str(exc))
+    # ccxt puts the request URL in some messages: the query carries the signature.
+    text = _strip_signatures(text)
+    return f"{type(exc).__name__}: {text[:300]}"
+
+
+def _strip_signatures(text: str) -> str:
+    out: list[str] = []
+    for part in text.split("signature="):
+        if out:
+            cut = 0
+            while cut < len(part) and part[cut].isalnum():
+                cut += 1
+            part = "[REDACTED]" + part[cut:]
+        out.append(part)
+    return "signature=".join(out)
+
+
+@dataclass
+class LiveOrder:
+    order: Order
+    cid: str
+    exchange_id: str | None = None
+    # pending (sent, not yet known), open, closed, canceled, expired, rejected
+    exchange_status: str = "pending"
+    exchange_filled: Decimal = ZERO
+    cancel_requested: bool = False
+    sent_ms: int = 0
+    journaled_at: float = 0.0
+
+
+@dataclass
+class LiveStats:
+    """Counters the metrics collector and /status read."""
+
+    submissions: int = 0  # send attempts, retries included
+    acks: int = 0
+    unknown_outcomes: int = 0
+    lookups: int = 0
+    lookups_found: int = 0
+    lookups_absent: int = 0
+    resends: int = 0
+    duplicates_refused: int = 0
+    exchange_rejections: int = 0
+    cancels: int = 0
+    foreign_fills: int = 0
+    adopted: int = 0
+    call_failures: int = 0
+    # Seconds from journaling an intent to the exchange's acknowledgement.
+    ack_seconds: deque[float] = field(default_factory=lambda: deque(maxlen=10_000))
+    lookup_seconds: deque[float] = field(default_factory=lambda: deque(maxlen=10_000))
+    journal_seconds: deque[float] = field(default_factory=lambda: deque(maxlen=10_000))
+
+
+class LiveVenue:
+    def __init__(
+        self,
+        client: Any,
+        symbol: str,
+        journal: Journal,
+        ids: ClientOrderIds,
+        *,
+        recv_window_ms: int,
+        clock: Callable[[], float] = time.time,
+        sleep: Sleep = asyncio.sleep,
+        policy: RetryPolicy | None = None,
+        rng: random.Random | None = None,
+        on_fault: Callable[[str, BaseException], None] | None = None,
+    ) -> None:
+        self.client = client
+        self.symbol = symbol
+        self.journal = journal
+        self.ids = ids
+        self.recv_window_ms = recv_window_ms
+        self._clock = clock
+        self._sleep = sleep
+        self.policy = policy or RetryPolicy(base_delay=0.2, max_delay=10.0, max_attempts=None)
+        self._rng = rng or random.Random()
+        self.on_fault = on_fault
+        self._listener: VenueListener | None = None
+        self.stats = LiveStats()
+        self.by_cid: dict[str, LiveOrder] = {}
+        self.by_oid: dict[str, LiveOrder] = {}
+        self.foreign_oids: set[str] = set()
+        self.cursor = -1  # the newest trade id booked (-1: none yet)
+        self.queue: asyncio.Queue[tuple[str, LiveOrder]] = asyncio.Queue()
+        self.sync_wanted = asyncio.Event()
+        self.sync_lock = asyncio.Lock()
+        self.idle = asyncio.Event()
+        self.idle.set()
+        self.dust = ZERO  # set from the market by `configure_market`
+
+    def configure_market(self) -> None:
+        """Read the market's smallest order once ccxt has loaded the markets."""
+        market = self.client.markets[self.symbol]
+        limits = (market.get("limits") or {}).get("amount") or {}
+        smallest = to_decimal(limits.get("min") or (market.get("precision") or {}).get("amount"))
+        # Quantities are multiples of the step, so anything below the smallest
+        # order cannot be traded; `dust` is the largest such amount (<= comparisons).
+        self.dust = max(ZERO, smallest - _EPSILON)
+
+    # -- the Venue protocol (synchronous: called by the kernel) ----------------
+    def bind(self, listener: VenueListener) -> None:
+        self._listener = listener
+
+    def new_order_id(self) -> str:
+        return self.ids.next()
+
+    def submit(self, order: Order) -> None:
+        cid = order.id
+        quantity, price = self._to_precision(order)
+        if quantity <= 0:
+            order.status = OrderStatus.REJECTED
+            order.reason = Reject.INVALID_QUANTITY.value
+            self._closed(order)
+            return
+        order.quantity = quantity
+        order.price = price
+        started = time.perf_counter()
+        self.journal.record_intent(
+            cid, order.side.value, order.type.value, quantity, price, order.tag
+        )
+        self.stats.journal_seconds.append(time.perf_counter() - started)
+        live = LiveOrder(order, cid, journaled_at=started)
+        self.by_cid[cid] = live
+        self.idle.clear()
+        self.queue.put_nowait(("submit", live))
+
+    def cancel(self, order: Order) -> None:
+        live = self.by_cid.get(order.id)
+        if live is None or live.cancel_requested or not order.is_open:
+            return
+        live.cancel_requested = True
+        self.idle.clear()
+        self.queue.put_nowait(("cancel", live))
+
+    def on_candle(self, candle: Candle) -> None:
+        """Nothing to match: the exchange fills live orders."""
+
+    def on_trade(self, trade: Trade) -> None:
+        """Nothing to match: the exchange fills live orders."""
+
+    def _to_precision(self, order: Order) -> tuple[Decimal, Decimal | None]:
+        client = self.client
+        try:
+            quantity = Decimal(client.amount_to_precision(self.symbol, fmt(order.quantity)))
+        except ccxt.InvalidOrder:
+            return ZERO, order.price  # below the market's minimum amount
+        price = order.price
+        if price is not None:
+            price = Decimal(client.price_to_precision(self.symbol, fmt(price)))
+        return quantity, price
+
+    # -- the sender --------------------------------------------------------------
+    async def run_sender(self) -> None:
+        """Send submissions and cancels one at a time, in the kernel's order."""
+        while True:
+            kind, live = await self.queue.get()
+            try:
+                if kind == "submit":
+                    await self._place(live)
+                else:
+                    await self._cancel(live)
+            finally:
+                self.sync_wanted.set()
+                if self.queue.empty():
+                    self.idle.set()
+
+    def _clock_ms(self) -> int:
+        return int(self._clock() * 1000)
+
+    async def _place(self, live: LiveOrder) -> None:
+        order = live.order
+        attempts = 0
+        while True:
+            attempts += 1
+            live.sent_ms = self._clock_ms()
+            self.stats.submissions += 1
+            try:
+                info = await self.client.create_order(
+                    self.symbol,
+                    order.type.value,
+                    order.side.value,
+                    fmt(order.quantity),
+                    fmt(order.price) if order.price is not None else None,
+                    {"newClientOrderId": live.cid},
+                )
+            except Exception as exc:
+                if not is_transient(exc):
+                    if _is_duplicate(exc):
+                        # An earlier attempt reached the exchange and is open there.
+                        self.stats.duplicates_refused += 1
+                        self._acked(live, await self._lookup(live, must_exist=True))
+                        return
+                    self._reject(live, "rejected", describe(exc))
+                    return
+                self.stats.unknown_outcomes += 1
+                self._fault("create_order", exc)
+                await self._sleep(self._backoff(1, exc))
+                found = await self._lookup(live)
+                if found is not None:
+                    self._acked(live, found)
+                    return
+                if attempts >= MAX_SEND_ATTEMPTS:
+                    self._reject(live, "absent", f"not placed after {attempts} attempts")
+                    return
+                self.stats.resends += 1
+                continue
+            self._acked(live, info)
+            return
+
+    async def _lookup(self, live: LiveOrder, *, must_exist: bool = False) -> Any:
+        """The exchange's order for this client id, or None once it certainly never arrived."""
+        attempt = 0
+        started = time.perf_counter()
+        try:
+            while True:
+                self.stats.lookups += 1
+                try:
+                    info = await self.client.fetch_order(
+                        None, self.symbol, {"origClientOrderId": live.cid}
+                    )
+                except ccxt.OrderNotFound:
+                    wait_ms = live.sent_ms + self.recv_window_ms + CLOCK_SKEW_MS - self._clock_ms()
+                    if wait_ms <= 0 and not must_exist:
+                        self.stats.lookups_absent += 1
+                        return None
+                    attempt += 1
+                    await self._sleep(max(wait_ms / 1000, self._backoff(attempt, None)))
+                    continue
+                except Exception as exc:
+                    # Transient or not (an auth error, a 4xx): never guess. Retry.
+                    attempt += 1
+                    self._fault("fetch_order", exc)
+                    await self._sleep(self._backoff(attempt, exc))
+                    continue
+                self.stats.lookups_found += 1
+                return info
+        finally:
+            self.stats.lookup_seconds.append(time.perf_counter() - started)
+
+    def _acked(self, live: LiveOrder, info: Any) -> None:
+        oid = str(info["id"])
+        live.exchange_id = oid
+        self.by_oid[oid] = live
+        self.stats.acks += 1
+        self.stats.ack_seconds.append(time.perf_counter() - live.journaled_at)
+        self.journal.record_outcome(live.cid, "open", oid)
+        self._update_from(live, info)
+
+    def _reject(self, live: LiveOrder, status: str, reason: str) -> None:
+        self.stats.exchange_rejections += 1
+        log.warning("order not placed", client_order_id=live.cid, reason=reason)
+        live.exchange_status = "rejected"
+        self.journal.record_outcome(live.cid, status)
+        order = live.order
+        order.status = OrderStatus.REJECTED
+        order.reason = reason
+        self._forget(live)
+        self._closed(order)
+
+    async def _cancel(self, live: LiveOrder) -> None:
+        if not live.order.is_open or live.exchange_id is None:
+            return
+        attempt = 0
+        while True:
+            self.stats.cancels += 1
+            try:
+                info = await self.client.cancel_order(live.exchange_id, self.symbol)
+            except ccxt.OrderNotFound:
+                # Already done at the exchange (filled, or cancelled by someone): ask how.
+                info = await self._read(
+                    "fetch_order", lambda: self.client.fetch_order(live.exchange_id, self.symbol)
+                )
+            except Exception as exc:
+                if not is_transient(exc):
+                    log.warning("cancel refused", client_order_id=live.cid, error=describe(exc))
+                    live.cancel_requested = False
+                    return
+                attempt += 1
+                self._fault("cancel_order", exc)
+                await self._sleep(self._backoff(attempt, exc))
+                continue  # a cancel is idempotent: a repeat is -2011 at worst
+            self._update_from(live, info)
+            return
+
+    # -- state from the exchange -------------------------------------------------
+    def _update_from(self, live: LiveOrder, info: Any) -> None:
+        status = str(info.get("status") or "open")
+        live.exchange_status = status
+        filled = info.get("filled")
+        if filled is not None:
+            live.exchange_filled = max(live.exchange_filled, to_decimal(filled))
+        self._maybe_close(live)
+
+    def _maybe_close(self, live: LiveOrder) -> None:
+        order = live.order
+        if not order.is_open or live.exchange_status not in _TERMINAL:
+            return
+        if order.filled < live.exchange_filled:
+            return  # its last fills are not booked yet: the trade poll will bring them
+        order.status = (
+            OrderStatus.REJECTED if live.exchange_status == "rejected" else OrderStatus.CANCELED
+        )
+        order.reason = f"exchange: {live.exchange_status}"
+        self.journal.record_outcome(live.cid, "canceled", live.exchange_id)
+        self._forget(live)
+        self._closed(order)
+
+    def _forget(self, live: LiveOrder) -> None:
+        self.by_cid.pop(live.cid, None)
+        if live.exchange_id is not None:
+            self.by_oid.pop(live.exchange_id, None)
+
+    async def sync(self) -> None:
+        """Book new fills and learn which tracked orders closed; raises if a call fails."""
+        async with self.sync_lock:
+            await self.sync_unlocked()
+
+    async def sync_unlocked(self) -> None:
+        """`sync` for a caller that holds `sync_lock` (two polls must never interleave:
+        both would book the same trade)."""
+        await self.poll_trades()
+        await self.poll_orders()
+
+    async def poll_trades(self) -> None:
+        while True:
+            cursor = self.cursor
+            trades = await self._read(
+                "fetch_my_trades",
+                functools.partial(
+                    self.client.fetch_my_trades,
+                    self.symbol,
+                    None,
+                    TRADES_PAGE,
+                    {"fromId": cursor + 1},
+                ),
+            )
+            trades = sorted(trades, key=lambda t: int(t["id"]))
+            for trade in trades:
+                trade_id = int(trade["id"])
+                if trade_id <= self.cursor:
+                    continue
+                await self._book(trade)
+                self.cursor = trade_id
+            if len(trades) < TRADES_PAGE:
+                return
+
+    async def _book(self, trade: Any) -> None:
+        oid = str(trade["order"])
+        live = self.by_oid.get(oid)
+        if live is None:
+            if oid in self.foreign_oids:
+                self.stats.foreign_fills += 1
+                return
+            info = await self._read(
+                "fetch_order", lambda: self.client.fetch_order(oid, self.symbol)
+            )
+            cid = info.get("clientOrderId")
+            live = self.by_cid.get(cid) if cid else None
+            if live is None:
+                if not self.ids.is_ours(cid):
+                    self.foreign_oids.add(oid)
+                    self.stats.foreign_fills += 1
+                    log.warning("foreign fill on the account", exchange_order_id=oid)
+                    return
+                live = self.adopt(info)
+            live.exchange_id = oid
+            self.by_oid[oid] = live
+        order = live.order
+        fee = trade.get("fee") or {}
+        quantity = to_decimal(trade["amount"])
+        fill = Fill(
+            ts=int(trade["timestamp"]),
+            order_id=order.id,
+            side=Side(trade["side"]),
+            price=to_decimal(trade["price"]),
+            quantity=quantity,
+            fee=to_decimal(fee.get("cost")),
+            liquidity=str(trade.get("takerOrMaker") or "taker"),
+            fee_asset=str(fee.get("currency") or ""),
+            trade_id=str(trade["id"]),
+        )
+        order.filled += quantity
+        if order.filled >= order.quantity:
+            order.status = OrderStatus.FILLED
+            self.journal.record_outcome(live.cid, "filled", live.exchange_id)
+            self._forget(live)
+        assert self._listener is not None
+        self._listener.on_fill(order, fill)
+        if order.is_open:
+            self._maybe_close(live)
+
+    async def poll_orders(self) -> list[Any]:
+        """The account's open orders on this market; tracked ones missing from it are asked."""
+        orders = await self._read(
+            "fetch_open_orders", lambda: self.client.fetch_open_orders(self.symbol)
+        )
+        open_ids = {str(o["id"]) for o in orders}
+        for info in orders:
+            cid = info.get("clientOrderId")
+            if self.ids.is_ours(cid) and cid not in self.by_cid:
+                self.adopt(info)
+        for live in list(self.by_cid.values()):
+            oid = live.exchange_id
+            if oid is None or oid in open_ids or not live.order.is_open:
+                continue
+            info = await self._read(
+                "fetch_order", functools.partial(self.client.fetch_order, oid, self.symbol)
+            )
+            self._update_from(live, info)
+        return list(orders)
+
+    def adopt(self, info: Any) -> LiveOrder:
+        """Track an order of this engine that the exchange has and the books do not."""
+        cid = str(info["clientOrderId"])
+        price = info.get("price")
+        order = Order(
+            id=cid,
+            side=Side(info["side"]),
+            type=OrderType.LIMIT if info.get("type") == "limit" else OrderType.MARKET,
+            quantity=to_decimal(info["amount"]),
+            price=to_decimal(price) if price else None,
+            created_ts=int(info.get("timestamp") or 0),
+            filled=to_decimal(info.get("filled")),
+        )
+        live = LiveOrder(order, cid, exchange_id=str(info["id"]))
+        live.exchange_status = str(info.get("status") or "open")
+        live.exchange_filled = order.filled
+        self.by_cid[cid] = live
+        self.by_oid[str(info["id"])] = live
+        self.stats.adopted += 1
+        assert self._listener is not None
+        self._listener.adopt(order)
+        return live
+
+    # -- start-up ----------------------------------------------------------------
+    async def resolve_journal(self, pending: list[JournaledIntent]) -> dict[str, int]:
+        """Settle every intent a previous run may have sent: found, or certainly absent."""
+        # The previous run's last attempt was before this start: waiting out the
+        # recvWindow from now is conservative.
+        now = self._clock_ms()
+        outcome = {"found": 0, "absent": 0}
+        for intent in pending:
+            order = Order(
+                id=intent.cid,
+                side=Side(intent.side),
+                type=OrderType(intent.type),
+                quantity=intent.quantity,
+                price=intent.price,
+                created_ts=intent.ts,
+                tag=intent.tag,
+            )
+            live = LiveOrder(order, intent.cid, sent_ms=now)
+            info = await self._lookup(live)
+            if info is None:
+                self.journal.record_outcome(intent.cid, "absent")
+                outcome["absent"] += 1
+                continue
+            outcome["found"] += 1
+            status = str(info.get("status") or "open")
+            if status == "open":
+                self.journal.record_outcome(intent.cid, "open", str(info["id"]))
+            else:
+                # Its fills are in the balances the books start from.
+                self.journal.record_outcome(
+                    intent.cid, "filled" if status == "closed" else "canceled", str(info["id"])
+                )
+        return outcome
+
+    async def latest_trade_id(self) -> int:
+        trades = await self._read(
+            "fetch_my_trades", lambda: self.client.fetch_my_trades(self.symbol, None, 1)
+        )
+        return max((int(t["id"]) for t in trades), default=-1)
+
+    async def trades_after(self, trade_id: int) -> bool:
+        trades = await self._read(
+            "fetch_my_trades",
+            lambda: self.client.fetch_my_trades(self.symbol, None, 1, {"fromId": trade_id + 1}),
+        )
+        return any(int(t["id"]) > trade_id for t in trades)
+
+    async def balances(self) -> dict[str, Decimal]:
+        raw = await self._read("fetch_balance", self.client.fetch_balance)
+        totals = raw.get("total") or {}
+        return {
+            str(ccy): to_decimal(amount) for ccy, amount in totals.items() if amount is not None
+        }
+
+    # -- plumbing ----------------------------------------------------------------
+    async def _read(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
+        """A read-only call: transient failures are retried a few times, then raised."""
+        attempt = 0
+        while True:
+            try:
+                return await call()
+            except Exception as exc:
+                attempt += 1
+                self._fault(what, exc)
+                if not is_transient(exc) or attempt >= 4:
+                    raise
+                await self._sleep(self._backoff(attempt, exc))
+
+    def _backoff(self, attempt: int, exc: BaseException | None) -> float:
+        hint = None
+        if exc is not None and (is_rate_limit(exc) or isinstance(exc, ccxt.ExchangeNotAvailable)):
+            hint = parse_retry_after(
+                getattr(self.client, "last_response_headers", None), self._clock()
+            )
+        return self.policy.delay(attempt, hint, self._rng)
+
+    def _fault(self, what: str, exc: BaseException) -> None:
+        self.stats.call_failures += 1
+        log.warning("exchange call failed", call=what, error=describe(exc))
+        if self.on_fault is not None:
+            self.on_fault(what, exc)
+
+    def _closed(self, order: Order) -> None:
+        assert self._listener is not None
+        self._listener.on_order_closed(order)
+
+    @property
+    def in_flight(self) -> int:
+        """Orders sent whose outcome the exchange has not confirmed yet."""
+        return sum(1 for live in self.by_cid.values() if live.exchange_status == "pending")
+
+
+def _is_duplicate(exc: BaseException) -> bool:
+    return "Duplicate order sent" in str(exc)
