@@ -88,13 +88,22 @@ def test_paper_pod_runs_the_engine_with_config_and_token_and_no_credentials() ->
     assert pod["metadata"]["labels"].items() >= selector(ENGINE).items()
 
 
-def test_live_pod_mounts_the_credentials_secret() -> None:
+def test_live_pod_mounts_the_credentials_secret_and_a_journal_volume() -> None:
     spec = _spec(mode="live", exchange={"id": "binance", "credentialsSecret": "binance-keys"})
     pod = build_pod(ENGINE, spec, EngineImage())
     volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
     assert volumes["credentials"]["secret"]["secretName"] == "binance-keys"
-    command = pod["spec"]["containers"][0]["command"]
-    assert command[-2:] == ["--credentials-dir", "/etc/hean/credentials"]
+    assert "emptyDir" in volumes["journal"]
+    container = pod["spec"]["containers"][0]
+    mounts = {m["name"]: m for m in container["volumeMounts"]}
+    assert mounts["journal"]["mountPath"] == "/var/lib/hean/journal"
+    assert not mounts["journal"].get("readOnly")
+    assert container["command"][-4:] == [
+        "--credentials-dir",
+        "/etc/hean/credentials",
+        "--journal-dir",
+        "/var/lib/hean/journal",
+    ]
 
 
 @pytest.mark.parametrize("mode", ["paper", "live"])

@@ -23,6 +23,7 @@ CONFIG_FILE = "engine.yaml"
 CONTROL_DIR = "/etc/hean/control"
 CONTROL_TOKEN_KEY = "token"  # noqa: S105 - the key name in the Secret, not a secret
 CREDENTIALS_DIR = "/etc/hean/credentials"
+JOURNAL_DIR = "/var/lib/hean/journal"
 
 
 @dataclass(frozen=True)

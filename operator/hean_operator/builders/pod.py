@@ -15,6 +15,7 @@ from hean_operator.builders.common import (
     CONTROL_PORT,
     CONTROL_TOKEN_KEY,
     CREDENTIALS_DIR,
+    JOURNAL_DIR,
     EngineRef,
     metadata,
     selector,
@@ -46,7 +47,7 @@ def engine_command(engine: EngineRef, spec: TradingEngineSpec, image: EngineImag
         f"{CONTROL_DIR}/{CONTROL_TOKEN_KEY}",
     ]
     if spec.mode is Mode.LIVE:
-        command += ["--credentials-dir", CREDENTIALS_DIR]
+        command += ["--credentials-dir", CREDENTIALS_DIR, "--journal-dir", JOURNAL_DIR]
     return command
 
 
@@ -66,6 +67,13 @@ def build_pod(engine: EngineRef, spec: TradingEngineSpec, image: EngineImage) ->
         {"name": "control", "secret": {"secretName": engine.secret_name, "defaultMode": 0o400}},
         {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}},
     ]
+    if spec.mode is Mode.LIVE:
+        # The intent journal outlives a crashed container (restarted in the same
+        # pod). A replaced pod starts with an empty one and still loses nothing:
+        # its predecessor's orders carry this engine's client-id prefix and are
+        # found on the exchange at start-up.
+        mounts.append({"name": "journal", "mountPath": JOURNAL_DIR})
+        volumes.append({"name": "journal", "emptyDir": {"sizeLimit": "64Mi"}})
     if spec.mode is Mode.LIVE and spec.exchange.credentials_secret:
         mounts.append({"name": "credentials", "mountPath": CREDENTIALS_DIR, "readOnly": True})
         volumes.append(
