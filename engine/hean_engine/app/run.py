@@ -45,6 +45,8 @@ log = get_logger("hean.engine")
 
 # How often the loop-lag probe wakes up.
 _LAG_PROBE_SECONDS = 0.5
+# How long a stopping live engine waits for the order in flight.
+_DRAIN_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -221,6 +223,11 @@ async def serve(
                 task.result()  # these loops only end by failing: raise the error
         runtime.stopping = True
         log.info("engine stopping", reason="signal")
+        if venue is not None and not venue.idle.is_set():
+            # Let the submission in flight finish, so the journal records its
+            # outcome; the next run would resolve it anyway, only slower.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(venue.idle.wait(), timeout=_DRAIN_SECONDS)
     finally:
         for task in tasks:
             task.cancel()
