@@ -43,12 +43,10 @@ def test_a_difference_within_the_tolerance_is_not_drift() -> None:
         _ledger("1", "10"), {"BTC": D("1"), "USDT": D("10.5")}, [], IDS.is_ours, D(1), D("0.5")
     )
     assert not result.drift
-    assert (
-        not compare(
-            _ledger("1", "10"), {"BTC": D("1"), "USDT": D("10.51")}, [], IDS.is_ours, D(1), D("0.5")
-        ).balance_drift
-        is False
+    over = compare(
+        _ledger("1", "10"), {"BTC": D("1"), "USDT": D("10.51")}, [], IDS.is_ours, D(1), D("0.5")
     )
+    assert over.balance_drift and over.drift
 
 
 def test_a_foreign_open_order_is_drift_and_ours_are_not() -> None:
