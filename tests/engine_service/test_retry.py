@@ -149,5 +149,7 @@ def test_parse_retry_after_http_date() -> None:
 
 def test_is_transient_classifies_ccxt_errors() -> None:
     assert is_transient(ccxt.InvalidNonce("clock"))
+    # Binance's -1000 "unknown error": the request may have been processed.
+    assert is_transient(ccxt.OperationFailed("binance -1000"))
     assert not is_transient(ccxt.InsufficientFunds("poor"))
     assert not is_transient(ccxt.ExchangeError("other"))

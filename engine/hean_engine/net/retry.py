@@ -56,9 +56,12 @@ def is_transient(exc: BaseException) -> bool:
 
     ccxt maps those to NetworkError (RequestTimeout, ExchangeNotAvailable,
     DDoSProtection, RateLimitExceeded); InvalidNonce is a NetworkError too and
-    is fixed by retrying with a fresh timestamp.
+    is fixed by retrying with a fresh timestamp. Its parent OperationFailed is
+    what Binance's -1000/-1001 ("unknown error", "internal error") become: the
+    request may or may not have been processed, so it is transient as well
+    (and, for an order, an unknown outcome).
     """
-    return isinstance(exc, ccxt.NetworkError | asyncio.TimeoutError | ConnectionError)
+    return isinstance(exc, ccxt.OperationFailed | asyncio.TimeoutError | ConnectionError)
 
 
 def is_rate_limit(exc: BaseException) -> bool:
