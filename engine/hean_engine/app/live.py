@@ -20,7 +20,6 @@ Fail closed, in this order:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -145,10 +144,7 @@ class LiveSession:
         await self.started.wait()
         venue = self.venue
         while True:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(
-                    venue.sync_wanted.wait(), timeout=self.spec.sync_interval_seconds
-                )
+            await self._event_or_sleep(venue.sync_wanted, self.spec.sync_interval_seconds)
             venue.sync_wanted.clear()
             try:
                 await venue.sync()
@@ -167,12 +163,22 @@ class LiveSession:
             await self.reconcile_once()
 
     async def _wait_interval_or_fault(self) -> bool:
-        try:
-            await asyncio.wait_for(self.fault.wait(), timeout=self.spec.reconcile_interval_seconds)
-        except TimeoutError:
-            return False
+        faulted = await self._event_or_sleep(self.fault, self.spec.reconcile_interval_seconds)
         self.fault.clear()
-        return True
+        return faulted
+
+    async def _event_or_sleep(self, event: asyncio.Event, seconds: float) -> bool:
+        """Wait for `event` or `seconds` of the injected clock; True if the event came."""
+        if event.is_set():
+            return True
+        waiter = asyncio.ensure_future(event.wait())
+        timer = asyncio.ensure_future(self._sleep(seconds))
+        try:
+            done, _ = await asyncio.wait({waiter, timer}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiter.cancel()
+            timer.cancel()
+        return waiter in done
 
     async def reconcile_once(self) -> str:
         """One comparison with a consistent snapshot; returns its result."""
@@ -252,6 +258,19 @@ class LiveSession:
 
     def _tol(self) -> Decimal:
         return self.spec.drift_tolerance
+
+    def reconciles(self) -> dict[str, int]:
+        return self.counters.as_dict()
+
+    def metrics(self) -> dict[str, float]:
+        stats = self.venue.stats
+        return {
+            "order_unknown_outcomes": stats.unknown_outcomes,
+            "order_lookups": stats.lookups,
+            "order_resends": stats.resends,
+            "foreign_fills": stats.foreign_fills,
+            "exchange_call_failures": stats.call_failures,
+        }
 
     def status(self) -> dict[str, Any]:
         """The live part of /status."""

@@ -181,9 +181,7 @@ async def serve(
     if venue is not None:
         session = LiveSession(engine, venue, runtime, clock=clock, sleep=sleep, rng=rng)
         venue.on_fault = session.on_fault
-        runtime.live_status = session.status
-        runtime.live_stats = venue.stats
-        runtime.reconcile_counters = session.counters.as_dict
+        runtime.live = session
     engine.kernel.listeners.append(
         lambda event: log.info("engine event", kind=event.kind, detail=event.detail)
     )

@@ -19,7 +19,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from hean_engine.control.runtime import Runtime
+from hean_engine.control.runtime import LiveView, Runtime
 from hean_engine.control.status import last_data_ms
 from hean_engine.model.orders import OrderStatus, Reject, RiskState
 
@@ -152,29 +152,38 @@ class EngineCollector(Collector):
             control.add_metric([*ident, command, result], count)
         yield control
         yield gauge("start_time_seconds", "Unix time the engine started.", rt.started)
-        if rt.live_stats is not None:
-            yield from _live_metrics(rt, ident, gauge, counter)
+        if rt.live is not None:
+            yield from _live_metrics(rt, rt.live, ident, gauge, counter)
 
 
-def _live_metrics(rt: Runtime, ident: list[str], gauge: Any, counter: Any) -> Iterator[Metric]:
+# Live counters: name (without prefix) -> help. Values come from `LiveView.metrics`.
+_LIVE_COUNTERS = {
+    "order_unknown_outcomes": "Order submissions whose outcome was unknown "
+    "(timeout, reset, 5xx, rate limit).",
+    "order_lookups": "Orders looked up by client order id before a retry.",
+    "order_resends": "Submissions sent again after a lookup proved the first never arrived.",
+    "foreign_fills": "Fills of orders this engine did not send.",
+    "exchange_call_failures": "Exchange calls that failed (any reason).",
+}
+
+
+def _live_metrics(
+    rt: Runtime, live: LiveView, ident: list[str], gauge: Any, counter: Any
+) -> Iterator[Metric]:
     """Live mode: the order path and the reconcile with the exchange."""
-    stats = rt.live_stats
+    values = live.metrics()
     yield counter(
         "order_unknown_outcomes",
-        "Order submissions whose outcome was unknown (timeout, reset, 5xx, rate limit).",
-        stats.unknown_outcomes,
+        _LIVE_COUNTERS["order_unknown_outcomes"],
+        values["order_unknown_outcomes"],
     )
+    yield counter("order_lookups", _LIVE_COUNTERS["order_lookups"], values["order_lookups"])
+    yield counter("order_resends", _LIVE_COUNTERS["order_resends"], values["order_resends"])
+    yield counter("foreign_fills", _LIVE_COUNTERS["foreign_fills"], values["foreign_fills"])
     yield counter(
-        "order_lookups", "Orders looked up by client order id before a retry.", stats.lookups
-    )
-    yield counter(
-        "order_resends",
-        "Submissions sent again after a lookup proved the first never arrived.",
-        stats.resends,
-    )
-    yield counter("foreign_fills", "Fills of orders this engine did not send.", stats.foreign_fills)
-    yield counter(
-        "exchange_call_failures", "Exchange calls that failed (any reason).", stats.call_failures
+        "exchange_call_failures",
+        _LIVE_COUNTERS["exchange_call_failures"],
+        values["exchange_call_failures"],
     )
     report = rt.last_reconcile or {}
     yield gauge(
@@ -194,15 +203,14 @@ def _live_metrics(rt: Runtime, ident: list[str], gauge: Any, counter: Any) -> It
         "Open orders on the account that this engine did not send.",
         len(report.get("foreign_orders") or ()),
     )
-    if rt.reconcile_counters is not None:
-        results = CounterMetricFamily(
-            f"{PREFIX}_reconciles",
-            "Comparisons of the books with the exchange, by result.",
-            labels=[*_LABELS, "result"],
-        )
-        for result, count in sorted(rt.reconcile_counters().items()):
-            results.add_metric([*ident, result], count)
-        yield results
+    results = CounterMetricFamily(
+        f"{PREFIX}_reconciles",
+        "Comparisons of the books with the exchange, by result.",
+        labels=[*_LABELS, "result"],
+    )
+    for result, count in sorted(live.reconciles().items()):
+        results.add_metric([*ident, result], count)
+    yield results
 
 
 def build_registry(runtime: Runtime) -> CollectorRegistry:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from hean_engine.data.exchange_feed import FeedHealth
 from hean_engine.kernel.engine import TradingKernel
@@ -20,6 +20,18 @@ from hean_engine.model.spec import EngineIdentity, TradingEngineSpec
 RunMode = Literal["paper", "live", "replay"]
 Command = Literal["pause", "resume", "reduce", "halt"]
 COMMANDS: tuple[Command, ...] = ("pause", "resume", "reduce", "halt")
+
+
+class LiveView(Protocol):
+    """What the control layer reads of a live session (`app.live.LiveSession`)."""
+
+    def status(self) -> dict[str, Any]: ...
+
+    def metrics(self) -> dict[str, float]:
+        """Counters and gauges by metric name (without the prefix)."""
+        ...
+
+    def reconciles(self) -> dict[str, int]: ...
 
 
 @dataclass
@@ -37,10 +49,8 @@ class Runtime:
     # Live mode: the result of the last reconcile with the exchange (None until one ran).
     last_reconcile: dict[str, Any] | None = None
     reconcile_required: bool = False
-    # Live mode: the session's part of /status and the order path's counters.
-    live_status: Callable[[], dict[str, Any]] | None = None
-    live_stats: Any = None
-    reconcile_counters: Callable[[], dict[str, int]] | None = None
+    # Live mode: the session with the exchange (its /status part and counters).
+    live: LiveView | None = None
     loop_lag: float = 0.0
     stopping: bool = False
     control_requests: dict[tuple[str, str], int] = field(default_factory=dict)
