@@ -74,6 +74,7 @@ class LiveSession:
         clock: Callable[[], float],
         sleep: Sleep,
         rng: random.Random | None = None,
+        policy: RetryPolicy | None = None,
     ) -> None:
         self.engine = engine
         self.venue = venue
@@ -82,7 +83,7 @@ class LiveSession:
         self._clock = clock
         self._sleep = sleep
         self._rng = rng or random.Random()
-        self._policy = RetryPolicy(base_delay=0.5, max_delay=30.0, max_attempts=None)
+        self._policy = policy or RetryPolicy(base_delay=0.5, max_delay=30.0, max_attempts=None)
         self.counters = ReconcileCounters()
         self.drift_since: float | None = None
         self.last_comparison: Comparison | None = None

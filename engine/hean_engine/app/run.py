@@ -57,6 +57,9 @@ class RunOptions:
     credentials_dir: Path | None = None
     # Live mode: where the intent journal lives (a volume that outlives the process).
     journal_dir: Path | None = None
+    # The backoff for market data and orders; None keeps each part's default
+    # (tests shorten it).
+    retry: RetryPolicy | None = None
     feed: FeedSettings = field(default_factory=FeedSettings)
     # The one way to live trading; the command line cannot replace it.
     gate: LiveGate = field(default_factory=DenyAllGate)
@@ -151,6 +154,7 @@ async def serve(
             recv_window_ms=spec.live.recv_window_ms,
             clock=clock,
             sleep=sleep,
+            policy=options.retry,
             rng=rng,
         )
         engine = build_live_engine(identity, spec, venue)
@@ -162,6 +166,7 @@ async def serve(
         timeframe=spec.market.timeframe,
         timeframe_ms=spec.market.timeframe_ms,
         settings=options.feed,
+        policy=options.retry or RetryPolicy(max_attempts=None),
         clock=clock,
         sleep=sleep,
         on_retry=_log_retry,
@@ -179,7 +184,9 @@ async def serve(
         reconcile_required=live,
     )
     if venue is not None:
-        session = LiveSession(engine, venue, runtime, clock=clock, sleep=sleep, rng=rng)
+        session = LiveSession(
+            engine, venue, runtime, clock=clock, sleep=sleep, rng=rng, policy=options.retry
+        )
         venue.on_fault = session.on_fault
         runtime.live = session
     engine.kernel.listeners.append(

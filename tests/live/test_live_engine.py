@@ -1,0 +1,347 @@
+"""A live engine against the exchange simulator: books, idempotence, drift, fail-closed start."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from collections import Counter
+from decimal import Decimal
+from pathlib import Path
+
+import aiohttp
+import pytest
+from live_support import (
+    API_KEY,
+    FAST_RETRY,
+    SECRET,
+    AllowGate,
+    LiveRun,
+    live_spec,
+    make_sim,
+    run_live,
+    signed_client,
+    until,
+)
+
+from hean_engine.app.run import RunOptions, serve
+from hean_engine.execution.client_ids import ClientOrderIds
+from hean_engine.model.errors import HeanError
+from hean_engine.model.orders import RiskState
+from hean_engine.model.spec import EngineIdentity
+from hean_engine.net.exchange import create_client
+from hean_engine.telemetry.logs import REDACTOR, configure_logging
+from hean_sim.exchange.config import ApiKey
+
+ORDER_PATH = "/api/v3/order"
+
+
+async def _settle(run: LiveRun) -> str:
+    """Stop trading, let the order in flight finish, reconcile once; the result."""
+    assert run.runtime is not None
+    run.runtime.kernel.pause()
+    venue = run.session.venue
+    await until(lambda: venue.idle.is_set() and not venue.in_flight, "the order path to drain")
+    return await run.session.reconcile_once()
+
+
+def _assert_books_equal_exchange(run: LiveRun) -> None:
+    assert run.runtime is not None
+    ledger = run.runtime.kernel.ledger
+    totals = run.exchange_totals()
+    assert ledger.position == totals["BTC"]
+    assert ledger.quote == totals["USDT"]
+
+
+def _assert_one_order_per_intent(run: LiveRun) -> None:
+    orders = run.sim.orders(API_KEY)
+    counts = Counter(o.client_order_id for o in orders)
+    assert counts and max(counts.values()) == 1, counts.most_common(3)
+
+
+async def test_a_live_engine_trades_and_its_books_equal_the_exchange(tmp_path: Path) -> None:
+    sim = await make_sim(tmp_path)
+    run = LiveRun(sim, live_spec(sim.url), tmp_path / "journal")
+    observed: dict[str, object] = {}
+
+    async def during(run: LiveRun) -> None:
+        assert run.runtime is not None
+        kernel = run.runtime.kernel
+        await until(lambda: len(kernel.fills) >= 6, "six fills")
+        observed["result"] = await _settle(run)
+        async with aiohttp.ClientSession() as http:
+            base = f"http://127.0.0.1:{run.port}"
+            async with http.get(f"{base}/status") as response:
+                observed["status"] = await response.json()
+            async with http.get(f"{base}/readyz") as response:
+                observed["ready"] = response.status
+            async with http.get(f"{base}/metrics") as response:
+                observed["metrics"] = await response.text()
+
+    try:
+        runtime = await run_live(run, during)
+    finally:
+        await sim.stop()
+    assert observed["result"] == "ok"
+    _assert_books_equal_exchange(run)
+    _assert_one_order_per_intent(run)
+    # Every order the simulator holds is this engine's, fills are booked once each.
+    ids = ClientOrderIds("default", "live-test", "run00001aaaa")
+    assert all(ids.is_ours(o.client_order_id) for o in sim.orders(API_KEY))
+    fills = runtime.kernel.fills
+    assert len({f.trade_id for f in fills}) == len(fills) == len(sim.trades(API_KEY))
+    # Binance charges the asset received: buys pay their fee in BTC.
+    assert {f.fee_asset for f in fills if f.side.value == "buy"} == {"BTC"}
+    status = observed["status"]
+    assert isinstance(status, dict)
+    assert status["mode"] == "live"
+    assert status["last_reconcile"]["result"] == "ok"
+    assert status["live"]["orders"]["unknown_outcomes"] == 0
+    assert status["balances"]["BTC"] == format(run.exchange_totals()["BTC"].normalize(), "f")
+    assert observed["ready"] == 200
+    metrics = observed["metrics"]
+    assert isinstance(metrics, str)
+    assert (
+        'hean_engine_reconciles_total{engine="live-test",engine_namespace="default",result="ok"}'
+        in metrics
+    )
+    assert "hean_engine_exchange_drift{" in metrics
+    text = run.logs.getvalue() + json.dumps(status) + metrics
+    assert API_KEY not in text and SECRET not in text
+
+
+async def test_a_response_dropped_after_execution_never_becomes_a_second_order(
+    tmp_path: Path,
+) -> None:
+    sim = await make_sim(tmp_path)
+    sim.faults.force("drop", 3, method="POST", path=ORDER_PATH)
+    run = LiveRun(sim, live_spec(sim.url), tmp_path / "journal")
+
+    async def during(run: LiveRun) -> None:
+        assert run.runtime is not None
+        await until(lambda: len(run.runtime.kernel.fills) >= 4, "four fills")  # type: ignore[union-attr]
+        assert await _settle(run) == "ok"
+
+    try:
+        await run_live(run, during)
+    finally:
+        await sim.stop()
+    stats = run.session.venue.stats
+    assert sim.faults.pending == 0
+    assert stats.unknown_outcomes >= 3
+    assert stats.lookups_found >= 3
+    assert stats.resends == 0  # each dropped order was found, none sent twice
+    _assert_one_order_per_intent(run)
+    _assert_books_equal_exchange(run)
+
+
+async def test_a_request_that_never_arrived_is_sent_again_only_after_the_recv_window(
+    tmp_path: Path,
+) -> None:
+    sim = await make_sim(tmp_path)
+    sim.faults.force("reset", 2, method="POST", path=ORDER_PATH)
+    run = LiveRun(sim, live_spec(sim.url), tmp_path / "journal")
+
+    async def during(run: LiveRun) -> None:
+        assert run.runtime is not None
+        await until(lambda: len(run.runtime.kernel.fills) >= 2, "two fills")  # type: ignore[union-attr]
+        assert await _settle(run) == "ok"
+
+    try:
+        await run_live(run, during)
+    finally:
+        await sim.stop()
+    stats = run.session.venue.stats
+    assert stats.resends >= 2
+    assert stats.lookups_absent >= 2
+    _assert_one_order_per_intent(run)
+    _assert_books_equal_exchange(run)
+
+
+@pytest.mark.parametrize(
+    ("policy", "state"), [("halt", RiskState.HALTED), ("reduce", RiskState.REDUCING)]
+)
+async def test_a_foreign_order_is_drift_and_moves_the_risk_state(
+    tmp_path: Path, policy: str, state: RiskState
+) -> None:
+    sim = await make_sim(tmp_path)
+    # Placed by hand on the same account before the engine starts.
+    hand = signed_client(sim)
+    try:
+        await hand.load_markets()
+        price = Decimal(str((await hand.fetch_ticker("BTC/USDT"))["last"]))
+        await hand.create_order(
+            "BTC/USDT",
+            "limit",
+            "buy",
+            "0.1",
+            str((price / 2).quantize(Decimal("0.01"))),
+            {"newClientOrderId": "by-hand-1"},
+        )
+    finally:
+        await hand.close()
+    run = LiveRun(sim, live_spec(sim.url, live={"onDrift": policy}), tmp_path / "journal")
+
+    readiness: list[tuple[bool, str]] = []
+
+    async def during(run: LiveRun) -> None:
+        assert run.runtime is not None
+        runtime = run.runtime
+        await until(lambda: run.session.started.is_set(), "the start-up reconcile")
+        await until(lambda: runtime.kernel.events > 0, "market data")
+        readiness.append(runtime.readiness())
+
+    try:
+        runtime = await run_live(run, during)
+    finally:
+        await sim.stop()
+    report = runtime.last_reconcile
+    assert report is not None and report["result"] == "drift"
+    assert [o["client_order_id"] for o in report["foreign_orders"]] == ["by-hand-1"]
+    assert runtime.kernel.risk.state is state
+    assert "foreign open order" in runtime.kernel.risk.state_reason
+    assert not runtime.kernel.open  # the foreign order was reported, not adopted
+    assert readiness == [(False, "waiting for a clean reconcile with the exchange")]
+
+
+async def test_a_balance_changed_behind_the_engines_back_halts_it(tmp_path: Path) -> None:
+    sim = await make_sim(tmp_path)
+    run = LiveRun(sim, live_spec(sim.url), tmp_path / "journal")
+    observed: dict[str, object] = {}
+
+    async def during(run: LiveRun) -> None:
+        assert run.runtime is not None
+        await until(lambda: run.session.started.is_set(), "the start-up reconcile")
+        assert await run.session.reconcile_once() == "ok"
+        sim.adjust_balance(API_KEY, "USDT", "-250.5")
+        observed["result"] = await run.session.reconcile_once()
+
+    try:
+        runtime = await run_live(run, during)
+    finally:
+        await sim.stop()
+    assert observed["result"] == "drift"
+    report = runtime.last_reconcile
+    assert report is not None
+    usdt = report["balances"]["USDT"]
+    assert Decimal(usdt["exchange"]) - Decimal(usdt["engine"]) == Decimal("-250.5")
+    assert report["difference_value"] == "250.5"
+    assert "drift_since" in report
+    assert runtime.kernel.risk.state is RiskState.HALTED
+
+
+async def test_the_engine_stays_not_ready_and_sends_nothing_until_the_exchange_answers(
+    tmp_path: Path,
+) -> None:
+    sim = await make_sim(tmp_path)
+    sim.faults.force("503", 6, method="GET", path="/api/v3/account")
+    run = LiveRun(sim, live_spec(sim.url), tmp_path / "journal")
+    seen: list[tuple[bool, str]] = []
+
+    async def during(run: LiveRun) -> None:
+        assert run.runtime is not None
+        runtime = run.runtime
+        await until(
+            lambda: (runtime.last_reconcile or {}).get("result") == "failed", "a failed start"
+        )
+        seen.append(runtime.readiness())
+        assert not sim.orders(API_KEY)
+        await until(lambda: run.session.started.is_set(), "the start-up reconcile")
+
+    try:
+        runtime = await run_live(run, during)
+    finally:
+        await sim.stop()
+    assert seen[0][0] is False
+    assert run.session.counters.failed >= 1
+    assert runtime.last_reconcile is not None
+    assert runtime.last_reconcile["result"] in ("ok", "inconclusive")
+
+
+async def test_a_restart_resolves_the_journal_by_client_order_id(tmp_path: Path) -> None:
+    sim = await make_sim(tmp_path)
+    journal_dir = tmp_path / "journal"
+    ids = ClientOrderIds("default", "live-test", "previous1234")
+    executed, never_sent = ids.next(), ids.next()
+    hand = signed_client(sim)
+    try:
+        await hand.load_markets()
+        await hand.create_order(
+            "BTC/USDT", "market", "buy", "0.01", None, {"newClientOrderId": executed}
+        )
+    finally:
+        await hand.close()
+    # What a killed predecessor left: two intents, no outcomes.
+    journal_dir.mkdir()
+    now_ms = int(time.time() * 1000)
+    lines = [
+        {"t": "run", "run": "previous1234", "ts": now_ms},
+        {
+            "t": "intent",
+            "cid": executed,
+            "side": "buy",
+            "type": "market",
+            "qty": "0.01",
+            "price": None,
+            "tag": "",
+            "ts": now_ms,
+        },
+        {
+            "t": "intent",
+            "cid": never_sent,
+            "side": "buy",
+            "type": "market",
+            "qty": "0.01",
+            "price": None,
+            "tag": "",
+            "ts": now_ms,
+        },
+    ]
+    (journal_dir / "journal.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    run = LiveRun(sim, live_spec(sim.url), journal_dir)
+    started_at = time.monotonic()
+
+    async def during(run: LiveRun) -> None:
+        await until(lambda: run.session.started.is_set(), "the start-up reconcile")
+
+    try:
+        runtime = await run_live(run, during)
+    finally:
+        await sim.stop()
+    assert run.session.journal_recovery == {"found": 1, "absent": 1}
+    # "absent" only after the recvWindow (200 ms) plus 1 s of skew had passed
+    assert run.session.venue.stats.lookups_absent == 1
+    assert time.monotonic() - started_at >= 1.2
+    assert runtime.kernel.ledger.position == run.exchange_totals()["BTC"] > 0
+    assert [o.client_order_id for o in sim.orders(API_KEY)] == [executed]
+    # Both are resolved: a new start has nothing left to resolve.
+    text = (journal_dir / "journal.jsonl").read_text()
+    assert '"status":"absent"' in text.replace(" ", "")
+
+
+async def test_a_wrong_secret_is_a_clear_start_failure_that_never_shows_the_keys(
+    tmp_path: Path,
+) -> None:
+    # The account exists with another secret: every signed request gets -1022.
+    sim = await make_sim(tmp_path, keys=[ApiKey(API_KEY, "a-different-secret-0000")])
+    logs = io.StringIO()
+    configure_logging(stream=logs)
+    REDACTOR.register(API_KEY)
+    REDACTOR.register(SECRET)
+    client = create_client(
+        live_spec(sim.url).exchange, credentials={"apiKey": API_KEY, "secret": SECRET}
+    )
+    options = RunOptions(
+        host="127.0.0.1", port=0, gate=AllowGate(), journal_dir=tmp_path / "j", retry=FAST_RETRY
+    )
+    try:
+        with pytest.raises(HeanError) as info:
+            await serve(EngineIdentity(name="e"), live_spec(sim.url), options, client=client)
+    finally:
+        await sim.stop()
+        configure_logging()
+    message = str(info.value)
+    assert "AuthenticationError" in message and "-1022" in message
+    assert not sim.orders(API_KEY)
+    everything = message + logs.getvalue()
+    assert SECRET not in everything and API_KEY not in everything
