@@ -104,10 +104,10 @@ class LiveRun:
         return [json.loads(line) for line in self.logs.getvalue().splitlines() if line]
 
 
-async def make_sim(tmp_path: Path, **config: Any) -> SimExchange:
+async def make_sim(tmp_path: Path, *, candles: int = CANDLES, **config: Any) -> SimExchange:
     data = tmp_path / "candles.csv"
     if not data.exists():
-        write_lines(data, head_lines(require_shared_file(BTCUSD_CANDLES), CANDLES + 1))
+        write_lines(data, head_lines(require_shared_file(BTCUSD_CANDLES), candles + 1))
     first = next(iter(read_candles(data)))
     sim = SimExchange(
         SimConfig(
