@@ -101,6 +101,18 @@ RULES: list[Rule] = [
         "paper trading on Binance's live public feed needs the internet (the walkthrough "
         "runs the same command as the sandbox's engine pod, against the exchange simulator)",
     ),
+    Rule(
+        rf"{_HEAN} sim exchange --port .*",
+        "allowed",
+        "serves until stopped: tests/sim/test_sim_cli.py starts every `hean sim exchange` "
+        "command of docs/exchange-simulator.md, trades against it with ccxt and stops it",
+    ),
+    Rule(
+        rf"{_HEAN} engine run --config sim-live-engine\.yaml .*",
+        "allowed",
+        "a live engine: the LiveGate refuses every live start in this version (tests/live "
+        "runs the live path against the exchange simulator with a gate that allows)",
+    ),
     Rule(r"kind (create|delete) cluster --name hean", "allowed", "needs Docker and kind"),
     Rule(r"kind load docker-image --name hean .*", "allowed", "needs Docker and kind"),
     Rule(

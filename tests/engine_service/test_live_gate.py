@@ -58,9 +58,7 @@ def test_the_gate_is_asked_before_the_keys_are_read(tmp_path: Path) -> None:
     assert str(info.value) == "live trading refused for default/e1: no valid LiveApproval"
 
 
-def test_an_allowed_live_start_needs_a_journal_directory(
-    tmp_path: Path, logs: io.StringIO
-) -> None:
+def test_an_allowed_live_start_needs_a_journal_directory(tmp_path: Path, logs: io.StringIO) -> None:
     gate = AllowGate()
     options = RunOptions(credentials_dir=credentials(tmp_path), gate=gate, configure_logs=False)
     with pytest.raises(ConfigError) as info:
@@ -89,6 +87,14 @@ def test_keys_read_are_redacted_from_every_log_line(tmp_path: Path, logs: io.Str
     text = logs.getvalue()
     assert API_KEY not in text and SECRET not in text
     assert text.count("[REDACTED]") >= 3
+
+
+def test_request_signatures_in_ccxt_errors_are_redacted(logs: io.StringIO) -> None:
+    url = "GET http://127.0.0.1:9/api/v3/account?timestamp=1&recvWindow=5000&signature=9f86d081884c7d65"
+    get_logger("test").warning("exchange call failed", error=f"ExchangeNotAvailable: binance {url}")
+    text = logs.getvalue()
+    assert "9f86d081884c7d65" not in text
+    assert "signature=[REDACTED]" in text and "recvWindow=5000" in text
 
 
 @pytest.mark.parametrize(

@@ -345,3 +345,26 @@ async def test_a_wrong_secret_is_a_clear_start_failure_that_never_shows_the_keys
     assert not sim.orders(API_KEY)
     everything = message + logs.getvalue()
     assert SECRET not in everything and API_KEY not in everything
+
+
+async def test_ccxt_errors_quoting_signed_urls_reach_the_logs_without_signature_or_keys(
+    tmp_path: Path,
+) -> None:
+    sim = await make_sim(tmp_path)
+    # A 502 makes ccxt quote the whole signed request URL in its exception.
+    sim.faults.force("502", 3, method="GET", path="/api/v3/myTrades")
+    run = LiveRun(sim, live_spec(sim.url), tmp_path / "journal")
+
+    async def during(run: LiveRun) -> None:
+        await until(lambda: sim.faults.pending == 0, "the 502s")
+        await until(lambda: run.session.started.is_set(), "the start-up reconcile")
+
+    try:
+        await run_live(run, during)
+    finally:
+        await sim.stop()
+    text = run.logs.getvalue()
+    quoted = [line for line in text.splitlines() if "/api/v3/myTrades" in line]
+    assert quoted, "ccxt's error text (with the URL) was logged"
+    assert all("signature=[REDACTED]" in line for line in quoted if "signature=" in line)
+    assert API_KEY not in text and SECRET not in text

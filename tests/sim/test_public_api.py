@@ -2,128 +2,26 @@
 
 Slices of the shared recorded files are written to tmp_path so each test
 starts in milliseconds; a fake wall clock moves market time (no sleeps).
+Fixtures: conftest.py; helpers: sim_support.py.
 """
 
 from __future__ import annotations
 
-import gzip
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
-import ccxt.async_support as ccxt_async
 import pytest
 from ccxt.base.errors import BadRequest, BadSymbol, DDoSProtection
+from sim_support import CANDLES, MINUTE, WALL0, FakeClock, Row
+from sim_support import start_at as _start_at
 
 from hean_engine.data.files import read_candles
-from hean_engine.model.timefmt import iso_to_ms
 from hean_sim.exchange import SimConfig, SimExchange, point_ccxt_at
-
-SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
-CANDLES = SHARED / "btcusd_bitfinex_1m_2017-2018.csv.gz"
-TRADES = SHARED / "bnteth_binance_trades_2017-2018.csv.gz"
-MINUTE = 60_000
-# A wall time on a minute boundary: served market time == wall time at start.
-WALL0 = 1_700_000_040.0
-
-
-class FakeClock:
-    def __init__(self, now: float = WALL0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def tick(self, seconds: float) -> None:
-        self.now += seconds
-
-
-@dataclass(frozen=True)
-class Row:
-    ts: int
-    fields: tuple[str, ...]
-
-
-def _slice(source: Path, target: Path, rows: int) -> list[Row]:
-    """The header and first `rows` rows of a shared file, gzipped to `target`."""
-    if not source.is_file():
-        pytest.fail(f"shared data file missing: {source}", pytrace=False)
-    lines: list[str] = []
-    with gzip.open(source, "rt") as stream:
-        for line in stream:
-            lines.append(line)
-            if len(lines) > rows:
-                break
-    with gzip.open(target, "wt") as out:
-        out.writelines(lines)
-    parsed = []
-    for line in lines[1:]:
-        ts, *fields = line.strip().split(",")
-        parsed.append(Row(iso_to_ms(ts), tuple(fields)))
-    return parsed
-
-
-@pytest.fixture
-def candle_rows(tmp_path: Path) -> tuple[Path, list[Row]]:
-    path = tmp_path / "candles.csv.gz"
-    return path, _slice(CANDLES, path, 4000)
-
-
-@pytest.fixture
-def trade_rows(tmp_path: Path) -> tuple[Path, list[Row]]:
-    path = tmp_path / "trades.csv.gz"
-    return path, _slice(TRADES, path, 3000)
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-async def start_sim() -> AsyncIterator[Callable[..., Any]]:
-    sims: list[SimExchange] = []
-
-    async def start(**fields: Any) -> SimExchange:
-        sim = SimExchange(SimConfig(**fields))
-        await sim.start(host="127.0.0.1", port=0)
-        sims.append(sim)
-        return sim
-
-    yield start
-    for sim in sims:
-        await sim.stop()
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[Callable[[SimExchange], Any]]:
-    clients: list[Any] = []
-
-    def make(sim: SimExchange) -> Any:
-        exchange = ccxt_async.binance(
-            {
-                "enableRateLimit": False,
-                "options": {"defaultType": "spot", "fetchMarkets": ["spot"]},
-            }
-        )
-        exchange.timeout_on_exit = 0  # no TLS connections to wind down
-        point_ccxt_at(exchange, sim.url)
-        clients.append(exchange)
-        return exchange
-
-    yield make
-    for exchange in clients:
-        await exchange.close()
-
-
-def _start_at(rows: list[Row], index: int) -> datetime:
-    return datetime.fromtimestamp(rows[index].ts / 1000, tz=UTC)
 
 
 def _minute_candles(rows: list[Row]) -> Iterator[tuple[int, list[float]]]:

@@ -81,22 +81,7 @@ def to_decimal(value: Any) -> Decimal:
 
 def describe(exc: BaseException) -> str:
     """An exception for logs and status: its class and text, secrets removed, bounded."""
-    text = REDACTOR.redact(str(exc))
-    # ccxt puts the request URL in some messages: the query carries the signature.
-    text = _strip_signatures(text)
-    return f"{type(exc).__name__}: {text[:300]}"
-
-
-def _strip_signatures(text: str) -> str:
-    out: list[str] = []
-    for part in text.split("signature="):
-        if out:
-            cut = 0
-            while cut < len(part) and part[cut].isalnum():
-                cut += 1
-            part = "[REDACTED]" + part[cut:]
-        out.append(part)
-    return "signature=".join(out)
+    return f"{type(exc).__name__}: {REDACTOR.redact(str(exc))[:300]}"
 
 
 @dataclass

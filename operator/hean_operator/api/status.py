@@ -69,8 +69,15 @@ class ReconcileStatus(_Camel):
         default=None,
         description="When the engine last compared its books with the exchange (RFC 3339).",
     )
-    result: str | None = Field(default=None, description="ok, drift or error.")
-    drift: str | None = Field(default=None, description="What differed, by how much, if anything.")
+    result: str | None = Field(default=None, description="ok, drift or failed.")
+    drift: str | None = Field(
+        default=None,
+        description="What differed and by how much (drift), or why the books could not be "
+        "compared (failed).",
+    )
+    since: str | None = Field(
+        default=None, description="When the current drift was first seen (RFC 3339)."
+    )
 
 
 class TradingEngineStatus(_Camel):

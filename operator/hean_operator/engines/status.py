@@ -195,12 +195,13 @@ def derive_conditions(obs: Observation, previous: list[Condition], now: str) -> 
                 )
             )
         elif isinstance(reconcile, dict):
+            drifted = reconcile.get("result") == "drift"
             conds.append(
                 _condition(
                     ConditionType.RECONCILED,
                     ConditionStatus.FALSE,
-                    "Drift",
-                    str(reconcile.get("drift") or reconcile.get("result")),
+                    "Drift" if drifted else "ReconcileFailed",
+                    _reconcile_detail(reconcile) or str(reconcile.get("result")),
                     gen,
                     prev,
                     now,
@@ -221,13 +222,23 @@ def derive_conditions(obs: Observation, previous: list[Condition], now: str) -> 
     return conds
 
 
+def _reconcile_detail(rec: dict[str, Any]) -> str | None:
+    """What differed (drift), or why the comparison could not be made (failed)."""
+    if rec.get("result") == "drift":
+        return str(rec.get("summary") or "") or None
+    if rec.get("result") == "failed":
+        return str(rec.get("reason") or "") or None
+    return None
+
+
 def reconcile_status(engine: dict[str, Any] | None) -> ReconcileStatus | None:
     rec = (engine or {}).get("last_reconcile")
     if not isinstance(rec, dict):
         return None
-    drift = rec.get("drift")
+    since = rec.get("drift_since")
     return ReconcileStatus(
         time=rec.get("time"),
         result=rec.get("result"),
-        drift=None if drift in (None, "", {}, []) else str(drift),
+        drift=_reconcile_detail(rec),
+        since=str(since) if since else None,
     )
