@@ -366,5 +366,6 @@ async def test_ccxt_errors_quoting_signed_urls_reach_the_logs_without_signature_
     text = run.logs.getvalue()
     quoted = [line for line in text.splitlines() if "/api/v3/myTrades" in line]
     assert quoted, "ccxt's error text (with the URL) was logged"
+    assert any("signature=[REDACTED]" in line for line in quoted)
     assert all("signature=[REDACTED]" in line for line in quoted if "signature=" in line)
     assert API_KEY not in text and SECRET not in text
