@@ -123,6 +123,7 @@ def idle_status(
         "events": 0,
         "last_data_time": last_data_time,
         "last_reconcile": None,
+        "live": None,
         "recent_events": [],
     }
 

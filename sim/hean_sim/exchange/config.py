@@ -7,14 +7,28 @@ that tests drive market time and rate-limit windows without sleeping.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Literal
 
 Clock = Callable[[], float]
+
+DEFAULT_QUOTE_BALANCE = Decimal(10_000)
+DEFAULT_FEE_RATE = Decimal("0.001")
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    """One Binance API key pair; every pair is its own account on the simulator.
+
+    The secret never appears in `repr` (and so in logs or test failure output).
+    """
+
+    api_key: str
+    secret: str = field(repr=False)
 
 
 @dataclass
@@ -39,6 +53,11 @@ class SimConfig:
         carries (`NOTIONAL` today, `MIN_NOTIONAL` on older deployments).
     book_levels_qty: quantity at the synthetic book's best level (each deeper
         level adds as much again); None derives it from the data.
+    keys: the API key pairs that exist from the start (more can be added with
+        `SimExchange.add_account`); each is one account.
+    balances: every new account's starting balances by asset; None gives
+        10000 of the quote asset and 0 of the base asset.
+    maker_fee / taker_fee: commission rates (Binance's default 0.1% each).
     """
 
     data: Path
@@ -57,9 +76,23 @@ class SimConfig:
     max_notional: Decimal | None = None
     notional_filter: Literal["NOTIONAL", "MIN_NOTIONAL"] = "NOTIONAL"
     book_levels_qty: Decimal | None = None
+    keys: Sequence[ApiKey] = ()
+    balances: Mapping[str, Decimal] | None = None
+    maker_fee: Decimal = DEFAULT_FEE_RATE
+    taker_fee: Decimal = DEFAULT_FEE_RATE
 
     def __post_init__(self) -> None:
         self.data = Path(self.data)
+        for name in ("maker_fee", "taker_fee"):
+            rate = getattr(self, name)
+            if not isinstance(rate, Decimal) or not 0 <= rate < 1:
+                raise ValueError(f"{name} must be a Decimal in [0, 1), got {rate!r}")
+        for asset, amount in (self.balances or {}).items():
+            if not isinstance(amount, Decimal) or not amount >= 0:
+                raise ValueError(f"balances: {asset} must be a Decimal >= 0, got {amount!r}")
+        names = [key.api_key for key in self.keys]
+        if len(set(names)) != len(names):
+            raise ValueError("keys: the same API key is listed twice")
         if "/" not in self.symbol:
             raise ValueError(f"symbol must be BASE/QUOTE, got {self.symbol!r}")
         if self.speed is not None and not self.speed > 0:
@@ -81,3 +114,9 @@ class SimConfig:
     def symbol_id(self) -> str:
         """Binance's market id: the assets concatenated (`BTCUSDT`)."""
         return self.base_asset + self.quote_asset
+
+    def starting_balances(self) -> dict[str, Decimal]:
+        """What a new account holds: `balances`, or 10000 quote and 0 base."""
+        if self.balances is None:
+            return {self.quote_asset: DEFAULT_QUOTE_BALANCE, self.base_asset: Decimal(0)}
+        return {asset.upper(): amount for asset, amount in self.balances.items()}

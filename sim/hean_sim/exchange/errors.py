@@ -12,15 +12,40 @@ import json
 from aiohttp import web
 
 UNKNOWN = -1000
+DISCONNECTED = -1001
 TOO_MANY_REQUESTS = -1003
+TOO_MANY_ORDERS = -1015
 UNSUPPORTED_OPERATION = -1020
+INVALID_TIMESTAMP = -1021
+INVALID_SIGNATURE = -1022
 ILLEGAL_CHARS = -1100
+DUPLICATE_PARAM = -1101
 MANDATORY_PARAM = -1102
+UNEXPECTED_PARAM = -1106
+BAD_PRECISION = -1111
+BAD_TIME_IN_FORCE = -1115
+BAD_ORDER_TYPE = -1116
+BAD_SIDE = -1117
 BAD_INTERVAL = -1120
 BAD_SYMBOL = -1121
 INVALID_LOOKUP_INTERVAL = -1127
 BAD_PARAM_COMBINATION = -1128
 INVALID_PARAMETER = -1130
+BAD_RECV_WINDOW = -1131
+FILTER_FAILURE = -1013
+NEW_ORDER_REJECTED = -2010
+CANCEL_REJECTED = -2011
+NO_SUCH_ORDER = -2013
+BAD_API_KEY_FORMAT = -2014
+REJECTED_MBX_KEY = -2015
+
+# The messages ccxt matches exactly (it maps "insufficient balance" by text,
+# the -2010 code alone would only give InvalidOrder).
+INSUFFICIENT_BALANCE_MSG = "Account has insufficient balance for requested action."
+DUPLICATE_ORDER_MSG = "Duplicate order sent."
+WOULD_TAKE_MSG = "Order would immediately match and take."
+UNKNOWN_ORDER_MSG = "Unknown order sent."
+NO_SUCH_ORDER_MSG = "Order does not exist."
 
 
 class BinanceError(Exception):
@@ -79,4 +104,30 @@ def invalid_value(name: str) -> BinanceError:
 def not_found(method: str, path: str) -> BinanceError:
     return BinanceError(
         404, UNSUPPORTED_OPERATION, f"This operation is not supported: {method} {path}"
+    )
+
+
+def unexpected_param(name: str) -> BinanceError:
+    return bad_request(UNEXPECTED_PARAM, f"Parameter '{name}' sent when not required.")
+
+
+def filter_failure(name: str) -> BinanceError:
+    return bad_request(FILTER_FAILURE, f"Filter failure: {name}")
+
+
+def order_rejected(msg: str) -> BinanceError:
+    return bad_request(NEW_ORDER_REJECTED, msg)
+
+
+def unknown_order() -> BinanceError:
+    return bad_request(CANCEL_REJECTED, UNKNOWN_ORDER_MSG)
+
+
+def no_such_order() -> BinanceError:
+    return bad_request(NO_SUCH_ORDER, NO_SUCH_ORDER_MSG)
+
+
+def one_of_params(first: str, second: str) -> BinanceError:
+    return bad_request(
+        MANDATORY_PARAM, f"Param '{first}' or '{second}' must be sent, but both were empty/null!"
     )

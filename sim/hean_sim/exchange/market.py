@@ -109,6 +109,11 @@ class WindowStats:
     prev_close: float | None
 
 
+def _path(o: float, h: float, lo: float, c: float) -> tuple[float, float, float, float]:
+    """The prices a candle takes in its four quarters (the path `_partial` reveals)."""
+    return (o, lo, h, c) if c >= o else (o, h, lo, c)
+
+
 def _partial(
     o: float, h: float, lo: float, c: float, elapsed_ms: int
 ) -> tuple[float, float, float, float, int]:
@@ -225,13 +230,48 @@ class MarketState:
         """The current price: the last trade, or the current candle's close so far."""
         return dec(self._last_price_float())
 
+    def price_at(self, data_ms: int) -> Decimal:
+        """The price at data time `data_ms` (not after now): as `last_price` was then."""
+        return dec(self._price_at(data_ms))
+
     def _last_price_float(self) -> float:
-        now = self._sync()
+        return self._price_at(self._sync())
+
+    def _price_at(self, data_ms: int) -> float:
         s = self.store
-        i = self._visible(now) - 1
-        if s.is_candles and s.ts[i] + MINUTE_MS > now:
-            return _partial(s.open[i], s.high[i], s.low[i], s.close[i], now - s.ts[i])[3]
+        s.ensure(data_ms)
+        i = max(self._visible(data_ms) - 1, 0)
+        if s.is_candles and s.ts[i] + MINUTE_MS > data_ms:
+            return _partial(s.open[i], s.high[i], s.low[i], s.close[i], data_ms - s.ts[i])[3]
         return s.close[i]
+
+    def price_steps(self, after_ms: int, upto_ms: int) -> Iterator[tuple[int, Decimal]]:
+        """Every price the market took in data time (after_ms, upto_ms], oldest first.
+
+        Yields (data ms, price) at each point where `last_price` changes value or
+        is set again: a trade of a trades file; each quarter of a candle (its
+        open, first extreme, second extreme, close). Order matching walks these,
+        so a resting order fills exactly when the revealed path goes through it,
+        however far the market moved between two requests.
+        """
+        if upto_ms <= after_ms:
+            return
+        s = self.store
+        s.ensure(upto_ms)
+        hi = bisect_right(s.ts, upto_ms)
+        if not s.is_candles:
+            for i in range(bisect_right(s.ts, after_ms), hi):
+                yield s.ts[i], dec(s.close[i])
+            return
+        # A candle's last point is 3 quarters after its start: earlier candles
+        # have nothing after `after_ms`.
+        for i in range(bisect_right(s.ts, after_ms - 3 * _QUARTER_MS), hi):
+            start = s.ts[i]
+            path = _path(s.open[i], s.high[i], s.low[i], s.close[i])
+            for quarter, price in enumerate(path):
+                t = start + quarter * _QUARTER_MS
+                if after_ms < t <= upto_ms:
+                    yield t, dec(price)
 
     def _typical_qty(self, amounts: list[float]) -> Decimal:
         if self.config.book_levels_qty is not None:
