@@ -153,6 +153,13 @@ def replay(config_path: Path, data_path: Path, as_json: bool) -> None:
     help="Live mode: directory with the files apiKey and secret (a mounted Secret).",
 )
 @click.option(
+    "--approval-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    envvar="HEAN_APPROVAL_DIR",
+    help="Live mode: directory with approval.yaml and trust/ (a mounted ConfigMap); without "
+    "it live trading is refused.",
+)
+@click.option(
     "--journal-dir",
     type=click.Path(path_type=Path, file_okay=False),
     envvar="HEAN_JOURNAL_DIR",
@@ -164,15 +171,21 @@ def run(
     port: int,
     control_token_file: Path | None,
     credentials_dir: Path | None,
+    approval_dir: Path | None,
     journal_dir: Path | None,
 ) -> None:
     """Run the engine (paper, or live through the LiveGate) until SIGTERM."""
+    from hean_engine.app.approval_gate import ApprovalGate
     from hean_engine.app.config import load_config
     from hean_engine.app.run import RunOptions, run_engine
+    from hean_engine.execution.live import DenyAllGate, LiveGate
 
     with _user_errors():
         identity, spec = load_config(config_path)
+        # The only gate the command line can choose: a signed approval, or none.
+        gate: LiveGate = ApprovalGate(approval_dir) if approval_dir is not None else DenyAllGate()
         options = RunOptions(
+            gate=gate,
             host=host,
             port=port,
             control_token_file=control_token_file,
@@ -180,6 +193,15 @@ def run(
             journal_dir=journal_dir,
         )
         run_engine(identity, spec, options)
+
+
+def _approval_group() -> click.Group:
+    from hean_engine.app.approval_cli import approval
+
+    return approval
+
+
+main.add_command(_approval_group())
 
 
 class _Watcher:

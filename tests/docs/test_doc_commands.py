@@ -53,6 +53,13 @@ _PORT_FORWARD = (
 RULES: list[Rule] = [
     # run here, no cluster needed
     Rule(rf"{_HEAN}( [a-z]+)* (-h|--help)", "local", "help text"),
+    Rule(
+        rf"{_HEAN} approval .*|mkdir -p trust|cp keys/\S+\.pub( keys/\S+\.pub)* trust/"
+        r"|rm trust/\S+\.pub|printf '[^']*' > trust/policy\.yaml",
+        "allowed",
+        "the LiveApproval walkthrough: each step needs the files of the steps before it; "
+        "tests/approval/test_security_doc.py runs them all, in order, in one directory",
+    ),
     Rule(rf"{_HEAN} crds (generate|reference) --out \S+ --check", "local", "drift check"),
     Rule(rf"{_HEAN} engine replay .*", "local", "replays the shared recorded data"),
     Rule(
@@ -110,8 +117,9 @@ RULES: list[Rule] = [
     Rule(
         rf"{_HEAN} engine run --config sim-live-engine\.yaml .*",
         "allowed",
-        "a live engine: the LiveGate refuses every live start in this version (tests/live "
-        "runs the live path against the exchange simulator with a gate that allows)",
+        "a live engine needs a signed LiveApproval for its uid and spec (--approval-dir); "
+        "tests/live runs the live path against the exchange simulator, with approvals "
+        "(test_live_approval.py) and with a gate that allows",
     ),
     Rule(r"kind (create|delete) cluster --name hean", "allowed", "needs Docker and kind"),
     Rule(r"kind load docker-image --name hean .*", "allowed", "needs Docker and kind"),

@@ -5,8 +5,8 @@ one candle on, so the engine's own polling drives the market and nothing in a
 test waits for time to pass. Clocks are real because ccxt signs with the wall
 clock and the simulator checks `recvWindow` against it (a fake clock advanced
 by several concurrent loops would move while a signed request is in flight).
-Backoffs and the recvWindow are shortened instead. Only the gate is a test's:
-it allows.
+Backoffs and the recvWindow are shortened instead. The gate is a test's (it
+allows) unless a test passes its own (an `ApprovalGate` over signed files).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from hean_engine.app.run import RunOptions, serve
 from hean_engine.control.runtime import Runtime
 from hean_engine.data.exchange_feed import FeedSettings
 from hean_engine.data.files import read_candles
-from hean_engine.execution.live import GateDecision
+from hean_engine.execution.live import GateDecision, LiveGate
 from hean_engine.model.spec import EngineIdentity, TradingEngineSpec, parse_spec
 from hean_engine.net.exchange import create_client
 from hean_engine.net.retry import RetryPolicy
@@ -134,6 +134,8 @@ async def run_live(
     identity: EngineIdentity | None = None,
     run_id: str = "run00001aaaa",
     limit_seconds: float = 60.0,
+    gate: LiveGate | None = None,
+    approval_recheck_seconds: float = 5.0,
 ) -> Runtime:
     """Serve a live engine until `during(run)` returns; the engine is stopped after it."""
     client = create_client(
@@ -158,7 +160,8 @@ async def run_live(
         port=0,
         feed=FeedSettings(poll_interval=0.01, history=20, close_grace=0.0),
         retry=FAST_RETRY,
-        gate=AllowGate(),
+        gate=gate or AllowGate(),
+        approval_recheck_seconds=approval_recheck_seconds,
         journal_dir=run.journal_dir,
         configure_logs=False,
     )

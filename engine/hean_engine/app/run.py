@@ -2,7 +2,8 @@
 
 Start-up, in order, each step failing with a reason and a non-zero exit:
 1. live mode asks the `LiveGate` first: without an approval nothing else
-   happens, not even reading the keys; then the keys and the journal;
+   happens, not even reading the keys; then the keys and the journal. The
+   approval is checked again while the engine runs (`app.approval_gate`);
 2. the exchange's markets are loaded and the symbol checked;
 3. the control server starts (health, readiness, metrics, status, control);
 4. live mode: the books are reconciled with the exchange (`app.live`); the
@@ -26,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hean_engine.app.approval_gate import RECHECK_SECONDS, ApprovalWatch
 from hean_engine.app.assembly import Engine, build_live_engine, build_simulated_engine
 from hean_engine.app.live import LiveSession
 from hean_engine.control.runtime import Runtime
@@ -63,6 +65,8 @@ class RunOptions:
     feed: FeedSettings = field(default_factory=FeedSettings)
     # The one way to live trading; the command line cannot replace it.
     gate: LiveGate = field(default_factory=DenyAllGate)
+    # How often a live engine checks its approval again (expiry has its own timer).
+    approval_recheck_seconds: float = RECHECK_SECONDS
     log_level: str = "info"
     configure_logs: bool = True
 
@@ -192,6 +196,21 @@ async def serve(
     engine.kernel.listeners.append(
         lambda event: log.info("engine event", kind=event.kind, detail=event.detail)
     )
+    watch: ApprovalWatch | None = None
+    if live:
+        # The approval is checked again while the engine runs: it expires, keys
+        # are revoked, and the verdict at start-up says nothing about later.
+        watch = ApprovalWatch(
+            options.gate,
+            identity,
+            spec,
+            engine.kernel,
+            runtime,
+            clock=clock,
+            sleep=sleep,
+            interval=options.approval_recheck_seconds,
+        )
+        watch.check()
     server = ControlServer(runtime, options.host, options.port, options.control_token_file)
     tasks: list[asyncio.Task[None]] = []
     try:
@@ -215,6 +234,8 @@ async def serve(
         before_trading = session.start(pending) if session is not None else None
         tasks.append(_task(_trade(engine, feed, before_trading), "market-data"))
         tasks.append(_task(_probe_loop_lag(runtime), "loop-lag"))
+        if watch is not None:
+            tasks.append(_task(watch.run(), "approval"))
         if session is not None and venue is not None:
             tasks.append(_task(venue.run_sender(), "orders"))
             tasks.append(_task(session.run_fills(), "fills"))

@@ -154,6 +154,18 @@ class EngineCollector(Collector):
         yield gauge("start_time_seconds", "Unix time the engine started.", rt.started)
         if rt.live is not None:
             yield from _live_metrics(rt, rt.live, ident, gauge, counter)
+        if rt.approval is not None:
+            yield gauge(
+                "approval_valid",
+                "1 while the engine's LiveApproval is valid (checked every few seconds).",
+                1 if rt.approval.valid else 0,
+            )
+            # NaN (no sample value) would break `time() > x` alerts; 0 reads as "long past".
+            yield gauge(
+                "approval_expiry_timestamp_seconds",
+                "Unix time the LiveApproval expires (0 when there is none).",
+                rt.approval.expires_at or 0.0,
+            )
 
 
 # Live counters: name (without prefix) -> help. Values come from `LiveView.metrics`.

@@ -16,6 +16,7 @@ from hean_engine.data.exchange_feed import FeedHealth
 from hean_engine.kernel.engine import TradingKernel
 from hean_engine.model.orders import RiskState
 from hean_engine.model.spec import EngineIdentity, TradingEngineSpec
+from hean_engine.model.timefmt import ms_to_iso
 
 RunMode = Literal["paper", "live", "replay"]
 Command = Literal["pause", "resume", "reduce", "halt"]
@@ -32,6 +33,32 @@ class LiveView(Protocol):
         ...
 
     def reconciles(self) -> dict[str, int]: ...
+
+
+@dataclass(frozen=True)
+class ApprovalStatus:
+    """The latest LiveApproval verdict of a live engine (its /status part and gauges)."""
+
+    valid: bool
+    reason: str
+    message: str
+    key_ids: tuple[str, ...] = ()
+    expires_at: float | None = None  # Unix seconds
+    checked_at: float | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "valid": self.valid,
+            "reason": self.reason,
+            "message": self.message,
+            "key_ids": list(self.key_ids),
+            "expires_at": _iso(self.expires_at),
+            "checked_at": _iso(self.checked_at),
+        }
+
+
+def _iso(seconds: float | None) -> str | None:
+    return ms_to_iso(int(seconds * 1000)) if seconds is not None else None
 
 
 @dataclass
@@ -51,6 +78,8 @@ class Runtime:
     reconcile_required: bool = False
     # Live mode: the session with the exchange (its /status part and counters).
     live: LiveView | None = None
+    # Live mode: the LiveApproval as last checked (None in paper mode).
+    approval: ApprovalStatus | None = None
     loop_lag: float = 0.0
     stopping: bool = False
     control_requests: dict[tuple[str, str], int] = field(default_factory=dict)

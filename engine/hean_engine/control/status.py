@@ -71,6 +71,7 @@ def build_status(runtime: Runtime) -> dict[str, Any]:
         "last_data_time": ms_to_iso(data_ms) if data_ms else None,
         "last_reconcile": runtime.last_reconcile,
         "live": runtime.live.status() if runtime.live is not None else None,
+        "approval": runtime.approval.as_dict() if runtime.approval is not None else None,
         "recent_events": [
             {"time": ms_to_iso(e.ts) if e.ts else None, "kind": e.kind, "detail": e.detail}
             for e in list(kernel.recent_events)[-20:]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import functools
 import importlib.util
+import math
 import re
 from decimal import Decimal
 from enum import StrEnum
@@ -24,6 +25,7 @@ from pydantic import (
     PlainSerializer,
     ValidationError,
     WithJsonSchema,
+    field_serializer,
     field_validator,
     model_validator,
 )
@@ -318,6 +320,24 @@ class StrategySpec(CamelModel):
     def typed_params(self) -> Any:
         return STRATEGY_PARAMS[self.name].model_validate(self.params)
 
+    @field_serializer("params", when_used="json")
+    def _params_without_floats(self, params: dict[str, Any]) -> dict[str, Any]:
+        # An unquoted YAML `0.001` arrives as a float; in JSON it is written as
+        # the decimal text it was (and 3.0 as 3), so that the spec hash a
+        # LiveApproval signs never depends on float formatting (signed JSON
+        # holds no floats) and `0.001` and "0.001" hash alike.
+        return {key: _float_as_text(value) for key, value in params.items()}
+
+
+def _float_as_text(value: Any) -> Any:
+    if isinstance(value, float) and math.isfinite(value):
+        return int(value) if value.is_integer() else format(Decimal(repr(value)), "f")
+    if isinstance(value, dict):
+        return {key: _float_as_text(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_float_as_text(item) for item in value]
+    return value
+
 
 class RiskPolicy(StrEnum):
     REDUCE = "reduce"
@@ -400,6 +420,12 @@ class LiveSpec(CamelModel):
         default=RiskPolicy.HALT,
         description="What drift or a foreign order does to the risk state: halt (no orders; "
         "open ones cancelled) or reduce (only orders that shrink the position).",
+    )
+    on_approval_loss: RiskPolicy = Field(
+        default=RiskPolicy.HALT,
+        description="What losing the LiveApproval while running (expired, revoked, re-signed "
+        "keys removed) does to the risk state: halt (no orders; open ones cancelled) or reduce "
+        "(only orders that shrink the position).",
     )
     recv_window_ms: Count = Field(
         default=5000,
@@ -512,6 +538,9 @@ class EngineIdentity(BaseModel):
     name: str = "engine"
     namespace: str = "default"
     generation: int = 0
+    # metadata.uid: a LiveApproval is bound to it, so an engine deleted and
+    # re-created under the same name needs a new approval. "" when unknown.
+    uid: str = ""
 
 
 def parse_manifest(data: Any) -> tuple[EngineIdentity, TradingEngineSpec]:
@@ -532,10 +561,14 @@ def parse_manifest(data: Any) -> tuple[EngineIdentity, TradingEngineSpec]:
         generation = meta.get("generation", 0) or 0
         if isinstance(generation, bool) or not isinstance(generation, int):
             raise ConfigError([f"metadata.generation: expected an integer, got {generation!r}"])
+        uid = meta.get("uid", "") or ""
+        if not isinstance(uid, str):
+            raise ConfigError([f"metadata.uid: expected a string, got {uid!r}"])
         identity = EngineIdentity(
             name=str(meta.get("name", "engine")),
             namespace=str(meta.get("namespace", "default")),
             generation=generation,
+            uid=uid,
         )
         return identity, parse_spec(data["spec"])
     return EngineIdentity(), parse_spec(data)

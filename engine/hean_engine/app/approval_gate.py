@@ -1,0 +1,221 @@
+"""The real LiveGate: a signed LiveApproval, checked by the engine itself, then while it runs.
+
+The operator checks approvals too, but the engine does not take its word for
+it: a bug in the operator, or a pod made by hand with `mode: live`, must not
+be able to trade. `ApprovalGate` reads `approval.yaml` and `trust/` from a
+directory (the operator mounts a ConfigMap there) on every check, since a
+mounted ConfigMap changes in place when an approval is replaced or a key is
+revoked.
+
+`ApprovalWatch` is the running engine's side: it checks again every
+`RECHECK_SECONDS` and exactly when the verdict can change by time alone
+(expiry, a key's end of life), on the injected clock. When the approval stops
+being valid the risk state moves as `spec.live.onApprovalLoss` says, and it
+cannot be lifted (a `resume` command included) until a valid approval is back.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import yaml
+
+from hean_engine.approval.manifest import parse_approval
+from hean_engine.approval.trust import load_trust_dir
+from hean_engine.approval.verify import Reason, Verdict, verify
+from hean_engine.control.runtime import ApprovalStatus, Runtime
+from hean_engine.execution.live import GateDecision, LiveGate
+from hean_engine.kernel.engine import KernelEvent, TradingKernel
+from hean_engine.model.errors import ConfigError
+from hean_engine.model.orders import RiskState
+from hean_engine.model.spec import EngineIdentity, RiskPolicy, TradingEngineSpec
+from hean_engine.net.retry import Sleep
+from hean_engine.telemetry.logs import get_logger
+
+log = get_logger("hean.engine.approval")
+
+APPROVAL_FILE = "approval.yaml"
+TRUST_DIR = "trust"
+# How often a running engine looks at its approval again (revocations, a
+# changed spec); expiry is not left to this: it has its own exact timer.
+RECHECK_SECONDS = 5.0
+
+
+class ApprovalGate:
+    """`LiveGate` over a directory holding `approval.yaml` and `trust/`."""
+
+    def __init__(self, approval_dir: Path, clock: Callable[[], float] = time.time) -> None:
+        self.approval_dir = approval_dir
+        self._clock = clock
+
+    def evaluate(self, identity: EngineIdentity, spec: TradingEngineSpec) -> GateDecision:
+        verdict = self.verdict(identity, spec)
+        return GateDecision(verdict.valid, describe(verdict))
+
+    def verdict(
+        self, identity: EngineIdentity, spec: TradingEngineSpec, *, at: float | None = None
+    ) -> Verdict:
+        """Read the files again and verify; any problem is a refusal (never an exception).
+
+        `at` (Unix seconds) replaces the gate's clock: the running engine's
+        watch passes its own injected clock, so its timers and the verdict agree.
+        """
+        now = datetime.fromtimestamp(self._clock() if at is None else at, tz=UTC)
+        path = self.approval_dir / APPROVAL_FILE
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return Verdict(False, Reason.MALFORMED, f"no LiveApproval at {path}")
+        except (OSError, UnicodeDecodeError) as exc:
+            return Verdict(False, Reason.MALFORMED, f"cannot read {path}: {type(exc).__name__}")
+        try:
+            approval = parse_approval(yaml.safe_load(text))
+            policy = load_trust_dir(self.approval_dir / TRUST_DIR)
+        except ConfigError as exc:
+            return Verdict(False, Reason.MALFORMED, "; ".join(exc.problems))
+        except yaml.YAMLError:
+            return Verdict(False, Reason.MALFORMED, f"{path} is not valid YAML")
+        if not policy.keys:
+            return Verdict(False, Reason.UNTRUSTED_KEY, "no trusted keys in the trust directory")
+        return verify(
+            approval,
+            policy,
+            namespace=identity.namespace,
+            engine=identity.name,
+            engine_uid=identity.uid,
+            spec=spec,
+            now=now,
+        )
+
+
+def describe(verdict: Verdict) -> str:
+    return f"{verdict.reason.value}: {verdict.message}"
+
+
+def _timestamp(moment: datetime | None) -> float | None:
+    return moment.timestamp() if moment is not None else None
+
+
+class ApprovalWatch:
+    """Re-checks a running live engine's approval and acts when it is lost."""
+
+    def __init__(
+        self,
+        gate: LiveGate,
+        identity: EngineIdentity,
+        spec: TradingEngineSpec,
+        kernel: TradingKernel,
+        runtime: Runtime,
+        *,
+        clock: Callable[[], float],
+        sleep: Sleep,
+        interval: float = RECHECK_SECONDS,
+    ) -> None:
+        self.gate = gate
+        self.interval = interval
+        self.identity = identity
+        self.spec = spec
+        self.kernel = kernel
+        self.runtime = runtime
+        self._clock = clock
+        self._sleep = sleep
+        self.policy = spec.live.on_approval_loss
+        self.next_change: float | None = None
+        self.lost_reason: str | None = None
+        self.checks = 0
+        # A risk state change made elsewhere (a `resume` command) must not lift
+        # what a lost approval imposed: the listener puts it back at once.
+        kernel.listeners.append(self._on_event)
+
+    def check(self) -> ApprovalStatus:
+        """Ask the gate now; update /status and act on a loss."""
+        self.checks += 1
+        now = self._clock()
+        if isinstance(self.gate, ApprovalGate):
+            verdict = self.gate.verdict(self.identity, self.spec, at=now)
+            status = ApprovalStatus(
+                valid=verdict.valid,
+                reason=verdict.reason.value,
+                message=verdict.message,
+                key_ids=verdict.key_ids,
+                expires_at=_timestamp(verdict.expires_at),
+                checked_at=now,
+            )
+            self.next_change = _timestamp(verdict.next_change)
+        else:
+            # Another gate (a test's): only its yes or no is known.
+            decision = self.gate.evaluate(self.identity, self.spec)
+            status = ApprovalStatus(
+                valid=decision.allowed,
+                reason=Reason.VALID.value if decision.allowed else "refused",
+                message=decision.reason,
+                checked_at=now,
+            )
+            self.next_change = None
+        self.runtime.approval = status
+        if status.valid:
+            if self.lost_reason is not None:
+                log.warning(
+                    "live approval valid again; the risk state stays until a command lifts it",
+                    reason=status.reason,
+                )
+                self.kernel._emit("approval", "LiveApproval valid again")
+            self.lost_reason = None
+        else:
+            self._lose(status)
+        return status
+
+    def _lose(self, status: ApprovalStatus) -> None:
+        first = self.lost_reason is None
+        self.lost_reason = f"approval: {status.reason}"
+        if first:
+            log.error("live approval lost", reason=status.reason, detail=status.message)
+            # Its own event even when the risk state does not change (already
+            # halted): the loss is what an operator needs to see in /status.
+            self.kernel._emit("approval", f"LiveApproval lost: {status.reason}: {status.message}")
+        self._enforce()
+
+    def _required(self) -> RiskState:
+        return RiskState.HALTED if self.policy is RiskPolicy.HALT else RiskState.REDUCING
+
+    def _enforce(self) -> None:
+        if self.lost_reason is None:
+            return
+        current = self.kernel.risk.state
+        # Never loosen: REDUCING does not replace a HALTED state.
+        if current is RiskState.HALTED or current is self._required():
+            return
+        self.kernel.set_risk_state(self._required(), self.lost_reason)
+
+    def _on_event(self, event: KernelEvent) -> None:
+        if event.kind == "risk_state" and self.lost_reason is not None:
+            self._enforce()
+
+    def delay(self) -> float:
+        """Seconds until the next check: the regular interval, or sooner at a known change."""
+        wait = self.interval
+        if self.next_change is not None:
+            wait = min(wait, self.next_change - self._clock())
+        return max(wait, 0.0)
+
+    async def run(self) -> None:
+        """Check, sleep until the next check, forever (the first check is `check()` at start)."""
+        while True:
+            await self._sleep(self.delay())
+            try:
+                self.check()
+            except Exception as exc:
+                # A gate that fails is a gate that refuses (the type only: the
+                # message of an unexpected error is not known to be safe to show).
+                status = ApprovalStatus(
+                    False,
+                    Reason.MALFORMED.value,
+                    f"the approval check failed: {type(exc).__name__}",
+                    checked_at=self._clock(),
+                )
+                self.runtime.approval = status
+                self.next_change = None
+                self._lose(status)
