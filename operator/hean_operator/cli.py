@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from hean_operator.crds import drifted_crds, write_crds
-from hean_operator.crds.reference import REFERENCE_FILE, reference_drifted, write_reference
+from hean_operator.crds.reference import REFERENCE_FILES, drifted_references, write_reference
 
 
 @click.group()
@@ -48,22 +48,24 @@ def generate(out: Path, check: bool) -> None:
     type=click.Path(path_type=Path, file_okay=False),
     default=Path("docs/reference"),
     show_default=True,
-    help=f"Directory to write {REFERENCE_FILE} into.",
+    help=f"Directory to write {' and '.join(REFERENCE_FILES)} into.",
 )
-@click.option("--check", is_flag=True, help="Write nothing; exit 1 if the file drifted.")
+@click.option("--check", is_flag=True, help="Write nothing; exit 1 if a file drifted.")
 def reference(out: Path, check: bool) -> None:
-    """Write (or --check) the TradingEngine reference (Markdown) generated from the CRD."""
+    """Write (or --check) the CRD references (Markdown) generated from the CRDs."""
     if check:
-        if reference_drifted(out):
+        drifted = drifted_references(out)
+        if drifted:
             click.echo(
-                f"error: {out / REFERENCE_FILE} drifted from the CRD; "
-                f"run `hean crds reference --out {out}`",
+                f"error: {', '.join(str(out / name) for name in drifted)} drifted from the "
+                f"CRDs; run `hean crds reference --out {out}`",
                 err=True,
             )
             sys.exit(1)
-        click.echo(f"{out / REFERENCE_FILE}: up to date")
+        click.echo(f"{', '.join(str(out / name) for name in REFERENCE_FILES)}: up to date")
         return
-    click.echo(f"wrote {write_reference(out)}")
+    for path in write_reference(out):
+        click.echo(f"wrote {path}")
 
 
 @click.group(name="operator")
@@ -125,6 +127,20 @@ def operator_group() -> None:
     show_default=True,
     help="JSON lines (with the resource's namespace/name) or human-readable text.",
 )
+@click.option(
+    "--trust-configmap",
+    default=None,
+    envvar="HEAN_TRUST_CONFIGMAP",
+    help="The ConfigMap with the LiveApproval trust policy (`<keyId>.pub` files and "
+    "policy.yaml). Without it no key is trusted and no live engine starts.",
+)
+@click.option(
+    "--trust-namespace",
+    default=None,
+    envvar="HEAN_TRUST_NAMESPACE",
+    help="Namespace of the trust ConfigMap: the operator's own (default: the pod's "
+    "namespace in a cluster, else `default`).",
+)
 @click.option("--verbose", is_flag=True, help="Debug logging.")
 @click.option(
     "--kubeconfig",
@@ -143,6 +159,8 @@ def run_operator_command(
     metrics_port: int,
     liveness_port: int,
     log_format: str,
+    trust_configmap: str | None,
+    trust_namespace: str | None,
     verbose: bool,
     kubeconfig: Path | None,
 ) -> None:
@@ -177,8 +195,21 @@ def run_operator_command(
         kubeconfig=str(kubeconfig) if kubeconfig else None,
         log_format=log_format,
         verbose=verbose,
+        trust_configmap=trust_configmap or None,
+        trust_namespace=trust_namespace or _own_namespace(),
     )
     asyncio.run(run_operator(settings))
+
+
+SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+
+
+def _own_namespace() -> str:
+    """The namespace the operator's pod runs in (its service account says), else `default`."""
+    try:
+        return SERVICE_ACCOUNT_NAMESPACE.read_text(encoding="utf-8").strip() or "default"
+    except OSError:
+        return "default"
 
 
 def _resources(option: str | None, text: str) -> dict[str, str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import os
 import threading
@@ -13,8 +14,10 @@ import kopf
 from kubernetes import config as kube_config
 from prometheus_client import start_http_server
 
-from hean_operator.handlers import engines
+from hean_operator.approvals.scheduler import SystemClock
+from hean_operator.handlers import approvals, engines
 from hean_operator.kube.cluster import KubernetesCluster
+from hean_operator.kube.trust import TrustFiles, TrustWatcher
 from hean_operator.metrics import OperatorMetrics
 from hean_operator.settings import OperatorSettings
 
@@ -51,9 +54,13 @@ def build_registry(settings: OperatorSettings, runtime: engines.Runtime) -> kopf
         settings.watching.server_timeout = 300
         runtime.session = aiohttp.ClientSession()
         memo["runtime"] = runtime
+        await _start_approvals(settings_=runtime.settings, runtime=runtime, memo=memo)
 
     @kopf.on.cleanup(registry=registry)
-    async def close(**_: Any) -> None:
+    async def close(memo: kopf.Memo, **_: Any) -> None:
+        watcher = memo.get("trust_watcher")
+        if watcher is not None:
+            watcher.stop()
         if runtime.session is not None:
             await runtime.session.close()
 
@@ -66,7 +73,46 @@ def build_registry(settings: OperatorSettings, runtime: engines.Runtime) -> kopf
         return kopf.login_via_client(**kwargs)
 
     engines.register(registry, settings)
+    approvals.register(registry)
     return registry
+
+
+async def _start_approvals(
+    settings_: OperatorSettings, runtime: engines.Runtime, memo: kopf.Memo
+) -> None:
+    """Know the trust policy and every LiveApproval before the first engine is judged.
+
+    Runs in kopf's start-up (before any resource handler): a restarted operator
+    that judged running engines with nothing indexed yet would halt them all.
+    """
+    loop = asyncio.get_running_loop()
+    configured = settings_.trust_configmap is not None
+    enforcer = approvals.ApprovalEnforcer(
+        runtime, SystemClock(loop), approvals.trust_state(None, configured)
+    )
+    # kopf's context (its Event queue) for evaluations started by timers and threads
+    enforcer.bind(loop, contextvars.copy_context())
+    if settings_.trust_configmap is not None:
+
+        def changed(files: TrustFiles) -> None:
+            state = approvals.trust_state(files)
+            loop.call_soon_threadsafe(enforcer.set_trust, state)
+
+        watcher = TrustWatcher(settings_.trust_namespace, settings_.trust_configmap, changed)
+        enforcer.trust = approvals.trust_state(await asyncio.to_thread(watcher.read))
+        if enforcer.trust.problem:
+            logging.getLogger("hean.operator.trust").warning(
+                "trust policy: %s", enforcer.trust.problem
+            )
+        watcher.start()
+        memo["trust_watcher"] = watcher
+    namespaces: list[str | None] = list(settings_.namespaces) or [None]
+    for namespace in namespaces:
+        for manifest in await asyncio.to_thread(runtime.cluster.list_approvals, namespace):
+            enforcer.index(manifest)
+    runtime.approvals = enforcer
+    for key in enforcer.engines():  # approvals written while the operator was away
+        enforcer.request(key)
 
 
 async def run_operator(

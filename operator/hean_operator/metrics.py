@@ -6,7 +6,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from hean_operator.api.status import Phase
 
-HANDLERS = ("reconcile", "poll", "pod", "control", "delete")
+HANDLERS = ("reconcile", "poll", "pod", "control", "delete", "approval")
 
 
 class OperatorMetrics:
@@ -41,6 +41,27 @@ class OperatorMetrics:
             "Failed GET /status polls of engines.",
             registry=self.registry,
         )
+        self.approval_evaluations = Counter(
+            "hean_operator_liveapproval_evaluations_total",
+            "Evaluations of a live engine's LiveApprovals, by result (valid, invalid) and "
+            "reason (the verifier's reason, or no_approval / no_trust_policy).",
+            ["result", "reason"],
+            registry=self.registry,
+        )
+        self.approval_enforcements = Counter(
+            "hean_operator_liveapproval_enforcements_total",
+            "Running live engines told to stop trading (halt or reduce) because their "
+            "LiveApproval stopped being valid, by command and reason.",
+            ["command", "reason"],
+            registry=self.registry,
+        )
+        self.approval_expiry = Gauge(
+            "hean_operator_liveapproval_expiry_timestamp_seconds",
+            "When the valid LiveApproval a live engine runs on expires (Unix time).",
+            ["namespace", "engine", "approval"],
+            registry=self.registry,
+        )
+        self._expiry_labels: dict[tuple[str, str], str] = {}
         self._phases: dict[tuple[str, str], Phase] = {}
         # Every handler's series exists from the start, at zero: an alert on
         # `rate(...errors_total[5m])` then sees the first error as a change.
@@ -61,3 +82,17 @@ class OperatorMetrics:
             self.engines.labels(phase=each.value).set(
                 sum(1 for p in self._phases.values() if p is each)
             )
+
+    def observe_expiry(
+        self, namespace: str, engine: str, approval: str | None, expires: float | None
+    ) -> None:
+        """The expiry of the approval an engine runs on; None forgets the engine's series."""
+        key = (namespace, engine)
+        previous = self._expiry_labels.pop(key, None)
+        if previous is not None:
+            self.approval_expiry.remove(namespace, engine, previous)
+        if approval is not None and expires is not None:
+            self.approval_expiry.labels(namespace=namespace, engine=engine, approval=approval).set(
+                expires
+            )
+            self._expiry_labels[key] = approval

@@ -20,6 +20,10 @@ class OperatorSettings:
     log_format: str = "json"  # json | text
     verbose: bool = False
     kubeconfig: str | None = None  # outside a cluster; None: in-cluster, then ~/.kube/config
+    # The LiveApproval trust policy: a ConfigMap in the operator's own namespace.
+    # None: no key is trusted, so no live engine starts.
+    trust_configmap: str | None = None
+    trust_namespace: str = "default"
 
     @property
     def clusterwide(self) -> bool:

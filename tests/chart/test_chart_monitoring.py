@@ -34,10 +34,7 @@ RUNBOOKS = REPO_ROOT / "docs" / "runbooks"
 
 # Metrics that alerts may use before the code exports them. Remove an entry
 # once its metric exists (test_future_metrics_are_not_exported_yet says when).
-FUTURE_METRICS = {
-    # Comes with the LiveApproval feature: the expiry time of each approval.
-    "hean_operator_liveapproval_expiry_timestamp_seconds",
-}
+FUTURE_METRICS: set[str] = set()
 # Series Prometheus makes itself for every scrape target.
 PROMETHEUS_BUILTIN = {"up"}
 

@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 from chart_support import NAMESPACE, SCENARIOS, Helm, objects_of
 
-from hean_operator.kube.cluster import GROUP, PLURAL, VERBS
+from hean_operator.kube.cluster import APPROVALS, GROUP, PLURAL, TRUST_VERBS, VERBS
 
 Rendered = Callable[[str], list[dict[str, Any]]]
 Rule = tuple[str, str, str]  # (apiGroup, resource, verb)
@@ -41,6 +41,8 @@ API_GROUPS = {
     "namespaces": "",
     PLURAL: GROUP,
     f"{PLURAL}/status": GROUP,
+    APPROVALS: GROUP,
+    f"{APPROVALS}/status": GROUP,
     "customresourcedefinitions": "apiextensions.k8s.io",
 }
 
@@ -76,16 +78,54 @@ def _flatten(role: dict[str, Any]) -> set[Rule]:
     return out
 
 
+def _is_trust(obj: dict[str, Any]) -> bool:
+    return str(obj["metadata"]["name"]).endswith("-trust")
+
+
 def _by_name(objects: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
+    """The objects of `kind` by namespace/name, without the trust ConfigMap's Role."""
     return {
         f"{o['metadata'].get('namespace', '')}/{o['metadata']['name']}": o
         for o in objects_of(objects, kind)
+        if not _is_trust(o)
     }
 
 
 def test_operator_verbs_are_known() -> None:
     """A new entry in VERBS must get its API group (and RBAC) here."""
     assert set(VERBS) <= set(API_GROUPS)
+    assert set(TRUST_VERBS) <= set(API_GROUPS)
+
+
+@pytest.mark.parametrize("scenario", ["defaults", "namespaced", "customised"])
+def test_the_trust_configmap_alone_is_readable(rendered: Rendered, scenario: str) -> None:
+    """list/watch on the one trust ConfigMap, in the release namespace: nothing else."""
+    objects = rendered(scenario)
+    (trust,) = [
+        o
+        for o in objects_of(objects, "ConfigMap")
+        if o["metadata"]["name"].endswith("-liveapproval-trust")
+    ]
+    (role,) = [o for o in objects_of(objects, "Role") if _is_trust(o)]
+    assert role["metadata"]["namespace"] == NAMESPACE == trust["metadata"]["namespace"]
+    expected = [
+        {
+            "apiGroups": [API_GROUPS[resource]],
+            "resources": [resource],
+            "resourceNames": [trust["metadata"]["name"]],
+            "verbs": list(verbs),
+        }
+        for resource, verbs in TRUST_VERBS.items()
+    ]
+    assert role["rules"] == expected
+    (binding,) = [o for o in objects_of(objects, "RoleBinding") if _is_trust(o)]
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": role["metadata"]["name"],
+    }
+    sa = SCENARIOS[scenario].values.get("serviceAccount", {}).get("name") or "hean"
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": sa, "namespace": NAMESPACE}]
 
 
 @pytest.mark.parametrize("scenario", sorted(SCENARIOS))
@@ -99,7 +139,7 @@ def test_no_wildcards(rendered: Rendered, scenario: str) -> None:
 @pytest.mark.parametrize("scenario", ["defaults", "defaults-monitoring-api", "no-api-check"])
 def test_clusterwide_rbac_is_exact(rendered: Rendered, scenario: str) -> None:
     objects = rendered(scenario)
-    assert not objects_of(objects, "Role") and not objects_of(objects, "RoleBinding")
+    assert not _by_name(objects, "Role") and not _by_name(objects, "RoleBinding")
     (role,) = objects_of(objects, "ClusterRole")
     assert _flatten(role) == NAMESPACED_RULES | _rules(KOPF_CRD_SCANNING)
     (binding,) = objects_of(objects, "ClusterRoleBinding")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,10 @@ from chart_support import (
     objects_of,
     one_of,
 )
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from hean_engine.approval.trust import trust_from_files
 from hean_engine.model.spec import parse_spec
 from hean_operator.builders.common import EngineRef
 from hean_operator.builders.pod import EngineImage, build_pod
@@ -256,21 +260,25 @@ def test_service_exposes_metrics_and_liveness(rendered: Rendered) -> None:
     assert {p["targetPort"] for p in service["spec"]["ports"]} == container_ports
 
 
+def _trust(objects: list[dict[str, Any]]) -> dict[str, Any]:
+    (found,) = [
+        o
+        for o in objects_of(objects, "ConfigMap")
+        if o["metadata"]["name"].endswith("-liveapproval-trust")
+    ]
+    return found
+
+
 def test_liveapproval_trust_configmap(rendered: Rendered, helm: Helm) -> None:
-    (default,) = [
-        o
-        for o in objects_of(rendered("defaults"), "ConfigMap")
-        if o["metadata"]["name"].endswith("-liveapproval-trust")
-    ]
-    assert default["data"] == {"requiredSignatures": "1"}
-    (custom,) = [
-        o
-        for o in objects_of(rendered("customised"), "ConfigMap")
-        if o["metadata"]["name"].endswith("-liveapproval-trust")
-    ]
-    assert custom["data"]["requiredSignatures"] == "2"
-    assert set(custom["data"]) == {"requiredSignatures", "ops-1.pem", "risk-1.pem"}
-    for key in ("ops-1.pem", "risk-1.pem"):
+    default = _trust(rendered("defaults"))
+    assert default["metadata"]["name"] == "hean-liveapproval-trust"
+    assert default["metadata"]["namespace"] == NAMESPACE
+    assert default["data"] == {"policy.yaml": "required: 1\n"}
+    assert trust_from_files(default["data"]).keys == {}  # the engine's loader reads it
+    custom = _trust(rendered("customised"))
+    assert set(custom["data"]) == {"policy.yaml", "ops-1.pub", "risk-1.pub"}
+    assert yaml.safe_load(custom["data"]["policy.yaml"]) == {"required": 2}
+    for key in ("ops-1.pub", "risk-1.pub"):
         assert custom["data"][key].startswith("-----BEGIN PUBLIC KEY-----\n")
         assert custom["data"][key].rstrip().endswith("-----END PUBLIC KEY-----")
     too_many = {
@@ -281,6 +289,42 @@ def test_liveapproval_trust_configmap(rendered: Rendered, helm: Helm) -> None:
     }
     with pytest.raises(HelmError, match="requiredSignatures"):
         helm.template(too_many)
+
+
+def test_trust_policy_renders_every_field_the_engine_reads(helm: Helm) -> None:
+    key = Ed25519PrivateKey.generate().public_key()
+    pem = key.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo).decode()
+    values = {
+        "liveApprovals": {
+            "trustedKeys": {"ops-1": pem, "risk-1": pem},
+            "requiredSignatures": 1,
+            "namespaces": {"prod": 2},
+            "revoked": ["old-1"],
+            "keyNotAfter": {"ops-1": "2027-01-01T00:00:00Z"},
+        }
+    }
+    data = _trust(helm.template(values))["data"]
+    assert yaml.safe_load(data["policy.yaml"])["namespaces"] == {"prod": {"required": 2}}
+    policy = trust_from_files(data)
+    assert set(policy.keys) == {"ops-1", "risk-1"}
+    assert policy.required_for("prod") == 2 and policy.required_for("dev") == 1
+    assert policy.revoked == frozenset({"old-1"})
+    assert policy.keys["ops-1"].not_after == datetime(2027, 1, 1, tzinfo=UTC)
+    for bad in (
+        {"namespaces": {"prod": 3}},  # more than the trusted keys
+        {"revoked": ["not a key id"]},
+        {"keyNotAfter": {"ops-1": "tomorrow"}},
+    ):
+        with pytest.raises(HelmError):
+            helm.template({"liveApprovals": {**values["liveApprovals"], **bad}})
+
+
+def test_the_operator_watches_the_trust_configmap(rendered: Rendered) -> None:
+    for scenario in ("defaults", "customised"):
+        args = _operator_container(rendered(scenario))["args"]
+        ctx = run_operator_command.make_context("run", list(args[2:]))
+        assert ctx.params["trust_configmap"] == _trust(rendered(scenario))["metadata"]["name"]
+        assert ctx.params["trust_namespace"] == NAMESPACE
 
 
 def test_engine_pods_match_the_chart_assumptions() -> None:

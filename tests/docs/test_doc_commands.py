@@ -87,11 +87,6 @@ RULES: list[Rule] = [
     Rule(r"kubectl -n OP_NS .*", "allowed", _CHART_IN_A_CLUSTER),
     Rule(r"kubectl -n NS port-forward pod/ENGINE-engine 8080:8080 &", "allowed", _PORT_FORWARD),
     Rule(r"curl .*localhost:8080/.*", "allowed", _PORT_FORWARD),
-    Rule(
-        r"kubectl get liveapprovals -A",
-        "allowed",
-        "the LiveApproval resource does not exist yet (its CRD comes with the feature)",
-    ),
     Rule(r"kubectl .*", "sandbox", "runs against the sandbox"),
     Rule(r"[A-Z_]+=\$\(kubectl .*\)", "sandbox", "runs against the sandbox"),
     # not runnable here

@@ -110,52 +110,47 @@ async def test_a_live_engine_trades_and_its_books_equal_the_exchange(tmp_path: P
     assert API_KEY not in text and SECRET not in text
 
 
-async def test_a_response_dropped_after_execution_never_becomes_a_second_order(
-    tmp_path: Path,
-) -> None:
+async def _trade_through(tmp_path: Path, fault: str, times: int, fills: int) -> LiveRun:
+    """Trade until `fills` fills with the next `times` order requests failing as `fault`,
+    then settle; the run, for its counters."""
     sim = await make_sim(tmp_path)
-    sim.faults.force("drop", 3, method="POST", path=ORDER_PATH)
+    sim.faults.force(fault, times, method="POST", path=ORDER_PATH)
     run = LiveRun(sim, live_spec(sim.url), tmp_path / "journal")
 
     async def during(run: LiveRun) -> None:
         assert run.runtime is not None
-        await until(lambda: len(run.runtime.kernel.fills) >= 4, "four fills")  # type: ignore[union-attr]
+        kernel = run.runtime.kernel
+        await until(lambda: len(kernel.fills) >= fills, f"{fills} fills")
         assert await _settle(run) == "ok"
 
     try:
         await run_live(run, during)
     finally:
         await sim.stop()
-    stats = run.session.venue.stats
     assert sim.faults.pending == 0
+    _assert_one_order_per_intent(run)
+    _assert_books_equal_exchange(run)
+    return run
+
+
+async def test_a_response_dropped_after_execution_never_becomes_a_second_order(
+    tmp_path: Path,
+) -> None:
+    run = await _trade_through(tmp_path, "drop", 3, 4)
+    stats = run.session.venue.stats
     assert stats.unknown_outcomes >= 3
     assert stats.lookups_found >= 3
     assert stats.resends == 0  # each dropped order was found, none sent twice
-    _assert_one_order_per_intent(run)
-    _assert_books_equal_exchange(run)
 
 
 async def test_a_request_that_never_arrived_is_sent_again_only_after_the_recv_window(
     tmp_path: Path,
 ) -> None:
-    sim = await make_sim(tmp_path)
-    sim.faults.force("reset", 2, method="POST", path=ORDER_PATH)
-    run = LiveRun(sim, live_spec(sim.url), tmp_path / "journal")
-
-    async def during(run: LiveRun) -> None:
-        assert run.runtime is not None
-        await until(lambda: len(run.runtime.kernel.fills) >= 2, "two fills")  # type: ignore[union-attr]
-        assert await _settle(run) == "ok"
-
-    try:
-        await run_live(run, during)
-    finally:
-        await sim.stop()
+    run = await _trade_through(tmp_path, "reset", 2, 2)
     stats = run.session.venue.stats
     assert stats.resends >= 2
+    # Each resend came after a lookup that found nothing once the window had passed.
     assert stats.lookups_absent >= 2
-    _assert_one_order_per_intent(run)
-    _assert_books_equal_exchange(run)
 
 
 @pytest.mark.parametrize(

@@ -9,8 +9,9 @@ import pytest
 import yaml
 
 from hean_engine.model.spec import parse_manifest, parse_spec
+from hean_operator.builders.approval import approval_data, build_approval_configmap
 from hean_operator.builders.common import EngineRef, selector
-from hean_operator.builders.config import build_configmap, build_control_secret
+from hean_operator.builders.config import build_configmap, build_control_secret, engine_manifest
 from hean_operator.builders.pod import EngineImage, build_pod, build_service
 
 ENGINE = EngineRef(name="btc", namespace="trading", uid="uid-1", generation=3)
@@ -98,12 +99,50 @@ def test_live_pod_mounts_the_credentials_secret_and_a_journal_volume() -> None:
     mounts = {m["name"]: m for m in container["volumeMounts"]}
     assert mounts["journal"]["mountPath"] == "/var/lib/hean/journal"
     assert not mounts["journal"].get("readOnly")
-    assert container["command"][-4:] == [
+    assert container["command"][-6:] == [
         "--credentials-dir",
         "/etc/hean/credentials",
         "--journal-dir",
         "/var/lib/hean/journal",
+        "--approval-dir",
+        "/etc/hean/approval",
     ]
+
+
+def test_live_pod_mounts_its_approval_with_the_trust_files_in_a_subdirectory() -> None:
+    spec = _spec(mode="live", exchange={"id": "binance", "credentialsSecret": "binance-keys"})
+    data = approval_data({"kind": "LiveApproval"}, {"alice.pub": "PEM", "policy.yaml": "x"})
+    assert set(data) == {"approval.yaml", "trust.alice.pub", "trust.policy.yaml"}
+    pod = build_pod(ENGINE, spec, EngineImage(), data)
+    volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
+    source = volumes["approval"]["configMap"]
+    assert source["name"] == "btc-approval"
+    assert source["optional"] is True
+    assert {i["key"]: i["path"] for i in source["items"]} == {
+        "approval.yaml": "approval.yaml",
+        "trust.alice.pub": "trust/alice.pub",
+        "trust.policy.yaml": "trust/policy.yaml",
+    }
+    mounts = {m["name"]: m for m in pod["spec"]["containers"][0]["volumeMounts"]}
+    assert mounts["approval"] == {
+        "name": "approval",
+        "mountPath": "/etc/hean/approval",
+        "readOnly": True,
+    }
+    configmap = build_approval_configmap(ENGINE, data)
+    _owned_by_engine(configmap)
+    assert configmap["data"] == data
+
+
+def test_paper_pod_has_no_approval() -> None:
+    pod = build_pod(ENGINE, _spec(), EngineImage())
+    assert "approval" not in {v["name"] for v in pod["spec"]["volumes"]}
+    assert "--approval-dir" not in pod["spec"]["containers"][0]["command"]
+
+
+def test_engine_config_carries_the_uid() -> None:
+    manifest = engine_manifest(ENGINE, _spec())
+    assert manifest["metadata"]["uid"] == ENGINE.uid
 
 
 @pytest.mark.parametrize("mode", ["paper", "live"])

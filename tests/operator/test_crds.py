@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import yaml
+from approval_support import signed
 from click.testing import CliRunner
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from hean_engine.cli import main
 from hean_engine.model.spec import POSITIVE_PATTERN, TradingEngineSpec
 from hean_operator.crds import drifted_crds, render_crds
+from hean_operator.crds.liveapproval import build_liveapproval_crd
 from hean_operator.crds.tradingengine import build_tradingengine_crd
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -117,3 +121,56 @@ def test_rendered_yaml_is_one_document_per_crd() -> None:
     for name, text in render_crds().items():
         docs = list(yaml.safe_load_all(text))
         assert len(docs) == 1 and docs[0]["kind"] == "CustomResourceDefinition", name
+
+
+def test_liveapproval_crd_names_columns_and_schema() -> None:
+    crd = build_liveapproval_crd()
+    assert crd["metadata"]["name"] == "liveapprovals.hean.io"
+    names = crd["spec"]["names"]
+    assert (names["kind"], names["plural"], names["shortNames"], names["categories"]) == (
+        "LiveApproval",
+        "liveapprovals",
+        ["la"],
+        ["hean"],
+    )
+    assert crd["spec"]["scope"] == "Namespaced"
+    (version,) = crd["spec"]["versions"]
+    assert version["name"] == "v1alpha1" and version["subresources"] == {"status": {}}
+    columns = [c["name"] for c in version["additionalPrinterColumns"]]
+    assert columns == ["Engine", "Valid", "Approvers", "Expires", "Age"]
+    schema = version["schema"]["openAPIV3Schema"]
+    spec = schema["properties"]["spec"]
+    assert set(spec["required"]) == {
+        "engineRef",
+        "engineUid",
+        "specHash",
+        "notBefore",
+        "expiresAt",
+        "nonce",
+    }
+    signatures = spec["properties"]["signatures"]
+    assert signatures["x-kubernetes-list-map-keys"] == ["keyId"]
+    assert set(schema["properties"]["status"]["properties"]) == {
+        "valid",
+        "reason",
+        "message",
+        "keyIds",
+        "lastEvaluated",
+    }
+    for path, node in _nodes(spec, "spec") + _nodes(schema["properties"]["status"], "status"):
+        assert "type" in node, path
+        assert not {"$ref", "anyOf", "oneOf", "allOf", "title"} & node.keys(), path
+
+
+def test_a_signed_approval_fits_the_crd_schema() -> None:
+    """What `hean approval sign` writes matches the CRD's patterns and bounds."""
+    manifest = signed({"alice": Ed25519PrivateKey.generate()}, now=datetime.now(UTC))
+    spec = build_liveapproval_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    props = spec["properties"]["spec"]["properties"]
+    for field in ("specHash", "notBefore", "expiresAt"):
+        assert re.fullmatch(props[field]["pattern"].strip("^$"), manifest["spec"][field]), field
+    (signature,) = manifest["spec"]["signatures"]
+    assert (
+        len(signature["signature"])
+        <= props["signatures"]["items"]["properties"]["signature"]["maxLength"]
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from typing import Any
 
 from hean_engine.model.spec import parse_spec
@@ -61,6 +62,17 @@ class StoreCluster:
         return None
 
     def patch_engine_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        raise AssertionError("not used here")
+
+    def list_approvals(self, namespace: str | None) -> list[dict[str, Any]]:
+        raise AssertionError("not used here")
+
+    def patch_approval_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        raise AssertionError("not used here")
+
+    def create_event(
+        self, involved: Mapping[str, Any], type_: str, reason: str, message: str
+    ) -> None:
         raise AssertionError("not used here")
 
     def pods(self) -> list[dict[str, Any]]:

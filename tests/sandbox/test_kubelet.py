@@ -124,6 +124,47 @@ async def test_env_and_mounted_volumes_reach_the_process(http: Http, runner: Pod
     ]
 
 
+async def test_configmap_items_map_keys_to_paths_as_the_kubelet_does(
+    http: Http, runner: PodRunner
+) -> None:
+    # A live engine's approval volume: `trust.X` keys land in `trust/X`; an
+    # optional volume skips a listed key the ConfigMap no longer has.
+    await http.post(
+        "/api/v1/namespaces/default/configmaps",
+        {"metadata": {"name": "appr"}, "data": {"approval.yaml": "a: 1\n", "trust.k.pub": "PEM"}},
+    )
+    code = (
+        "import os, sys;"
+        "print(sorted(os.listdir(sys.argv[1])));"
+        "print(open(os.path.join(sys.argv[1], 'trust', 'k.pub')).read())"
+    )
+    manifest = pod(
+        "items",
+        code,
+        "/etc/hean/approval",
+        volumeMounts=[{"name": "approval", "mountPath": "/etc/hean/approval"}],
+    )
+    manifest["spec"]["volumes"] = [
+        {
+            "name": "approval",
+            "configMap": {
+                "name": "appr",
+                "optional": True,
+                "items": [
+                    {"key": "approval.yaml", "path": "approval.yaml"},
+                    {"key": "trust.k.pub", "path": "trust/k.pub"},
+                    {"key": "trust.gone.pub", "path": "trust/gone.pub"},
+                ],
+            },
+        }
+    ]
+    watch = await watch_pod(http, "items")
+    await http.post(PODS, manifest)
+    done = await watch.until(lambda e: pod_status(e).get("phase") == "Succeeded", within=30)
+    assert container_state(done)["state"]["terminated"]["exitCode"] == 0
+    assert log_of(runner, "items").splitlines() == ["['approval.yaml', 'trust']", "PEM"]
+
+
 async def test_readiness_probe_sets_ready_and_delete_stops_the_process(
     http: Http, runner: PodRunner
 ) -> None:

@@ -98,6 +98,19 @@ app.kubernetes.io/managed-by: hean-operator
 - apiGroups: ["hean.io"]
   resources: ["tradingengines/status"]
   verbs: ["patch"]
+- apiGroups: ["hean.io"]
+  resources: ["liveapprovals"]
+  verbs: ["list", "watch"]
+- apiGroups: ["hean.io"]
+  resources: ["liveapprovals/status"]
+  verbs: ["patch"]
+{{- end }}
+
+{{/*
+The ConfigMap with the LiveApproval trust policy (in the release namespace).
+*/}}
+{{- define "hean.trustConfigMap" -}}
+{{ include "hean.fullname" . }}-liveapproval-trust
 {{- end }}
 
 {{/*

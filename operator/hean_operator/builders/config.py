@@ -38,6 +38,9 @@ def engine_manifest(engine: EngineRef, spec: TradingEngineSpec) -> dict[str, Any
         "metadata": {
             "name": engine.name,
             "namespace": engine.namespace,
+            # The engine checks that its LiveApproval names this uid: a deleted and
+            # recreated engine of the same name is a different engine.
+            "uid": engine.uid,
             "generation": engine.generation,
         },
         "spec": spec.model_dump(mode="json", by_alias=True, exclude_none=True),

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from hean_engine.model.spec import Mode, TradingEngineSpec
+from hean_operator.builders.approval import APPROVAL_DIR, approval_volume
 from hean_operator.builders.common import (
     ANNOTATION_GENERATION,
     ANNOTATION_REVISION,
@@ -47,11 +49,24 @@ def engine_command(engine: EngineRef, spec: TradingEngineSpec, image: EngineImag
         f"{CONTROL_DIR}/{CONTROL_TOKEN_KEY}",
     ]
     if spec.mode is Mode.LIVE:
-        command += ["--credentials-dir", CREDENTIALS_DIR, "--journal-dir", JOURNAL_DIR]
+        command += [
+            "--credentials-dir",
+            CREDENTIALS_DIR,
+            "--journal-dir",
+            JOURNAL_DIR,
+            "--approval-dir",
+            APPROVAL_DIR,
+        ]
     return command
 
 
-def build_pod(engine: EngineRef, spec: TradingEngineSpec, image: EngineImage) -> dict[str, Any]:
+def build_pod(
+    engine: EngineRef,
+    spec: TradingEngineSpec,
+    image: EngineImage,
+    approval: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """The engine pod; `approval` is the data of the engine's approval ConfigMap (live)."""
     meta = metadata(engine, engine.pod_name, "engine")
     meta["annotations"] = {
         ANNOTATION_GENERATION: str(engine.generation),
@@ -74,6 +89,10 @@ def build_pod(engine: EngineRef, spec: TradingEngineSpec, image: EngineImage) ->
         # found on the exchange at start-up.
         mounts.append({"name": "journal", "mountPath": JOURNAL_DIR})
         volumes.append({"name": "journal", "emptyDir": {"sizeLimit": "64Mi"}})
+    if spec.mode is Mode.LIVE:
+        # The engine checks its LiveApproval again itself, from these files.
+        mounts.append({"name": "approval", "mountPath": APPROVAL_DIR, "readOnly": True})
+        volumes.append(approval_volume(engine, approval or {}))
     if spec.mode is Mode.LIVE and spec.exchange.credentials_secret:
         mounts.append({"name": "credentials", "mountPath": CREDENTIALS_DIR, "readOnly": True})
         volumes.append(

@@ -52,6 +52,10 @@ class Observation:
     poll_error: str | None = None
     mode: str = "paper"
     deleting: bool = False
+    # A live engine's LiveApproved condition, from the operator's approval verdict:
+    # (status, reason, message). None for paper engines, or before any verdict.
+    approval: tuple[ConditionStatus, str, str] | None = None
+    blocked: str | None = None  # why no pod is started (a live engine without approval)
 
 
 def now_rfc3339() -> str:
@@ -63,7 +67,7 @@ def derive_phase(obs: Observation) -> tuple[Phase, str]:
         return Phase.TERMINATING, "the resource is being deleted"
     pod = obs.pod
     if not pod.exists:
-        return Phase.PENDING, "the engine pod is being created"
+        return Phase.PENDING, obs.blocked or "the engine pod is being created"
     if pod.phase == "Failed":
         return Phase.FAILED, "the engine pod failed"
     if pod.waiting_reason == "CrashLoopBackOff" or (
@@ -182,6 +186,11 @@ def derive_conditions(obs: Observation, previous: list[Condition], now: str) -> 
             )
         )
     else:
+        if obs.approval is not None:
+            status, reason, message = obs.approval
+            conds.append(
+                _condition(ConditionType.LIVE_APPROVED, status, reason, message, gen, prev, now)
+            )
         if isinstance(reconcile, dict) and reconcile.get("result") == "ok":
             conds.append(
                 _condition(
@@ -220,6 +229,26 @@ def derive_conditions(obs: Observation, previous: list[Condition], now: str) -> 
                 )
             )
     return conds
+
+
+def with_condition(
+    conditions: list[dict[str, Any]],
+    kind: ConditionType,
+    fields: tuple[ConditionStatus, str, str],
+    generation: int,
+    now: str,
+) -> list[dict[str, Any]]:
+    """`conditions` (as stored) with the one of type `kind` set to `fields`."""
+    previous = [Condition.model_validate(c) for c in conditions]
+    status, reason, message = fields
+    new = _condition(kind, status, reason, message, generation, {c.type: c for c in previous}, now)
+    out = [c.model_dump(mode="json", by_alias=True, exclude_none=True) for c in previous]
+    dumped = new.model_dump(mode="json", by_alias=True, exclude_none=True)
+    for i, c in enumerate(out):
+        if c["type"] == kind.value:
+            out[i] = dumped
+            return out
+    return [*out, dumped]
 
 
 def _reconcile_detail(rec: dict[str, Any]) -> str | None:

@@ -20,14 +20,15 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import kopf
 
 from hean_engine.model.errors import ConfigError
-from hean_engine.model.spec import TradingEngineSpec, parse_spec
+from hean_engine.model.spec import Mode, TradingEngineSpec, parse_spec
 from hean_operator.api.status import Condition, ConditionStatus, ConditionType, Phase
+from hean_operator.approvals.evaluate import condition_fields
 from hean_operator.builders.common import (
     ANNOTATION_REVISION,
     CONTROL_TOKEN_KEY,
@@ -49,6 +50,9 @@ from hean_operator.metrics import OperatorMetrics
 from hean_operator.reconcile.children import ensure_children
 from hean_operator.settings import OperatorSettings
 
+if TYPE_CHECKING:
+    from hean_operator.handlers.approvals import ApprovalEnforcer
+
 GROUP, VERSION, PLURAL = "hean.io", "v1alpha1", "tradingengines"
 
 
@@ -61,8 +65,9 @@ class Runtime:
     metrics: OperatorMetrics
     session: aiohttp.ClientSession | None = None
     tokens: dict[str, str] = field(default_factory=dict)  # uid -> control token
-    # uid -> (generation, spec revision): polls are frequent, specs change rarely
-    revisions: dict[str, tuple[int, str]] = field(default_factory=dict)
+    # uid -> (generation, spec revision, parsed spec): polls are frequent, specs change rarely
+    revisions: dict[str, tuple[int, str, TradingEngineSpec]] = field(default_factory=dict)
+    approvals: ApprovalEnforcer | None = None  # LiveApproval enforcement (set at start-up)
 
     @property
     def stopping(self) -> bool:
@@ -127,18 +132,44 @@ def _invalid(
     runtime.metrics.observe_phase(body.metadata["namespace"], body.metadata["name"], Phase.INVALID)
 
 
-def _revision(runtime: Runtime, meta: Mapping[str, Any], spec: Mapping[str, Any]) -> str:
-    """The spec revision of the resource's generation, parsed once per generation.
+def _parsed(
+    runtime: Runtime, meta: Mapping[str, Any], spec: Mapping[str, Any]
+) -> tuple[str, TradingEngineSpec]:
+    """The spec revision and model of the resource's generation, parsed once per generation.
 
     Raises ConfigError when the model rejects the spec.
     """
     uid, generation = str(meta["uid"]), int(meta.get("generation") or 1)
     cached = runtime.revisions.get(uid)
     if cached is not None and cached[0] == generation:
-        return cached[1]
-    revision = spec_revision(parse_spec(dict(spec)))
-    runtime.revisions[uid] = (generation, revision)
-    return revision
+        return cached[1], cached[2]
+    model = parse_spec(dict(spec))
+    revision = spec_revision(model)
+    runtime.revisions[uid] = (generation, revision, model)
+    return revision, model
+
+
+def _revision(runtime: Runtime, meta: Mapping[str, Any], spec: Mapping[str, Any]) -> str:
+    return _parsed(runtime, meta, spec)[0]
+
+
+@dataclass(frozen=True)
+class ApprovalView:
+    """A live engine's approval verdict as status and control need it."""
+
+    approved: bool
+    condition: tuple[ConditionStatus, str, str] | None
+    blocked: str | None
+
+
+def _approval_view(runtime: Runtime, engine: EngineRef, spec: TradingEngineSpec) -> ApprovalView:
+    if spec.mode is not Mode.LIVE:
+        return ApprovalView(True, None, None)
+    if runtime.approvals is None:
+        return ApprovalView(False, None, "waiting for a valid LiveApproval")
+    decision = runtime.approvals.condition(engine, spec)
+    blocked = None if decision.valid else f"waiting for a valid LiveApproval: {decision.message}"
+    return ApprovalView(decision.valid, condition_fields(decision), blocked)
 
 
 def _parse(body: kopf.Body, patch: kopf.Patch, runtime: Runtime) -> TradingEngineSpec | None:
@@ -159,8 +190,11 @@ def reconcile_children(
     if spec is None:
         return  # nothing is created for an invalid spec; a new generation retries
     engine = _ref(meta)
+    gate = None
+    if spec.mode is Mode.LIVE and runtime.approvals is not None:
+        gate = runtime.approvals.gate(engine, spec)
     try:
-        outcome = ensure_children(runtime.cluster, engine, spec, runtime.settings.image)
+        outcome = ensure_children(runtime.cluster, engine, spec, runtime.settings.image, gate)
     except Exception:
         runtime.metrics.errors.labels(handler="reconcile").inc()
         raise
@@ -171,9 +205,19 @@ def reconcile_children(
     status = body.get("status") or {}
     if status.get("observedGeneration") != engine.generation:
         patch.status["observedGeneration"] = engine.generation
+    if outcome.blocked is not None:
+        # No pod until an approval is valid; the approval enforcement starts it then.
+        if cluster_pod_missing(runtime, engine):
+            patch.status["phase"] = Phase.PENDING.value
+            patch.status["message"] = outcome.blocked[:1024]
+        return
     if status.get("phase") in (None, Phase.INVALID.value, Phase.PENDING.value):
         patch.status["phase"] = Phase.STARTING.value
         patch.status["message"] = "the engine pod is starting"
+
+
+def cluster_pod_missing(runtime: Runtime, engine: EngineRef) -> bool:
+    return runtime.cluster.get("pods", engine.namespace, engine.pod_name) is None
 
 
 def _is_ready(status: dict[str, Any]) -> bool:
@@ -279,22 +323,29 @@ async def poll_engine(
         return
     engine = _ref(meta)
     try:
-        revision = _revision(runtime, meta, spec)
+        revision, model = _parsed(runtime, meta, spec)
     except ConfigError as exc:
         _invalid(body, patch, exc, engine.generation, runtime)
         return
+    approval = _approval_view(runtime, engine, model)
     pod, ip = _pod_view(
         await asyncio.to_thread(runtime.cluster.get, "pods", engine.namespace, engine.pod_name),
         revision,
     )
-    if not pod.exists and status.get("observedGeneration") == engine.generation:
-        # The pod vanished (deleted by hand, node lost): heal at once.
+    if (
+        not pod.exists
+        and status.get("observedGeneration") == engine.generation
+        and approval.approved
+    ):
+        # The pod vanished (deleted by hand, node lost): heal at once. A live engine
+        # without a valid approval gets no pod: its approval enforcement starts it.
         await asyncio.to_thread(reconcile_children, body=body, meta=meta, patch=patch, memo=memo)
     report: dict[str, Any] | None = None
     error: str | None = None
     if ip is not None and pod.ready:
         report, error = await _fetch_status(runtime, ip)
-    if report is not None:
+    if report is not None and approval.approved:
+        # (without a valid approval the enforcement halts the engine; nothing resumes it)
         command = _desired_command(dict(spec), report)
         if command is not None:
             try:
@@ -305,7 +356,15 @@ async def poll_engine(
             except EngineUnreachable as exc:
                 error = f"control {command} failed: {exc}"
     _write_status(
-        body, patch.status, runtime, engine, pod, report, error, str(spec.get("mode", "paper"))
+        body,
+        patch.status,
+        runtime,
+        engine,
+        pod,
+        report,
+        error,
+        str(spec.get("mode", "paper")),
+        approval,
     )
 
 
@@ -318,6 +377,7 @@ def _write_status(
     report: dict[str, Any] | None,
     error: str | None,
     mode: str,
+    approval: ApprovalView | None = None,
 ) -> None:
     current = dict(body.get("status") or {})
     obs = Observation(
@@ -327,6 +387,8 @@ def _write_status(
         poll_error=error,
         mode=mode,
         deleting=bool(body["metadata"].get("deletionTimestamp")),
+        approval=approval.condition if approval is not None else None,
+        blocked=approval.blocked if approval is not None else None,
     )
     phase, message = derive_phase(obs)
     previous = [Condition.model_validate(c) for c in current.get("conditions") or []]
@@ -398,7 +460,7 @@ async def engine_pod_ready(
         return
     spec = resource.get("spec") or {}
     try:
-        revision = _revision(runtime, resource["metadata"], spec)
+        revision, model = _parsed(runtime, resource["metadata"], spec)
     except ConfigError:
         return  # the reconcile handler reports it
     pod, ip = _pod_view(dict(body), revision)
@@ -414,7 +476,10 @@ async def engine_pod_ready(
     if report is None:
         return  # not answering yet: the timer keeps trying
     changes: dict[str, Any] = {}
-    _write_status(resource, changes, runtime, engine, pod, report, None, spec.get("mode", "paper"))
+    approval = _approval_view(runtime, engine, model)
+    _write_status(
+        resource, changes, runtime, engine, pod, report, None, spec.get("mode", "paper"), approval
+    )
     if changes:
         await asyncio.to_thread(runtime.cluster.patch_engine_status, namespace, name, changes)
 
@@ -427,9 +492,11 @@ async def control_changed(
     runtime: Runtime = memo["runtime"]
     engine = _ref(meta)
     try:
-        revision = _revision(runtime, meta, spec)
+        revision, model = _parsed(runtime, meta, spec)
     except ConfigError:
         return  # the reconcile handler reports the invalid spec
+    if not _approval_view(runtime, engine, model).approved:
+        return  # no resume (nor anything else) for a live engine without a valid approval
     pod, ip = _pod_view(
         await asyncio.to_thread(runtime.cluster.get, "pods", engine.namespace, engine.pod_name),
         revision,
@@ -457,6 +524,8 @@ async def engine_deleted(
     runtime: Runtime = memo["runtime"]
     engine = _ref(meta)
     runtime.metrics.observe_phase(engine.namespace, engine.name, None)
+    if runtime.approvals is not None:
+        runtime.approvals.request((engine.namespace, engine.name))  # its approvals: orphaned
     pod, ip = _pod_view(
         await asyncio.to_thread(runtime.cluster.get, "pods", engine.namespace, engine.pod_name),
         None,

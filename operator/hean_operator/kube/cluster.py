@@ -8,6 +8,8 @@ the official client (blocking; handlers run it in kopf's thread pool).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any, Protocol, cast
 
 from kubernetes import client
@@ -17,6 +19,7 @@ from hean_engine.model.spec import API_VERSION
 
 GROUP, VERSION = API_VERSION.split("/")
 PLURAL = "tradingengines"
+APPROVALS = "liveapprovals"
 
 # Kinds the operator manages, and the verbs it uses on each (docs/operator.md
 # and the chart's RBAC are kept in step with this table).
@@ -29,7 +32,17 @@ VERBS: dict[str, tuple[str, ...]] = {
     "pods": ("get", "create", "delete", "list", "watch"),
     PLURAL: ("get",),
     "tradingengines/status": ("patch",),
+    # LiveApprovals: listed once at start-up (so that no running engine is judged
+    # before its approvals are known), then watched; the verdict goes to status.
+    APPROVALS: ("list", "watch"),
+    f"{APPROVALS}/status": ("patch",),
+    # Events about approvals, posted from timers and watches outside kopf's handlers.
+    "events": ("create",),
 }
+
+# The trust ConfigMap: one object in the operator's own namespace, read with a
+# field selector on its name, so the chart grants these verbs on that name only.
+TRUST_VERBS: dict[str, tuple[str, ...]] = {"configmaps": ("list", "watch")}
 
 
 class Conflict(Exception):
@@ -48,6 +61,14 @@ class Cluster(Protocol):
     def patch_engine_status(self, namespace: str, name: str, status: dict[str, Any]) -> None: ...
 
     def get_engine(self, namespace: str, name: str) -> dict[str, Any] | None: ...
+
+    def list_approvals(self, namespace: str | None) -> list[dict[str, Any]]: ...
+
+    def patch_approval_status(self, namespace: str, name: str, status: dict[str, Any]) -> None: ...
+
+    def create_event(
+        self, involved: Mapping[str, Any], type_: str, reason: str, message: str
+    ) -> None: ...
 
 
 class KubernetesCluster:
@@ -104,6 +125,56 @@ class KubernetesCluster:
         self._custom.patch_namespaced_custom_object_status(
             GROUP, VERSION, namespace, PLURAL, name, {"status": status}
         )
+
+    def list_approvals(self, namespace: str | None) -> list[dict[str, Any]]:
+        """Every LiveApproval in `namespace` (None: in all namespaces)."""
+        if namespace is None:
+            found = self._custom.list_cluster_custom_object(GROUP, VERSION, APPROVALS)
+        else:
+            found = self._custom.list_namespaced_custom_object(GROUP, VERSION, namespace, APPROVALS)
+        items = cast(dict[str, Any], found).get("items") or []
+        for item in items:  # list items carry no apiVersion/kind; Events need them
+            item.setdefault("apiVersion", f"{GROUP}/{VERSION}")
+            item.setdefault("kind", "LiveApproval")
+        return list(items)
+
+    def patch_approval_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        try:
+            self._custom.patch_namespaced_custom_object_status(
+                GROUP, VERSION, namespace, APPROVALS, name, {"status": status}
+            )
+        except ApiException as exc:
+            if exc.status != 404:  # deleted meanwhile: nothing to report on
+                raise
+
+    def create_event(
+        self, involved: Mapping[str, Any], type_: str, reason: str, message: str
+    ) -> None:
+        """A core v1 Event about `involved`, as kopf posts them (same source component)."""
+        meta = involved["metadata"]
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        body: Any = {  # the client takes a plain dict as well as its model
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            "involvedObject": {
+                "apiVersion": involved.get("apiVersion"),
+                "kind": involved.get("kind"),
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta.get("uid"),
+            },
+            "type": type_,
+            "reason": reason,
+            "message": message[:1024],
+            "source": {"component": "kopf"},
+            "reportingComponent": "kopf",
+            "reportingInstance": "dev",
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
+        self._core.create_namespaced_event(meta["namespace"], body)
 
 
 _SINGULAR = {

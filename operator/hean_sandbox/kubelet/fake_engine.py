@@ -124,6 +124,7 @@ def idle_status(
         "last_data_time": last_data_time,
         "last_reconcile": None,
         "live": None,
+        "approval": None,  # the real engine's LiveApproval check: a fake checks nothing
         "recent_events": [],
     }
 

@@ -303,11 +303,22 @@ class PodRunner:
             target.mkdir(parents=True, exist_ok=True)
             files: dict[str, bytes] = {}
             if "configMap" in volume:
-                name = volume["configMap"]["name"]
+                source = volume["configMap"]
+                name = source["name"]
                 found = await self.api.get(f"/api/v1/namespaces/{run.namespace}/configmaps/{name}")
-                if found is None:
+                if found is None and not source.get("optional"):
                     raise ValueError(f"configmap {name!r} not found")
-                files = {k: v.encode() for k, v in (found.get("data") or {}).items()}
+                data = (found or {}).get("data") or {}
+                files = {k: v.encode() for k, v in data.items()}
+                if source.get("items"):
+                    # As the kubelet: only the listed keys, at their paths (which may
+                    # name subdirectories); a missing key fails unless optional.
+                    files = {}
+                    for item in source["items"]:
+                        if item["key"] in data:
+                            files[item["path"]] = data[item["key"]].encode()
+                        elif not source.get("optional"):
+                            raise ValueError(f"configmap {name!r} has no key {item['key']!r}")
             elif "secret" in volume:
                 name = volume["secret"]["secretName"]
                 found = await self.api.get(f"/api/v1/namespaces/{run.namespace}/secrets/{name}")
@@ -316,6 +327,7 @@ class PodRunner:
                 files = {k: base64.b64decode(v) for k, v in (found.get("data") or {}).items()}
             for key, content in files.items():
                 path = target / key
+                path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_bytes(content)
                 path.chmod(0o600 if "secret" in volume else 0o644)
             volumes[volume["name"]] = target
