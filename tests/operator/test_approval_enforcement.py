@@ -18,7 +18,7 @@ from typing import Any
 import aiohttp
 import pytest
 import yaml
-from approval_support import LIVE_SPEC, live_spec, signed, trust_files
+from operator_approval_support import LIVE_SPEC, live_spec, signed, trust_files
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from hean_operator.approvals.scheduler import Scheduler

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from approval_support import signed
+from operator_approval_support import signed
 from click.testing import CliRunner
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
