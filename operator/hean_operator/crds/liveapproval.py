@@ -13,7 +13,7 @@ from hean_operator.approvals.model import (
     LiveApprovalSpec,
     LiveApprovalStatus,
 )
-from hean_operator.crds.schema import structural_schema
+from hean_operator.crds.schema import namespaced_crd, structural_schema
 from hean_operator.crds.tradingengine import GROUP, VERSION
 
 PRINTER_COLUMNS: list[dict[str, Any]] = [
@@ -33,44 +33,17 @@ def build_liveapproval_crd() -> dict[str, Any]:
     signatures["x-kubernetes-list-type"] = "map"
     signatures["x-kubernetes-list-map-keys"] = ["keyId"]
     status_schema = structural_schema(LiveApprovalStatus)
-    return {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"{PLURAL}.{GROUP}"},
-        "spec": {
-            "group": GROUP,
-            "scope": "Namespaced",
-            "names": {
-                "kind": KIND,
-                "listKind": f"{KIND}List",
-                "plural": PLURAL,
-                "singular": SINGULAR,
-                "shortNames": SHORT_NAMES,
-                "categories": CATEGORIES,
-            },
-            "versions": [
-                {
-                    "name": VERSION,
-                    "served": True,
-                    "storage": True,
-                    "subresources": {"status": {}},
-                    "additionalPrinterColumns": PRINTER_COLUMNS,
-                    "schema": {
-                        "openAPIV3Schema": {
-                            "type": "object",
-                            "description": "A signed approval of live trading for one "
-                            "TradingEngine (its uid and trading spec), valid for a time window.",
-                            "required": ["spec"],
-                            "properties": {
-                                "apiVersion": {"type": "string"},
-                                "kind": {"type": "string"},
-                                "metadata": {"type": "object"},
-                                "spec": spec_schema,
-                                "status": status_schema,
-                            },
-                        }
-                    },
-                }
-            ],
-        },
-    }
+    return namespaced_crd(
+        group=GROUP,
+        version=VERSION,
+        kind=KIND,
+        plural=PLURAL,
+        singular=SINGULAR,
+        short_names=SHORT_NAMES,
+        categories=CATEGORIES,
+        printer_columns=PRINTER_COLUMNS,
+        description="A signed approval of live trading for one "
+        "TradingEngine (its uid and trading spec), valid for a time window.",
+        spec_schema=spec_schema,
+        status_schema=status_schema,
+    )

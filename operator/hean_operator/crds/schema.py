@@ -112,3 +112,60 @@ def _key_order(key: str) -> tuple[int, str]:
     if key in ("required", "properties", "items", "additionalProperties"):
         return (len(_ORDER) + 2, key)
     return (len(_ORDER) + 1, key)
+
+
+def namespaced_crd(
+    *,
+    group: str,
+    version: str,
+    kind: str,
+    plural: str,
+    singular: str,
+    short_names: list[str],
+    categories: list[str],
+    printer_columns: list[dict[str, Any]],
+    description: str,
+    spec_schema: dict[str, Any],
+    status_schema: dict[str, Any],
+) -> dict[str, Any]:
+    """A namespaced CRD with one served and stored version and a status subresource."""
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{plural}.{group}"},
+        "spec": {
+            "group": group,
+            "scope": "Namespaced",
+            "names": {
+                "kind": kind,
+                "listKind": f"{kind}List",
+                "plural": plural,
+                "singular": singular,
+                "shortNames": short_names,
+                "categories": categories,
+            },
+            "versions": [
+                {
+                    "name": version,
+                    "served": True,
+                    "storage": True,
+                    "subresources": {"status": {}},
+                    "additionalPrinterColumns": printer_columns,
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "description": description,
+                            "required": ["spec"],
+                            "properties": {
+                                "apiVersion": {"type": "string"},
+                                "kind": {"type": "string"},
+                                "metadata": {"type": "object"},
+                                "spec": spec_schema,
+                                "status": status_schema,
+                            },
+                        }
+                    },
+                }
+            ],
+        },
+    }

@@ -11,7 +11,7 @@ from typing import Any
 
 from hean_engine.model.spec import API_VERSION, KIND, TradingEngineSpec
 from hean_operator.api.status import TradingEngineStatus
-from hean_operator.crds.schema import structural_schema
+from hean_operator.crds.schema import namespaced_crd, structural_schema
 
 GROUP, VERSION = API_VERSION.split("/")
 PLURAL = "tradingengines"
@@ -85,44 +85,17 @@ def build_tradingengine_crd() -> dict[str, Any]:
     conditions = status_schema["properties"]["conditions"]
     conditions["x-kubernetes-list-type"] = "map"
     conditions["x-kubernetes-list-map-keys"] = ["type"]
-    return {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"{PLURAL}.{GROUP}"},
-        "spec": {
-            "group": GROUP,
-            "scope": "Namespaced",
-            "names": {
-                "kind": KIND,
-                "listKind": f"{KIND}List",
-                "plural": PLURAL,
-                "singular": SINGULAR,
-                "shortNames": SHORT_NAMES,
-                "categories": CATEGORIES,
-            },
-            "versions": [
-                {
-                    "name": VERSION,
-                    "served": True,
-                    "storage": True,
-                    "subresources": {"status": {}},
-                    "additionalPrinterColumns": PRINTER_COLUMNS,
-                    "schema": {
-                        "openAPIV3Schema": {
-                            "type": "object",
-                            "description": "A trading engine: one market on one account, "
-                            "run by the HEAN operator as one pod.",
-                            "required": ["spec"],
-                            "properties": {
-                                "apiVersion": {"type": "string"},
-                                "kind": {"type": "string"},
-                                "metadata": {"type": "object"},
-                                "spec": spec_schema,
-                                "status": status_schema,
-                            },
-                        }
-                    },
-                }
-            ],
-        },
-    }
+    return namespaced_crd(
+        group=GROUP,
+        version=VERSION,
+        kind=KIND,
+        plural=PLURAL,
+        singular=SINGULAR,
+        short_names=SHORT_NAMES,
+        categories=CATEGORIES,
+        printer_columns=PRINTER_COLUMNS,
+        description="A trading engine: one market on one account, "
+        "run by the HEAN operator as one pod.",
+        spec_schema=spec_schema,
+        status_schema=status_schema,
+    )
