@@ -18,8 +18,8 @@ from typing import Any
 import aiohttp
 import pytest
 import yaml
-from operator_approval_support import LIVE_SPEC, live_spec, signed, trust_files
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from operator_approval_support import LIVE_SPEC, live_spec, signed, trust_files
 
 from hean_operator.approvals.scheduler import Scheduler
 from hean_operator.handlers.approvals import ApprovalEnforcer, trust_state

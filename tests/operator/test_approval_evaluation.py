@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from operator_approval_support import live_spec, signed, trust_files
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from operator_approval_support import live_spec, signed, trust_files
 
 from hean_engine.approval.trust import TrustPolicy, trust_from_files
 from hean_operator.api.status import ConditionStatus, ConditionType, Phase

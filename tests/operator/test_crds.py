@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from operator_approval_support import signed
 from click.testing import CliRunner
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from operator_approval_support import signed
 
 from hean_engine.cli import main
 from hean_engine.model.spec import POSITIVE_PATTERN, TradingEngineSpec
