@@ -10,7 +10,8 @@ It composes three parts, each usable alone:
   its memory measurable and lets tests restart it mid-change.
 
 Optionally it also starts the exchange simulator (`hean_sim`), so that paper
-engines get market data with no internet.
+engines get market data with no internet (and, given accounts, live engines an
+exchange to trade on).
 """
 
 from __future__ import annotations
@@ -20,9 +21,11 @@ import contextlib
 import os
 import signal
 import sys
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import aiohttp
 
@@ -31,6 +34,9 @@ from hean_sandbox.apiserver import ApiServer
 from hean_sandbox.kubelet.api import KubeApi
 from hean_sandbox.kubelet.runner import PodRunner
 
+if TYPE_CHECKING:
+    from hean_sim.exchange.config import ApiKey
+
 
 @dataclass
 class ExchangeSimOptions:
@@ -38,6 +44,10 @@ class ExchangeSimOptions:
     port: int = 0
     speed: float | None = 60.0
     symbol: str = "BTC/USDT"
+    # Accounts that exist from the start (one per API key pair), for live
+    # engines; `balances` is what each holds (None: the simulator's default).
+    keys: Sequence[ApiKey] = ()
+    balances: Mapping[str, Decimal] | None = None
 
 
 @dataclass
@@ -91,7 +101,15 @@ class Sandbox:
     async def _start_exchange(self, sim: ExchangeSimOptions) -> None:
         from hean_sim.exchange import SimConfig, SimExchange
 
-        self.exchange = SimExchange(SimConfig(data=sim.data, symbol=sim.symbol, speed=sim.speed))
+        self.exchange = SimExchange(
+            SimConfig(
+                data=sim.data,
+                symbol=sim.symbol,
+                speed=sim.speed,
+                keys=tuple(sim.keys),
+                balances=None if sim.balances is None else dict(sim.balances),
+            )
+        )
         await self.exchange.start(host=self.options.host, port=sim.port)
 
     async def start_operator(self) -> None:

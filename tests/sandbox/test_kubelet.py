@@ -165,6 +165,41 @@ async def test_configmap_items_map_keys_to_paths_as_the_kubelet_does(
     assert log_of(runner, "items").splitlines() == ["['approval.yaml', 'trust']", "PEM"]
 
 
+async def test_a_changed_configmap_reaches_the_running_process_as_the_kubelet_does(
+    http: Http, runner: PodRunner
+) -> None:
+    # The running engine re-reads its approval files: a revoked key must reach
+    # them in place, without a restart. The process waits for the change itself.
+    await http.post(
+        "/api/v1/namespaces/default/configmaps",
+        {"metadata": {"name": "trust"}, "data": {"policy.yaml": "required: 1\n", "old.pub": "X"}},
+    )
+    code = (
+        "import os, sys, time\n"
+        "d = sys.argv[1]\n"
+        "deadline = time.time() + 20\n"
+        "while open(os.path.join(d, 'policy.yaml')).read() == 'required: 1\\n':\n"
+        "    assert time.time() < deadline, 'no update'\n"
+        "    time.sleep(0.02)\n"
+        "print(repr(open(os.path.join(d, 'policy.yaml')).read()))\n"
+        "print(sorted(n for n in os.listdir(d) if not n.startswith('.')))\n"
+    )
+    manifest = pod(
+        "refresh", code, "/etc/trust", volumeMounts=[{"name": "trust", "mountPath": "/etc/trust"}]
+    )
+    manifest["spec"]["volumes"] = [{"name": "trust", "configMap": {"name": "trust"}}]
+    watch = await watch_pod(http, "refresh")
+    await http.post(PODS, manifest)
+    await watch.until(lambda e: container_state(e).get("state", {}).get("running"), within=30)
+    await http.put(
+        "/api/v1/namespaces/default/configmaps/trust",
+        {"metadata": {"name": "trust"}, "data": {"policy.yaml": "revoked: [old]\n"}},
+    )
+    done = await watch.until(lambda e: pod_status(e).get("phase") == "Succeeded", within=30)
+    assert container_state(done)["state"]["terminated"]["exitCode"] == 0, log_of(runner, "refresh")
+    assert log_of(runner, "refresh").splitlines() == ["'revoked: [old]\\n'", "['policy.yaml']"]
+
+
 async def test_readiness_probe_sets_ready_and_delete_stops_the_process(
     http: Http, runner: PodRunner
 ) -> None:

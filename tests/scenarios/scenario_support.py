@@ -19,8 +19,9 @@ import json
 import os
 import subprocess
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ import yaml
 
 from engine_support import BTCUSD_CANDLES, head_lines, require_shared_file, write_lines
 from hean_sandbox.up import ExchangeSimOptions, Sandbox, SandboxOptions
+from hean_sim.exchange.config import ApiKey
 
 WAIT = "90s"  # kubectl wait timeouts: generous for a loaded CI machine
 KIND_OPERATOR_NAMESPACE = os.environ.get("HEAN_E2E_OPERATOR_NAMESPACE", "hean-system")
@@ -199,13 +201,17 @@ async def make_sandbox_scenario(
     exchange: bool = True,
     poll: float = 1.0,
     operator_args: tuple[str, ...] = (),
+    accounts: Sequence[ApiKey] = (),
+    balances: Mapping[str, Decimal] | None = None,
 ) -> tuple[Scenario, asyncio.Task[None]]:
+    """`accounts`: API key pairs the exchange simulator holds (for live engines),
+    each with `balances` (None: the simulator's default)."""
     sim = None
     if exchange:
         data = write_lines(
             tmp_path / "candles.csv", head_lines(require_shared_file(BTCUSD_CANDLES), 3000)
         )
-        sim = ExchangeSimOptions(data=data, port=0, speed=60.0)
+        sim = ExchangeSimOptions(data=data, port=0, speed=60.0, keys=accounts, balances=balances)
     options = SandboxOptions(
         kubeconfig=tmp_path / "kubeconfig",
         workdir=tmp_path / "sandbox",

@@ -47,6 +47,9 @@ log = logging.getLogger("hean.sandbox.kubelet")
 
 PROBE_PERIOD_CAP = 1.0  # seconds: probes run at least this often, for a responsive sandbox
 BACKOFF_CAP = 10.0
+# ConfigMap and Secret volumes are re-read this often (the kubelet takes up to a
+# minute; a sandbox is for fast feedback).
+VOLUME_SYNC_SECONDS = 1.0
 
 
 def _now() -> str:
@@ -203,6 +206,23 @@ class PodRunner:
         ]
         policy = run.spec.get("restartPolicy", "Always")
         backoff = 1.0
+        refresher = asyncio.create_task(self._refresh_volumes(run))
+        try:
+            await self._run_container(run, container, command, env, policy, backoff)
+        finally:
+            refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await refresher
+
+    async def _run_container(
+        self,
+        run: PodRun,
+        container: dict[str, Any],
+        command: list[str],
+        env: dict[str, str],
+        policy: str,
+        backoff: float,
+    ) -> None:
         while not run.stopping.is_set():
             log_path = run.directory / "logs" / f"{container['name']}.log"
             log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -301,41 +321,76 @@ class PodRunner:
         for volume in run.spec.get("volumes", []):
             target = run.directory / "volumes" / volume["name"]
             target.mkdir(parents=True, exist_ok=True)
-            files: dict[str, bytes] = {}
-            if "configMap" in volume:
-                source = volume["configMap"]
-                name = source["name"]
-                found = await self.api.get(f"/api/v1/namespaces/{run.namespace}/configmaps/{name}")
-                if found is None and not source.get("optional"):
-                    raise ValueError(f"configmap {name!r} not found")
-                data = (found or {}).get("data") or {}
-                files = {k: v.encode() for k, v in data.items()}
-                if source.get("items"):
-                    # As the kubelet: only the listed keys, at their paths (which may
-                    # name subdirectories); a missing key fails unless optional.
-                    files = {}
-                    for item in source["items"]:
-                        if item["key"] in data:
-                            files[item["path"]] = data[item["key"]].encode()
-                        elif not source.get("optional"):
-                            raise ValueError(f"configmap {name!r} has no key {item['key']!r}")
-            elif "secret" in volume:
-                name = volume["secret"]["secretName"]
-                found = await self.api.get(f"/api/v1/namespaces/{run.namespace}/secrets/{name}")
-                if found is None:
-                    raise ValueError(f"secret {name!r} not found")
-                files = {k: base64.b64decode(v) for k, v in (found.get("data") or {}).items()}
-            for key, content in files.items():
-                path = target / key
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_bytes(content)
-                path.chmod(0o600 if "secret" in volume else 0o644)
+            files = await self._volume_files(run, volume)
+            if files is not None:
+                _sync_files(target, files, 0o600 if "secret" in volume else 0o644, set())
             volumes[volume["name"]] = target
         mounts: dict[str, Path] = {}
         for mount in run.spec["containers"][0].get("volumeMounts", []):
             if mount["name"] in volumes:
                 mounts[mount["mountPath"]] = volumes[mount["name"]]
         return mounts
+
+    async def _volume_files(self, run: PodRun, volume: dict[str, Any]) -> dict[str, bytes] | None:
+        """A ConfigMap or Secret volume's files (path -> bytes); None for other volumes."""
+        if "configMap" in volume:
+            source = volume["configMap"]
+            name = source["name"]
+            found = await self.api.get(f"/api/v1/namespaces/{run.namespace}/configmaps/{name}")
+            if found is None and not source.get("optional"):
+                raise ValueError(f"configmap {name!r} not found")
+            data = (found or {}).get("data") or {}
+            if not source.get("items"):
+                return {k: v.encode() for k, v in data.items()}
+            # As the kubelet: only the listed keys, at their paths (which may
+            # name subdirectories); a missing key fails unless optional.
+            files: dict[str, bytes] = {}
+            for item in source["items"]:
+                if item["key"] in data:
+                    files[item["path"]] = data[item["key"]].encode()
+                elif not source.get("optional"):
+                    raise ValueError(f"configmap {name!r} has no key {item['key']!r}")
+            return files
+        if "secret" in volume:
+            name = volume["secret"]["secretName"]
+            found = await self.api.get(f"/api/v1/namespaces/{run.namespace}/secrets/{name}")
+            if found is None:
+                raise ValueError(f"secret {name!r} not found")
+            return {k: base64.b64decode(v) for k, v in (found.get("data") or {}).items()}
+        return None
+
+    async def _refresh_volumes(self, run: PodRun) -> None:
+        """Keep ConfigMap and Secret volumes current while the pod lives, as the kubelet
+        does (it updates them in place within its sync period; subPath mounts aside).
+        A running engine relies on it: a revoked key reaches its own approval check."""
+        written: dict[str, set[str]] = {}
+        while not run.stopping.is_set():
+            await asyncio.sleep(VOLUME_SYNC_SECONDS)
+            for volume in run.spec.get("volumes", []):
+                try:
+                    files = await self._volume_files(run, volume)
+                except (ApiError, ValueError) as exc:
+                    # The kubelet keeps the last files when a source disappears.
+                    log.debug(
+                        "volume %s of %s/%s not refreshed: %s",
+                        volume["name"],
+                        run.namespace,
+                        run.name,
+                        exc,
+                    )
+                    continue
+                if files is None:
+                    continue
+                target = run.directory / "volumes" / volume["name"]
+                mode = 0o600 if "secret" in volume else 0o644
+                before = written.get(volume["name"])
+                if before is None:  # what the pod started with
+                    before = {
+                        str(path.relative_to(target))
+                        for path in target.rglob("*")
+                        if path.is_file() and not path.name.startswith(".")
+                    }
+                written[volume["name"]] = _sync_files(target, files, mode, before)
 
     async def _environment(self, run: PodRun, container: dict[str, Any]) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TMPDIR")}
@@ -442,3 +497,22 @@ def _port(port: Any, container: dict[str, Any]) -> int:
         if item.get("name") == port:
             return int(item["containerPort"])
     raise ValueError(f"no container port named {port!r}")
+
+
+def _sync_files(target: Path, files: dict[str, bytes], mode: int, before: set[str]) -> set[str]:
+    """Make `target` hold exactly `files` (of those this volume ever wrote): vanished
+    files are removed first, then changed ones replaced atomically (a reader never sees
+    half a file; the kubelet swaps the whole directory, this swaps file by file)."""
+    for key in before - set(files):
+        with contextlib.suppress(FileNotFoundError):
+            (target / key).unlink()
+    for key, content in files.items():
+        path = target / key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.exists() and path.read_bytes() == content:
+            continue
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_bytes(content)
+        tmp.chmod(mode)
+        os.replace(tmp, path)
+    return set(files)
