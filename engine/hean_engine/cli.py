@@ -14,19 +14,16 @@ import json
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import click
 
 from hean_engine import __version__
-from hean_engine.model.errors import ConfigError, DataError, HeanError, LiveTradingRefused
-
-EXIT_RUNTIME = 1
-EXIT_INVALID = 2
+from hean_engine.app.exits import EXIT_RUNTIME, fail, user_errors
+from hean_engine.model.errors import DataError
 
 
 class _PluginGroup(click.Group):
@@ -54,7 +51,7 @@ class _PluginGroup(click.Group):
 def _unavailable(name: str, exc: ImportError) -> click.Command:
     @click.command(name=name, help=f"(unavailable: {exc.name} is not installed)")
     def _missing() -> None:
-        _fail(f"`hean {name}` needs an extra that is not installed ({exc})", EXIT_RUNTIME)
+        fail(f"`hean {name}` needs an extra that is not installed ({exc})", EXIT_RUNTIME)
 
     return _missing
 
@@ -68,26 +65,6 @@ def main() -> None:
 @main.group()
 def engine() -> None:
     """Run a trading engine: replay recorded data, paper trade, or trade live."""
-
-
-def _fail(message: str, code: int) -> NoReturn:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(code)
-
-
-@contextmanager
-def _user_errors() -> Iterator[None]:
-    """Turn the engine's own errors into exit statuses with a one-line reason."""
-    try:
-        yield
-    except ConfigError as exc:
-        _fail(str(exc), EXIT_INVALID)
-    except DataError as exc:
-        _fail(f"bad data file: {exc}", EXIT_INVALID)
-    except LiveTradingRefused as exc:
-        _fail(str(exc), EXIT_RUNTIME)
-    except HeanError as exc:
-        _fail(str(exc), EXIT_RUNTIME)
 
 
 _config_option = click.option(
@@ -114,7 +91,7 @@ def replay(config_path: Path, data_path: Path, as_json: bool) -> None:
     from hean_engine.app.config import load_config
     from hean_engine.app.replay import run_replay
 
-    with _user_errors():
+    with user_errors():
         identity, spec = load_config(config_path)
         if not data_path.is_file():
             raise DataError(str(data_path), 0, "no such file")
@@ -180,7 +157,7 @@ def run(
     from hean_engine.app.run import RunOptions, run_engine
     from hean_engine.execution.live import DenyAllGate, LiveGate
 
-    with _user_errors():
+    with user_errors():
         identity, spec = load_config(config_path)
         # The only gate the command line can choose: a signed approval, or none.
         gate: LiveGate = ApprovalGate(approval_dir) if approval_dir is not None else DenyAllGate()

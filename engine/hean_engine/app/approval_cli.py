@@ -16,15 +16,14 @@ import importlib
 import re
 import secrets
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import click
 import yaml
 
+from hean_engine.app.exits import EXIT_RUNTIME, user_errors
 from hean_engine.approval.manifest import Approval, approval_manifest, parse_approval
 from hean_engine.approval.payload import parse_time, spec_hash
 from hean_engine.approval.sign import add_signature, generate_key, load_private_key, new_approval
@@ -32,9 +31,6 @@ from hean_engine.approval.trust import load_trust_dir
 from hean_engine.approval.verify import Verdict, verify
 from hean_engine.model.errors import ConfigError, HeanError
 from hean_engine.model.spec import EngineIdentity, TradingEngineSpec, parse_manifest
-
-EXIT_REFUSED = 1
-EXIT_INVALID = 2
 
 _DURATION_PART = re.compile(r"(\d+)([smhd])")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -62,21 +58,6 @@ def parse_moment(text: str, flag: str) -> datetime:
             [f"{flag}: {text!r} is not an RFC 3339 time with an offset, like 2026-01-31T12:00:00Z"]
         )
     return moment.astimezone(UTC)
-
-
-def _fail(message: str, code: int) -> NoReturn:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(code)
-
-
-@contextmanager
-def _user_errors() -> Iterator[None]:
-    try:
-        yield
-    except ConfigError as exc:
-        _fail(str(exc), EXIT_INVALID)
-    except HeanError as exc:
-        _fail(str(exc), EXIT_REFUSED)
 
 
 def _read_yaml(path: Path, flag: str) -> Any:
@@ -154,7 +135,7 @@ def approval() -> None:
 def keygen(out_dir: Path, key_id: str | None) -> None:
     """Generate an Ed25519 key pair. Prints the file names only, never the private key."""
     key_id = key_id or f"key-{secrets.token_hex(4)}"
-    with _user_errors():
+    with user_errors():
         private_path, public_path = generate_key(out_dir, key_id)
     click.echo(f"key id:      {key_id}")
     click.echo(f"private key: {private_path} (mode 0600; keep it secret, never share it)")
@@ -212,7 +193,7 @@ def sign(
     metadata.uid). With --approval the engine is still required: you sign
     only what you checked is about that engine and its current spec.
     """
-    with _user_errors():
+    with user_errors():
         if (engine_name is None) == (engine_file is None):
             raise ConfigError(["--engine/--engine-file: give exactly one"])
         if engine_name is not None:
@@ -300,7 +281,7 @@ def verify_command(
     approval_file: Path, trusted_keys: Path, engine_file: Path, uid: str | None, at: str | None
 ) -> None:
     """Check an approval exactly as the operator and the engine do: exit 0 valid, 1 not."""
-    with _user_errors():
+    with user_errors():
         approval_value = _load_approval(approval_file)
         identity, spec = _engine_from_manifest(
             _read_yaml(engine_file, "--engine-file"), "--engine-file", uid, None
@@ -321,7 +302,7 @@ def verify_command(
         )
     click.echo(_verdict_line(verdict))
     if not verdict.valid:
-        sys.exit(EXIT_REFUSED)
+        sys.exit(EXIT_RUNTIME)
 
 
 def _verdict_line(verdict: Verdict) -> str:
