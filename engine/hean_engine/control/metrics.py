@@ -168,17 +168,6 @@ class EngineCollector(Collector):
             )
 
 
-# Live counters: name (without prefix) -> help. Values come from `LiveView.metrics`.
-_LIVE_COUNTERS = {
-    "order_unknown_outcomes": "Order submissions whose outcome was unknown "
-    "(timeout, reset, 5xx, rate limit).",
-    "order_lookups": "Orders looked up by client order id before a retry.",
-    "order_resends": "Submissions sent again after a lookup proved the first never arrived.",
-    "foreign_fills": "Fills of orders this engine did not send.",
-    "exchange_call_failures": "Exchange calls that failed (any reason).",
-}
-
-
 def _live_metrics(
     rt: Runtime, live: LiveView, ident: list[str], gauge: Any, counter: Any
 ) -> Iterator[Metric]:
@@ -186,15 +175,25 @@ def _live_metrics(
     values = live.metrics()
     yield counter(
         "order_unknown_outcomes",
-        _LIVE_COUNTERS["order_unknown_outcomes"],
+        "Order submissions whose outcome was unknown (timeout, reset, 5xx, rate limit).",
         values["order_unknown_outcomes"],
     )
-    yield counter("order_lookups", _LIVE_COUNTERS["order_lookups"], values["order_lookups"])
-    yield counter("order_resends", _LIVE_COUNTERS["order_resends"], values["order_resends"])
-    yield counter("foreign_fills", _LIVE_COUNTERS["foreign_fills"], values["foreign_fills"])
+    yield counter(
+        "order_lookups",
+        "Orders looked up by client order id before a retry.",
+        values["order_lookups"],
+    )
+    yield counter(
+        "order_resends",
+        "Submissions sent again after a lookup proved the first never arrived.",
+        values["order_resends"],
+    )
+    yield counter(
+        "foreign_fills", "Fills of orders this engine did not send.", values["foreign_fills"]
+    )
     yield counter(
         "exchange_call_failures",
-        _LIVE_COUNTERS["exchange_call_failures"],
+        "Exchange calls that failed (any reason).",
         values["exchange_call_failures"],
     )
     report = rt.last_reconcile or {}

@@ -184,18 +184,15 @@ def _plain_decimals(node: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def render_reference(crd: dict[str, Any] | None = None) -> str:
-    """The Markdown reference of the TradingEngine CRD (default: the one the models build)."""
-    crd = build_tradingengine_crd() if crd is None else crd
+def _title(crd: dict[str, Any], kubectl_hint: str) -> list[str]:
+    """The opening lines every CRD reference shares: title, description, names, status."""
     names = crd["spec"]["names"]
     version = crd["spec"]["versions"][0]
     schema = version["schema"]["openAPIV3Schema"]
-    spec = schema["properties"]["spec"]
-    status = schema["properties"]["status"]
     api_version = f"{crd['spec']['group']}/{version['name']}"
     short = ", ".join(_code(s) for s in names.get("shortNames", []))
     categories = ", ".join(_code(c) for c in names.get("categories", []))
-    out = [
+    return [
         HEADER.rstrip("\n"),
         "",
         f"# {names['kind']} reference",
@@ -204,10 +201,26 @@ def render_reference(crd: dict[str, Any] | None = None) -> str:
         "",
         f"- CRD `{crd['metadata']['name']}` ({_code('crds/' + crd['metadata']['name'] + '.yaml')}"
         f"), scope {crd['spec']['scope']}; plural `{names['plural']}`, short names {short}, "
-        f"categories {categories} (`kubectl get {names['plural']}`, `kubectl get "
-        f"{names.get('shortNames', [names['plural']])[0]}`, `kubectl get "
-        f"{names.get('categories', [names['plural']])[0]}`).",
+        f"categories {categories}{kubectl_hint}.",
         "- `status` is a subresource: only the operator writes it.",
+    ]
+
+
+def render_reference(crd: dict[str, Any] | None = None) -> str:
+    """The Markdown reference of the TradingEngine CRD (default: the one the models build)."""
+    crd = build_tradingengine_crd() if crd is None else crd
+    names = crd["spec"]["names"]
+    version = crd["spec"]["versions"][0]
+    schema = version["schema"]["openAPIV3Schema"]
+    spec = schema["properties"]["spec"]
+    status = schema["properties"]["status"]
+    out = [
+        *_title(
+            crd,
+            f" (`kubectl get {names['plural']}`, `kubectl get "
+            f"{names.get('shortNames', [names['plural']])[0]}`, `kubectl get "
+            f"{names.get('categories', [names['plural']])[0]}`)",
+        ),
         "- **required** means required within its parent object. Decimal amounts are "
         '`int-or-string`: write them as strings (`"0.01"`), or whole numbers bare.',
         "- The apiserver checks types, defaults, constraints and the CEL rules below. The "
@@ -260,20 +273,8 @@ def render_approval_reference(crd: dict[str, Any] | None = None) -> str:
     names = crd["spec"]["names"]
     version = crd["spec"]["versions"][0]
     schema = version["schema"]["openAPIV3Schema"]
-    api_version = f"{crd['spec']['group']}/{version['name']}"
-    short = ", ".join(_code(s) for s in names.get("shortNames", []))
-    categories = ", ".join(_code(c) for c in names.get("categories", []))
     out = [
-        HEADER.rstrip("\n"),
-        "",
-        f"# {names['kind']} reference",
-        "",
-        f"`apiVersion: {api_version}`, `kind: {names['kind']}`: {schema.get('description', '')}",
-        "",
-        f"- CRD `{crd['metadata']['name']}` ({_code('crds/' + crd['metadata']['name'] + '.yaml')}"
-        f"), scope {crd['spec']['scope']}; plural `{names['plural']}`, short names {short}, "
-        f"categories {categories}.",
-        "- `status` is a subresource: only the operator writes it.",
+        *_title(crd, ""),
         "- Everything under `spec` except `signatures` is what the approvers sign (with the "
         "approval's namespace): change any of it and every signature stops verifying. "
         "`hean approval sign` writes it; see [concepts](../concepts.md#liveapproval).",
