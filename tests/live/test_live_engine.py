@@ -8,6 +8,7 @@ import time
 from collections import Counter
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -26,6 +27,7 @@ from live_support import (
 
 from hean_engine.app.run import RunOptions, serve
 from hean_engine.execution.client_ids import ClientOrderIds
+from hean_engine.execution.live_venue import CLOCK_SKEW_MS
 from hean_engine.model.errors import HeanError
 from hean_engine.model.orders import RiskState
 from hean_engine.model.spec import EngineIdentity
@@ -110,15 +112,27 @@ async def test_a_live_engine_trades_and_its_books_equal_the_exchange(tmp_path: P
     assert API_KEY not in text and SECRET not in text
 
 
-async def _trade_through(tmp_path: Path, fault: str, times: int, fills: int) -> LiveRun:
+async def _trade_through(
+    tmp_path: Path, fault: str, times: int, fills: int, sends: list[tuple[str, float]]
+) -> LiveRun:
     """Trade until `fills` fills with the next `times` order requests failing as `fault`,
-    then settle; the run, for its counters."""
+    then settle; the run, for its counters. `sends` gets (client id, monotonic time)
+    of every order request the engine makes."""
     sim = await make_sim(tmp_path)
     sim.faults.force(fault, times, method="POST", path=ORDER_PATH)
     run = LiveRun(sim, live_spec(sim.url), tmp_path / "journal")
 
     async def during(run: LiveRun) -> None:
         assert run.runtime is not None
+        # Before the first order: the sender only starts after the start-up reconcile.
+        client = run.session.venue.client
+        create = client.create_order
+
+        async def recording(*args: Any, **kwargs: Any) -> Any:
+            sends.append((args[5]["newClientOrderId"], time.monotonic()))
+            return await create(*args, **kwargs)
+
+        client.create_order = recording
         kernel = run.runtime.kernel
         await until(lambda: len(kernel.fills) >= fills, f"{fills} fills")
         assert await _settle(run) == "ok"
@@ -136,8 +150,10 @@ async def _trade_through(tmp_path: Path, fault: str, times: int, fills: int) -> 
 async def test_a_response_dropped_after_execution_never_becomes_a_second_order(
     tmp_path: Path,
 ) -> None:
-    run = await _trade_through(tmp_path, "drop", 3, 4)
+    sends: list[tuple[str, float]] = []
+    run = await _trade_through(tmp_path, "drop", 3, 4, sends)
     stats = run.session.venue.stats
+    assert len({cid for cid, _ in sends}) == len(sends)  # no intent was sent twice
     assert stats.unknown_outcomes >= 3
     assert stats.lookups_found >= 3
     assert stats.resends == 0  # each dropped order was found, none sent twice
@@ -146,11 +162,20 @@ async def test_a_response_dropped_after_execution_never_becomes_a_second_order(
 async def test_a_request_that_never_arrived_is_sent_again_only_after_the_recv_window(
     tmp_path: Path,
 ) -> None:
-    run = await _trade_through(tmp_path, "reset", 2, 2)
+    sends: list[tuple[str, float]] = []
+    run = await _trade_through(tmp_path, "reset", 2, 2, sends)
     stats = run.session.venue.stats
-    assert stats.resends >= 2
-    # Each resend came after a lookup that found nothing once the window had passed.
-    assert stats.lookups_absent >= 2
+    assert stats.resends >= 2 and stats.lookups_absent >= 2
+    # Each resend reuses the client id and waits out recvWindow (200 ms) + 1 s of skew
+    # after the attempt whose outcome was unknown.
+    first: dict[str, float] = {}
+    gaps = []
+    for cid, at in sends:
+        if cid in first:
+            gaps.append(at - first[cid])
+        first[cid] = at
+    assert len(gaps) >= 2
+    assert min(gaps) >= (200 + CLOCK_SKEW_MS) / 1000
 
 
 @pytest.mark.parametrize(
