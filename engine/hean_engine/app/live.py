@@ -86,7 +86,6 @@ class LiveSession:
         self._policy = policy or RetryPolicy(base_delay=0.5, max_delay=30.0, max_attempts=None)
         self.counters = ReconcileCounters()
         self.drift_since: float | None = None
-        self.last_comparison: Comparison | None = None
         self.fault = asyncio.Event()
         self.started = asyncio.Event()
         self.journal_recovery: dict[str, int] = {}
@@ -210,7 +209,6 @@ class LiveSession:
 
     # -- judgement -------------------------------------------------------------------
     def _judge(self, comparison: Comparison) -> str:
-        self.last_comparison = comparison
         if not comparison.drift:
             self.drift_since = None
             self.counters.ok += 1

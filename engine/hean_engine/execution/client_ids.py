@@ -18,7 +18,7 @@ import hashlib
 import re
 
 PREFIX = "hean"
-MAX_LENGTH = 36
+# Binance's newClientOrderId: 1 to 36 of these characters.
 _ALLOWED = re.compile(r"^[.A-Z:/a-z0-9_-]{1,36}$")
 _DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"
 
@@ -51,8 +51,8 @@ class ClientOrderIds:
     def next(self) -> str:
         self.seq += 1
         cid = f"{self.run_prefix}{_base36(self.seq)}"
-        if len(cid) > MAX_LENGTH:
-            raise ValueError(f"client order id {cid!r} is longer than {MAX_LENGTH} characters")
+        if not valid(cid):
+            raise ValueError(f"client order id {cid!r} is not one Binance accepts")
         return cid
 
     def is_ours(self, client_order_id: str | None) -> bool:

@@ -367,11 +367,12 @@ class LiveVenue:
             return
         if order.filled < live.exchange_filled:
             return  # its last fills are not booked yet: the trade poll will bring them
-        order.status = (
-            OrderStatus.REJECTED if live.exchange_status == "rejected" else OrderStatus.CANCELED
-        )
+        rejected = live.exchange_status == "rejected"
+        order.status = OrderStatus.REJECTED if rejected else OrderStatus.CANCELED
         order.reason = f"exchange: {live.exchange_status}"
-        self.journal.record_outcome(live.cid, "canceled", live.exchange_id)
+        self.journal.record_outcome(
+            live.cid, "rejected" if rejected else "canceled", live.exchange_id
+        )
         self._forget(live)
         self._closed(order)
 
