@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -186,11 +187,16 @@ def run_operator_command(
     )
     if engine_image:
         image = dataclasses.replace(image, image=engine_image)
+    # Where the servers listen: all addresses, as in a pod's own network namespace,
+    # unless HEAN_HOST names one (the sandbox's node gives each pod a loopback IP
+    # of its own, which is how pods share one machine's ports there).
+    host = os.environ.get("HEAN_HOST") or "0.0.0.0"  # noqa: S104
     settings = OperatorSettings(
         namespaces=namespaces,
         poll_interval=poll_interval,
+        metrics_host=host,
         metrics_port=metrics_port or None,
-        liveness_endpoint=f"http://0.0.0.0:{liveness_port}/healthz" if liveness_port else None,
+        liveness_endpoint=f"http://{host}:{liveness_port}/healthz" if liveness_port else None,
         image=image,
         kubeconfig=str(kubeconfig) if kubeconfig else None,
         log_format=log_format,

@@ -13,6 +13,7 @@ class OperatorSettings:
     poll_interval: float = 10.0  # seconds between /status polls of each engine
     poll_jitter: float = 0.2  # fraction of the interval, so engines are not polled in lockstep
     delete_timeout: float = 30.0  # how long deletion waits for an engine to cancel its orders
+    metrics_host: str = "0.0.0.0"  # noqa: S104 - a pod's servers answer on its own address
     metrics_port: int | None = 8000
     liveness_endpoint: str | None = "http://0.0.0.0:8081/healthz"
     image: EngineImage = field(default_factory=EngineImage)

@@ -1,21 +1,39 @@
-"""`hean sandbox`: run HEAN on one machine without Kubernetes or Docker."""
+"""`hean sandbox`: a real Kubernetes control plane on one machine, with HEAN in it."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
-import subprocess
 import sys
 from pathlib import Path
 
 import click
 
-from hean_sandbox.up import ExchangeSimOptions, Sandbox, SandboxOptions
+from hean_sandbox.controlplane.build import Binaries, BuildError, ensure_binaries
+from hean_sandbox.up import ExchangeSimOptions, Sandbox, SandboxError, SandboxOptions
 
 
 @click.group()
 def sandbox() -> None:
-    """A local Kubernetes stand-in (API emulator, pod runner) with the operator in it."""
+    """Kubernetes built from source (etcd, kube-apiserver, controller manager, scheduler),
+    a node that runs pods as local processes, and HEAN installed with helm."""
+
+
+@sandbox.command()
+@click.option(
+    "--bin-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path(".hean/bin"),
+    show_default=True,
+    help="Where to link kubectl and helm for the shell.",
+)
+def build(bin_dir: Path) -> None:
+    """Build (once) the control plane's binaries, kubectl and helm from the pinned Go modules."""
+    binaries = _binaries()
+    _link_clients(binaries.kubectl, binaries.helm, bin_dir)
+    _say(f"binaries: {binaries.directory}")
+    _say(f"kubectl and helm: {bin_dir}/")
 
 
 @sandbox.command()
@@ -24,18 +42,24 @@ def sandbox() -> None:
     type=click.Path(path_type=Path, dir_okay=False),
     default=Path(".hean/kubeconfig"),
     show_default=True,
-    help="Where to write the kubeconfig that kubectl and clients use.",
+    help="Where to write the admin kubeconfig that kubectl and helm use.",
 )
 @click.option(
     "--workdir",
     type=click.Path(path_type=Path, file_okay=False),
     default=Path(".hean/sandbox"),
     show_default=True,
-    help="Pod directories (volumes, logs) and the operator's log.",
+    help="The cluster's certificates and logs, and the pods' directories (volumes, logs).",
 )
-@click.option("--port", default=0, show_default=True, help="API server port (0: any free one).")
+@click.option(
+    "--bin-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path(".hean/bin"),
+    show_default=True,
+    help="Where to link the kubectl and helm built with the cluster.",
+)
 @click.option("--fake-pods", is_flag=True, help="Report pods Ready without running them (KWOK).")
-@click.option("--no-operator", is_flag=True, help="Start only the API server and pod runner.")
+@click.option("--no-operator", is_flag=True, help="Do not install the chart (cluster and node only).")
 @click.option(
     "--poll-interval", default=5.0, show_default=True, help="The operator's engine poll interval."
 )
@@ -61,7 +85,7 @@ def sandbox() -> None:
 def up(
     kubeconfig: Path,
     workdir: Path,
-    port: int,
+    bin_dir: Path,
     fake_pods: bool,
     no_operator: bool,
     poll_interval: float,
@@ -70,42 +94,72 @@ def up(
     exchange_speed: float,
     manifests: tuple[Path, ...],
 ) -> None:
-    """Run the sandbox in the foreground until SIGINT/SIGTERM."""
+    """Run the sandbox in the foreground until SIGINT/SIGTERM; stopping it stops every
+    process it started (control plane, node, pods, simulator)."""
+    _binaries()  # build first, with progress, before anything starts
     options = SandboxOptions(
         kubeconfig=kubeconfig.absolute(),
         workdir=workdir.absolute(),
-        port=port,
         fake_pods=fake_pods,
         operator=not no_operator,
-        operator_args=("--poll-interval", str(poll_interval)),
+        namespace="default",
+        operator_namespace="hean-system",
+        release="hean",
+        poll_interval=poll_interval,
         exchange_sim=(
             ExchangeSimOptions(data=exchange_data, port=exchange_port, speed=exchange_speed)
             if exchange_data is not None
             else None
         ),
+        say=_say,
     )
-    asyncio.run(_up(options, manifests))
+    try:
+        asyncio.run(_up(options, manifests, bin_dir))
+    except SandboxError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
-async def _up(options: SandboxOptions, manifests: tuple[Path, ...]) -> None:
+def _binaries() -> Binaries:
+    try:
+        return ensure_binaries(_say)
+    except BuildError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _link_clients(kubectl: Path, helm: Path, bin_dir: Path) -> None:
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    for source in (kubectl, helm):
+        link = bin_dir / source.name
+        if link.is_symlink() or link.exists():
+            link.unlink()
+        link.symlink_to(source)
+
+
+async def _up(options: SandboxOptions, manifests: tuple[Path, ...], bin_dir: Path) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     box = Sandbox(options)
-    await box.start()
     try:
-        kc = options.kubeconfig
-        _say(f"sandbox API server: {box.apiserver.url}")
+        await box.start()
+        cp = box.control_plane
+        assert cp is not None and box.binaries is not None
+        _link_clients(box.binaries.kubectl, box.binaries.helm, bin_dir)
+        kc = os.path.relpath(options.kubeconfig)
+        kubectl = os.path.relpath(bin_dir / "kubectl")
+        _say(f"API server:         {cp.url} (kube-apiserver {box.binaries.pins.kubernetes})")
         _say(f"kubeconfig:         {kc}")
+        _say(f"node:               {box.node_name}")
         if box.exchange is not None:
             _say(f"exchange simulator: {box.exchange.url}")
         if options.operator:
-            _say(f"operator log:       {box.operator_log_path}")
+            _say(f"operator:           helm release {options.release!r} in {options.operator_namespace}")
         for manifest in manifests:
-            await _kubectl(kc, "apply", "-f", str(manifest))
+            _, out, _ = await box.kubectl("apply", "-f", str(manifest))
+            _say(out.rstrip())
         _say("")
-        _say(f"try:  kubectl --kubeconfig {kc} get tradingengines")
+        _say(f"try:  {kubectl} --kubeconfig {kc} get tradingengines")
         _say("stop: Ctrl-C")
         await stop.wait()
     finally:
@@ -113,21 +167,7 @@ async def _up(options: SandboxOptions, manifests: tuple[Path, ...]) -> None:
         await box.stop()
 
 
-async def _kubectl(kubeconfig: Path, *args: str) -> None:
-    process = await asyncio.create_subprocess_exec(
-        "kubectl",
-        "--kubeconfig",
-        str(kubeconfig),
-        *args,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    out, _ = await process.communicate()
-    _say(out.decode().rstrip())
-    if process.returncode != 0:
-        raise click.ClickException(f"kubectl {' '.join(args)} failed")
-
-
 def _say(text: str) -> None:
     click.echo(text)
     sys.stdout.flush()
+

@@ -1,13 +1,18 @@
-"""A minimal async client for the few Kubernetes API calls the pod runner makes.
+"""A minimal async client for the Kubernetes API calls the sandbox's node makes.
 
-The pod runner plays kubelet against any apiserver (the sandbox's emulator or
-a real one), so it speaks plain REST over aiohttp: list and watch pods, read
-ConfigMaps and Secrets, patch pod status, and finish a pod's deletion.
+The node authenticates as `system:node:<name>` with a client certificate, as a
+kubelet does, so the API server's Node authorizer and the NodeRestriction
+admission plugin limit it to its own Node, its Lease, the pods bound to it and
+the ConfigMaps, Secrets and service-account tokens those pods use. It speaks
+plain REST over aiohttp: register and heartbeat, list and watch its pods, read
+volumes' sources, request tokens, patch pod status, post Events, and finish a
+pod's deletion.
 """
 
 from __future__ import annotations
 
 import json
+import ssl
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -21,12 +26,23 @@ class ApiError(Exception):
 
 
 class KubeApi:
-    def __init__(self, session: aiohttp.ClientSession, server: str, token: str | None) -> None:
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        server: str,
+        token: str | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
         self._session = session
         self._server = server.rstrip("/")
         self._headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._ssl: ssl.SSLContext | bool = ssl_context if ssl_context is not None else True
 
-    async def _json(
+    @property
+    def server(self) -> str:
+        return self._server
+
+    async def request(
         self,
         method: str,
         path: str,
@@ -40,27 +56,31 @@ class KubeApi:
             headers["Content-Type"] = content_type
             data = json.dumps(body)
         async with self._session.request(
-            method, self._server + path, data=data, headers=headers, params=params
+            method, self._server + path, data=data, headers=headers, params=params, ssl=self._ssl
         ) as response:
             text = await response.text()
             if response.status >= 400:
                 raise ApiError(response.status, text[:300])
             return json.loads(text) if text else None
 
-    async def list_pods(self) -> dict[str, Any]:
-        result: dict[str, Any] = await self._json("GET", "/api/v1/pods")
+    async def list_pods(self, node: str) -> dict[str, Any]:
+        result: dict[str, Any] = await self.request(
+            "GET", "/api/v1/pods", params={"fieldSelector": f"spec.nodeName={node}"}
+        )
         return result
 
-    async def watch_pods(self, resource_version: str) -> AsyncIterator[dict[str, Any]]:
+    async def watch_pods(self, node: str, resource_version: str) -> AsyncIterator[dict[str, Any]]:
         params = {
             "watch": "true",
             "resourceVersion": resource_version,
             "allowWatchBookmarks": "true",
+            "fieldSelector": f"spec.nodeName={node}",
         }
         async with self._session.get(
             self._server + "/api/v1/pods",
             params=params,
             headers=self._headers,
+            ssl=self._ssl,
             timeout=aiohttp.ClientTimeout(total=None, sock_read=None),
         ) as response:
             if response.status >= 400:
@@ -71,7 +91,7 @@ class KubeApi:
 
     async def get(self, path: str) -> dict[str, Any] | None:
         try:
-            found: dict[str, Any] = await self._json("GET", path)
+            found: dict[str, Any] = await self.request("GET", path)
         except ApiError as exc:
             if exc.status == 404:
                 return None
@@ -79,17 +99,17 @@ class KubeApi:
         return found
 
     async def patch_pod_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
-        await self._json(
+        await self.request(
             "PATCH",
             f"/api/v1/namespaces/{namespace}/pods/{name}/status",
             {"status": status},
-            content_type="application/merge-patch+json",
+            content_type="application/strategic-merge-patch+json",
         )
 
     async def finish_pod_deletion(self, namespace: str, name: str, uid: str) -> None:
         """What a kubelet does once a pod's containers are gone: delete it for good."""
         try:
-            await self._json(
+            await self.request(
                 "DELETE",
                 f"/api/v1/namespaces/{namespace}/pods/{name}",
                 {
@@ -102,3 +122,30 @@ class KubeApi:
         except ApiError as exc:
             if exc.status not in (404, 409):
                 raise
+
+    async def request_token(
+        self, namespace: str, service_account: str, pod: str, pod_uid: str, seconds: int
+    ) -> str:
+        """A bound service-account token for one pod (the TokenRequest API)."""
+        result = await self.request(
+            "POST",
+            f"/api/v1/namespaces/{namespace}/serviceaccounts/{service_account}/token",
+            {
+                "apiVersion": "authentication.k8s.io/v1",
+                "kind": "TokenRequest",
+                "spec": {
+                    "expirationSeconds": seconds,
+                    "boundObjectRef": {
+                        "apiVersion": "v1",
+                        "kind": "Pod",
+                        "name": pod,
+                        "uid": pod_uid,
+                    },
+                },
+            },
+        )
+        token: str = result["status"]["token"]
+        return token
+
+    async def post_event(self, namespace: str, event: dict[str, Any]) -> None:
+        await self.request("POST", f"/api/v1/namespaces/{namespace}/events", event)

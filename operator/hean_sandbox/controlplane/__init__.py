@@ -1,0 +1,1 @@
+"""The control plane: Kubernetes and etcd built from pinned Go modules, started on loopback."""
