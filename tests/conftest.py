@@ -8,12 +8,13 @@ their own fixtures in their own clearly named sections below.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from cluster_support import stop_shared_control_plane
 from engine_support import (
     BNTETH_TRADES,
     BTCUSD_CANDLES,
@@ -79,3 +80,12 @@ def sim_engine() -> Callable[..., Engine]:
 def scripted_sim_engine() -> Callable[..., tuple[Engine, ScriptedStrategy]]:
     """Factory: a simulated Engine whose strategy is a test-driven ScriptedStrategy."""
     return build_scripted_engine
+
+
+# -- the test world: one real control plane per session (tests/cluster_support.py) --
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _stop_the_cluster_at_the_end() -> Iterator[None]:
+    yield
+    stop_shared_control_plane()

@@ -30,6 +30,17 @@ def _quiet_polls(record: logging.LogRecord) -> bool:
     return not record.getMessage().startswith("Timer 'poll' succeeded")
 
 
+def _retries_are_warnings(record: logging.LogRecord) -> bool:
+    """kopf logs each retried API request at ERROR ("Request attempt #1/9 failed; will
+    retry"). A real API server answers 429 while a new CRD's storage starts and 5xx
+    during upgrades; a request that is retried has not failed yet, so it is a
+    WARNING. The attempt that gives up ("escalating") stays an ERROR."""
+    if record.levelno == logging.ERROR and "failed; will retry" in record.getMessage():
+        record.levelno = logging.WARNING
+        record.levelname = "WARNING"
+    return True
+
+
 def _load_kube_config(kubeconfig: str | None) -> None:
     if kubeconfig:
         kube_config.load_kube_config(config_file=kubeconfig)  # type: ignore[no-untyped-call]
@@ -129,8 +140,12 @@ async def run_operator(
     )
     if settings.kubeconfig:
         os.environ["KUBECONFIG"] = settings.kubeconfig
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_retries_are_warnings)
     if not settings.verbose:
         logging.getLogger("kopf.objects").addFilter(_quiet_polls)
+        # kopf's liveness endpoint is aiohttp: one access line per probe says nothing.
+        logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     _load_kube_config(settings.kubeconfig)
     metrics = OperatorMetrics()
     if settings.metrics_port is not None:

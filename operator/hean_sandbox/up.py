@@ -234,7 +234,7 @@ class Sandbox:
         values_file = options.workdir / "values.yaml"
         values_file.write_text(yaml.safe_dump(values))
         verb = "upgrade" if upgrade else "install"
-        _, out = await self.helm(
+        code, out = await self.helm(
             verb,
             options.release,
             str(CHART),
@@ -245,8 +245,25 @@ class Sandbox:
             "--wait",
             "--timeout",
             "180s",
+            check=False,
         )
+        if code != 0:
+            raise SandboxError(f"helm {verb} failed:\n{out}\n{await self.diagnose()}")
         return out
+
+    async def diagnose(self) -> str:
+        """What a person would look at when the operator does not come up."""
+        namespace = self.options.operator_namespace
+        parts = []
+        for args in (
+            ("get", "nodes,pods", "-A", "-o", "wide"),
+            ("-n", namespace, "get", "events", "--sort-by=.lastTimestamp"),
+        ):
+            with contextlib.suppress(SandboxError, OSError):
+                _, out, err = await self.kubectl(*args, check=False)
+                parts.append(f"$ kubectl {' '.join(args)}\n{out}{err}")
+        parts.append("operator log (tail):\n" + "\n".join(self.operator_logs().splitlines()[-30:]))
+        return "\n".join(parts)
 
     async def uninstall(self) -> str:
         _, out = await self.helm(

@@ -1,10 +1,13 @@
 """Scenario tests' helpers: the real operator, driven with kubectl.
 
 Every scenario runs against two backends:
-- `sandbox` (always): a fresh `hean sandbox` per test: the API server emulator
-  with HEAN's CRDs, the pod runner (engine pods are real `hean engine run`
+- `sandbox` (always): the session's real control plane (tests/cluster_support.py:
+  etcd, kube-apiserver, kube-controller-manager, kube-scheduler built from the
+  pinned Go modules) and, per test, what `hean sandbox up` adds to it: a
+  namespace, a node of its own (engine pods are real `hean engine run`
   processes on loopback IPs), the exchange simulator replaying recorded
-  candles, and the operator as its own process, as `hean sandbox up` runs them;
+  candles, and HEAN installed with the real `helm install` of the chart, so
+  the operator runs as a pod under the chart's ServiceAccount and RBAC;
 - `kind` (users with Docker): the current kubectl context when it is a kind
   cluster (`kind-*`) with HEAN installed (`make kind-up`); skipped otherwise.
   Engines there use the exchange at $HEAN_E2E_EXCHANGE_URL, or the real one.
@@ -27,6 +30,7 @@ from typing import Any
 
 import yaml
 
+from cluster_support import shared_control_plane, unique
 from engine_support import BTCUSD_CANDLES, head_lines, require_shared_file, write_lines
 from hean_sandbox.up import ExchangeSimOptions, Sandbox, SandboxOptions
 from hean_sim.exchange.config import ApiKey
@@ -58,11 +62,15 @@ class Scenario:
     restart_operator: Callable[[], Awaitable[None]]
     operator_log: Callable[[], Awaitable[str]]
     box: Sandbox | None = None
+    # The LiveApproval trust ConfigMap the operator reads (its name and namespace).
+    trust_configmap: str = "hean-liveapproval-trust"
+    trust_namespace: str = "default"
+    kubectl_binary: str = "kubectl"
     pod_events: list[PodEvent] = field(default_factory=list)
     pod_changed: asyncio.Condition = field(default_factory=asyncio.Condition)
 
     def _base(self) -> list[str]:
-        base = ["kubectl"]
+        base = [self.kubectl_binary]
         if self.kubeconfig is not None:
             base += ["--kubeconfig", str(self.kubeconfig)]
         return base
@@ -99,7 +107,16 @@ class Scenario:
         return dict((await self.kubectl("get", kind, name, "-o", "json")).json())
 
     async def wait(self, target: str, condition: str, limit: str = WAIT) -> None:
-        await self.kubectl("wait", f"--for={condition}", target, f"--timeout={limit}")
+        try:
+            await self.kubectl("wait", f"--for={condition}", target, f"--timeout={limit}")
+        except AssertionError as exc:
+            # What a person would look at: the object, the pods and the operator's log.
+            seen = await self.kubectl("get", target, "pods", "-o", "wide", check=False)
+            detail = await self.kubectl("get", target, "-o", "yaml", check=False)
+            log = "\n".join((await self.operator_log()).splitlines()[-40:])
+            raise AssertionError(
+                f"{exc}\n{seen.stdout}{seen.stderr}\n{detail.stdout}\noperator log:\n{log}"
+            ) from None
 
     async def until_pods(self, predicate: Callable[[list[PodEvent]], bool]) -> None:
         """Wait (on the watch, not a timer) until the recorded pod events satisfy `predicate`."""
@@ -200,43 +217,62 @@ async def make_sandbox_scenario(
     fake_pods: bool = False,
     exchange: bool = True,
     poll: float = 1.0,
-    operator_args: tuple[str, ...] = (),
+    values: Mapping[str, Any] | None = None,
+    watch_namespaces: Sequence[str] | None = None,
     accounts: Sequence[ApiKey] = (),
     balances: Mapping[str, Decimal] | None = None,
 ) -> tuple[Scenario, asyncio.Task[None]]:
-    """`accounts`: API key pairs the exchange simulator holds (for live engines),
-    each with `balances` (None: the simulator's default)."""
+    """A sandbox on the session's control plane: a fresh namespace, a node of its own
+    and a Helm release of the chart in that namespace, watching it (or
+    `watch_namespaces`); `values` are more Helm values. `accounts`: API key pairs
+    the exchange simulator holds (for live engines), each with `balances` (None:
+    the simulator's default)."""
     sim = None
     if exchange:
         data = write_lines(
             tmp_path / "candles.csv", head_lines(require_shared_file(BTCUSD_CANDLES), 3000)
         )
         sim = ExchangeSimOptions(data=data, port=0, speed=60.0, keys=accounts, balances=balances)
+    cluster = await asyncio.to_thread(shared_control_plane)
+    namespace = unique("t")
+    release = unique("hean")
     options = SandboxOptions(
         kubeconfig=tmp_path / "kubeconfig",
         workdir=tmp_path / "sandbox",
         fake_pods=fake_pods,
-        operator_args=("--poll-interval", str(poll), *operator_args),
+        namespace=namespace,
+        operator_namespace=namespace,
+        release=release,
+        watch_namespaces=watch_namespaces,
+        poll_interval=poll,
+        values=values or {},
         exchange_sim=sim,
+        control_plane=cluster,
     )
     box = Sandbox(options)
-    await box.start()
+    try:
+        await box.start()
+    except BaseException:
+        await box.stop()
+        raise
 
     async def restart() -> None:
-        await box.stop_operator(kill=True)
-        await box.start_operator()
+        await box.restart_operator(kill=True)
 
     async def log() -> str:
-        return box.operator_log_path.read_text(errors="replace")
+        return box.operator_logs()
 
     scenario = Scenario(
         backend="sandbox",
         kubeconfig=options.kubeconfig,
-        namespace="default",
+        namespace=namespace,
         exchange_url=box.exchange.url if box.exchange is not None else None,
         restart_operator=restart,
         operator_log=log,
         box=box,
+        trust_configmap=f"{release}-liveapproval-trust",
+        trust_namespace=namespace,
+        kubectl_binary=str(box.kubectl_path),
     )
     return scenario, await start_recording(scenario)
 
@@ -296,6 +332,7 @@ async def make_kind_scenario() -> tuple[Scenario, asyncio.Task[None]]:
         exchange_url=os.environ.get("HEAN_E2E_EXCHANGE_URL"),
         restart_operator=restart,
         operator_log=log,
+        trust_namespace=KIND_OPERATOR_NAMESPACE,
     )
     await scenario.kubectl("create", "namespace", namespace, namespaced=False)
     return scenario, await start_recording(scenario)

@@ -80,7 +80,15 @@ def build_tradingengine_crd() -> dict[str, Any]:
     spec_schema = structural_schema(TradingEngineSpec)
     _default_empty_objects(spec_schema)
     spec_schema["x-kubernetes-validations"] = SPEC_RULES
-    spec_schema["properties"]["strategy"]["x-kubernetes-validations"] = STRATEGY_RULES
+    strategy = spec_schema["properties"]["strategy"]
+    strategy["x-kubernetes-validations"] = STRATEGY_RULES
+    # CEL reaches only declared fields: an open object's unknown fields are not
+    # in its type, so the real apiserver refuses a rule that reads them. The
+    # periods the rule compares are declared (every other key stays open).
+    strategy["properties"]["params"]["properties"] = {
+        key: {"x-kubernetes-int-or-string": True, "description": f"ema_cross: the {what}."}
+        for key, what in (("fast", "fast EMA's period"), ("slow", "slow EMA's period"))
+    }
     status_schema = structural_schema(TradingEngineStatus)
     conditions = status_schema["properties"]["conditions"]
     conditions["x-kubernetes-list-type"] = "map"
