@@ -83,6 +83,9 @@ class ControlPlane:
     apiserver_port: int = 0
     ca: Authority | None = None
     admin: KeyPair | None = None
+    # Write the API server's audit log (every write, as JSON lines, at Metadata
+    # level) to `audit_log_path`: what benchmarks count API writes with.
+    audit: bool = False
 
     @property
     def url(self) -> str:
@@ -95,6 +98,10 @@ class ControlPlane:
     @property
     def admin_kubeconfig(self) -> Path:
         return self.workdir / "admin.kubeconfig"
+
+    @property
+    def audit_log_path(self) -> Path:
+        return self.workdir / "logs" / "audit.log"
 
     @property
     def ca_path(self) -> Path:
@@ -177,6 +184,7 @@ class ControlPlane:
                 "--profiling=false",
                 f"--cert-dir={self.pki}",
                 "--v=0",
+                *self._audit_flags(),
             ],
         )
         self._wait(f"{self.url}/readyz", "kube-apiserver")
@@ -215,6 +223,30 @@ class ControlPlane:
         # A namespace is usable once its ServiceAccount `default` exists (the
         # controller manager makes it): pods are refused before.
         self.wait_for_service_account("default")
+
+    def _audit_flags(self) -> list[str]:
+        if not self.audit:
+            return []
+        policy = self.workdir / "audit-policy.yaml"
+        policy.write_text(
+            yaml.safe_dump(
+                {
+                    "apiVersion": "audit.k8s.io/v1",
+                    "kind": "Policy",
+                    "omitStages": ["RequestReceived"],
+                    "rules": [
+                        {"level": "None", "verbs": ["get", "list", "watch"]},
+                        {"level": "Metadata"},
+                    ],
+                }
+            )
+        )
+        return [
+            f"--audit-policy-file={policy}",
+            f"--audit-log-path={self.audit_log_path}",
+            "--audit-log-format=json",
+            "--audit-log-maxsize=0",
+        ]
 
     def stop(self) -> None:
         for component in reversed(self.components):
