@@ -3,22 +3,15 @@
 from __future__ import annotations
 
 import ast
-import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 import yaml
+from node_support import NodeWorld
 
-from hean_sandbox.apiserver import ApiServer
-from hean_sandbox.apiserver.store import StoredEvent
-from hean_sandbox.kubelet.api import KubeApi
 from hean_sandbox.kubelet.fake_engine import FakeEngine, idle_status
-from hean_sandbox.kubelet.runner import PodRunner
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ENGINE_PORT = 8080
@@ -37,7 +30,11 @@ def _real_status_keys() -> list[str]:
 
 
 def _pod(name: str, *, port: int | None = ENGINE_PORT, config: str | None = None) -> dict[str, Any]:
-    container: dict[str, Any] = {"name": "engine", "image": "hean", "command": ["hean"]}
+    container: dict[str, Any] = {
+        "name": "engine",
+        "image": "ghcr.io/hean-io/hean-engine:dev",
+        "command": ["hean"],
+    }
     if port is not None:
         container["ports"] = [{"name": "http", "containerPort": port}]
     spec: dict[str, Any] = {"containers": [container]}
@@ -46,86 +43,32 @@ def _pod(name: str, *, port: int | None = ENGINE_PORT, config: str | None = None
     return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": spec}
 
 
-def _ready(obj: dict[str, Any]) -> bool:
-    conditions = (obj.get("status") or {}).get("conditions") or []
-    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
-
-
-@dataclass
-class Cluster:
-    server: ApiServer
-    runner: PodRunner
-    session: aiohttp.ClientSession
-
-    async def kube(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-        """A request to the apiserver."""
-        async with self.session.request(method, self.server.url + path, json=body) as response:
-            return response.status, await response.json()
-
-    def expect(self, predicate: Callable[[StoredEvent], bool]) -> Awaitable[StoredEvent]:
-        """The first change committed from now on that matches (subscribed at once: no races)."""
-        found: asyncio.Future[StoredEvent] = asyncio.get_running_loop().create_future()
-        store = self.server.store
-
-        def check(event: StoredEvent) -> None:
-            if not found.done() and predicate(event):
-                found.set_result(event)
-
-        store.subscribe(check)
-
-        async def wait() -> StoredEvent:
-            try:
-                return await asyncio.wait_for(found, WITHIN)
-            finally:
-                store.unsubscribe(check)
-
-        return wait()
-
-    async def start_pod(self, pod: dict[str, Any]) -> dict[str, Any]:
-        """Create the pod and return it once the fake kubelet reported it Ready."""
-        name = pod["metadata"]["name"]
-        waiting = self.expect(
-            lambda e: (
-                e.key == ("", "pods") and e.object["metadata"]["name"] == name and _ready(e.object)
-            )
-        )
-        status, body = await self.kube("POST", "/api/v1/namespaces/default/pods", pod)
-        assert status == 201, body
-        return (await waiting).object
-
-    async def get(self, url: str) -> tuple[int, Any]:
-        async with self.session.get(url) as response:
-            return response.status, await response.json()
-
-    async def post(self, url: str, body: Any) -> tuple[int, Any]:
-        async with self.session.post(url, json=body) as response:
-            return response.status, await response.json()
-
-
-@pytest.fixture
-async def cluster(server: ApiServer, tmp_path: Path) -> AsyncIterator[Cluster]:
-    connector = aiohttp.TCPConnector(force_close=True)
+async def get(url: str) -> tuple[int, Any]:
     async with (
-        aiohttp.ClientSession() as kubelet_session,
-        aiohttp.ClientSession(connector=connector) as session,
+        aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as session,
+        session.get(url) as response,
     ):
-        runner = PodRunner(KubeApi(kubelet_session, server.url, None), tmp_path, fake=True)
-        ready = asyncio.Event()
-        task = asyncio.create_task(runner.run(ready))
-        await ready.wait()
-        try:
-            yield Cluster(server, runner, session)
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        return response.status, await response.json()
+
+
+async def post(url: str, body: Any) -> tuple[int, Any]:
+    async with (
+        aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as session,
+        session.post(url, json=body) as response,
+    ):
+        return response.status, await response.json()
+
+
+async def create_configmap(world: NodeWorld, body: dict[str, Any]) -> None:
+    status, answer, _ = await world.http.post(world.path("configmaps"), body)
+    assert status == 201, answer
 
 
 def _engine_config(name: str, **spec: Any) -> dict[str, Any]:
     manifest = {
         "apiVersion": "hean.io/v1alpha1",
         "kind": "TradingEngine",
-        "metadata": {"name": name, "namespace": "default", "generation": 3},
+        "metadata": {"name": name, "namespace": "ns", "generation": 3},
         "spec": {
             "mode": "paper",
             "exchange": {"id": "binance"},
@@ -143,19 +86,18 @@ def _engine_config(name: str, **spec: Any) -> dict[str, Any]:
     }
 
 
-async def test_fake_pod_answers_status_at_its_ip(cluster: Cluster) -> None:
+async def test_fake_pod_answers_status_at_its_ip(fake_world: NodeWorld) -> None:
     config = _engine_config("alpha")
-    status, body = await cluster.kube("POST", "/api/v1/namespaces/default/configmaps", config)
-    assert status == 201, body
-    pod = await cluster.start_pod(_pod("alpha-engine", config="alpha-config"))
+    await create_configmap(fake_world, config)
+    pod = await fake_world.start_pod(_pod("alpha-engine", config="alpha-config"))
     ip = pod["status"]["podIP"]
     assert ip.startswith("127.")
     base = f"http://{ip}:{ENGINE_PORT}"
 
-    assert await cluster.get(f"{base}/healthz") == (200, {"status": "ok"})
-    code, ready = await cluster.get(f"{base}/readyz")
+    assert await get(f"{base}/healthz") == (200, {"status": "ok"})
+    code, ready = await get(f"{base}/readyz")
     assert (code, ready["ready"]) == (200, True)
-    code, report = await cluster.get(f"{base}/status")
+    code, report = await get(f"{base}/status")
     assert code == 200
     assert list(report) == _real_status_keys()
     assert report["name"] == "alpha"
@@ -169,61 +111,60 @@ async def test_fake_pod_answers_status_at_its_ip(cluster: Cluster) -> None:
     assert report["equity"] == "100000"
     assert report["open_orders"] == []
     # An idle engine's document does not change between polls.
-    assert (await cluster.get(f"{base}/status"))[1] == report
+    assert (await get(f"{base}/status"))[1] == report
 
 
-async def test_control_toggles_paused_and_risk_state(cluster: Cluster) -> None:
-    pod = await cluster.start_pod(_pod("beta-engine"))  # no ConfigMap: defaults
+async def test_control_toggles_paused_and_risk_state(fake_world: NodeWorld) -> None:
+    pod = await fake_world.start_pod(_pod("beta-engine"))  # no ConfigMap: defaults
     base = f"http://{pod['status']['podIP']}:{ENGINE_PORT}"
-    code, report = await cluster.get(f"{base}/status")
+    code, report = await get(f"{base}/status")
     assert (code, report["name"], report["equity"]) == (200, "beta-engine", "0")
 
-    assert (await cluster.post(f"{base}/control", {"command": "pause"}))[1]["paused"] is True
-    assert (await cluster.get(f"{base}/status"))[1]["paused"] is True
-    code, answer = await cluster.post(f"{base}/control", {"command": "halt"})
+    assert (await post(f"{base}/control", {"command": "pause"}))[1]["paused"] is True
+    assert (await get(f"{base}/status"))[1]["paused"] is True
+    code, answer = await post(f"{base}/control", {"command": "halt"})
     assert (code, answer["risk_state"], answer["paused"]) == (200, "HALTED", True)
-    report = (await cluster.get(f"{base}/status"))[1]
+    report = (await get(f"{base}/status"))[1]
     assert (report["risk_state"], report["risk_state_reason"]) == (
         "HALTED",
         "control command: halt",
     )
-    await cluster.post(f"{base}/control", {"command": "reduce"})
-    assert (await cluster.get(f"{base}/status"))[1]["risk_state"] == "REDUCING"
-    code, answer = await cluster.post(f"{base}/control", {"command": "resume"})
+    await post(f"{base}/control", {"command": "reduce"})
+    assert (await get(f"{base}/status"))[1]["risk_state"] == "REDUCING"
+    code, answer = await post(f"{base}/control", {"command": "resume"})
     assert (code, answer["risk_state"], answer["paused"]) == (200, "ACTIVE", False)
-    assert (await cluster.post(f"{base}/control", {"command": "explode"}))[0] == 400
-    engine = next(iter(cluster.runner.pods.values())).fake_engine
+    assert (await post(f"{base}/control", {"command": "explode"}))[0] == 400
+    engine = next(iter(fake_world.node.pods.values())).fake_engine
     assert engine is not None
     assert engine.commands == ["pause", "halt", "reduce", "resume"]
 
 
-async def test_config_paused_and_halt_apply_at_start(cluster: Cluster) -> None:
+async def test_config_paused_and_halt_apply_at_start(fake_world: NodeWorld) -> None:
     config = _engine_config("gamma", paused=True, halt=True)
-    assert (await cluster.kube("POST", "/api/v1/namespaces/default/configmaps", config))[0] == 201
-    pod = await cluster.start_pod(_pod("gamma-engine", config="gamma-config"))
-    report = (await cluster.get(f"http://{pod['status']['podIP']}:{ENGINE_PORT}/status"))[1]
+    await create_configmap(fake_world, config)
+    pod = await fake_world.start_pod(_pod("gamma-engine", config="gamma-config"))
+    report = (await get(f"http://{pod['status']['podIP']}:{ENGINE_PORT}/status"))[1]
     assert (report["paused"], report["risk_state"]) == (True, "HALTED")
 
 
-async def test_deleting_the_pod_stops_its_engine(cluster: Cluster) -> None:
-    pod = await cluster.start_pod(_pod("delta-engine"))
+async def test_deleting_the_pod_stops_its_engine(fake_world: NodeWorld) -> None:
+    pod = await fake_world.start_pod(_pod("delta-engine"))
     base = f"http://{pod['status']['podIP']}:{ENGINE_PORT}"
-    assert (await cluster.get(f"{base}/healthz"))[0] == 200
+    assert (await get(f"{base}/healthz"))[0] == 200
 
-    gone = cluster.expect(
-        lambda e: e.type == "DELETED" and e.object["metadata"]["name"] == "delta-engine"
-    )
-    status, body = await cluster.kube("DELETE", "/api/v1/namespaces/default/pods/delta-engine")
+    gone = await fake_world.watch_pod("delta-engine")
+    status, body, _ = await fake_world.http.delete(fake_world.path("pods", "delta-engine"))
     assert status == 200, body
-    await gone  # the kubelet finishes the deletion only after stopping the engine
-    assert cluster.runner.pods == {}
+    # the kubelet finishes the deletion only after stopping the engine
+    await gone.until(lambda e: e["type"] == "DELETED", within=WITHIN)
+    assert fake_world.node.pods == {}
     with pytest.raises(aiohttp.ClientConnectorError):
-        await cluster.get(f"{base}/healthz")
+        await get(f"{base}/healthz")
 
 
-async def test_pod_without_http_port_gets_no_engine(cluster: Cluster) -> None:
-    await cluster.start_pod(_pod("plain", port=None))
-    (run,) = cluster.runner.pods.values()
+async def test_pod_without_http_port_gets_no_engine(fake_world: NodeWorld) -> None:
+    await fake_world.start_pod(_pod("plain", port=None))
+    (run,) = fake_world.node.pods.values()
     assert run.fake_engine is None
 
 
@@ -235,18 +176,18 @@ class _Addresses:
         return self._ips.pop(0)
 
 
-async def test_taken_address_moves_the_pod_to_the_next_ip(cluster: Cluster) -> None:
+async def test_taken_address_moves_the_pod_to_the_next_ip(fake_world: NodeWorld) -> None:
     taken, free = "127.1.200.7", "127.1.200.8"
-    cluster.runner._ips = _Addresses(taken, free)  # type: ignore[assignment]
+    fake_world.node._ips = _Addresses(taken, free)  # type: ignore[assignment]
     # Another sandbox's pod holds the address the runner gives out next.
     squatter = FakeEngine(taken, ENGINE_PORT, name="squatter", namespace="default")
     await squatter.start()
     try:
-        pod = await cluster.start_pod(_pod("epsilon-engine"))
+        pod = await fake_world.start_pod(_pod("epsilon-engine"))
         assert pod["status"]["podIP"] == free
-        report = (await cluster.get(f"http://{free}:{ENGINE_PORT}/status"))[1]
+        report = (await get(f"http://{free}:{ENGINE_PORT}/status"))[1]
         assert report["name"] == "epsilon-engine"
-        assert (await cluster.get(f"http://{taken}:{ENGINE_PORT}/status"))[1]["name"] == "squatter"
+        assert (await get(f"http://{taken}:{ENGINE_PORT}/status"))[1]["name"] == "squatter"
     finally:
         await squatter.stop()
 

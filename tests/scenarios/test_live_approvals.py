@@ -27,7 +27,6 @@ from hean_engine.approval.manifest import approval_manifest
 from hean_engine.approval.sign import add_signature, new_approval
 from hean_engine.model.spec import parse_spec
 
-TRUST = "hean-trust"
 ALICE = Ed25519PrivateKey.generate()
 LIVE = {
     "mode": "live",
@@ -44,11 +43,12 @@ def _pem(key: Ed25519PrivateKey) -> str:
     )
 
 
-def _trust(policy: dict[str, Any]) -> dict[str, Any]:
+def _trust(scenario: Scenario, policy: dict[str, Any]) -> dict[str, Any]:
+    """The trust ConfigMap that the chart made and the operator reads."""
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
-        "metadata": {"name": TRUST},
+        "metadata": {"name": scenario.trust_configmap},
         "data": {"alice.pub": _pem(ALICE), "policy.yaml": yaml.safe_dump(policy)},
     }
 
@@ -59,7 +59,6 @@ async def _scenario(tmp_path: Path, poll: float) -> tuple[Scenario, Any]:
         fake_pods=True,
         exchange=False,
         poll=poll,
-        operator_args=("--trust-configmap", TRUST, "--trust-namespace", "default"),
     )
 
 
@@ -114,8 +113,8 @@ async def _reason(scenario: Scenario, name: str, reason: str) -> None:
 
 def _commands(scenario: Scenario, pod: str) -> list[str]:
     """What the fake engine of `pod` was told through its control API."""
-    assert scenario.box is not None and scenario.box.runner is not None
-    runs = [r for r in scenario.box.runner.pods.values() if r.name == pod]
+    assert scenario.box is not None and scenario.box.node is not None
+    runs = [r for r in scenario.box.node.pods.values() if r.name == pod]
     assert runs and runs[-1].fake_engine is not None
     return list(runs[-1].fake_engine.commands)
 
@@ -128,7 +127,7 @@ async def _events(scenario: Scenario, name: str) -> list[dict[str, Any]]:
 
 
 async def test_no_pod_without_a_valid_approval_then_halt_on_revocation(live: Scenario) -> None:
-    await live.apply(_trust({"required": 1}))
+    await live.apply(_trust(live, {"required": 1}))
     await live.apply(_engine(live))
     await live.wait("tradingengine/btc", f"jsonpath={CONDITION}.reason}}=no_approval")
     engine = await live.get("tradingengine", "btc")
@@ -176,7 +175,7 @@ async def test_no_pod_without_a_valid_approval_then_halt_on_revocation(live: Sce
     assert _commands(live, "btc-engine") == []
 
     # the key is revoked: the running engine is told to halt at once
-    await live.apply(_trust({"required": 1, "revoked": ["alice"]}))
+    await live.apply(_trust(live, {"required": 1, "revoked": ["alice"]}))
     await live.wait("tradingengine/btc", f"jsonpath={CONDITION}.reason}}=revoked_key")
     await live.wait("tradingengine/btc", "jsonpath={.status.phase}=Halted")
     assert _commands(live, "btc-engine") == ["halt"]
@@ -200,7 +199,7 @@ async def test_expiry_halts_the_engine_at_the_expiry_time(tmp_path: Path) -> Non
     # scheduler on a fake clock is tested in tests/operator.)
     scenario, recorder = await _scenario(tmp_path, poll=30.0)
     try:
-        await scenario.apply(_trust({"required": 1}))
+        await scenario.apply(_trust(scenario, {"required": 1}))
         await scenario.apply(_engine(scenario))
         await scenario.wait("tradingengine/btc", f"jsonpath={CONDITION}.reason}}=no_approval")
         manifest = await _approval(

@@ -34,15 +34,14 @@ from hean_engine.model.spec import parse_spec
 from hean_sim.exchange import SimExchange
 from hean_sim.exchange.config import ApiKey
 
-TRUST = "hean-trust"
 ALICE = Ed25519PrivateKey.generate()
 KEY = ApiKey("sandbox-live-apikey-7Gq2wX9", "sandbox-live-secret-Rt58kLm3Pz")
 CONDITION = '{.status.conditions[?(@.type=="LiveApproved")]'
-PREFIX = f"hean-{engine_tag('default', 'btc')}-"
 LIMIT = 45.0  # seconds any one condition may take
 
 
-def _trust(policy: dict[str, Any]) -> dict[str, Any]:
+def _trust(scenario: Scenario, policy: dict[str, Any]) -> dict[str, Any]:
+    """The trust ConfigMap that the chart made and the operator reads."""
     pem = (
         ALICE.public_key()
         .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
@@ -51,9 +50,14 @@ def _trust(policy: dict[str, Any]) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
-        "metadata": {"name": TRUST},
+        "metadata": {"name": scenario.trust_configmap},
         "data": {"alice.pub": pem, "policy.yaml": yaml.safe_dump(policy)},
     }
+
+
+def _prefix(scenario: Scenario) -> str:
+    """The client-id prefix of this engine's orders."""
+    return f"hean-{engine_tag(scenario.namespace, 'btc')}-"
 
 
 def _credentials() -> dict[str, Any]:
@@ -74,7 +78,6 @@ async def live(tmp_path: Path) -> AsyncIterator[Scenario]:
     scenario, recorder = await make_sandbox_scenario(
         tmp_path,
         poll=1.0,
-        operator_args=("--trust-configmap", TRUST, "--trust-namespace", "default"),
         accounts=[KEY],
         balances={"USDT": Decimal(10_000), "BTC": Decimal(0)},
     )
@@ -125,7 +128,7 @@ async def _until(check: Callable[[], Awaitable[Any]], what: str, limit: float = 
 
 
 async def test_live_engine_trades_only_while_approved(live: Scenario) -> None:
-    await live.apply(_trust({"required": 1}))
+    await live.apply(_trust(live, {"required": 1}))
     await live.apply(_credentials())
     await live.apply(_engine(live))
 
@@ -138,7 +141,7 @@ async def test_live_engine_trades_only_while_approved(live: Scenario) -> None:
 
     # a valid approval for this uid and spec: the real engine starts and trades
     approval = new_approval(
-        namespace="default",
+        namespace=live.namespace,
         engine="btc",
         engine_uid=engine["metadata"]["uid"],
         spec=parse_spec(engine["spec"]),
@@ -168,7 +171,7 @@ async def test_live_engine_trades_only_while_approved(live: Scenario) -> None:
 
         report = await _until(filled, "the engine's first fill")
         orders = _our_orders(live)
-        assert orders and all(cid.startswith(PREFIX) for cid in orders), orders
+        assert orders and all(cid.startswith(_prefix(live)) for cid in orders), orders
         assert _sim(live).trades(KEY.api_key)
         assert report["risk_state"] == "ACTIVE"
 
@@ -180,7 +183,7 @@ async def test_live_engine_trades_only_while_approved(live: Scenario) -> None:
         await _until(shown, "the fill in the TradingEngine's status")
 
         # the key is revoked: the engine halts and sends nothing more
-        await live.apply(_trust({"required": 1, "revoked": ["alice"]}))
+        await live.apply(_trust(live, {"required": 1, "revoked": ["alice"]}))
         await live.wait("tradingengine/btc", f"jsonpath={CONDITION}.reason}}=revoked_key")
         await live.wait("tradingengine/btc", "jsonpath={.status.phase}=Halted")
         await live.wait("tradingengine/btc", "jsonpath={.status.riskState}=HALTED")

@@ -8,6 +8,7 @@ from pathlib import Path
 import aiohttp
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
+from cluster_support import unique
 from scenario_support import engine_manifest, make_sandbox_scenario, stop_recording
 
 
@@ -20,16 +21,20 @@ def free_port() -> int:
 async def test_metrics_and_liveness(tmp_path: Path) -> None:
     metrics, liveness = free_port(), free_port()
     scenario, recorder = await make_sandbox_scenario(
-        tmp_path, operator_args=("--metrics-port", str(metrics), "--liveness-port", str(liveness))
+        tmp_path, values={"ports": {"metrics": metrics, "liveness": liveness}}
     )
     try:
         await scenario.apply(scenario.engine("btc"))
         await scenario.wait("tradingengine/btc", "condition=Ready")
         await scenario.wait("tradingengine/btc", "jsonpath={.status.phase}=Running")
+        assert scenario.box is not None
+        operator = await scenario.box.operator_pod()
+        assert operator is not None
+        address = operator["status"]["podIP"]  # the operator pod's own address
         async with aiohttp.ClientSession() as session:
-            async with session.get(f"http://127.0.0.1:{liveness}/healthz") as response:
+            async with session.get(f"http://{address}:{liveness}/healthz") as response:
                 assert response.status == 200
-            async with session.get(f"http://127.0.0.1:{metrics}/metrics") as response:
+            async with session.get(f"http://{address}:{metrics}/metrics") as response:
                 text = await response.text()
         samples = {
             (s.name, tuple(sorted(s.labels.items()))): s.value
@@ -49,18 +54,19 @@ async def test_metrics_and_liveness(tmp_path: Path) -> None:
 
 
 async def test_a_namespaced_operator_leaves_other_namespaces_alone(tmp_path: Path) -> None:
-    scenario, recorder = await make_sandbox_scenario(tmp_path, operator_args=("-n", "trading"))
+    trading = unique("trading")
+    scenario, recorder = await make_sandbox_scenario(tmp_path, watch_namespaces=[trading])
     try:
-        await scenario.kubectl("create", "namespace", "trading", namespaced=False)
-        elsewhere = engine_manifest("outside", scenario.exchange_url, "default")
-        inside = engine_manifest("inside", scenario.exchange_url, "trading")
+        # the operator's own namespace (the release's) is not among those it watches
+        elsewhere = engine_manifest("outside", scenario.exchange_url, scenario.namespace)
+        inside = engine_manifest("inside", scenario.exchange_url, trading)
         await scenario.apply(elsewhere)
         await scenario.kubectl(
-            "-n", "trading", "apply", "-f", "-", stdin=yaml.safe_dump(inside), namespaced=False
+            "-n", trading, "apply", "-f", "-", stdin=yaml.safe_dump(inside), namespaced=False
         )
         await scenario.kubectl(
             "-n",
-            "trading",
+            trading,
             "wait",
             "--for=condition=Ready",
             "tradingengine/inside",

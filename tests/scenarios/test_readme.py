@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import shlex
+import shutil
 import signal
 from pathlib import Path
 
-import aiohttp
-
 from engine_support import REPO_ROOT, hean_executable
+from hean_sandbox.controlplane.build import read_pins
 
 
 def readme_main_command() -> list[str]:
@@ -24,7 +25,12 @@ def readme_main_command() -> list[str]:
 
 
 async def test_readme_sandbox_shows_a_running_engine_with_moving_equity(tmp_path: Path) -> None:
+    """The real control plane comes up (kube-apiserver built from k8s.io/kubernetes at
+    the pinned release), the operator runs as a pod of the chart, the example engine
+    runs with moving equity, the README's follow-up kubectl works, and Ctrl-C leaves
+    no process behind."""
     kubeconfig = tmp_path / "kubeconfig"
+    bin_dir = tmp_path / "bin"
     # The README's command, with its state written under tmp_path instead of .hean/
     command = [
         *readme_main_command(),
@@ -32,6 +38,10 @@ async def test_readme_sandbox_shows_a_running_engine_with_moving_equity(tmp_path
         str(kubeconfig),
         "--workdir",
         str(tmp_path / "sandbox"),
+        "--bin-dir",
+        str(bin_dir),
+        "--exchange-port",
+        "0",
     ]
     process = await asyncio.create_subprocess_exec(
         *command,
@@ -41,60 +51,118 @@ async def test_readme_sandbox_shows_a_running_engine_with_moving_equity(tmp_path
         stderr=asyncio.subprocess.STDOUT,
     )
     output: list[str] = []
+    kubectl = str(bin_dir / "kubectl")
+
+    async def run(*args: str) -> str:
+        child = await asyncio.create_subprocess_exec(
+            *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+        )
+        out, _ = await asyncio.wait_for(child.communicate(), 120)
+        assert child.returncode == 0, out.decode()
+        return out.decode()
+
     try:
         assert process.stdout is not None
         while True:
-            line = (await asyncio.wait_for(process.stdout.readline(), 120)).decode()
+            line = (await asyncio.wait_for(process.stdout.readline(), 900)).decode()
             assert line, "".join(output)
             output.append(line)
             if line.startswith("try:"):
                 break
         assert any("tradingengine.hean.io/btc-paper created" in line for line in output)
-        wait = await asyncio.create_subprocess_exec(
-            "kubectl",
+        # the README's follow-up command, with the kubectl the sandbox linked
+        assert "get tradingengines" in line
+        await run(
+            kubectl,
             "--kubeconfig",
             str(kubeconfig),
             "wait",
             "--for=condition=Ready",
             "tradingengine/btc-paper",
-            "--timeout=60s",
+            "--timeout=120s",
         )
-        assert await wait.wait() == 0
-        server = next(line.split()[-1] for line in output if line.startswith("sandbox API"))
-        url = f"{server}/apis/hean.io/v1alpha1/namespaces/default/tradingengines"
-        moved = await asyncio.wait_for(_equity_moves(url), 120)
-        assert moved["phase"] == "Running"
-        table = await asyncio.create_subprocess_exec(
-            "kubectl",
-            "--kubeconfig",
-            str(kubeconfig),
-            "get",
-            "tradingengines",
-            stdout=asyncio.subprocess.PIPE,
+        version = json.loads(
+            await run(kubectl, "--kubeconfig", str(kubeconfig), "version", "-o", "json")
         )
-        shown, _ = await table.communicate()
-        row = shown.decode().splitlines()[1].split()
+        pins = read_pins()
+        assert version["serverVersion"]["gitVersion"] == pins.kubernetes
+        assert version["clientVersion"]["gitVersion"] == pins.kubernetes
+        # the process serving the API is the kube-apiserver built from k8s.io/kubernetes
+        pid = (await run("pgrep", "-f", f"kube-apiserver .*{tmp_path}")).split()[0]
+        built = await run(go_binary(), "version", "-m", f"/proc/{pid}/exe")
+        assert "k8s.io/kubernetes/cmd/kube-apiserver" in built
+        assert re.search(rf"\bk8s\.io/kubernetes\s+{re.escape(pins.kubernetes)}\b", built), built
+        # the operator is a pod of the chart's Deployment, authenticated as its ServiceAccount
+        pods = json.loads(
+            await run(
+                kubectl,
+                "--kubeconfig",
+                str(kubeconfig),
+                "-n",
+                "hean-system",
+                "get",
+                "pods",
+                "-o",
+                "json",
+            )
+        )["items"]
+        operator = next(
+            p
+            for p in pods
+            if p["metadata"]["labels"].get("app.kubernetes.io/component") == "operator"
+        )
+        assert operator["metadata"]["ownerReferences"][0]["kind"] == "ReplicaSet"
+        assert operator["spec"]["serviceAccountName"] == "hean"
+        assert operator["spec"]["nodeName"]  # bound by the scheduler
+        moved = await asyncio.wait_for(_equity_moves(kubectl, kubeconfig), 180)
+        assert moved not in ("", "100000")
+        shown = await run(kubectl, "--kubeconfig", str(kubeconfig), "get", "tradingengines")
+        row = shown.splitlines()[1].split()
         assert row[:5] == ["btc-paper", "paper", "Running", "ACTIVE", "True"]
         process.send_signal(signal.SIGINT)
-        rest, _ = await asyncio.wait_for(process.communicate(), 60)
+        rest, _ = await asyncio.wait_for(process.communicate(), 120)
         assert process.returncode == 0, rest.decode()
         assert "stopping the sandbox" in rest.decode()
+        # nothing it started is left: every process of the sandbox names its workdir
+        left = await asyncio.create_subprocess_exec(
+            "pgrep", "-af", str(tmp_path / "sandbox"), stdout=asyncio.subprocess.PIPE
+        )
+        leftover, _ = await left.communicate()
+        assert leftover.decode().strip() == ""
     finally:
         if process.returncode is None:
             process.kill()
             await process.wait()
 
 
-async def _equity_moves(url: str) -> dict[str, object]:
+def go_binary() -> str:
+    found = shutil.which("go")
+    assert found is not None, "the Go toolchain is needed to build the sandbox"
+    return found
+
+
+async def _equity_moves(kubectl: str, kubeconfig: Path) -> str:
     """Watch btc-paper until its status shows equity other than the starting 100000."""
-    timeout = aiohttp.ClientTimeout(total=None, sock_read=None)
-    params = {"watch": "true", "resourceVersion": "0", "fieldSelector": "metadata.name=btc-paper"}
-    async with (
-        aiohttp.ClientSession(timeout=timeout) as session,
-        session.get(url, params=params) as response,
-    ):
-        async for line in response.content:
-            status = json.loads(line)["object"].get("status") or {}
-            if status.get("equity") not in (None, "100000"):
-                return dict(status)
+    watch = await asyncio.create_subprocess_exec(
+        kubectl,
+        "--kubeconfig",
+        str(kubeconfig),
+        "get",
+        "tradingengine",
+        "btc-paper",
+        "--watch",
+        "-o",
+        'jsonpath={.status.equity}{"\\n"}',
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert watch.stdout is not None
+    try:
+        while line := await watch.stdout.readline():
+            equity = line.decode().strip()
+            if equity not in ("", "100000"):
+                return equity
+    finally:
+        if watch.returncode is None:
+            watch.kill()
+            await watch.wait()
     raise AssertionError("watch ended")

@@ -499,8 +499,8 @@ class Node:
         )
         await self._report(run, running=False, waiting=("ErrImagePull", message))
         await self._event(run, "Warning", "Failed", message)
-        await self._report(run, running=False, waiting=("ImagePullBackOff", message))
         await self._event(run, "Normal", "BackOff", f'Back-off pulling image "{image}"')
+        await self._report(run, running=False, waiting=("ImagePullBackOff", message))
 
     async def _run_container(
         self,

@@ -1,38 +1,19 @@
-"""The pod runner plays kubelet: processes, env, volumes, probes, restarts, deletion."""
+"""The sandbox's node plays kubelet on the real control plane: processes, env, volumes,
+probes, restarts, deletion, images, service-account tokens, logs."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
 import sys
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-from apiserver_support import Http, Watch
+from node_support import NodeWorld
 
-from hean_sandbox.apiserver import ApiServer
-from hean_sandbox.kubelet.api import KubeApi
-from hean_sandbox.kubelet.runner import IpAllocator, PodRunner
-
-PODS = "/api/v1/namespaces/default/pods"
-
-
-@pytest.fixture
-async def runner(server: ApiServer, tmp_path: Path) -> AsyncIterator[PodRunner]:
-    async with aiohttp.ClientSession() as session:
-        pods = PodRunner(KubeApi(session, server.url, token=None), tmp_path / "pods")
-        ready = asyncio.Event()
-        task = asyncio.create_task(pods.run(ready))
-        await ready.wait()
-        try:
-            yield pods
-        finally:
-            task.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await task
+from hean_sandbox.kubelet.api import ApiError
+from hean_sandbox.kubelet.node import IpAllocator
 
 
 def pod(
@@ -41,14 +22,14 @@ def pod(
     return {
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": {"name": name, "namespace": "default"},
+        "metadata": {"name": name},
         "spec": {
             "restartPolicy": restart,
             "terminationGracePeriodSeconds": 2,
             "containers": [
                 {
                     "name": "main",
-                    "image": "local",
+                    "image": "ghcr.io/hean-io/hean-engine:dev",
                     "command": [sys.executable, "-c", code, *args],
                     **container,
                 }
@@ -66,22 +47,18 @@ def container_state(event: dict[str, Any]) -> dict[str, Any]:
     return dict(statuses[0])
 
 
-def log_of(runner: PodRunner, name: str) -> str:
-    [directory] = (runner.workdir / "default").glob(f"{name}-*")
+def log_of(world: NodeWorld, name: str) -> str:
+    [directory] = (world.node.workdir / world.namespace).glob(f"{name}-*")
     return (directory / "logs" / "main.log").read_text()
 
 
-async def watch_pod(http: Http, name: str) -> Watch:
-    return await http.watch(PODS, {"fieldSelector": f"metadata.name={name}"})
-
-
-async def test_env_and_mounted_volumes_reach_the_process(http: Http, runner: PodRunner) -> None:
-    await http.post(
-        "/api/v1/namespaces/default/configmaps",
+async def test_env_and_mounted_volumes_reach_the_process(world: NodeWorld) -> None:
+    await world.http.post(
+        world.path("configmaps"),
         {"metadata": {"name": "cfg"}, "data": {"engine.yaml": "spec: 1\n", "level": "debug"}},
     )
-    await http.post(
-        "/api/v1/namespaces/default/secrets",
+    await world.http.post(
+        world.path("secrets"),
         {"metadata": {"name": "sec"}, "data": {"token": base64.b64encode(b"s3cret").decode()}},
     )
     code = (
@@ -111,11 +88,11 @@ async def test_env_and_mounted_volumes_reach_the_process(http: Http, runner: Pod
         {"name": "config", "configMap": {"name": "cfg"}},
         {"name": "control", "secret": {"secretName": "sec"}},
     ]
-    watch = await watch_pod(http, "env")
-    await http.post(PODS, manifest)
+    watch = await world.watch_pod("env")
+    await world.create_pod(manifest)
     done = await watch.until(lambda e: pod_status(e).get("phase") == "Succeeded", within=30)
     assert container_state(done)["state"]["terminated"]["exitCode"] == 0
-    assert log_of(runner, "env").splitlines() == [
+    assert log_of(world, "env").splitlines() == [
         "spec: 1",
         "s3cret",
         "0o600",
@@ -124,13 +101,11 @@ async def test_env_and_mounted_volumes_reach_the_process(http: Http, runner: Pod
     ]
 
 
-async def test_configmap_items_map_keys_to_paths_as_the_kubelet_does(
-    http: Http, runner: PodRunner
-) -> None:
+async def test_configmap_items_map_keys_to_paths_as_the_kubelet_does(world: NodeWorld) -> None:
     # A live engine's approval volume: `trust.X` keys land in `trust/X`; an
     # optional volume skips a listed key the ConfigMap no longer has.
-    await http.post(
-        "/api/v1/namespaces/default/configmaps",
+    await world.http.post(
+        world.path("configmaps"),
         {"metadata": {"name": "appr"}, "data": {"approval.yaml": "a: 1\n", "trust.k.pub": "PEM"}},
     )
     code = (
@@ -158,20 +133,20 @@ async def test_configmap_items_map_keys_to_paths_as_the_kubelet_does(
             },
         }
     ]
-    watch = await watch_pod(http, "items")
-    await http.post(PODS, manifest)
+    watch = await world.watch_pod("items")
+    await world.create_pod(manifest)
     done = await watch.until(lambda e: pod_status(e).get("phase") == "Succeeded", within=30)
     assert container_state(done)["state"]["terminated"]["exitCode"] == 0
-    assert log_of(runner, "items").splitlines() == ["['approval.yaml', 'trust']", "PEM"]
+    assert log_of(world, "items").splitlines() == ["['approval.yaml', 'trust']", "PEM"]
 
 
 async def test_a_changed_configmap_reaches_the_running_process_as_the_kubelet_does(
-    http: Http, runner: PodRunner
+    world: NodeWorld,
 ) -> None:
     # The running engine re-reads its approval files: a revoked key must reach
     # them in place, without a restart. The process waits for the change itself.
-    await http.post(
-        "/api/v1/namespaces/default/configmaps",
+    await world.http.post(
+        world.path("configmaps"),
         {"metadata": {"name": "trust"}, "data": {"policy.yaml": "required: 1\n", "old.pub": "X"}},
     )
     code = (
@@ -188,21 +163,19 @@ async def test_a_changed_configmap_reaches_the_running_process_as_the_kubelet_do
         "refresh", code, "/etc/trust", volumeMounts=[{"name": "trust", "mountPath": "/etc/trust"}]
     )
     manifest["spec"]["volumes"] = [{"name": "trust", "configMap": {"name": "trust"}}]
-    watch = await watch_pod(http, "refresh")
-    await http.post(PODS, manifest)
+    watch = await world.watch_pod("refresh")
+    await world.create_pod(manifest)
     await watch.until(lambda e: container_state(e).get("state", {}).get("running"), within=30)
-    await http.put(
-        "/api/v1/namespaces/default/configmaps/trust",
+    await world.http.put(
+        world.path("configmaps", "trust"),
         {"metadata": {"name": "trust"}, "data": {"policy.yaml": "revoked: [old]\n"}},
     )
     done = await watch.until(lambda e: pod_status(e).get("phase") == "Succeeded", within=30)
-    assert container_state(done)["state"]["terminated"]["exitCode"] == 0, log_of(runner, "refresh")
-    assert log_of(runner, "refresh").splitlines() == ["'revoked: [old]\\n'", "['policy.yaml']"]
+    assert container_state(done)["state"]["terminated"]["exitCode"] == 0, log_of(world, "refresh")
+    assert log_of(world, "refresh").splitlines() == ["'revoked: [old]\\n'", "['policy.yaml']"]
 
 
-async def test_readiness_probe_sets_ready_and_delete_stops_the_process(
-    http: Http, runner: PodRunner
-) -> None:
+async def test_readiness_probe_sets_ready_and_delete_stops_the_process(world: NodeWorld) -> None:
     serve = (
         "import http.server, os;"
         "http.server.HTTPServer((os.environ['POD_IP'], 8000),"
@@ -215,8 +188,8 @@ async def test_readiness_probe_sets_ready_and_delete_stops_the_process(
         ports=[{"name": "http", "containerPort": 8000}],
         readinessProbe={"httpGet": {"path": "/", "port": "http"}, "periodSeconds": 1},
     )
-    watch = await watch_pod(http, "web")
-    await http.post(PODS, manifest)
+    watch = await world.watch_pod("web")
+    await world.create_pod(manifest)
 
     def ready(event: dict[str, Any]) -> bool:
         return any(
@@ -229,16 +202,16 @@ async def test_readiness_probe_sets_ready_and_delete_stops_the_process(
     assert ip.startswith("127.") and ip != "127.0.0.1"
     async with aiohttp.ClientSession() as session, session.get(f"http://{ip}:8000/") as r:
         assert r.status == 200
-    process = runner.pods[event["object"]["metadata"]["uid"]].process
+    process = world.node.pods[event["object"]["metadata"]["uid"]].process
     assert process is not None and process.returncode is None
-    await http.delete(f"{PODS}/web")
+    await world.http.delete(world.path("pods", "web"))
     await watch.until(lambda e: e["type"] == "DELETED", within=30)
     assert process.returncode is not None  # stopped before the pod was gone
 
 
-async def test_restart_always_backs_off_into_crash_loop(http: Http, runner: PodRunner) -> None:
-    watch = await watch_pod(http, "crash")
-    await http.post(PODS, pod("crash", "raise SystemExit(3)", restart="Always"))
+async def test_restart_always_backs_off_into_crash_loop(world: NodeWorld) -> None:
+    watch = await world.watch_pod("crash")
+    await world.create_pod(pod("crash", "raise SystemExit(3)", restart="Always"))
     event = await watch.until(
         lambda e: (
             container_state(e).get("restartCount", 0) >= 2
@@ -261,10 +234,10 @@ async def test_restart_always_backs_off_into_crash_loop(http: Http, runner: PodR
     ],
 )
 async def test_restart_policies_end_in_the_right_phase(
-    http: Http, runner: PodRunner, policy: str, code: str, phase: str
+    world: NodeWorld, policy: str, code: str, phase: str
 ) -> None:
-    watch = await watch_pod(http, "once")
-    await http.post(PODS, pod("once", code, restart=policy))
+    watch = await world.watch_pod("once")
+    await world.create_pod(pod("once", code, restart=policy))
     event = await watch.until(
         lambda e: pod_status(e).get("phase") in ("Succeeded", "Failed"), within=30
     )
@@ -272,15 +245,15 @@ async def test_restart_policies_end_in_the_right_phase(
     assert container_state(event)["restartCount"] == 0
 
 
-async def test_on_failure_restarts_a_failing_process(http: Http, runner: PodRunner) -> None:
-    watch = await watch_pod(http, "flaky")
-    await http.post(PODS, pod("flaky", "raise SystemExit(1)", restart="OnFailure"))
+async def test_on_failure_restarts_a_failing_process(world: NodeWorld) -> None:
+    watch = await world.watch_pod("flaky")
+    await world.create_pod(pod("flaky", "raise SystemExit(1)", restart="OnFailure"))
     event = await watch.until(lambda e: container_state(e).get("restartCount", 0) >= 1, within=30)
     assert pod_status(event)["phase"] == "Running"  # restarting, not Failed
 
 
 async def test_a_process_ignoring_sigterm_is_killed_after_the_grace_period(
-    http: Http, runner: PodRunner
+    world: NodeWorld,
 ) -> None:
     # it ignores SIGTERM first, then answers the readiness probe: once Ready, it is deaf
     stubborn = (
@@ -295,27 +268,25 @@ async def test_a_process_ignoring_sigterm_is_killed_after_the_grace_period(
         readinessProbe={"httpGet": {"path": "/", "port": 8000}, "periodSeconds": 1},
     )
     manifest["spec"]["terminationGracePeriodSeconds"] = 1
-    watch = await watch_pod(http, "stubborn")
-    await http.post(PODS, manifest)
+    watch = await world.watch_pod("stubborn")
+    await world.create_pod(manifest)
     event = await watch.until(lambda e: bool(container_state(e).get("ready")), within=30)
-    process = runner.pods[event["object"]["metadata"]["uid"]].process
+    process = world.node.pods[event["object"]["metadata"]["uid"]].process
     assert process is not None
     loop = asyncio.get_running_loop()
     started = loop.time()
-    status, _, _ = await http.delete(f"{PODS}/stubborn")
+    status, _, _ = await world.http.delete(world.path("pods", "stubborn"))
     assert status == 200
     await watch.until(lambda e: e["type"] == "DELETED", within=30)
     assert process.returncode == -9  # SIGKILL, after the 1 s grace
     assert loop.time() - started >= 1.0
 
 
-async def test_a_missing_configmap_is_a_container_config_error(
-    http: Http, runner: PodRunner
-) -> None:
+async def test_a_missing_configmap_is_a_container_config_error(world: NodeWorld) -> None:
     manifest = pod("nocfg", "pass", volumeMounts=[{"name": "c", "mountPath": "/etc/c"}])
     manifest["spec"]["volumes"] = [{"name": "c", "configMap": {"name": "absent"}}]
-    watch = await watch_pod(http, "nocfg")
-    await http.post(PODS, manifest)
+    watch = await world.watch_pod("nocfg")
+    await world.create_pod(manifest)
     event = await watch.until(
         lambda e: "waiting" in (container_state(e).get("state") or {}), within=30
     )
@@ -333,3 +304,100 @@ def test_ip_allocator_skips_addresses_in_use() -> None:
         taken.bind(("127.77.0.3", 8080))
         assert allocator.next() == "127.77.0.4"
     assert first == "127.77.0.2"
+
+
+async def test_the_node_is_registered_ready_with_a_lease(world: NodeWorld) -> None:
+    status, node, _ = await world.http.get(f"/api/v1/nodes/{world.node.name}")
+    assert status == 200
+    ready = next(c for c in node["status"]["conditions"] if c["type"] == "Ready")
+    assert ready["status"] == "True"
+    assert {"type": "InternalIP", "address": "127.0.0.1"} in node["status"]["addresses"]
+    status, lease, _ = await world.http.get(
+        f"/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/{world.node.name}"
+    )
+    assert status == 200
+    assert lease["spec"]["holderIdentity"] == world.node.name
+
+
+async def test_the_node_cannot_touch_pods_of_other_nodes(world: NodeWorld) -> None:
+    # The API server's Node authorizer: a node reads only what its own pods use.
+    status, _, _ = await world.http.post(
+        world.path("secrets"),
+        {"metadata": {"name": "unrelated"}, "data": {"k": base64.b64encode(b"v").decode()}},
+    )
+    assert status == 201
+    with pytest.raises(ApiError) as refused:
+        await world.node.api.get(world.path("secrets", "unrelated"))
+    assert refused.value.status == 403
+
+
+async def test_an_image_the_node_cannot_run_is_an_image_pull_error(world: NodeWorld) -> None:
+    manifest = pod("alien", "pass")
+    manifest["spec"]["containers"][0]["image"] = "docker.io/library/nginx:1.27"
+    watch = await world.watch_pod("alien")
+    await world.create_pod(manifest)
+    event = await watch.until(
+        lambda e: (
+            (container_state(e).get("state") or {}).get("waiting", {}).get("reason")
+            == "ImagePullBackOff"
+        ),
+        within=30,
+    )
+    assert "nginx" in container_state(event)["state"]["waiting"]["message"]
+    assert pod_status(event)["phase"] == "Pending"
+    status, events, _ = await world.http.get(
+        world.path("events"), params={"fieldSelector": "involvedObject.name=alien"}
+    )
+    assert status == 200
+    reasons = {e["reason"] for e in events["items"]}
+    assert {"Failed", "BackOff"} <= reasons
+
+
+async def test_a_pod_talks_to_the_api_server_as_its_service_account(world: NodeWorld) -> None:
+    # The projected token, CA and namespace at the path the Kubernetes clients read,
+    # in the pod's own mount namespace; KUBERNETES_SERVICE_HOST/PORT lead to the API.
+    code = (
+        "import json, os, ssl, urllib.request\n"
+        "d = '/var/run/secrets/kubernetes.io/serviceaccount'\n"
+        "token = open(d + '/token').read()\n"
+        "ctx = ssl.create_default_context(cafile=d + '/ca.crt')\n"
+        "url = 'https://%s:%s/apis/authentication.k8s.io/v1/selfsubjectreviews' % ("
+        "os.environ['KUBERNETES_SERVICE_HOST'], os.environ['KUBERNETES_SERVICE_PORT'])\n"
+        "req = urllib.request.Request(url, method='POST', data=json.dumps({"
+        "'apiVersion': 'authentication.k8s.io/v1', 'kind': 'SelfSubjectReview'}).encode(),"
+        " headers={'Authorization': 'Bearer ' + token, 'Content-Type': 'application/json'})\n"
+        "review = json.load(urllib.request.urlopen(req, context=ctx))\n"
+        "print(review['status']['userInfo']['username'])\n"
+        "print(open(d + '/namespace').read())\n"
+        "print(os.environ['MY_NAME'], os.environ['MY_NODE'])\n"
+    )
+    manifest = pod(
+        "whoami",
+        code,
+        env=[
+            {"name": "MY_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+            {"name": "MY_NODE", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
+        ],
+    )
+    # What the ServiceAccount admission plugin adds to every pod, as the API server does.
+    watch = await world.watch_pod("whoami")
+    await world.create_pod(manifest)
+    done = await watch.until(lambda e: pod_status(e).get("phase") in ("Succeeded", "Failed"), 60)
+    assert pod_status(done)["phase"] == "Succeeded", log_of(world, "whoami")
+    assert done["object"]["spec"]["volumes"][0]["projected"]  # added by the API server
+    assert log_of(world, "whoami").splitlines() == [
+        f"system:serviceaccount:{world.namespace}:default",
+        world.namespace,
+        f"whoami {world.node.name}",
+    ]
+
+
+async def test_kubectl_logs_reads_the_container_log_through_the_api_server(
+    world: NodeWorld,
+) -> None:
+    watch = await world.watch_pod("talker")
+    await world.create_pod(pod("talker", "print('hello from the pod')"))
+    await watch.until(lambda e: pod_status(e).get("phase") == "Succeeded", within=30)
+    status, text, _ = await world.http.get(world.path("pods", "talker") + "/log")
+    assert status == 200, text
+    assert text == "hello from the pod\n"
