@@ -45,7 +45,7 @@ crds: ## Regenerate crds/ from the models and copy them into the chart
 chart: ## Render, lint and validate the Helm chart (tests/chart, with the dev extra's helm)
 	$(PYTEST) -q tests/chart
 
-demo: ## The sandbox: operator, API emulator and exchange simulator, no cluster (Ctrl-C stops)
+demo: ## The sandbox: Kubernetes built from source, HEAN installed with helm, exchange simulator (Ctrl-C stops)
 	$(HEAN) sandbox up --exchange-data $(EXCHANGE_DATA) --apply examples/sandbox-paper-engine.yaml
 
 images: ## docker build both images (hean-operator:dev, hean-engine:dev)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import atexit
 import shutil
+import subprocess
 import tempfile
 import threading
 import uuid
@@ -22,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from hean_operator.crds import write_crds
 from hean_sandbox.controlplane.build import Binaries, BuildError, ensure_binaries
 from hean_sandbox.controlplane.cluster import ControlPlane
 
@@ -64,3 +66,36 @@ def stop_shared_control_plane() -> None:
 
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+_crds_installed = False
+
+
+def cluster_with_crds() -> ControlPlane:
+    """The session's cluster with HEAN's CRDs (generated from the models) established."""
+    global _crds_installed
+    cluster = shared_control_plane()
+    with _lock:
+        if not _crds_installed:
+            crds = write_crds(Path(tempfile.mkdtemp(prefix="hean-crds-")))
+            kubectl = [str(cluster.binaries.kubectl), "--kubeconfig", str(cluster.admin_kubeconfig)]
+            for path in crds:
+                subprocess.run([*kubectl, "apply", "--server-side", "-f", str(path)], check=True)
+            subprocess.run(
+                [*kubectl, "wait", "--for=condition=Established", "--timeout=60s", "crd", "--all"],
+                check=True,
+                capture_output=True,
+            )
+            _crds_installed = True
+    return cluster
+
+
+def namespace_kubeconfig(cluster: ControlPlane, directory: Path) -> tuple[str, Path]:
+    """A fresh namespace and an admin kubeconfig whose context points at it."""
+    namespace = unique("t")
+    cluster.create_namespace(namespace)
+    assert cluster.admin is not None
+    path = cluster.write_kubeconfig(
+        directory / "kubeconfig", cluster.admin, user="admin", namespace=namespace
+    )
+    return namespace, path

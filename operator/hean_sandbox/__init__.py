@@ -1,1 +1,2 @@
-"""A Kubernetes API emulator and pod runner for trying HEAN without a cluster (`hean sandbox`)."""
+"""`hean sandbox`: a real Kubernetes control plane built from pinned Go modules, a node that
+runs pods as local processes, and HEAN installed in it with helm."""

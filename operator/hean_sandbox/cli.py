@@ -59,7 +59,9 @@ def build(bin_dir: Path) -> None:
     help="Where to link the kubectl and helm built with the cluster.",
 )
 @click.option("--fake-pods", is_flag=True, help="Report pods Ready without running them (KWOK).")
-@click.option("--no-operator", is_flag=True, help="Do not install the chart (cluster and node only).")
+@click.option(
+    "--no-operator", is_flag=True, help="Do not install the chart (cluster and node only)."
+)
 @click.option(
     "--poll-interval", default=5.0, show_default=True, help="The operator's engine poll interval."
 )
@@ -154,7 +156,9 @@ async def _up(options: SandboxOptions, manifests: tuple[Path, ...], bin_dir: Pat
         if box.exchange is not None:
             _say(f"exchange simulator: {box.exchange.url}")
         if options.operator:
-            _say(f"operator:           helm release {options.release!r} in {options.operator_namespace}")
+            _say(
+                f"operator:           helm release {options.release!r} in {options.operator_namespace}"
+            )
         for manifest in manifests:
             _, out, _ = await box.kubectl("apply", "-f", str(manifest))
             _say(out.rstrip())
@@ -170,4 +174,3 @@ async def _up(options: SandboxOptions, manifests: tuple[Path, ...], bin_dir: Pat
 def _say(text: str) -> None:
     click.echo(text)
     sys.stdout.flush()
-

@@ -155,7 +155,9 @@ class Sandbox:
         assert cp is not None and cp.ca is not None
         name = self.node_name
         client = cp.issue_client(f"node-{name}", f"system:node:{name}", ("system:nodes",))
-        serving = cp.ca.issue(f"node-{name}-serving", f"system:node:{name}", server_ips=("127.0.0.1",), client=False)
+        serving = cp.ca.issue(
+            f"node-{name}-serving", f"system:node:{name}", server_ips=("127.0.0.1",), client=False
+        )
         context = ssl.create_default_context(cafile=str(cp.ca_path))
         context.load_cert_chain(str(client.cert), str(client.key))
         self._session = aiohttp.ClientSession()
@@ -227,7 +229,9 @@ class Sandbox:
             raise SandboxError(f"helm {' '.join(args)} failed:\n{text}")
         return process.returncode or 0, text
 
-    async def install(self, *, upgrade: bool = False, extra: Mapping[str, Any] | None = None) -> str:
+    async def install(
+        self, *, upgrade: bool = False, extra: Mapping[str, Any] | None = None
+    ) -> str:
         """`helm install` (or `upgrade`) of the chart; waits until the operator is Ready."""
         options = self.options
         values = _merge(self.helm_values(), dict(extra or {}))
@@ -267,11 +271,17 @@ class Sandbox:
 
     async def uninstall(self) -> str:
         _, out = await self.helm(
-            "uninstall", self.options.release, "--namespace", self.options.operator_namespace, "--wait"
+            "uninstall",
+            self.options.release,
+            "--namespace",
+            self.options.operator_namespace,
+            "--wait",
         )
         return out
 
-    async def kubectl(self, *args: str, check: bool = True, stdin: str | None = None) -> tuple[int, str, str]:
+    async def kubectl(
+        self, *args: str, check: bool = True, stdin: str | None = None
+    ) -> tuple[int, str, str]:
         process = await asyncio.create_subprocess_exec(
             str(self.kubectl_path),
             "--kubeconfig",
@@ -314,7 +324,9 @@ class Sandbox:
         before = await self.operator_pod()
         selector = f"{OPERATOR_SELECTOR},app.kubernetes.io/instance={self.options.release}"
         force = ("--grace-period=0", "--force") if kill else ()
-        await self.kubectl("-n", self.options.operator_namespace, "delete", "pod", "-l", selector, *force)
+        await self.kubectl(
+            "-n", self.options.operator_namespace, "delete", "pod", "-l", selector, *force
+        )
         old = before["metadata"]["uid"] if before else None
         for _ in range(900):
             pod = await self.operator_pod()
@@ -333,8 +345,13 @@ class Sandbox:
                 for namespace in self._watched():
                     await asyncio.wait_for(
                         self.kubectl(
-                            "-n", namespace, "delete", "tradingengines,liveapprovals", "--all",
-                            "--timeout=60s", check=False,
+                            "-n",
+                            namespace,
+                            "delete",
+                            "tradingengines,liveapprovals",
+                            "--all",
+                            "--timeout=60s",
+                            check=False,
                         ),
                         90,
                     )
@@ -396,4 +413,3 @@ def _delete_node_and_namespaces(cp: ControlPlane, node: str, options: SandboxOpt
     ]:
         with contextlib.suppress(urllib.error.HTTPError):
             cp.request("DELETE", path)
-

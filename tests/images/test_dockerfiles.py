@@ -201,7 +201,7 @@ def test_engine_dependencies_exclude_the_operator() -> None:
     project = _pyproject()["project"]
     assert isinstance(project, dict)
     names = {re.split(r"[<>=!~\[ ;]", d)[0].lower() for d in project["dependencies"]}
-    assert not names & {"kopf", "kubernetes", "kmock"}, names
+    assert not names & {"kopf", "kubernetes"}, names
 
 
 def test_operator_image_installs_the_operator_extra() -> None:

@@ -282,17 +282,29 @@ async def test_a_process_ignoring_sigterm_is_killed_after_the_grace_period(
     assert loop.time() - started >= 1.0
 
 
-async def test_a_missing_configmap_is_a_container_config_error(world: NodeWorld) -> None:
+async def test_a_missing_configmap_is_a_container_config_error_until_it_exists(
+    world: NodeWorld,
+) -> None:
     manifest = pod("nocfg", "pass", volumeMounts=[{"name": "c", "mountPath": "/etc/c"}])
     manifest["spec"]["volumes"] = [{"name": "c", "configMap": {"name": "absent"}}]
     watch = await world.watch_pod("nocfg")
     await world.create_pod(manifest)
     event = await watch.until(
-        lambda e: "waiting" in (container_state(e).get("state") or {}), within=30
+        lambda e: (
+            "absent"
+            in (container_state(e).get("state") or {}).get("waiting", {}).get("message", "")
+        ),
+        within=30,
     )
     waiting = container_state(event)["state"]["waiting"]
     assert waiting["reason"] == "CreateContainerConfigError"
-    assert "absent" in waiting["message"]
+    assert "not found" in waiting["message"]
+    # as the kubelet, the node keeps trying: once the ConfigMap exists, the pod runs
+    status, _, _ = await world.http.post(
+        world.path("configmaps"), {"metadata": {"name": "absent"}, "data": {"k": "v"}}
+    )
+    assert status == 201
+    await watch.until(lambda e: pod_status(e).get("phase") == "Succeeded", within=30)
 
 
 def test_ip_allocator_skips_addresses_in_use() -> None:

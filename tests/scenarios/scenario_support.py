@@ -111,11 +111,17 @@ class Scenario:
             await self.kubectl("wait", f"--for={condition}", target, f"--timeout={limit}")
         except AssertionError as exc:
             # What a person would look at: the object, the pods and the operator's log.
-            seen = await self.kubectl("get", target, "pods", "-o", "wide", check=False)
+            seen = await self.kubectl("get", "pods", "-o", "wide", check=False)
             detail = await self.kubectl("get", target, "-o", "yaml", check=False)
             log = "\n".join((await self.operator_log()).splitlines()[-40:])
+            pods = ""
+            if self.box is not None:
+                for path in sorted((self.box.pods_dir / self.namespace).glob("*/logs/*.log")):
+                    tail = "\n".join(path.read_text(errors="replace").splitlines()[-15:])
+                    pods += f"\n{path.parent.parent.name}:\n{tail}"
             raise AssertionError(
                 f"{exc}\n{seen.stdout}{seen.stderr}\n{detail.stdout}\noperator log:\n{log}"
+                f"\npod logs:{pods}"
             ) from None
 
     async def until_pods(self, predicate: Callable[[list[PodEvent]], bool]) -> None:

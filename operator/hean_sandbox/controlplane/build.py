@@ -32,7 +32,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "helm")
+BINARIES = (
+    "etcd",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kubectl",
+    "helm",
+)
 
 # The Go module that builds each binary: (module folder under cluster/, package).
 PACKAGES: dict[str, tuple[str, str]] = {
@@ -120,9 +127,13 @@ def _go() -> str:
 
 
 def _go_version(go: str) -> str:
-    return subprocess.run(
-        [go, "env", "GOVERSION", "GOOS", "GOARCH"], capture_output=True, text=True, check=True
-    ).stdout.replace("\n", " ").strip()
+    return (
+        subprocess.run(
+            [go, "env", "GOVERSION", "GOOS", "GOARCH"], capture_output=True, text=True, check=True
+        )
+        .stdout.replace("\n", " ")
+        .strip()
+    )
 
 
 def cache_key(source: Path | None = None, go: str | None = None) -> str:

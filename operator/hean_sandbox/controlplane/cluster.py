@@ -135,7 +135,9 @@ class ControlPlane:
             client=False,
         )
         kubelet_client = ca.issue(
-            "apiserver-kubelet-client", "kube-apiserver-kubelet-client", organizations=("kubeadm:cluster-admins",)
+            "apiserver-kubelet-client",
+            "kube-apiserver-kubelet-client",
+            organizations=("kubeadm:cluster-admins",),
         )
         self.admin = ca.issue("admin", "kubernetes-admin", organizations=("system:masters",))
         sa = service_account_keys(self.pki)
@@ -325,7 +327,9 @@ class ControlPlane:
             except (urllib.error.URLError, OSError) as exc:
                 last = str(exc)
             time.sleep(0.2)
-        raise ControlPlaneError(f"{name} not ready within {START_TIMEOUT:.0f} s ({last}):\n{component.tail()}")
+        raise ControlPlaneError(
+            f"{name} not ready within {START_TIMEOUT:.0f} s ({last}):\n{component.tail()}"
+        )
 
     def _grant_kubelet_api_access(self) -> None:
         """What kubeadm does: let the API server's kubelet client read pod logs."""
@@ -364,13 +368,19 @@ class ControlPlane:
                 if component.process.poll() is not None:
                     raise ControlPlaneError(f"{component.name} exited:\n{component.tail()}")
             time.sleep(0.1)
-        raise ControlPlaneError(f"no ServiceAccount {namespace}/{name} within {START_TIMEOUT:.0f} s")
+        raise ControlPlaneError(
+            f"no ServiceAccount {namespace}/{name} within {START_TIMEOUT:.0f} s"
+        )
 
     def create_namespace(self, name: str, labels: dict[str, str] | None = None) -> None:
         self.request(
             "POST",
             "/api/v1/namespaces",
-            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels or {}}},
+            {
+                "apiVersion": "v1",
+                "kind": "Namespace",
+                "metadata": {"name": name, "labels": labels or {}},
+            },
         )
         self.wait_for_service_account(name)
 

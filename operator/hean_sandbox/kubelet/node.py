@@ -456,13 +456,10 @@ class Node:
         if entrypoint is None:
             await self._refuse_image(run, container)
             return
-        try:
-            mounts = await self._materialise_volumes(run)
-            env = await self._environment(run, container)
-        except (ApiError, KeyError, ValueError) as exc:
-            await self._report(run, running=False, waiting=("CreateContainerConfigError", str(exc)))
-            await self._event(run, "Warning", "Failed", f"Error: {exc}")
+        prepared = await self._prepare(run, container)
+        if prepared is None:
             return
+        mounts, env = prepared
         binds = {path: local for path, local in mounts.items() if _private(path)}
         rewrites = {path: local for path, local in mounts.items() if not _private(path)}
         if binds and self._mount_prefix is None:
@@ -489,6 +486,31 @@ class Node:
             refresher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await refresher
+
+    async def _prepare(
+        self, run: PodRun, container: dict[str, Any]
+    ) -> tuple[dict[str, Path], dict[str, str]] | None:
+        """The pod's volumes and env, retried with a capped backoff as the kubelet
+        retries: a ConfigMap may appear later, and the API server's Node authorizer
+        lets a node read what a pod uses only once it has seen the pod bound to it
+        (a 403 for a moment after binding). None: the pod was deleted meanwhile."""
+        backoff = 0.2
+        reported = ""
+        while not run.stopping.is_set():
+            try:
+                mounts = await self._materialise_volumes(run)
+                return mounts, await self._environment(run, container)
+            except (ApiError, KeyError, ValueError) as exc:
+                if str(exc) != reported:
+                    reported = str(exc)
+                    await self._report(
+                        run, running=False, waiting=("CreateContainerConfigError", reported)
+                    )
+                    await self._event(run, "Warning", "Failed", f"Error: {reported}")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(run.stopping.wait(), timeout=backoff)
+            backoff = min(backoff * 2, BACKOFF_CAP)
+        return None
 
     async def _refuse_image(self, run: PodRun, container: dict[str, Any]) -> None:
         image = container.get("image", "")
@@ -527,7 +549,9 @@ class Node:
             run.process_started = _now()
             await self._report(run, running=True, ready=False)
             if run.restarts == 0:
-                await self._event(run, "Normal", "Started", f"Started container {container['name']}")
+                await self._event(
+                    run, "Normal", "Started", f"Started container {container['name']}"
+                )
             prober = asyncio.create_task(self._probe(run, container))
             code = await run.process.wait()
             prober.cancel()
@@ -690,7 +714,10 @@ class Node:
         }
         if path in fields:
             return fields[path]
-        for prefix, source in (("metadata.labels", "labels"), ("metadata.annotations", "annotations")):
+        for prefix, source in (
+            ("metadata.labels", "labels"),
+            ("metadata.annotations", "annotations"),
+        ):
             if path.startswith(prefix + "['") and path.endswith("']"):
                 return str((run.metadata.get(source) or {}).get(path[len(prefix) + 2 : -2], ""))
         raise ValueError(f"unsupported fieldRef {path!r}")
