@@ -149,7 +149,9 @@ async def run_operator(
     _load_kube_config(settings.kubeconfig)
     metrics = OperatorMetrics()
     if settings.metrics_port is not None:
-        start_http_server(settings.metrics_port, addr=settings.metrics_host, registry=metrics.registry)
+        start_http_server(
+            settings.metrics_port, addr=settings.metrics_host, registry=metrics.registry
+        )
     runtime = engines.Runtime(cluster=KubernetesCluster(), settings=settings, metrics=metrics)
     registry = build_registry(settings, runtime)
     await kopf.operator(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import sys
 from pathlib import Path
@@ -148,17 +147,16 @@ async def _up(options: SandboxOptions, manifests: tuple[Path, ...], bin_dir: Pat
         cp = box.control_plane
         assert cp is not None and box.binaries is not None
         _link_clients(box.binaries.kubectl, box.binaries.helm, bin_dir)
-        kc = os.path.relpath(options.kubeconfig)
-        kubectl = os.path.relpath(bin_dir / "kubectl")
+        kc = _relative(options.kubeconfig)
+        kubectl = _relative(bin_dir / "kubectl")
         _say(f"API server:         {cp.url} (kube-apiserver {box.binaries.pins.kubernetes})")
         _say(f"kubeconfig:         {kc}")
         _say(f"node:               {box.node_name}")
         if box.exchange is not None:
             _say(f"exchange simulator: {box.exchange.url}")
         if options.operator:
-            _say(
-                f"operator:           helm release {options.release!r} in {options.operator_namespace}"
-            )
+            release, namespace = options.release, options.operator_namespace
+            _say(f"operator:           helm release {release!r} in {namespace}")
         for manifest in manifests:
             _, out, _ = await box.kubectl("apply", "-f", str(manifest))
             _say(out.rstrip())
@@ -169,6 +167,15 @@ async def _up(options: SandboxOptions, manifests: tuple[Path, ...], bin_dir: Pat
     finally:
         _say("stopping the sandbox")
         await box.stop()
+
+
+def _relative(path: Path) -> str:
+    """The path as a user in the current directory would type it."""
+    return (
+        str(path.absolute().relative_to(Path.cwd()))
+        if path.is_relative_to(Path.cwd())
+        else str(path)
+    )
 
 
 def _say(text: str) -> None:

@@ -8,8 +8,9 @@ from pathlib import Path
 import aiohttp
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
-from cluster_support import unique
 from scenario_support import engine_manifest, make_sandbox_scenario, stop_recording
+
+from cluster_support import unique
 
 
 def free_port() -> int:

@@ -195,7 +195,7 @@ class ControlPlane:
         self._spawn(
             "kube-controller-manager",
             [
-                f"--kubeconfig={self.write_kubeconfig(self.workdir / 'controller-manager.kubeconfig', manager, user='kube-controller-manager')}",
+                f"--kubeconfig={self._component_kubeconfig('controller-manager', manager)}",
                 "--secure-port=0",
                 "--leader-elect=false",
                 f"--service-account-private-key-file={sa.key}",
@@ -214,7 +214,7 @@ class ControlPlane:
         self._spawn(
             "kube-scheduler",
             [
-                f"--kubeconfig={self.write_kubeconfig(self.workdir / 'scheduler.kubeconfig', scheduler, user='kube-scheduler')}",
+                f"--kubeconfig={self._component_kubeconfig('scheduler', scheduler)}",
                 "--secure-port=0",
                 "--leader-elect=false",
                 "--kube-api-qps=200",
@@ -225,6 +225,9 @@ class ControlPlane:
         # A namespace is usable once its ServiceAccount `default` exists (the
         # controller manager makes it): pods are refused before.
         self.wait_for_service_account("default")
+
+    def _component_kubeconfig(self, name: str, pair: KeyPair) -> Path:
+        return self.write_kubeconfig(self.workdir / f"{name}.kubeconfig", pair, user=f"kube-{name}")
 
     def _audit_flags(self) -> list[str]:
         if not self.audit:
@@ -276,7 +279,7 @@ class ControlPlane:
     def _spawn(self, name: str, args: list[str]) -> None:
         log_path = self.workdir / "logs" / f"{name}.log"
         log = log_path.open("ab")
-        process = subprocess.Popen(
+        process = subprocess.Popen(  # noqa: S603 - our own binaries, our own flags
             [str(self.binaries.path(name)), *args],
             stdin=subprocess.DEVNULL,
             stdout=log,

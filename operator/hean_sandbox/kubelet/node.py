@@ -156,7 +156,7 @@ def mount_namespace_command() -> list[str] | None:
     candidates.append([unshare, "--user", "--map-root-user", "--mount", "--propagation", "private"])
     for prefix in candidates:
         with contextlib.suppress(OSError, subprocess.SubprocessError):
-            probe = subprocess.run(
+            probe = subprocess.run(  # noqa: S603 - unshare found on PATH, fixed arguments
                 [*prefix, "sh", "-c", "mount -t tmpfs tmpfs /run"],
                 capture_output=True,
                 timeout=10,
@@ -708,7 +708,7 @@ class Node:
             "metadata.namespace": run.namespace,
             "metadata.uid": run.uid,
             "spec.nodeName": self.name,
-            "spec.serviceAccountName": run.spec.get("serviceAccountName", "default"),
+            "spec.serviceAccountName": str(run.spec.get("serviceAccountName", "default")),
             "status.podIP": run.ip,
             "status.hostIP": "127.0.0.1",
         }
