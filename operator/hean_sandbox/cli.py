@@ -57,7 +57,9 @@ def build(bin_dir: Path) -> None:
     show_default=True,
     help="Where to link the kubectl and helm built with the cluster.",
 )
-@click.option("--fake-pods", is_flag=True, help="Report pods Ready without running them (KWOK).")
+@click.option(
+    "--fake-pods", is_flag=True, help="Report engine pods Ready without running them (KWOK)."
+)
 @click.option(
     "--no-operator", is_flag=True, help="Do not install the chart (cluster and node only)."
 )

@@ -7,7 +7,7 @@ It composes parts that each work alone:
   authentication and RBAC; an admin kubeconfig for kubectl and helm;
 - a node (`hean_sandbox.kubelet`) that joins it as `system:node:<name>` and
   runs the pods bound to it as local processes (or, with `fake_pods`, only
-  reports them Running and Ready, as KWOK does);
+  reports engine pods Running and Ready, as KWOK does);
 - HEAN installed with the real `helm install` of `charts/hean`: the CRDs, the
   operator's ServiceAccount, RBAC and Deployment, so the operator runs as a
   pod (created by the controller manager, bound by the scheduler) that talks

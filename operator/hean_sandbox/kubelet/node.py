@@ -38,10 +38,11 @@ a client certificate, limited by the Node authorizer and NodeRestriction):
 - serves the kubelet's `containerLogs` endpoint over TLS (when given a serving
   certificate), so that `kubectl logs` works through the API server.
 
-`fake=True` (like KWOK) marks pods Running and Ready without any process, for
-scale tests of the operator; a pod with a container port named `http` gets a
-stand-in engine API there (`fake_engine.py`), so that the operator's status
-polls succeed. Deviations from a kubelet are in docs/sandbox.md.
+`fake=True` (like KWOK) marks engine pods (image `…/hean-engine`) Running and
+Ready without any process, for scale tests of the operator, which itself still
+runs; an engine pod with a container port named `http` gets a stand-in engine
+API there (`fake_engine.py`), so that the operator's status polls succeed.
+Deviations from a kubelet are in docs/sandbox.md.
 """
 
 from __future__ import annotations
@@ -444,7 +445,7 @@ class Node:
             metadata=meta,
         )
         self.pods[run.uid] = run
-        if self.fake:
+        if self.fake and _is_engine_pod(pod):
             run.fake_engine, run.ip = await start_fake_engine(self.api, pod, run.ip, self._ips.next)
             await self._report(run, running=True, ready=True)
             return
@@ -886,6 +887,12 @@ class Node:
         except ApiError as exc:
             if exc.status != 404:
                 raise
+
+
+def _is_engine_pod(pod: dict[str, Any]) -> bool:
+    """Fake mode fakes engines only: the operator's own pod (any other image) runs."""
+    containers = pod["spec"].get("containers") or [{}]
+    return image_repository(containers[0].get("image", "")) == "hean-engine"
 
 
 def _private(mount_path: str) -> bool:
