@@ -46,7 +46,7 @@ from chart_support import find_helm as find_helm  # noqa: E402
 
 LANGUAGES = ("bash", "sh", "shell", "console")
 MIRRORED = (".venv", "charts", "crds", "docs", "examples")
-SANDBOX_ENGINE = {"NS": "default", "ENGINE": "btc-paper"}
+SANDBOX_ENGINE = {"NS": "default", "ENGINE": "btc-paper", "OP_NS": "hean-system"}
 COMMAND_TIMEOUT = 90  # seconds; `kubectl wait` commands carry their own, shorter timeouts
 
 

@@ -41,10 +41,6 @@ from doc_commands_support import (
 # -- how each command in the docs is run, or why it cannot be ---------------------
 
 _HEAN = r"(\.venv/bin/)?hean"
-_CHART_IN_A_CLUSTER = (
-    "needs the chart installed in a real cluster: the sandbox runs the operator as a "
-    "process and emulates no Deployments"
-)
 _PORT_FORWARD = (
     "the engine's HTTP API through `kubectl port-forward`, which the sandbox does not "
     "emulate: needs a real cluster"
@@ -77,6 +73,7 @@ RULES: list[Rule] = [
     # the sandbox, and kubectl against it
     Rule(rf"{_HEAN} sandbox up .*", "sandbox-up", "started once, in the background"),
     Rule(r"export KUBECONFIG=\S+", "sandbox", "points kubectl at the sandbox"),
+    Rule(r"export PATH=\S+", "sandbox", "puts the sandbox's kubectl and helm first on PATH"),
     Rule(
         r"kubectl apply -f examples/paper-engine\.yaml",
         "sandbox",
@@ -84,7 +81,18 @@ RULES: list[Rule] = [
         "against the sandbox checks the manifest against the CRD",
         append=" --dry-run=server",
     ),
-    Rule(r"kubectl -n OP_NS .*", "allowed", _CHART_IN_A_CLUSTER),
+    Rule(
+        r"kubectl -n OP_NS logs deploy/hean --previous .*",
+        "allowed",
+        "needs an operator container that has restarted; the sandbox's has not",
+    ),
+    Rule(
+        r"kubectl -n OP_NS get servicemonitor,.*",
+        "allowed",
+        "ServiceMonitor is the Prometheus Operator's CRD, which the sandbox does not install",
+    ),
+    Rule(r"kubectl -n OP_NS .*", "sandbox", "the operator's Deployment in the sandbox"),
+    Rule(r"helm -n hean-system list", "sandbox", "the sandbox's Helm release"),
     Rule(r"kubectl -n NS port-forward pod/ENGINE-engine 8080:8080 &", "allowed", _PORT_FORWARD),
     Rule(r"curl .*localhost:8080/.*", "allowed", _PORT_FORWARD),
     Rule(r"kubectl .*", "sandbox", "runs against the sandbox"),
@@ -125,11 +133,17 @@ RULES: list[Rule] = [
     ),
     Rule(r"make kind-up", "allowed", "needs Docker, kind and Tilt"),
     Rule(
-        r"helm (upgrade hean charts/hean|test hean|uninstall hean) -n hean-system",
+        r"helm (upgrade hean charts/hean|uninstall hean) -n hean-system",
         "allowed",
-        "needs a release installed in a real cluster",
+        "changes the release the rest of the walkthrough uses; tests/cluster runs helm "
+        "install, upgrade and uninstall of the chart on the real control plane",
     ),
-    Rule(r"helm test RELEASE -n OP_NS", "allowed", "needs a release installed in a real cluster"),
+    Rule(
+        r"helm test (hean -n hean-system|RELEASE -n OP_NS)",
+        "allowed",
+        "the test pod calls the operator through its Service's DNS name, and the sandbox "
+        "has no cluster DNS or Service routing",
+    ),
 ]
 
 

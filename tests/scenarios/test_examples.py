@@ -20,7 +20,9 @@ async def test_every_example_applies_and_is_valid(tmp_path: Path) -> None:
         for path in examples:
             manifest = yaml.safe_load(path.read_text())
             assert manifest["kind"] == "TradingEngine", path
-            await scenario.kubectl("apply", "-f", str(path))
+            # into the scenario's namespace (the examples name `default`)
+            manifest["metadata"].pop("namespace", None)
+            await scenario.apply(manifest)
             names.append(manifest["metadata"]["name"])
         # (paper-engine.yaml and sandbox-paper-engine.yaml are one engine, btc-paper,
         # for two places: the second apply updates the first)
