@@ -5,9 +5,11 @@ it creates one pod (owned by the resource, through `kopf.adopt`) with the
 official `kubernetes` client, from a sync handler (kopf runs it in its thread
 pool), exactly as HEAN's operator creates its children. No ConfigMap, no
 Secret, no Service, no status polling, no finalizer of its own; kopf's
-defaults otherwise (its progress and last-handled-configuration annotations,
-its INFO-level Events). The pod declares the same `http` container port as an
-engine pod, so that the fake pod runner does the same work for it.
+defaults otherwise (its last-handled-configuration annotation; kopf posts no
+Event for a handler that succeeds, so the API server's audit log shows one pod
+create and one annotation patch per TradingEngine). The pod declares the same
+`http` container port as an engine pod, so that the node does the same work
+for it (a fake pod runs a stand-in engine API on that port).
 
     python benchmarks/baseline_kopf_operator.py --kubeconfig PATH
 """
