@@ -10,7 +10,9 @@ from typing import Any, Literal
 
 import aiohttp
 
-Command = Literal["pause", "resume", "reduce", "halt"]
+# `reset-halt` lifts a HALTED/REDUCING risk state; it is sent only when a user sets
+# spec.halt from true to false (handlers.engines.halt_changed), never by a poll.
+Command = Literal["pause", "resume", "reduce", "halt", "reset-halt"]
 
 
 class EngineUnreachable(Exception):
