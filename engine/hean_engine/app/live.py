@@ -269,6 +269,8 @@ class LiveSession:
             "order_resends": stats.resends,
             "foreign_fills": stats.foreign_fills,
             "exchange_call_failures": stats.call_failures,
+            "journal_bytes": self.venue.journal.size,
+            "journal_compactions": self.venue.journal.compactions,
         }
 
     def status(self) -> dict[str, Any]:
@@ -281,6 +283,8 @@ class LiveSession:
                 "path": str(self.venue.journal.path),
                 "writes": self.venue.journal.writes,
                 "unresolved": len(self.venue.journal.intents),
+                "bytes": self.venue.journal.size,
+                "compactions": self.venue.journal.compactions,
                 "recovered": dict(self.journal_recovery),
             },
             "orders": {

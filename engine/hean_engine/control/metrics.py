@@ -210,6 +210,16 @@ def _live_metrics(
         "Exchange calls that failed (any reason).",
         values["exchange_call_failures"],
     )
+    yield gauge(
+        "journal_bytes",
+        "Size of the intent journal file; compacted while running to the unresolved intents.",
+        values["journal_bytes"],
+    )
+    yield counter(
+        "journal_compactions",
+        "Rewrites of the intent journal down to its unresolved intents.",
+        values["journal_compactions"],
+    )
     report = rt.last_reconcile or {}
     yield gauge(
         "exchange_drift",
