@@ -232,7 +232,10 @@ async def test_control_commands_change_the_risk_state(harness: Harness) -> None:
     ("body", "problem"),
     [
         (b"not json", "body: expected a JSON object"),
-        (b'{"command": "sell-everything"}', "command: must be one of pause, resume, reduce, halt, reset-halt"),
+        (
+            b'{"command": "sell-everything"}',
+            "command: must be one of pause, resume, reduce, halt, reset-halt",
+        ),
         (b"[1, 2]", "command: must be one of"),
         (b"{}", "got null"),
     ],
