@@ -273,8 +273,9 @@ def load_documents(text: str | bytes, where: str) -> list[Any]:
     """Every non-empty document of `text`, read strictly; ConfigError naming `where` otherwise."""
     if isinstance(text, bytes):
         text = decode_text(text, where)
-    loader = StrictLoader(text)
+    loader: StrictLoader | None = None
     try:
+        loader = StrictLoader(text)  # the reader checks the characters here already
         documents = []
         while loader.check_data():  # type: ignore[no-untyped-call]
             document = loader.get_data()
@@ -288,7 +289,8 @@ def load_documents(text: str | bytes, where: str) -> list[Any]:
     except (ValueError, OverflowError, TypeError) as exc:  # a constructor's own check
         raise ConfigError([f"{where} is not valid YAML: {type(exc).__name__}: {exc}"]) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def load_one(text: str | bytes, where: str, *, empty: Any = ...) -> Any:
