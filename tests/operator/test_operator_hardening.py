@@ -241,3 +241,52 @@ async def test_item3_a_user_toggling_spec_halt_is_the_explicit_reset(halted_engi
     assert halted_engine.state is RiskState.ACTIVE
     assert halted_engine.runtime.kernel.risk.state_reason == "reset-halt command"
     assert halted_engine.sent == ["Reset-halt"]
+
+
+async def test_item3_an_engine_image_without_reset_halt_gets_resume_on_the_explicit_reset(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Engine pods outlive an operator upgrade: an older engine answers 400 to `reset-halt`;
+    on the user's explicit spec.halt true -> false it is told `resume` (its way to lift)."""
+    from aiohttp import web
+
+    told: list[str] = []
+
+    async def status(request: web.Request) -> web.Response:
+        return web.json_response({"risk_state": "HALTED", "paused": False})
+
+    async def control(request: web.Request) -> web.Response:
+        command = (await request.json())["command"]
+        if command not in ("pause", "resume", "reduce", "halt"):
+            return web.json_response({"error": "command: must be one of ..."}, status=400)
+        told.append(command)
+        return web.json_response({"command": command, "risk_state": "ACTIVE"})
+
+    app = web.Application()
+    app.router.add_get("/status", status)
+    app.router.add_post("/control", control)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    cluster = DictCluster()
+    operator = Runtime(
+        cluster=cluster,  # type: ignore[arg-type]
+        settings=OperatorSettings(engine_port=port),
+        metrics=OperatorMetrics(),
+    )
+    operator.session = aiohttp.ClientSession()
+    sent: list[str] = []
+    monkeypatch.setattr(kopf, "info", lambda body, *, reason, message: sent.append(reason))
+    try:
+        released = _resource(operator, cluster, halt=False)
+        await _call(handlers.halt_changed, released, operator, old=True, new=False)
+        assert told == ["resume"] and sent == ["Resume"]
+        unpaused = _resource(operator, cluster, paused=False)
+        told.clear()
+        await _call(handlers.control_changed, unpaused, operator, old=True, new=False)
+        assert told == []  # not an explicit reset: nothing is sent to a halted engine
+    finally:
+        await operator.session.close()
+        await runner.cleanup()

@@ -23,6 +23,10 @@ class Unauthorized(EngineUnreachable):
     """The engine refused the control token (401): it was rotated, or is wrong."""
 
 
+class CommandRefused(EngineUnreachable):
+    """The engine answered 400: it does not take this request (an older engine image)."""
+
+
 class EngineClient:
     def __init__(self, session: aiohttp.ClientSession, timeout: float = 5.0) -> None:
         self._session = session
@@ -48,6 +52,9 @@ class EngineClient:
                     raise Unauthorized(
                         f"{method} {url} answered 401: the control token was refused"
                     )
+                if response.status == 400:
+                    text = (await response.text())[:200]
+                    raise CommandRefused(f"{method} {url} answered 400: {text}")
                 if response.status != 200:
                     text = (await response.text())[:200]
                     raise EngineUnreachable(f"{method} {url} answered {response.status}: {text}")

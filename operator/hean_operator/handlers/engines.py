@@ -36,7 +36,13 @@ from hean_operator.builders.common import (
     EngineRef,
 )
 from hean_operator.builders.config import spec_revision
-from hean_operator.engines.client import Command, EngineClient, EngineUnreachable, Unauthorized
+from hean_operator.engines.client import (
+    Command,
+    CommandRefused,
+    EngineClient,
+    EngineUnreachable,
+    Unauthorized,
+)
 from hean_operator.engines.status import (
     Observation,
     PodView,
@@ -537,7 +543,16 @@ async def _steer(
         if command is None and reset and report.get("risk_state") in ("HALTED", "REDUCING"):
             command = "reset-halt"  # the user set spec.halt true -> false: lift the halt
         if command is not None:
-            await _send(runtime, engine, base, command)
+            try:
+                await _send(runtime, engine, base, command)
+            except CommandRefused:
+                if command != "reset-halt":
+                    raise
+                # An engine image from before reset-halt (pods outlive an operator
+                # upgrade): there `resume` is what lifts a halt, and the user asked
+                # for exactly that.
+                command = "resume"
+                await _send(runtime, engine, base, command)
             kopf.info(body, reason=command.capitalize(), message=f"engine told to {command}")
     except EngineUnreachable as exc:
         raise kopf.TemporaryError(f"could not reach the engine: {exc}", delay=2) from None
