@@ -188,7 +188,7 @@ class ApprovalWatch:
             self.valid_until = self.next_change
             if self.lost_reason is not None:
                 log.warning(
-                    "live approval valid again; the risk state stays until a command lifts it",
+                    "live approval valid again; the risk state stays until reset-halt lifts it",
                     reason=status.reason,
                 )
                 self.kernel._emit("approval", "LiveApproval valid again")

@@ -13,7 +13,7 @@ Fail closed, in this order:
 3. reconcile: every `live.reconcileIntervalSeconds`, and soon after any failed
    exchange call, the books are compared with a consistent snapshot. Drift is
    reported (what differs, by how much, since when) and moves the risk state
-   as `live.onDrift` says. A halt stays until a command lifts it; restarting
+   as `live.onDrift` says. A halt stays until `reset-halt` lifts it; restarting
    the engine adopts the exchange's books after an investigation.
 """
 
