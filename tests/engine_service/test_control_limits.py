@@ -68,7 +68,9 @@ async def served(tmp_path: Path) -> AsyncIterator[Served]:
     )
     token_file = tmp_path / "token"
     token_file.write_text(TOKEN)
-    limits = ServerLimits(max_connections=3, header_timeout=0.3, body_timeout=0.3)
+    limits = ServerLimits(
+        max_connections=3, header_timeout=0.3, body_timeout=0.3, keepalive_timeout=0.5
+    )
     server = ControlServer(runtime, "127.0.0.1", 0, token_file, limits)
     await server.start()
     try:

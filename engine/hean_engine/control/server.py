@@ -9,11 +9,14 @@ peer, never with what was sent (and at most once per peer and reason every
 
 Nobody on the network can take the engine down through this server
 (`ServerLimits`): at most `max_connections` connections are open at once (the
-next is closed at once, so file descriptors are never exhausted), a connection
-that has not sent complete request headers within `header_timeout` seconds
-(also between requests on a kept-alive connection) is closed, a body is read
-within `body_timeout` and is at most `max_body` bytes. Every bad request is a
-4xx with a JSON error (`{"error": ...}`), never a 500 or a traceback.
+next is closed at once, so file descriptors are never exhausted), a new
+connection that has not sent complete request headers within `header_timeout`
+seconds is closed, and so is a kept-alive one that sends no complete next
+request within `keepalive_timeout` (longer than clients' own idle timeout,
+aiohttp's 15 s, so that a client never reuses a connection the engine is
+closing); a body is read within `body_timeout` and is at most `max_body`
+bytes. Every bad request is a 4xx with a JSON error (`{"error": ...}`), never
+a 500 or a traceback.
 """
 
 from __future__ import annotations
@@ -48,7 +51,7 @@ class ServerLimits:
     max_connections: int = 64
     header_timeout: float = 10.0
     body_timeout: float = 10.0
-    keepalive_timeout: float = 15.0
+    keepalive_timeout: float = 30.0
     max_body: int = 64 * 1024
     max_header_size: int = 8190
     max_headers: int = 64
@@ -321,12 +324,13 @@ class _GuardedHandler(RequestHandler):
         self._disarm()
 
     def request_finished(self) -> None:
-        self._arm()  # the next request's headers (kept alive) get the same deadline
+        self._arm(self._limits.keepalive_timeout)  # the next request on a kept-alive one
 
-    def _arm(self) -> None:
+    def _arm(self, seconds: float | None = None) -> None:
         self._disarm()
         loop = asyncio.get_running_loop()
-        self._deadline = loop.call_later(self._limits.header_timeout, self._expired)
+        delay = self._limits.header_timeout if seconds is None else seconds
+        self._deadline = loop.call_later(delay, self._expired)
 
     def _disarm(self) -> None:
         if self._deadline is not None:
