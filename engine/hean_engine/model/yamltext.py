@@ -204,6 +204,9 @@ class StrictLoader(
             self._depth -= 1
 
 
+_STRICT = _Resolver()
+
+
 class StrictDumper(yaml.SafeDumper):
     """Writes what `StrictLoader` and YAML 1.1 readers read back alike.
 
@@ -214,7 +217,7 @@ class StrictDumper(yaml.SafeDumper):
     def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:
         tag = super().resolve(kind, value, implicit)  # type: ignore[no-untyped-call]
         if kind is ScalarNode and tag == "tag:yaml.org,2002:str" and implicit[0]:
-            strict = _Resolver.resolve(self, kind, value, implicit)  # type: ignore[no-untyped-call]
+            strict = _STRICT.resolve(kind, value, implicit)  # type: ignore[no-untyped-call]
             if strict != tag:
                 return strict
         return tag
