@@ -4,11 +4,14 @@ signed timestamp (behind a rate-limited queue), and the journal stays bounded wh
 from __future__ import annotations
 
 import random
+import re
+import time
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import ccxt
+import ccxt.async_support as ccxt_async
 
 from hean_engine.execution.client_ids import ClientOrderIds
 from hean_engine.execution.journal import FILE_NAME, Journal
@@ -171,3 +174,21 @@ def test_item11_the_journal_stays_bounded_while_running(tmp_path: Path) -> None:
     again = Journal(tmp_path, lambda: int(clock() * 1000), fsync=False)
     (pending,) = again.open("run-2")
     assert (pending.cid, pending.status, pending.exchange_id) == (open_cid, "open", "oid-1")
+
+
+async def test_item4_the_hook_sees_ccxt_binance_sign_its_timestamp(tmp_path: Path) -> None:
+    """With ccxt's real Binance client: the time noted is the request's signed `timestamp`."""
+    client = ccxt_async.binance({"apiKey": "k" * 64, "secret": "s" * 64})
+    try:
+        venue, _ = _venue(tmp_path, client, Clock())
+        venue._clock = time.time  # ccxt signs with the real clock
+        cid = venue.new_order_id()
+        venue._signing.add(cid)
+        request = client.sign(
+            "order", ["private"], "POST", {"symbol": "BTCUSDT", "newClientOrderId": cid}
+        )
+        signed = int(re.search(r"timestamp=(\d+)", request["body"]).group(1))  # type: ignore[union-attr]
+        assert venue._signed_ms[cid] >= signed
+        assert venue._signed_ms[cid] - signed < 1000
+    finally:
+        await client.close()
