@@ -373,7 +373,7 @@ def test_point_ccxt_at_rewrites_nested_urls() -> None:
 
 @pytest.mark.slow
 def test_full_candle_file_starts_lazily() -> None:
-    """Startup reads one chunk; a late start reads up to the start and no further.
+    """Startup reads one chunk; a start late in the file reads the file up to it.
     (What it costs is for benchmarks/, not for a test: timings vary 3x between machines.)"""
     sim = SimExchange(SimConfig(data=CANDLES, clock=FakeClock()))
     assert len(sim.market.store) < 100_000
