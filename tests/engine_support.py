@@ -373,6 +373,7 @@ def run_session(
             state: RiskState = step[1]
             if state is RiskState.ACTIVE:
                 kernel.resume()
+                kernel.reset_halt()
             else:
                 kernel.set_risk_state(state, "test")
         if after_step is not None:

@@ -115,12 +115,14 @@ def test_pause_resume_and_notable_events() -> None:
     kernel.set_risk_state(RiskState.REDUCING, "again")  # unchanged: no event
     kernel.resume()
     assert not engine.risk.paused
+    assert engine.risk.state is RiskState.REDUCING  # resume only unpauses
+    kernel.reset_halt()
     assert engine.risk.state is RiskState.ACTIVE
     assert heard == [
         KernelEvent(T0, "paused", "trading paused: no new orders"),
         KernelEvent(T0, "risk_state", "REDUCING: operator"),
         KernelEvent(T0, "resumed", "trading resumed"),
-        KernelEvent(T0, "risk_state", "ACTIVE: resume command"),
+        KernelEvent(T0, "risk_state", "ACTIVE: reset-halt command"),
     ]
     assert list(kernel.recent_events) == heard
 

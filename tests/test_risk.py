@@ -310,7 +310,7 @@ def test_daily_loss_reference_resets_at_the_utc_day_boundary() -> None:
     assert engine.risk.state_reason == "max_daily_loss"
 
 
-def test_halt_is_sticky_until_resume() -> None:
+def test_halt_is_sticky_resume_never_lifts_it_only_reset_halt() -> None:
     engine, _ = build_scripted_engine(
         spec_dict(risk={"maxDailyLoss": "10"}, paper={"startingBalances": {"BTC": "1"}})
     )
@@ -320,9 +320,13 @@ def test_halt_is_sticky_until_resume() -> None:
     assert engine.risk.state is RiskState.HALTED
     kernel.on_candle(candle(2 * 24 * 60, 120.0))  # a new day and a recovery
     assert engine.risk.state is RiskState.HALTED
-    kernel.resume()
+    kernel.pause()
+    kernel.resume()  # issue 14 item 3: a pause toggle does not lift a risk halt
+    assert engine.risk.state is RiskState.HALTED
+    assert engine.risk.state_reason == "max_daily_loss"
+    kernel.reset_halt()
     assert engine.risk.state is RiskState.ACTIVE
-    assert engine.risk.state_reason == "resume command"
+    assert engine.risk.state_reason == "reset-halt command"
     assert kernel.submit(_sell("1")) is not None
 
 

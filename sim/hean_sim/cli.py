@@ -22,6 +22,7 @@ from pathlib import Path
 
 import click
 
+from hean_engine.data.files import check_readable
 from hean_engine.model.errors import DataError
 from hean_engine.model.timefmt import iso_to_ms
 from hean_sim.exchange import (
@@ -221,6 +222,7 @@ def exchange(
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="'--symbol'") from None
     try:
+        check_readable(data)
         simulator = SimExchange(config, plan)
     except DataError as exc:
         raise click.BadParameter(str(exc), param_hint="'--data'") from None

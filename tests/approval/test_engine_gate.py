@@ -207,7 +207,7 @@ async def test_on_approval_loss_reduce_gives_reducing(tmp_path: Path) -> None:
     assert runtime.kernel.risk.state_reason == "approval: untrusted_key"
 
 
-def test_resume_cannot_lift_what_a_lost_approval_imposed(tmp_path: Path) -> None:
+def test_resume_never_lifts_an_approval_loss_halt_only_reset_halt(tmp_path: Path) -> None:
     directory = approval_dir(tmp_path)
     time = FakeTime(EXPIRES)
     watch, runtime = watch_for(directory, time)
@@ -217,12 +217,18 @@ def test_resume_cannot_lift_what_a_lost_approval_imposed(tmp_path: Path) -> None
     apply_command(kernel, "resume")
     assert kernel.risk.state is RiskState.HALTED
     assert kernel.risk.state_reason == "approval: expired"
-    # A new, valid approval: the halt stays until a command lifts it.
+    apply_command(kernel, "reset-halt")  # nor the reset, while the approval is invalid
+    assert kernel.risk.state is RiskState.HALTED
+    assert kernel.risk.state_reason == "approval: expired"
+    # A new, valid approval: the halt stays until the explicit reset lifts it.
     fresh = signed(ALICE, now=NOW + timedelta(hours=7, minutes=59))
     write_approval_dir(directory, fresh, ALICE)
     assert watch.check().valid
     assert kernel.risk.state is RiskState.HALTED
-    apply_command(kernel, "resume")
+    apply_command(kernel, "pause")
+    apply_command(kernel, "resume")  # issue 14 item 3: a pause toggle lifts nothing
+    assert kernel.risk.state is RiskState.HALTED
+    apply_command(kernel, "reset-halt")
     assert kernel.risk.state is RiskState.ACTIVE
 
 

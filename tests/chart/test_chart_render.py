@@ -292,11 +292,15 @@ def test_liveapproval_trust_configmap(rendered: Rendered, helm: Helm) -> None:
 
 
 def test_trust_policy_renders_every_field_the_engine_reads(helm: Helm) -> None:
-    key = Ed25519PrivateKey.generate().public_key()
-    pem = key.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo).decode()
+    def pem() -> str:
+        key = Ed25519PrivateKey.generate().public_key()
+        return key.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo).decode()
+
+    # Distinct keys, and the revoked one still listed: the engine refuses one key
+    # under two ids and a revoked id without its key (issue 14).
     values = {
         "liveApprovals": {
-            "trustedKeys": {"ops-1": pem, "risk-1": pem},
+            "trustedKeys": {"ops-1": pem(), "risk-1": pem(), "old-1": pem()},
             "requiredSignatures": 1,
             "namespaces": {"prod": 2},
             "revoked": ["old-1"],
@@ -306,12 +310,12 @@ def test_trust_policy_renders_every_field_the_engine_reads(helm: Helm) -> None:
     data = _trust(helm.template(values))["data"]
     assert yaml.safe_load(data["policy.yaml"])["namespaces"] == {"prod": {"required": 2}}
     policy = trust_from_files(data)
-    assert set(policy.keys) == {"ops-1", "risk-1"}
+    assert set(policy.keys) == {"ops-1", "risk-1", "old-1"}
     assert policy.required_for("prod") == 2 and policy.required_for("dev") == 1
     assert policy.revoked == frozenset({"old-1"})
     assert policy.keys["ops-1"].not_after == datetime(2027, 1, 1, tzinfo=UTC)
     for bad in (
-        {"namespaces": {"prod": 3}},  # more than the trusted keys
+        {"namespaces": {"prod": 4}},  # more than the trusted keys
         {"revoked": ["not a key id"]},
         {"keyNotAfter": {"ops-1": "tomorrow"}},
     ):

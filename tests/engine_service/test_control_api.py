@@ -195,10 +195,10 @@ async def test_control_needs_the_bearer_token(harness: Harness) -> None:
     assert harness.engine.risk.state is RiskState.ACTIVE  # nothing changed
     lines = [json.loads(line) for line in harness.logs.getvalue().splitlines()]
     refused = [line for line in lines if line["event"] == "control refused"]
+    # The third refusal repeats the first (same peer, same reason): throttled.
     assert [line["reason"] for line in refused] == [
         "missing bearer token",
         "wrong bearer token",
-        "missing bearer token",
     ]
     assert all(line["engine"] == "test-engine" and line["request_id"] for line in refused)
     assert "nope-123456" not in harness.logs.getvalue()
@@ -224,14 +224,18 @@ async def test_control_commands_change_the_risk_state(harness: Harness) -> None:
     assert halted["risk_state"] == "HALTED"
     assert halted["open_orders"] == 0  # a halt cancels the working sell
     assert kernel.risk.state_reason == "control command: halt"
-    assert (await send("resume"))["risk_state"] == "ACTIVE"
+    assert (await send("resume"))["risk_state"] == "HALTED"  # resume only unpauses
+    assert (await send("reset-halt"))["risk_state"] == "ACTIVE"
 
 
 @pytest.mark.parametrize(
     ("body", "problem"),
     [
         (b"not json", "body: expected a JSON object"),
-        (b'{"command": "sell-everything"}', "command: must be one of pause, resume, reduce, halt"),
+        (
+            b'{"command": "sell-everything"}',
+            "command: must be one of pause, resume, reduce, halt, reset-halt",
+        ),
         (b"[1, 2]", "command: must be one of"),
         (b"{}", "got null"),
     ],

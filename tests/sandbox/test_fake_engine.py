@@ -132,11 +132,14 @@ async def test_control_toggles_paused_and_risk_state(fake_world: NodeWorld) -> N
     await post(f"{base}/control", {"command": "reduce"})
     assert (await get(f"{base}/status"))[1]["risk_state"] == "REDUCING"
     code, answer = await post(f"{base}/control", {"command": "resume"})
+    # resume only unpauses: the halt stays until the explicit reset
+    assert (code, answer["risk_state"], answer["paused"]) == (200, "REDUCING", False)
+    code, answer = await post(f"{base}/control", {"command": "reset-halt"})
     assert (code, answer["risk_state"], answer["paused"]) == (200, "ACTIVE", False)
     assert (await post(f"{base}/control", {"command": "explode"}))[0] == 400
     engine = next(iter(fake_world.node.pods.values())).fake_engine
     assert engine is not None
-    assert engine.commands == ["pause", "halt", "reduce", "resume"]
+    assert engine.commands == ["pause", "halt", "reduce", "resume", "reset-halt"]
 
 
 async def test_config_paused_and_halt_apply_at_start(fake_world: NodeWorld) -> None:

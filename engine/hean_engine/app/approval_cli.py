@@ -13,7 +13,6 @@ runtime failure, 2 bad input (the flag or field named on stderr).
 from __future__ import annotations
 
 import importlib
-import re
 import secrets
 import sys
 from datetime import UTC, datetime, timedelta
@@ -21,54 +20,41 @@ from pathlib import Path
 from typing import Any
 
 import click
-import yaml
 
 from hean_engine.app.exits import EXIT_RUNTIME, user_errors
 from hean_engine.approval.manifest import Approval, approval_manifest, parse_approval
 from hean_engine.approval.payload import parse_time, spec_hash
 from hean_engine.approval.sign import add_signature, generate_key, load_private_key, new_approval
-from hean_engine.approval.trust import load_trust_dir
+from hean_engine.approval.trust import DEFAULT_MAX_TTL, load_trust_dir
+from hean_engine.approval.trust import parse_duration as parse_trust_duration
 from hean_engine.approval.verify import Verdict, verify
 from hean_engine.model.errors import ConfigError, HeanError
 from hean_engine.model.spec import EngineIdentity, TradingEngineSpec, parse_manifest
-
-_DURATION_PART = re.compile(r"(\d+)([smhd])")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+from hean_engine.model.yamltext import dump_yaml, load_documents, read_text
 
 
 def parse_duration(text: str, flag: str) -> timedelta:
     """`8h`, `30m`, `2d`, `90s` or a sum like `1h30m`; ConfigError naming `flag` otherwise."""
-    value = text.strip()
-    if not value or _DURATION_PART.sub("", value):
-        raise ConfigError([f"{flag}: {text!r} is not a duration like 8h, 30m, 2d or 1h30m"])
-    seconds = sum(int(n) * _UNITS[unit] for n, unit in _DURATION_PART.findall(value))
-    if seconds <= 0:
-        raise ConfigError([f"{flag}: must be positive"])
-    return timedelta(seconds=seconds)
+    return parse_trust_duration(text, flag)
 
 
 def parse_moment(text: str, flag: str) -> datetime:
     """An RFC 3339 time with an offset (`2026-01-31T12:00:00Z`, `...+01:00`), as UTC."""
+    moment: datetime | None
     try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
+        parsed = datetime.fromisoformat(text)
+        moment = parsed.astimezone(UTC) if parsed.tzinfo is not None else None
+    except (ValueError, OverflowError):  # OverflowError: 9999-12-31T23:00:00-01:00
         moment = None
     if moment is None or moment.tzinfo is None:
         raise ConfigError(
             [f"{flag}: {text!r} is not an RFC 3339 time with an offset, like 2026-01-31T12:00:00Z"]
         )
-    return moment.astimezone(UTC)
+    return moment
 
 
 def _read_yaml(path: Path, flag: str) -> Any:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError([f"{flag}: cannot read {path}: {exc.strerror or exc}"]) from None
-    try:
-        documents = [doc for doc in yaml.safe_load_all(text) if doc is not None]
-    except yaml.YAMLError:
-        raise ConfigError([f"{flag}: {path} is not valid YAML"]) from None
+    documents = load_documents(read_text(path, flag), f"{flag}: {path}")
     if len(documents) != 1:
         raise ConfigError([f"{flag}: {path} must hold exactly one document"])
     return documents[0]
@@ -216,18 +202,26 @@ def sign(
         else:
             if ttl is None:
                 raise ConfigError(["--ttl: required (how long the approval is valid, e.g. 8h)"])
+            window = parse_duration(ttl, "--ttl")
+            if window > DEFAULT_MAX_TTL:
+                click.echo(
+                    f"warning: --ttl {ttl} is longer than the default maxTtl of "
+                    f"{DEFAULT_MAX_TTL.days}d: verifiers refuse it unless their trust "
+                    "policy's maxTtl allows it",
+                    err=True,
+                )
             existing = new_approval(
                 namespace=identity.namespace,
                 engine=identity.name,
                 engine_uid=identity.uid,
                 spec=spec,
-                ttl=parse_duration(ttl, "--ttl"),
+                ttl=window,
                 now=now,
                 not_before=parse_moment(not_before, "--not-before") if not_before else None,
             )
         key_id, key = load_private_key(key_path)
         signed = add_signature(existing, key_id, key)
-    click.echo(yaml.safe_dump(approval_manifest(signed), sort_keys=False), nl=False)
+    click.echo(dump_yaml(approval_manifest(signed)), nl=False)
 
 
 def _load_approval(path: Path) -> Approval:

@@ -10,8 +10,16 @@ revoked.
 `ApprovalWatch` is the running engine's side: it checks again every
 `RECHECK_SECONDS` and exactly when the verdict can change by time alone
 (expiry, a key's end of life), on the injected clock. When the approval stops
-being valid the risk state moves as `spec.live.onApprovalLoss` says, and it
-cannot be lifted (a `resume` command included) until a valid approval is back.
+being valid the risk state moves as `spec.live.onApprovalLoss` says; it cannot
+be lifted while the approval is invalid, and once it is valid again only the
+explicit `reset-halt` command lifts it (never `resume`).
+
+A file that cannot be read at all (an I/O error such as too many open files)
+is not a verdict on the approval: the check reports `could_not_check` and is
+retried every `UNCHECKED_RETRY_SECONDS`. A running engine whose approval was
+valid keeps trading through such failures for at most `UNCHECKED_GRACE_SECONDS`
+after its last successful check (and never past the approval's own expiry or
+a key's end of life); then it fails closed as for any other loss.
 """
 
 from __future__ import annotations
@@ -21,19 +29,18 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-import yaml
-
 from hean_engine.approval.manifest import parse_approval
 from hean_engine.approval.trust import load_trust_dir
 from hean_engine.approval.verify import Reason, Verdict, verify
 from hean_engine.control.runtime import ApprovalStatus, Runtime
 from hean_engine.execution.live import GateDecision, LiveGate
 from hean_engine.kernel.engine import KernelEvent, TradingKernel
-from hean_engine.model.errors import ConfigError
+from hean_engine.model.errors import ConfigError, UnreadableError
 from hean_engine.model.orders import RiskState
 from hean_engine.model.spec import EngineIdentity, RiskPolicy, TradingEngineSpec
+from hean_engine.model.yamltext import load_one, read_text
 from hean_engine.net.retry import Sleep
-from hean_engine.telemetry.logs import get_logger
+from hean_engine.telemetry.logs import LogThrottle, get_logger
 
 log = get_logger("hean.engine.approval")
 
@@ -42,6 +49,10 @@ TRUST_DIR = "trust"
 # How often a running engine looks at its approval again (revocations, a
 # changed spec); expiry is not left to this: it has its own exact timer.
 RECHECK_SECONDS = 5.0
+# An unreadable approval (I/O error): retried this often, tolerated this long
+# after the last successful check of a valid approval, then a loss.
+UNCHECKED_RETRY_SECONDS = 1.0
+UNCHECKED_GRACE_SECONDS = 30.0
 
 
 class ApprovalGate:
@@ -65,19 +76,15 @@ class ApprovalGate:
         """
         now = datetime.fromtimestamp(self._clock() if at is None else at, tz=UTC)
         path = self.approval_dir / APPROVAL_FILE
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
+        if not path.exists():
             return Verdict(False, Reason.MALFORMED, f"no LiveApproval at {path}")
-        except (OSError, UnicodeDecodeError) as exc:
-            return Verdict(False, Reason.MALFORMED, f"cannot read {path}: {type(exc).__name__}")
         try:
-            approval = parse_approval(yaml.safe_load(text))
+            approval = parse_approval(load_one(read_text(path, str(path)), str(path)))
             policy = load_trust_dir(self.approval_dir / TRUST_DIR)
+        except UnreadableError as exc:
+            return Verdict(False, Reason.UNCHECKED, "; ".join(exc.problems))
         except ConfigError as exc:
             return Verdict(False, Reason.MALFORMED, "; ".join(exc.problems))
-        except yaml.YAMLError:
-            return Verdict(False, Reason.MALFORMED, f"{path} is not valid YAML")
         if not policy.keys:
             return Verdict(False, Reason.UNTRUSTED_KEY, "no trusted keys in the trust directory")
         return verify(
@@ -126,6 +133,12 @@ class ApprovalWatch:
         self.next_change: float | None = None
         self.lost_reason: str | None = None
         self.checks = 0
+        # When the approval was last seen valid, and until when that verdict held
+        # by time alone: the bounds of the grace for an unreadable approval.
+        self.valid_at: float | None = None
+        self.valid_until: float | None = None
+        self.unchecked_since: float | None = None
+        self._throttle = LogThrottle(clock=clock)
         # A risk state change made elsewhere (a `resume` command) must not lift
         # what a lost approval imposed: the listener puts it back at once.
         kernel.listeners.append(self._on_event)
@@ -155,11 +168,27 @@ class ApprovalWatch:
                 checked_at=now,
             )
             self.next_change = None
+        if status.reason == Reason.UNCHECKED.value and self._in_grace(now):
+            # Could not check (an I/O error): keep the last verdict, retry soon.
+            self.unchecked_since = self.unchecked_since or now
+            self.next_change = now + UNCHECKED_RETRY_SECONDS
+            suppressed = self._throttle.allow("unchecked")
+            if suppressed is not None:
+                log.warning(
+                    "live approval could not be checked; retrying",
+                    detail=status.message,
+                    grace_left_seconds=round(self._grace_end() - now, 1),
+                    suppressed=suppressed,
+                )
+            return self.runtime.approval or status
+        self.unchecked_since = None
         self.runtime.approval = status
         if status.valid:
+            self.valid_at = now
+            self.valid_until = self.next_change
             if self.lost_reason is not None:
                 log.warning(
-                    "live approval valid again; the risk state stays until a command lifts it",
+                    "live approval valid again; the risk state stays until reset-halt lifts it",
                     reason=status.reason,
                 )
                 self.kernel._emit("approval", "LiveApproval valid again")
@@ -167,6 +196,17 @@ class ApprovalWatch:
         else:
             self._lose(status)
         return status
+
+    def _grace_end(self) -> float:
+        assert self.valid_at is not None
+        end = self.valid_at + UNCHECKED_GRACE_SECONDS
+        return min(end, self.valid_until) if self.valid_until is not None else end
+
+    def _in_grace(self, now: float) -> bool:
+        """Whether an unreadable approval may still ride on the last valid verdict."""
+        if self.lost_reason is not None or self.valid_at is None:
+            return False
+        return now < self._grace_end()
 
     def _lose(self, status: ApprovalStatus) -> None:
         first = self.lost_reason is None

@@ -13,7 +13,7 @@ Fail closed, in this order:
 3. reconcile: every `live.reconcileIntervalSeconds`, and soon after any failed
    exchange call, the books are compared with a consistent snapshot. Drift is
    reported (what differs, by how much, since when) and moves the risk state
-   as `live.onDrift` says. A halt stays until a command lifts it; restarting
+   as `live.onDrift` says. A halt stays until `reset-halt` lifts it; restarting
    the engine adopts the exchange's books after an investigation.
 """
 
@@ -269,6 +269,8 @@ class LiveSession:
             "order_resends": stats.resends,
             "foreign_fills": stats.foreign_fills,
             "exchange_call_failures": stats.call_failures,
+            "journal_bytes": self.venue.journal.size,
+            "journal_compactions": self.venue.journal.compactions,
         }
 
     def status(self) -> dict[str, Any]:
@@ -281,6 +283,8 @@ class LiveSession:
                 "path": str(self.venue.journal.path),
                 "writes": self.venue.journal.writes,
                 "unresolved": len(self.venue.journal.intents),
+                "bytes": self.venue.journal.size,
+                "compactions": self.venue.journal.compactions,
                 "recovered": dict(self.journal_recovery),
             },
             "orders": {

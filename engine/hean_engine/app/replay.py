@@ -39,14 +39,45 @@ def run_replay(
     kernel = engine.kernel
     if kind == "candles":
         on_candle = kernel.on_candle
+        step = spec.market.timeframe_ms
+        last = None
+        smallest = None
         for candle in read_candles(data):
+            if last is not None:
+                # Candles are `step` apart, or a whole number of steps (a gap).
+                gap = candle.ts - last
+                if gap % step:
+                    raise _timeframe_mismatch(spec, data, gap)
+                if smallest is None or gap < smallest:
+                    smallest = gap
+            last = candle.ts
             on_candle(candle)
+        if smallest is not None and smallest != step:
+            raise _timeframe_mismatch(spec, data, smallest)
     else:
         on_trade = kernel.on_trade
         for trade in read_trades(data):
             on_trade(trade)
     wall = time.perf_counter() - started
     return summarize(engine, wall)
+
+
+def _timeframe_mismatch(spec: TradingEngineSpec, data: Path, gap_ms: int) -> ConfigError:
+    """A replay refuses candles of another timeframe than the spec's (no resampling)."""
+    return ConfigError(
+        [
+            f"spec.market.timeframe: {spec.market.timeframe} does not match {data}, whose "
+            f"candles are {_span(gap_ms)} apart; set the timeframe the data was recorded at "
+            "(candles are not resampled)"
+        ]
+    )
+
+
+def _span(ms: int) -> str:
+    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)):
+        if ms % size == 0:
+            return f"{ms // size}{unit}"
+    return f"{ms} ms"
 
 
 def summarize(engine: Engine, wall_seconds: float) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.serialization import (
 
 from hean_engine.approval.manifest import Approval, Signature
 from hean_engine.approval.payload import ApprovalPayload, format_time, spec_hash
-from hean_engine.approval.trust import valid_key_id
+from hean_engine.approval.trust import LONGEST_DURATION, valid_key_id
 from hean_engine.model.errors import ConfigError
 from hean_engine.model.spec import TradingEngineSpec
 
@@ -115,9 +115,16 @@ def new_approval(
     except ValueError as exc:
         raise ConfigError([f"spec: {exc}"]) from None
     start = not_before or now
-    start_text = format_time(start)
-    # Whole seconds, as signed: the window starts at the second written.
-    expires_text = format_time(start.replace(microsecond=0) + ttl)
+    if start - now > LONGEST_DURATION:
+        raise ConfigError(
+            [f"--not-before: more than {LONGEST_DURATION.days} days ahead: not an approval for now"]
+        )
+    try:
+        start_text = format_time(start)
+        # Whole seconds, as signed: the window starts at the second written.
+        expires_text = format_time(start.replace(microsecond=0) + ttl)
+    except (OverflowError, ValueError):
+        raise ConfigError(["--ttl/--not-before: the window ends beyond the year 9999"]) from None
     nonce = secrets.token_hex(16)
     payload = ApprovalPayload(
         namespace=namespace,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from cryptography.exceptions import InvalidSignature
@@ -38,6 +38,10 @@ class Reason(StrEnum):
     WRONG_NAMESPACE = "wrong_namespace"
     WRONG_UID = "wrong_uid"
     SPEC_CHANGED = "spec_changed"
+    TTL_TOO_LONG = "ttl_too_long"
+    # The approval or the trust directory could not be read (an I/O error): not a
+    # verdict on the approval. The engine's watch retries for a bounded grace.
+    UNCHECKED = "could_not_check"
 
 
 @dataclass(frozen=True)
@@ -135,14 +139,17 @@ def verify(
             Reason.NO_SIGNATURES, "the approval has no signatures", expires_at=expires_at
         )
     message = payload.signed_bytes()
-    good: dict[str, datetime | None] = {}
+    # Counted, revoked and expired by the key itself (its fingerprint), never by
+    # the id a signature names: one key under two ids is one signer.
+    revoked = policy.revoked_fingerprints()
+    good: dict[str, tuple[str, datetime | None]] = {}  # fingerprint -> (key id, notAfter)
     seen: dict[Reason, list[str]] = {}
     for sig in approval.signatures:
         key = policy.keys.get(sig.key_id)
         problem: Reason | None = None
         if key is None:
             problem = Reason.UNTRUSTED_KEY
-        elif sig.key_id in policy.revoked:
+        elif sig.key_id in policy.revoked or key.fingerprint in revoked:
             problem = Reason.REVOKED_KEY
         elif key.not_after is not None and now >= key.not_after:
             problem = Reason.KEY_EXPIRED
@@ -150,17 +157,29 @@ def verify(
             problem = Reason.BAD_SIGNATURE
         if problem is None:
             assert key is not None
-            good[sig.key_id] = key.not_after  # a key counts once, however often it signs
+            # a key counts once, however often and under whichever id it signs
+            good.setdefault(key.fingerprint, (sig.key_id, key.not_after))
         else:
             seen.setdefault(problem, []).append(sig.key_id)
+    counted = tuple(sorted(key_id for key_id, _ in good.values()))
     required = policy.required_for(namespace)
+    if len(good) >= required and expires_at - not_before > policy.max_ttl:
+        # Checked once the signatures are known good: a forged window is reported
+        # as a bad signature, a signed one as what it is.
+        return _refuse(
+            Reason.TTL_TOO_LONG,
+            f"the approval's window ({payload.not_before} to {payload.expires_at}) is longer "
+            f"than the trust policy's maxTtl of {_duration(policy.max_ttl)}",
+            key_ids=counted,
+            expires_at=expires_at,
+        )
     if len(good) >= required:
-        ends = [moment for moment in good.values() if moment is not None and moment > now]
+        ends = [moment for _, moment in good.values() if moment is not None and moment > now]
         return Verdict(
             True,
             Reason.VALID,
             f"{len(good)} trusted signature(s), {required} required",
-            key_ids=tuple(sorted(good)),
+            key_ids=counted,
             expires_at=expires_at,
             next_change=min([expires_at, *ends]),
         )
@@ -172,9 +191,17 @@ def verify(
         reason,
         f"{len(good)} of the {required} trusted signatures required"
         + (f" ({notes})" if notes else ""),
-        key_ids=tuple(sorted(good)),
+        key_ids=counted,
         expires_at=expires_at,
     )
+
+
+def _duration(value: timedelta) -> str:
+    seconds = int(value.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
 
 
 def _signature_ok(public_key: Ed25519PublicKey, signature: str, message: bytes) -> bool:

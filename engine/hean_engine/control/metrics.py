@@ -151,6 +151,20 @@ class EngineCollector(Collector):
         for (command, result), count in sorted(rt.control_requests.items()):
             control.add_metric([*ident, command, result], count)
         yield control
+        connections = rt.connections
+        yield gauge(
+            "control_connections", "Connections open to the engine's HTTP server.", connections.open
+        )
+        yield counter(
+            "control_connections_refused",
+            "Connections closed at once because the server's connection limit was reached.",
+            connections.refused,
+        )
+        yield counter(
+            "control_connections_timed_out",
+            "Connections closed because no complete request headers arrived in time.",
+            connections.timed_out,
+        )
         yield gauge("start_time_seconds", "Unix time the engine started.", rt.started)
         if rt.live is not None:
             yield from _live_metrics(rt, rt.live, ident, gauge, counter)
@@ -195,6 +209,16 @@ def _live_metrics(
         "exchange_call_failures",
         "Exchange calls that failed (any reason).",
         values["exchange_call_failures"],
+    )
+    yield gauge(
+        "journal_bytes",
+        "Size of the intent journal file; compacted while running to the unresolved intents.",
+        values["journal_bytes"],
+    )
+    yield counter(
+        "journal_compactions",
+        "Rewrites of the intent journal down to its unresolved intents.",
+        values["journal_compactions"],
     )
     report = rt.last_reconcile or {}
     yield gauge(

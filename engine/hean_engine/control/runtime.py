@@ -17,10 +17,13 @@ from hean_engine.kernel.engine import TradingKernel
 from hean_engine.model.orders import RiskState
 from hean_engine.model.spec import EngineIdentity, TradingEngineSpec
 from hean_engine.model.timefmt import ms_to_iso
+from hean_engine.telemetry.logs import LogThrottle
 
 RunMode = Literal["paper", "live", "replay"]
-Command = Literal["pause", "resume", "reduce", "halt"]
-COMMANDS: tuple[Command, ...] = ("pause", "resume", "reduce", "halt")
+# `resume` only unpauses; `reset-halt` is the one command that lifts a HALTED or
+# REDUCING risk state (the operator sends it only when a user toggles spec.halt).
+Command = Literal["pause", "resume", "reduce", "halt", "reset-halt"]
+COMMANDS: tuple[Command, ...] = ("pause", "resume", "reduce", "halt", "reset-halt")
 
 
 class LiveView(Protocol):
@@ -57,6 +60,16 @@ class ApprovalStatus:
         }
 
 
+@dataclass
+class ConnectionStats:
+    """The control server's connections: open now, and those closed by a limit (metrics)."""
+
+    open: int = 0
+    refused: int = 0
+    timed_out: int = 0
+    throttle: LogThrottle = field(default_factory=LogThrottle)
+
+
 def _iso(seconds: float | None) -> str | None:
     return ms_to_iso(int(seconds * 1000)) if seconds is not None else None
 
@@ -83,6 +96,7 @@ class Runtime:
     loop_lag: float = 0.0
     stopping: bool = False
     control_requests: dict[tuple[str, str], int] = field(default_factory=dict)
+    connections: ConnectionStats = field(default_factory=ConnectionStats)
 
     def readiness(self) -> tuple[bool, str]:
         """Ready once market data flows (and, in live, the startup reconcile passed)."""
@@ -112,5 +126,7 @@ def apply_command(kernel: TradingKernel, command: Command) -> None:
         kernel.resume()
     elif command == "reduce":
         kernel.set_risk_state(RiskState.REDUCING, "control command: reduce")
+    elif command == "reset-halt":
+        kernel.reset_halt()
     else:
         kernel.set_risk_state(RiskState.HALTED, "control command: halt")

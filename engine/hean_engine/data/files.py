@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import gzip
 import math
+import zlib
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -61,10 +62,21 @@ def _numbered_lines(path: Path) -> Iterator[tuple[int, list[bytes]]]:
                 tail = lines.pop()
                 yield lineno, lines
                 lineno += len(lines)
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+    except (OSError, EOFError, zlib.error) as exc:
+        # zlib.error: a gzip corrupted in the middle; EOFError: one cut short.
         raise DataError(str(path), lineno, f"cannot read file: {exc}") from None
     if tail:
         yield lineno, [tail]
+
+
+def check_readable(path: Path | str) -> None:
+    """Read the whole file once (decompressing it): a DataError if it is corrupt anywhere.
+
+    For readers that load lazily (the exchange simulator), so that a gzip
+    damaged in the middle is refused at start rather than mid-run.
+    """
+    for _ in _numbered_lines(Path(path)):
+        pass
 
 
 # `:MM:SS` -> milliseconds into the hour, and `mmm` -> milliseconds: lookups

@@ -16,9 +16,13 @@ exchange's recvWindow and not found: it was never placed).
 
 A crash can tear only the last line (the write that was in progress); a torn
 last line is dropped, since its order was not sent yet. Any other unreadable
-line fails the start (fail closed). On open the journal is compacted to the
-intents that are still unresolved, written to a temporary file and renamed
-over the old one, so it does not grow without bound.
+line (bad JSON, a quantity that is not a positive decimal) fails the start
+with the file and line named (fail closed). The journal is compacted to the
+intents that are still unresolved, written to a temporary file, fsync'ed and
+renamed over the old one: on open, and while running whenever the file grows
+past `compact_bytes` (default `COMPACT_BYTES`) and twice its size after the
+last compaction, so its size stays bounded by the unresolved intents
+(`size` is exported as `hean_engine_journal_bytes`).
 """
 
 from __future__ import annotations
@@ -31,15 +35,34 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from hean_engine.model.errors import HeanError
+from hean_engine.model.errors import DataError, HeanError
 from hean_engine.model.money import fmt
 
 FILE_NAME = "journal.jsonl"
 TERMINAL = frozenset({"filled", "canceled", "rejected", "absent"})
+# About 3,000 orders' lines (some 340 bytes each): compacted far below any volume's size.
+COMPACT_BYTES = 1024 * 1024
 
 
 class JournalError(HeanError):
     """The journal cannot be read or written: the engine must not trade."""
+
+
+class JournalCorrupt(DataError, JournalError):
+    """A line of the journal is unreadable: bad data (exit 2), the file and line named."""
+
+
+def _amount(value: Any, field: str) -> Decimal:
+    """A journaled quantity or price: a positive decimal written as a string."""
+    if not isinstance(value, str):
+        raise ValueError(f"{field}: expected a decimal string, got {type(value).__name__}")
+    try:
+        amount = Decimal(value)
+    except ArithmeticError:  # decimal.InvalidOperation
+        raise ValueError(f"{field}: {value[:40]!r} is not a decimal") from None
+    if not amount.is_finite() or amount <= 0:
+        raise ValueError(f"{field}: {value[:40]!r} is not a positive decimal")
+    return amount
 
 
 @dataclass
@@ -60,7 +83,14 @@ class JournaledIntent:
 
 
 class Journal:
-    def __init__(self, directory: Path, clock_ms: Callable[[], int], *, fsync: bool = True) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        clock_ms: Callable[[], int],
+        *,
+        fsync: bool = True,
+        compact_bytes: int = COMPACT_BYTES,
+    ) -> None:
         self.directory = directory
         self.path = directory / FILE_NAME
         self._clock_ms = clock_ms
@@ -69,6 +99,11 @@ class Journal:
         self.intents: dict[str, JournaledIntent] = {}
         self.writes = 0
         self.torn_tail = False
+        self.compact_bytes = compact_bytes
+        self.size = 0  # bytes in the file now
+        self.compacted_size = 0  # bytes right after the last compaction
+        self.compactions = 0
+        self.run_id = ""
 
     # -- opening ---------------------------------------------------------------
     def open(self, run_id: str) -> list[JournaledIntent]:
@@ -81,14 +116,28 @@ class Journal:
             ) from None
         self.intents = self._read()
         pending = [i for i in self.intents.values() if not i.resolved]
-        self._rewrite(pending)
+        self.intents = {i.cid: i for i in pending}
+        self.run_id = run_id
+        self._compact()
+        return pending
+
+    def _compact(self) -> None:
+        """Rewrite the file as the unresolved intents (atomically) and reopen it for appends."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        self._rewrite(list(self.intents.values()))
         try:
             self._file = self.path.open("a", encoding="utf-8")
         except OSError as exc:
             raise JournalError(f"cannot open journal {self.path}: {exc.strerror}") from None
-        self.intents = {i.cid: i for i in pending}
-        self._append({"t": "run", "run": run_id, "ts": self._clock_ms()})
-        return pending
+        self.compactions += 1
+        self._append({"t": "run", "run": self.run_id, "ts": self._clock_ms()})
+        self.compacted_size = self.size
+
+    def _maybe_compact(self) -> None:
+        if self.size > self.compact_bytes and self.size > 2 * self.compacted_size:
+            self._compact()
 
     def _read(self) -> dict[str, JournaledIntent]:
         intents: dict[str, JournaledIntent] = {}
@@ -107,20 +156,25 @@ class Journal:
             try:
                 record = json.loads(line)
                 self._replay(intents, record)
-            except (ValueError, KeyError, TypeError) as exc:
-                raise JournalError(
-                    f"journal {self.path} line {number} is corrupt ({type(exc).__name__}); "
-                    "refusing to trade without knowing what was sent"
+            except (ValueError, KeyError, TypeError, RecursionError) as exc:
+                detail = str(exc)[:200] if isinstance(exc, ValueError) else type(exc).__name__
+                raise JournalCorrupt(
+                    str(self.path),
+                    number,
+                    f"journal line {number} is corrupt ({detail}); "
+                    "refusing to trade without knowing what was sent",
                 ) from None
         if tail.strip():
             try:
                 self._replay(intents, json.loads(tail))
-            except (ValueError, KeyError, TypeError):
+            except (ValueError, KeyError, TypeError, RecursionError):
                 self.torn_tail = True  # a crash mid-write: that intent was never sent
         return intents
 
     @staticmethod
     def _replay(intents: dict[str, JournaledIntent], record: dict[str, Any]) -> None:
+        if not isinstance(record, dict):
+            raise TypeError("a journal line is a JSON object")
         kind = record["t"]
         if kind == "intent":
             price = record.get("price")
@@ -128,8 +182,8 @@ class Journal:
                 cid=str(record["cid"]),
                 side=str(record["side"]),
                 type=str(record["type"]),
-                quantity=Decimal(record["qty"]),
-                price=Decimal(price) if price is not None else None,
+                quantity=_amount(record["qty"], "qty"),
+                price=_amount(price, "price") if price is not None else None,
                 tag=str(record.get("tag", "")),
                 ts=int(record["ts"]),
                 status=str(record.get("status", "sent")),
@@ -149,8 +203,9 @@ class Journal:
         tmp = self.path.with_suffix(".tmp")
         try:
             with tmp.open("w", encoding="utf-8") as out:
-                for intent in pending:
-                    out.write(_line(_intent_record(intent)))
+                text = "".join(_line(_intent_record(intent)) for intent in pending)
+                out.write(text)
+                self.size = len(text.encode("utf-8"))
                 out.flush()
                 if self._fsync:
                     os.fsync(out.fileno())
@@ -194,18 +249,21 @@ class Journal:
         self._append(record)
         if intent is not None and intent.resolved:
             del self.intents[cid]
+            self._maybe_compact()  # only after a resolution can it shrink
 
     def _append(self, record: dict[str, Any]) -> None:
         if self._file is None:
             raise JournalError("the journal is not open")
+        line = _line(record)
         try:
-            self._file.write(_line(record))
+            self._file.write(line)
             self._file.flush()
             if self._fsync:
                 os.fsync(self._file.fileno())
         except OSError as exc:
             raise JournalError(f"cannot write journal {self.path}: {exc.strerror}") from None
         self.writes += 1
+        self.size += len(line.encode("utf-8"))
 
     def close(self) -> None:
         if self._file is not None:

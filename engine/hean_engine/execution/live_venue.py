@@ -10,7 +10,10 @@ How a submission goes, and why:
    order id BEFORE any new attempt. "Not found" is only believed once the
    exchange's recvWindow (plus clock skew) has passed since the last attempt
    was signed: after that the exchange refuses the request even if it is still
-   on its way. Until then the lookup is repeated. A lookup that fails is
+   on its way. The time is taken when ccxt signs the request (a hook on the
+   client's `sign`, after ccxt's rate limiter has queued it, which can take
+   seconds), or, if the hook did not see it, when the attempt failed: never
+   before the signed timestamp. Until then the lookup is repeated. A lookup that fails is
    retried for as long as it takes: an intent is never assumed absent.
 4. A resend reuses the client order id, so even a request that slipped
    through is refused as a duplicate while it is open.
@@ -157,6 +160,35 @@ class LiveVenue:
         self.idle = asyncio.Event()
         self.idle.set()
         self.dust = ZERO  # set from the market by `configure_market`
+        # Client ids of submissions in flight, and when ccxt signed each one.
+        self._signing: set[str] = set()
+        self._signed_ms: dict[str, int] = {}
+        self._hook_sign()
+
+    def _hook_sign(self) -> None:
+        """Note when ccxt signs a submission: the moment its recvWindow starts.
+
+        ccxt's rate limiter may hold a request for seconds before it is signed
+        (with a timestamp of then); the hook runs right after `sign`, so the time
+        it notes is never earlier than the signed timestamp.
+        """
+        original = getattr(self.client, "sign", None)
+        if not callable(original):
+            return
+        signing = self._signing
+        signed = self._signed_ms
+        clock_ms = self._clock_ms
+
+        def sign(*args: Any, **kwargs: Any) -> Any:
+            result = original(*args, **kwargs)
+            params = args[3] if len(args) > 3 else kwargs.get("params")
+            if signing and isinstance(params, dict):
+                for value in params.values():
+                    if isinstance(value, str) and value in signing:
+                        signed[value] = clock_ms()
+            return result
+
+        self.client.sign = sign
 
     def configure_market(self) -> None:
         """Read the market's smallest order once ccxt has loaded the markets."""
@@ -238,21 +270,13 @@ class LiveVenue:
         return int(self._clock() * 1000)
 
     async def _place(self, live: LiveOrder) -> None:
-        order = live.order
         attempts = 0
         while True:
             attempts += 1
             live.sent_ms = self._clock_ms()
             self.stats.submissions += 1
             try:
-                info = await self.client.create_order(
-                    self.symbol,
-                    order.type.value,
-                    order.side.value,
-                    fmt(order.quantity),
-                    fmt(order.price) if order.price is not None else None,
-                    {"newClientOrderId": live.cid},
-                )
+                info = await self._create(live)
             except Exception as exc:
                 if not is_transient(exc):
                     if _is_duplicate(exc):
@@ -276,6 +300,30 @@ class LiveVenue:
                 continue
             self._acked(live, info)
             return
+
+    async def _create(self, live: LiveOrder) -> Any:
+        """One create_order call; on failure `live.sent_ms` is when it was signed (or later)."""
+        order = live.order
+        self._signing.add(live.cid)
+        self._signed_ms.pop(live.cid, None)
+        try:
+            return await self.client.create_order(
+                self.symbol,
+                order.type.value,
+                order.side.value,
+                fmt(order.quantity),
+                fmt(order.price) if order.price is not None else None,
+                {"newClientOrderId": live.cid},
+            )
+        except Exception:
+            # The recvWindow runs from the signed timestamp, not from the call;
+            # unseen by the hook, the failure's time is an upper bound of it.
+            signed = self._signed_ms.get(live.cid)
+            live.sent_ms = signed if signed is not None else self._clock_ms()
+            raise
+        finally:
+            self._signing.discard(live.cid)
+            self._signed_ms.pop(live.cid, None)
 
     async def _lookup(self, live: LiveOrder, *, must_exist: bool = False) -> Any:
         """The exchange's order for this client id, or None once it certainly never arrived."""

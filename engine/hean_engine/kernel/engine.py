@@ -189,11 +189,24 @@ class TradingKernel:
             self._emit("paused", "trading paused: no new orders")
 
     def resume(self) -> None:
-        """Unpause and return to ACTIVE (lifting a REDUCING or HALTED state)."""
+        """Unpause. Only that: a REDUCING or HALTED risk state stays (see `reset_halt`).
+
+        Pausing is a user's switch; a halt is a decision (a risk limit, drift, a
+        lost LiveApproval, a halt command). Toggling the switch must never undo
+        the decision.
+        """
         if self.risk.paused:
             self.risk.paused = False
             self._emit("resumed", "trading resumed")
-        self.set_risk_state(RiskState.ACTIVE, "resume command")
+
+    def reset_halt(self) -> None:
+        """The one way back to ACTIVE from REDUCING or HALTED: an explicit `reset-halt` command.
+
+        A lost LiveApproval's listener puts its state back at once, so this
+        lifts nothing while the approval is still invalid; a breached risk limit
+        halts again on the next valuation if it is still breached.
+        """
+        self.set_risk_state(RiskState.ACTIVE, "reset-halt command")
 
     def _apply(self, change: StateChange | None) -> None:
         if change is None:

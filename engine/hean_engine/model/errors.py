@@ -15,6 +15,14 @@ class ConfigError(HeanError):
         super().__init__("invalid configuration:\n" + "\n".join(f"  {p}" for p in problems))
 
 
+class UnreadableError(ConfigError):
+    """A file could not be read at all (an I/O error such as too many open files).
+
+    Not a verdict on its content: a caller that re-reads (the approval watch)
+    treats it as "could not check, try again" rather than as a bad file.
+    """
+
+
 class DataError(HeanError):
     """A market data file is malformed at a given line."""
 

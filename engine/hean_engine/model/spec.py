@@ -37,14 +37,19 @@ API_VERSION = "hean.io/v1alpha1"
 KIND = "TradingEngine"
 
 _DECIMAL_RE = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)$")
+# Any decimal with this many significant digits survives a trip through a double.
+_FLOAT_DIGITS = 15
 
 
 def _to_decimal(value: Any) -> Any:
-    """Accept decimal strings and integers; a YAML float goes through its shortest repr.
+    """Accept decimal strings, integers and decimals; a float only when it is exact.
 
-    A float is accepted because YAML turns an unquoted `0.01` into one; its
-    repr gives back the text the user wrote. Exponents, NaN and infinities are
-    refused: a money amount is a plain decimal.
+    The engine's YAML reader turns an unquoted `0.01` into the exact `Decimal`
+    of its text. A float (from JSON) is accepted when its shortest repr has at
+    most 15 significant digits, since then that repr is the text that was
+    written; a longer one may already have lost digits and is refused (write
+    it as a string). Exponents in strings, NaN and infinities are refused: a
+    money amount is a plain decimal.
     """
     if isinstance(value, bool):
         raise ValueError('expected a decimal string such as "0.01", got a boolean')
@@ -55,7 +60,13 @@ def _to_decimal(value: Any) -> Any:
         # come out with an exponent (0.00001 -> '1e-05'): convert it, not the text.
         if value != value or value in (float("inf"), float("-inf")):
             raise ValueError(f'expected a plain decimal string such as "0.01", got {value!r}')
-        return Decimal(repr(value))
+        exact = Decimal(repr(value))
+        if len(exact.as_tuple().digits) > _FLOAT_DIGITS:
+            raise ValueError(
+                f"{value!r} has more significant digits than a float holds exactly: "
+                "write it as a string"
+            )
+        return exact
     if isinstance(value, str):
         text = value.strip()
         if not _DECIMAL_RE.match(text):
@@ -332,6 +343,12 @@ class StrategySpec(CamelModel):
 def _float_as_text(value: Any) -> Any:
     if isinstance(value, float) and math.isfinite(value):
         return int(value) if value.is_integer() else format(Decimal(repr(value)), "f")
+    if isinstance(value, Decimal) and value.is_finite():
+        # The YAML reader's exact decimals: spelled as the float path spells the
+        # same number (0.0010 -> "0.001", 3.0 -> 3), so both hash alike.
+        if value == value.to_integral_value():
+            return int(value)
+        return format(value.normalize(), "f")
     if isinstance(value, dict):
         return {key: _float_as_text(item) for key, item in value.items()}
     if isinstance(value, list):

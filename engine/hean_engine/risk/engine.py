@@ -2,8 +2,9 @@
 
 States follow NautilusTrader: ACTIVE (any order), REDUCING (only orders that
 shrink the position), HALTED (no orders; the kernel cancels open ones).
-Breaching `maxDailyLoss` or `maxDrawdownPct` halts by itself; a control
-command can set any state. A halt is sticky: only a command lifts it.
+Breaching `maxDailyLoss` or `maxDrawdownPct` halts by itself; the `halt` and
+`reduce` control commands set a state. A halt is sticky: only the explicit
+`reset-halt` command lifts it (never `resume`, which only unpauses).
 """
 
 from __future__ import annotations

@@ -17,8 +17,9 @@ import logging
 import re
 import sys
 import threading
+import time
 import uuid
-from collections.abc import MutableMapping
+from collections.abc import Callable, Hashable, MutableMapping
 from typing import Any, TextIO
 
 import structlog
@@ -63,6 +64,83 @@ class Redactor:
 
 REDACTOR = Redactor()
 
+# A line that repeats is written at most once per this many seconds per key;
+# the next one that is written says how many were left out.
+THROTTLE_SECONDS = 10.0
+
+
+class LogThrottle:
+    """At most one line per key per `interval` seconds (a flood of refusals, a failing read).
+
+    `allow(key)` answers None when the line is to be left out, or how many lines
+    of that key were left out since the last one written (to log with it).
+    """
+
+    def __init__(
+        self, interval: float = THROTTLE_SECONDS, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.interval = interval
+        self._clock = clock
+        self._last: dict[Hashable, float] = {}
+        self._suppressed: dict[Hashable, int] = {}
+        self._lock = threading.Lock()
+
+    def allow(self, key: Hashable) -> int | None:
+        now = self._clock()
+        with self._lock:
+            last = self._last.get(key)
+            if last is not None and now - last < self.interval:
+                self._suppressed[key] = self._suppressed.get(key, 0) + 1
+                return None
+            if len(self._last) > 1024:  # keys are few; never let them grow without bound
+                self._last.clear()
+            self._last[key] = now
+            return self._suppressed.pop(key, 0)
+
+
+class StdlibBridge(logging.Handler):
+    """Records of libraries using `logging` (asyncio, aiohttp) as structured, throttled lines.
+
+    A library's own handler would print a multi-line traceback that bypasses
+    the redactor; here a record becomes one JSON line with the exception's type
+    and message (redacted like any line), and one that repeats is throttled.
+    """
+
+    def __init__(self, throttle: LogThrottle | None = None) -> None:
+        super().__init__(logging.WARNING)
+        self.throttle = throttle or LogThrottle()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            suppressed = self.throttle.allow((record.name, str(record.msg)))
+            if suppressed is None:
+                return
+            fields: dict[str, Any] = {"logger_name": record.name}
+            if suppressed:
+                fields["suppressed"] = suppressed
+            if record.exc_info and record.exc_info[1] is not None:
+                exc = record.exc_info[1]
+                fields["error"] = f"{type(exc).__name__}: {exc}"[:500]
+            level = record.levelname.lower()
+            logger = structlog.get_logger("hean.lib")
+            method = getattr(logger, level if level in ("warning", "error", "critical") else "info")
+            method(record.getMessage()[:500], **fields)
+        except Exception:  # a log line must never take the engine down
+            return
+
+
+def install_stdlib_bridge(throttle: LogThrottle | None = None) -> StdlibBridge:
+    """Route the root logger (WARNING and up) through `StdlibBridge`, replacing an earlier one."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if isinstance(handler, StdlibBridge):
+            root.removeHandler(handler)
+    bridge = StdlibBridge(throttle)
+    root.addHandler(bridge)
+    if root.level == logging.NOTSET or root.level > logging.WARNING:
+        root.setLevel(logging.WARNING)
+    return bridge
+
 
 def new_run_id() -> str:
     return uuid.uuid4().hex[:12]
@@ -93,6 +171,7 @@ def configure_logging(
         logger_factory=structlog.PrintLoggerFactory(out),
         cache_logger_on_first_use=False,
     )
+    install_stdlib_bridge()
 
 
 def _bind(context: dict[str, Any]) -> Any:

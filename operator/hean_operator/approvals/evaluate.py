@@ -23,6 +23,9 @@ from hean_operator.api.status import ConditionStatus
 # about the approval's surroundings, not about the approval.
 NO_APPROVAL = "no_approval"  # the live engine has no LiveApproval at all
 NO_TRUST_POLICY = "no_trust_policy"  # the operator has no trust ConfigMap (or it is broken)
+# The trust ConfigMap is refused as a whole (one key under two ids, a policy naming
+# a key id that has no .pub): the engine's condition and Event say so.
+TRUST_POLICY_INVALID = "trust_policy_invalid"
 ENGINE_NOT_FOUND = "engine_not_found"  # the approval names an engine that does not exist
 APPROVED = "Approved"  # the condition's reason when an approval is valid
 NOT_REQUIRED = "NotRequired"  # paper engines
@@ -39,12 +42,14 @@ _RANK: dict[str, int] = {
     Reason.UNTRUSTED_KEY.value: 2,
     Reason.NO_SIGNATURES.value: 3,
     Reason.NOT_YET_VALID.value: 4,
+    Reason.TTL_TOO_LONG.value: 4,
     Reason.EXPIRED.value: 5,
     Reason.SPEC_CHANGED.value: 6,
     Reason.WRONG_UID.value: 7,
     Reason.WRONG_ENGINE.value: 8,
     Reason.WRONG_NAMESPACE.value: 8,
     Reason.MALFORMED.value: 9,
+    Reason.UNCHECKED.value: 9,
 }
 
 

@@ -10,6 +10,14 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from hean_engine.approval.verify import Reason
+from hean_operator.approvals.evaluate import ENGINE_NOT_FOUND, NO_TRUST_POLICY, TRUST_POLICY_INVALID
+
+# Every reason a status can carry, from their definitions (not a copy that drifts).
+_REASONS = ", ".join(
+    [*(reason.value for reason in Reason), ENGINE_NOT_FOUND, NO_TRUST_POLICY, TRUST_POLICY_INVALID]
+)
+
 KIND = "LiveApproval"
 PLURAL = "liveapprovals"
 SINGULAR = "liveapproval"
@@ -84,10 +92,7 @@ class LiveApprovalStatus(_Camel):
     valid: bool | None = Field(default=None, description="Whether the approval is valid now.")
     reason: str | None = Field(
         default=None,
-        description="valid, or why not: malformed, no_signatures, untrusted_key, revoked_key, "
-        "key_expired, bad_signature, not_enough_signatures, not_yet_valid, expired, "
-        "wrong_engine, wrong_namespace, wrong_uid, spec_changed, engine_not_found, "
-        "no_trust_policy.",
+        description=f"valid, or why not: {_REASONS.removeprefix('valid, ')}.",
     )
     message: str | None = Field(default=None, description="Details for a person.")
     key_ids: list[str] = Field(

@@ -10,7 +10,9 @@ from typing import Any, Literal
 
 import aiohttp
 
-Command = Literal["pause", "resume", "reduce", "halt"]
+# `reset-halt` lifts a HALTED/REDUCING risk state; it is sent only when a user sets
+# spec.halt from true to false (handlers.engines.halt_changed), never by a poll.
+Command = Literal["pause", "resume", "reduce", "halt", "reset-halt"]
 
 
 class EngineUnreachable(Exception):
@@ -19,6 +21,10 @@ class EngineUnreachable(Exception):
 
 class Unauthorized(EngineUnreachable):
     """The engine refused the control token (401): it was rotated, or is wrong."""
+
+
+class CommandRefused(EngineUnreachable):
+    """The engine answered 400: it does not take this request (an older engine image)."""
 
 
 class EngineClient:
@@ -46,6 +52,9 @@ class EngineClient:
                     raise Unauthorized(
                         f"{method} {url} answered 401: the control token was refused"
                     )
+                if response.status == 400:
+                    text = (await response.text())[:200]
+                    raise CommandRefused(f"{method} {url} answered 400: {text}")
                 if response.status != 200:
                     text = (await response.text())[:200]
                     raise EngineUnreachable(f"{method} {url} answered {response.status}: {text}")

@@ -34,6 +34,7 @@ from hean_engine.model.errors import ConfigError
 from hean_engine.model.spec import Mode, TradingEngineSpec, parse_spec
 from hean_operator.api.status import ConditionType, Phase
 from hean_operator.approvals.evaluate import (
+    TRUST_POLICY_INVALID,
     Decision,
     approval_status,
     condition_fields,
@@ -62,6 +63,9 @@ class TrustState:
     files: Mapping[str, str]
     policy: TrustPolicy | None
     problem: str | None = None
+    # The ConfigMap exists but is refused (a key twice, an unknown key id in the
+    # policy...): reported as its own reason, not as "no trust policy".
+    invalid: bool = False
 
 
 def trust_state(files: Mapping[str, str] | None, configured: bool = True) -> TrustState:
@@ -73,7 +77,9 @@ def trust_state(files: Mapping[str, str] | None, configured: bool = True) -> Tru
         return TrustState(dict(files), trust_from_files(files))
     except (ConfigError, ValueError) as exc:
         problems = "; ".join(exc.problems) if isinstance(exc, ConfigError) else str(exc)
-        return TrustState(dict(files), None, f"the trust ConfigMap is invalid: {problems}")
+        return TrustState(
+            dict(files), None, f"the trust ConfigMap is invalid: {problems}", invalid=True
+        )
 
 
 def _engine_name(manifest: Mapping[str, Any]) -> str:
@@ -115,6 +121,7 @@ class ApprovalEnforcer:
         # Validity as of the last full evaluation: Events say when it changes. (The
         # decisions above also move with the reconcile's and the poll's checks.)
         self._enforced: dict[EngineKey, bool] = {}
+        self._reasons: dict[EngineKey, str] = {}  # the last reason, for the Events
         self._locks: dict[EngineKey, asyncio.Lock] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -199,13 +206,13 @@ class ApprovalEnforcer:
             spec=spec,
             now=self.clock.now(),
         )
-        if self.trust.policy is None and decision.chosen is not None:
+        if self.trust.policy is None and (decision.chosen is not None or self.trust.invalid):
             decision = Decision(
                 namespace,
                 name,
                 decision.chosen,
                 decision.evaluated,
-                decision.reason,
+                TRUST_POLICY_INVALID if self.trust.invalid else decision.reason,
                 f"{self.trust.problem}: no approval can be valid",
             )
         self._decisions[(namespace, name)] = decision
@@ -326,10 +333,14 @@ class ApprovalEnforcer:
         if pod_doc is not None:
             await self._stop_trading(resource, engine, decision, pod_doc)
         await self._write_condition(resource, engine, decision, pod_doc is not None)
-        if before is not False:
+        if before is not False or (
+            decision.reason == TRUST_POLICY_INVALID
+            and self._reasons.get(key) != TRUST_POLICY_INVALID
+        ):
             await self._event(
                 resource, "Warning", "NotApproved", f"{decision.reason}: {decision.message}"
             )
+        self._reasons[key] = decision.reason
 
     async def _orphaned(self, key: EngineKey) -> None:
         """The engine is gone: its approvals say so, and its timer and series go."""
@@ -337,6 +348,7 @@ class ApprovalEnforcer:
         self.scheduler.cancel(key)
         self._decisions.pop(key, None)
         self._enforced.pop(key, None)
+        self._reasons.pop(key, None)
         self.runtime.metrics.observe_expiry(namespace, name, None, None)
         now = self.clock.now()
         for manifest in self.approvals_of(key):

@@ -36,7 +36,13 @@ from hean_operator.builders.common import (
     EngineRef,
 )
 from hean_operator.builders.config import spec_revision
-from hean_operator.engines.client import Command, EngineClient, EngineUnreachable, Unauthorized
+from hean_operator.engines.client import (
+    Command,
+    CommandRefused,
+    EngineClient,
+    EngineUnreachable,
+    Unauthorized,
+)
 from hean_operator.engines.status import (
     Observation,
     PodView,
@@ -291,7 +297,12 @@ async def _fetch_status(runtime: Runtime, ip: str) -> tuple[dict[str, Any] | Non
 
 
 def _desired_command(spec: dict[str, Any], engine: dict[str, Any]) -> Command | None:
-    """The control command that brings the engine to what the spec asks, if any."""
+    """The control command that brings the engine to what the spec asks, if any.
+
+    Never `reset-halt`: a halt (a risk limit, drift, a lost approval) is lifted
+    only by a user's explicit spec.halt true -> false (`halt_changed`), never by
+    this automatic reconciliation; and `resume` only unpauses.
+    """
     halted = engine.get("risk_state") == "HALTED"
     if spec.get("halt") and not halted:
         return "halt"
@@ -485,10 +496,32 @@ async def engine_pod_ready(
 
 
 @counted("control")
+async def halt_changed(
+    body: kopf.Body,
+    meta: kopf.Meta,
+    spec: kopf.Spec,
+    memo: kopf.Memo,
+    old: Any = None,
+    new: Any = None,
+    **_: Any,
+) -> None:
+    """`spec.halt` changed. From true to false it is the user's explicit reset:
+    `reset-halt` (which lifts any halt, a risk limit's included); otherwise as
+    `control_changed`."""
+    await _steer(body, meta, spec, memo, reset=bool(old) and not bool(new))
+
+
+@counted("control")
 async def control_changed(
     body: kopf.Body, meta: kopf.Meta, spec: kopf.Spec, memo: kopf.Memo, **_: Any
 ) -> None:
-    """`spec.paused` or `spec.halt` changed: tell the engine now, not at the next poll."""
+    """`spec.paused` changed: tell the engine now, not at the next poll (never a reset)."""
+    await _steer(body, meta, spec, memo, reset=False)
+
+
+async def _steer(
+    body: kopf.Body, meta: kopf.Meta, spec: kopf.Spec, memo: kopf.Memo, *, reset: bool
+) -> None:
     runtime: Runtime = memo["runtime"]
     engine = _ref(meta)
     try:
@@ -507,10 +540,19 @@ async def control_changed(
     try:
         report = await runtime.client.status(base)
         command = _desired_command(dict(spec), report)
-        if command is None and not spec.get("halt") and report.get("risk_state") == "HALTED":
-            command = "resume"  # `halt: false` lifts an operator-requested halt
+        if command is None and reset and report.get("risk_state") in ("HALTED", "REDUCING"):
+            command = "reset-halt"  # the user set spec.halt true -> false: lift the halt
         if command is not None:
-            await _send(runtime, engine, base, command)
+            try:
+                await _send(runtime, engine, base, command)
+            except CommandRefused:
+                if command != "reset-halt":
+                    raise
+                # An engine image from before reset-halt (pods outlive an operator
+                # upgrade): there `resume` is what lifts a halt, and the user asked
+                # for exactly that.
+                command = "resume"
+                await _send(runtime, engine, base, command)
             kopf.info(body, reason=command.capitalize(), message=f"engine told to {command}")
     except EngineUnreachable as exc:
         raise kopf.TemporaryError(f"could not reach the engine: {exc}", delay=2) from None
@@ -563,10 +605,12 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> Non
     kopf.on.update(*resource, registry=registry, id="reconcile", field="spec")(reconcile_children)
     # On update only: a new engine reads paused/halt from its config, and handlers
     # that also ran on create would cost kopf a progress-annotation patch each.
-    for path in ("spec.paused", "spec.halt"):
-        kopf.on.update(*resource, registry=registry, field=path, id=f"control-{path}")(
-            control_changed
-        )
+    kopf.on.update(*resource, registry=registry, field="spec.paused", id="control-spec.paused")(
+        control_changed
+    )
+    kopf.on.update(*resource, registry=registry, field="spec.halt", id="control-spec.halt")(
+        halt_changed
+    )
     # kopf.on.event keeps no state on the pods: watching them costs no writes.
     kopf.on.event("", "v1", "pods", registry=registry, labels={LABEL_COMPONENT: "engine"})(
         engine_pod_ready

@@ -25,11 +25,12 @@ What it answers:
   fake engine started and never moves, so an idle engine's status is stable.
   `spec.paused` and `spec.halt` of that config are honoured at start, as a
   real engine reads them from its config.
-- `POST /control` with `{"command": "pause" | "resume" | "reduce" | "halt"}`:
-  changes `paused` / `risk_state` / `risk_state_reason` as the real kernel
-  does (`resume` also returns to ACTIVE) and answers as the real engine
-  does. Unlike the real engine it does NOT check the bearer token: any
-  caller may steer a fake engine (the sandbox binds only to loopback).
+- `POST /control` with `{"command": "pause" | "resume" | "reduce" | "halt" |
+  "reset-halt"}`: changes `paused` / `risk_state` / `risk_state_reason` as the
+  real kernel does (`resume` only unpauses; `reset-halt` alone returns to
+  ACTIVE) and answers as the real engine does. Unlike the real engine it
+  does NOT check the bearer token: any caller may steer a fake engine (the
+  sandbox binds only to loopback).
   `commands` keeps what it was told, for tests.
 
 An address already taken on this machine (for example by another sandbox's
@@ -55,7 +56,7 @@ from hean_sandbox.kubelet.api import ApiError, KubeApi
 
 log = logging.getLogger("hean.sandbox.kubelet.fake_engine")
 
-COMMANDS = ("pause", "resume", "reduce", "halt")
+COMMANDS = ("pause", "resume", "reduce", "halt", "reset-halt")
 HTTP_PORT_NAME = "http"
 BIND_ATTEMPTS = 20
 
@@ -242,8 +243,9 @@ class FakeEngine:
         if command == "pause":
             self.paused = True
         elif command == "resume":
-            self.paused = False
-            self.risk_state, self.risk_state_reason = "ACTIVE", "resume command"
+            self.paused = False  # as the kernel: resume never lifts a halt
+        elif command == "reset-halt":
+            self.risk_state, self.risk_state_reason = "ACTIVE", "reset-halt command"
         elif command == "reduce":
             self.risk_state, self.risk_state_reason = "REDUCING", "control command: reduce"
         else:
