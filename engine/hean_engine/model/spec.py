@@ -89,8 +89,13 @@ NON_NEGATIVE_PATTERN = r"^(\d+(\.\d*)?|\.\d+)$"
 POSITIVE_PATTERN = r"^0*([1-9]\d*(\.\d*)?|0?\.\d*[1-9]\d*)$"
 
 
-def _int_or_string(pattern: str) -> dict[str, Any]:
-    return {"x-kubernetes-int-or-string": True, "pattern": pattern}
+def _int_or_string(pattern: str, minimum: int | None = None) -> dict[str, Any]:
+    """A pattern checks the string form only; `minimum` the bare-integer form (the API
+    server applies each to the values of its type), so `-5` is refused like "-5"."""
+    schema: dict[str, Any] = {"x-kubernetes-int-or-string": True, "pattern": pattern}
+    if minimum is not None:
+        schema["minimum"] = minimum
+    return schema
 
 
 _as_decimal = BeforeValidator(_to_decimal)
@@ -104,13 +109,13 @@ NonNegativeDecimal = Annotated[
     Decimal,
     _as_decimal,
     _as_string,
-    WithJsonSchema(_int_or_string(NON_NEGATIVE_PATTERN)),
+    WithJsonSchema(_int_or_string(NON_NEGATIVE_PATTERN, minimum=0)),
 ]
 PositiveDecimal = Annotated[
     Decimal,
     _as_decimal,
     _as_string,
-    WithJsonSchema(_int_or_string(POSITIVE_PATTERN)),
+    WithJsonSchema(_int_or_string(POSITIVE_PATTERN, minimum=1)),
 ]
 
 
