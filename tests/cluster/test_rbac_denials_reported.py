@@ -78,6 +78,20 @@ async def test_a_cut_role_shows_as_403s_from_the_operator(tmp_path: Path, kube: 
         assert "Reason: Forbidden" in message
         assert f'User "{user}" cannot create resource "pods"' in message, message
 
+        # and the user sees it on the engine: a Warning Event with the API server's words
+        def forbidden_events() -> list[dict[str, Any]]:
+            listed = kube.kubectl(
+                *("-n", namespace, "get", "events", "-o", "json"),
+                *("--field-selector", "involvedObject.name=cut"),
+            ).json()
+            return [e for e in listed["items"] if e["reason"] == "Forbidden"]
+
+        (event, *_) = await asyncio.to_thread(
+            wait_until, "a Forbidden Event on the engine", forbidden_events
+        )
+        assert event["type"] == "Warning"
+        assert f'User "{user}" cannot create resource "pods"' in event["message"]
+
         # what it could do, it did; what it could not, it did not claim
         assert await asyncio.to_thread(kube.exists, "configmap", "cut-config", namespace)
         assert not await asyncio.to_thread(kube.exists, "pod", "cut-engine", namespace)

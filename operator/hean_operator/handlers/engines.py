@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import functools
+import json
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
@@ -24,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import kopf
+from kubernetes.client.exceptions import ApiException
 
 from hean_engine.model.errors import ConfigError
 from hean_engine.model.spec import Mode, TradingEngineSpec, parse_spec
@@ -60,6 +62,8 @@ if TYPE_CHECKING:
     from hean_operator.handlers.approvals import ApprovalEnforcer
 
 GROUP, VERSION, PLURAL = "hean.io", "v1alpha1", "tradingengines"
+# The Event reason when RBAC refuses one of the operator's calls.
+FORBIDDEN = "Forbidden"
 
 
 @dataclass
@@ -186,6 +190,15 @@ def _parse(body: kopf.Body, patch: kopf.Patch, runtime: Runtime) -> TradingEngin
         return None
 
 
+def _api_message(exc: ApiException) -> str:
+    """The API server's own sentence (its Status message), for a person."""
+    try:
+        message = str(json.loads(exc.body or "{}").get("message") or exc.reason)
+    except (ValueError, AttributeError):
+        message = str(exc.reason)
+    return f"the API server refused the operator: {message}"[:1024]
+
+
 def reconcile_children(
     body: kopf.Body, meta: kopf.Meta, patch: kopf.Patch, memo: kopf.Memo, **_: Any
 ) -> None:
@@ -201,6 +214,13 @@ def reconcile_children(
         gate = runtime.approvals.gate(engine, spec)
     try:
         outcome = ensure_children(runtime.cluster, engine, spec, runtime.settings.image, gate)
+    except ApiException as exc:
+        runtime.metrics.errors.labels(handler="reconcile").inc()
+        if exc.status == 403:
+            # RBAC refused a call: the user must see it on the engine, not only in
+            # the operator's log (kopf retries the handler meanwhile).
+            kopf.warn(body, reason=FORBIDDEN, message=_api_message(exc))
+        raise
     except Exception:
         runtime.metrics.errors.labels(handler="reconcile").inc()
         raise
