@@ -6,10 +6,8 @@ x509 authentication and RBAC, controller manager and scheduler, built from the
 pinned Go modules) with the API server's audit log on, and a node
 (`hean_sandbox.up.Sandbox` with `fake_pods=True`: engine pods are reported
 Running and Ready at once, KWOK-style, each with a stand-in engine API,
-`hean_sandbox.kubelet.fake_engine`). The fake node would fake the operator's
-own pod too, so the benchmark has it run the pods labelled
-`app.kubernetes.io/component=operator` as local processes (the node's
-process mode) and fakes only the others.
+`hean_sandbox.kubelet.fake_engine`); the operator's own pod runs as a local
+process (a fake node fakes engine pods only).
 
 HEAN: `helm install` of charts/hean (the operator runs as a pod under its
 ServiceAccount `system:serviceaccount:hean-system:hean`, `pollInterval` from
@@ -81,7 +79,6 @@ import yaml
 
 from hean_sandbox.controlplane.build import Binaries, ensure_binaries
 from hean_sandbox.controlplane.cluster import ControlPlane
-from hean_sandbox.kubelet.node import Node
 from hean_sandbox.up import Sandbox, SandboxOptions
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -179,27 +176,6 @@ def _manifests(n: int) -> list[dict[str, Any]]:
         manifest["metadata"] = {"name": f"bench-{i:05d}", "namespace": NAMESPACE}
         out.append(manifest)
     return out
-
-
-def run_operator_pods_as_processes(node: Node) -> None:
-    """A fake node fakes every pod; have it run the operator's pods as local processes.
-
-    `Node._start` reads `fake` once, before it returns (the process is started in
-    a task), so flipping it around the call affects that pod alone."""
-    original = node._start
-
-    async def start(pod: dict[str, Any]) -> None:
-        labels = pod["metadata"].get("labels") or {}
-        if labels.get("app.kubernetes.io/component") != "operator":
-            await original(pod)
-            return
-        node.fake = False
-        try:
-            await original(pod)
-        finally:
-            node.fake = True
-
-    node._start = start  # type: ignore[method-assign]
 
 
 class Api:
@@ -522,7 +498,6 @@ async def run_one(
     try:
         await box.start()
         assert box.node is not None
-        run_operator_pods_as_processes(box.node)
         node_user = f"system:node:{box.node_name}"
         if which == "hean":
             await box.install()
