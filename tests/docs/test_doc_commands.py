@@ -96,6 +96,7 @@ RULES: list[Rule] = [
     Rule(r"kubectl -n NS port-forward pod/ENGINE-engine 8080:8080 &", "allowed", _PORT_FORWARD),
     Rule(r"curl .*localhost:8080/.*", "allowed", _PORT_FORWARD),
     Rule(r"kubectl .*", "sandbox", "runs against the sandbox"),
+    Rule(r"\.hean/bin/kubectl .*", "sandbox", "the kubectl the sandbox built, against it"),
     Rule(r"[A-Z_]+=\$\(kubectl .*\)", "sandbox", "runs against the sandbox"),
     # not runnable here
     Rule(r"python3 -m venv \.venv", "allowed", "would replace the virtualenv running the tests"),

@@ -40,8 +40,6 @@ async def test_readme_sandbox_shows_a_running_engine_with_moving_equity(tmp_path
         str(tmp_path / "sandbox"),
         "--bin-dir",
         str(bin_dir),
-        "--exchange-port",
-        "0",
     ]
     process = await asyncio.create_subprocess_exec(
         *command,
