@@ -66,23 +66,19 @@ class TradingKernel:
         self.strategy = strategy
 
     # -- market data -------------------------------------------------------
-    # on_candle and on_trade are the replay's hot path: attribute reads are
-    # hoisted, and the ledger is revalued only when equity can have changed
-    # (a position is open, or a new UTC day starts the daily-loss reference).
+    # on_candle and on_trade are the replay's hot path: the ledger values the
+    # books exactly only when that can change an outcome (Ledger.mark), and the
+    # risk engine looks at equity only after such a valuation.
     def on_candle(self, candle: Candle) -> None:
         ts = candle.ts
         self.now = ts
         self.events += 1
         if self.open:
             self.venue.on_candle(candle)
-        ledger = self.ledger
-        if ledger.position or ts >= ledger.revalue_due_ms:
-            ledger.revalue(candle.close, ts)
+        if self.ledger.mark(candle.close, ts):
             change = self.risk.on_equity(ts)
             if change is not None:
                 self._apply(change)
-        else:
-            ledger.mark_price = candle.close
         self.strategy.on_candle(candle)  # type: ignore[union-attr]
 
     def on_trade(self, trade: Trade) -> None:
@@ -91,14 +87,10 @@ class TradingKernel:
         self.events += 1
         if self.open:
             self.venue.on_trade(trade)
-        ledger = self.ledger
-        if ledger.position or ts >= ledger.revalue_due_ms:
-            ledger.revalue(trade.price, ts)
+        if self.ledger.mark(trade.price, ts):
             change = self.risk.on_equity(ts)
             if change is not None:
                 self._apply(change)
-        else:
-            ledger.mark_price = trade.price
         self.strategy.on_trade(trade)  # type: ignore[union-attr]
 
     def warm_up(self, candles: Sequence[Candle] = (), trades: Sequence[Trade] = ()) -> None:

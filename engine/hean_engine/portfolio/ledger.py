@@ -4,16 +4,36 @@ The position is the base currency balance (spot, long only). Equity is
 `quote + position x last price`, in the quote currency. Every amount is a
 Decimal; market prices arrive as floats and are converted exactly
 (`money.price_to_decimal`) when they touch money.
+
+Revaluation is exact, but it is only *done* where it can change an outcome.
+While a position is open, `mark` first estimates equity in floats with an
+error bound and compares the interval with the thresholds that an exact
+valuation could cross: a new peak, a new maximum drawdown, and (set by the
+risk engine) the daily-loss and drawdown halt levels. Only when the interval
+is strictly inside all of them is the exact computation skipped; it always
+runs at fills, at the first event of each UTC day, and whenever `equity` or
+`last_price` is read (they are computed from the latest mark on demand). So
+every value the ledger exposes is the one an always-exact ledger would hold;
+`precheck = False` turns the short-cut off (tests compare the two).
 """
 
 from __future__ import annotations
 
+import math
 from decimal import Decimal
 
 from hean_engine.model.errors import HeanError
 from hean_engine.model.money import HUNDRED, ZERO
 from hean_engine.model.orders import Fill, Side
 from hean_engine.model.timefmt import DAY_MS
+
+_INF = math.inf
+_NEXT = math.nextafter
+# The float estimate's error bound, relative to |quote| + |position| x price, and
+# absolute (values below ~1e-308 underflow). The true error of the estimate is at
+# most ~5 x 2**-53 (about 6e-16) relative: see `Ledger._refresh_bounds`.
+_REL_MARGIN = 1e-12
+_ABS_MARGIN = 1e-290
 
 
 class LedgerError(HeanError):
@@ -30,10 +50,22 @@ class Ledger:
         self.position: Decimal = starting_balances.get(base, ZERO)
         self.fees: Decimal = ZERO
         self.fill_count = 0
-        self.last_price: Decimal | None = None  # the last price money was valued at
+        self._last_price: Decimal | None = None  # the last price money was valued at
         self.mark_price: float | None = None  # the last market price seen
         self.starting_equity: Decimal | None = None
-        self.equity: Decimal = self.quote
+        self._equity: Decimal = self.quote
+        # A mark whose exact valuation was skipped (see the module docstring):
+        # `equity` and `last_price` are computed from it when read.
+        self._unvalued: float | None = None
+        self.precheck = True
+        # (max daily loss, 1 - max drawdown %/100) while the risk engine can still
+        # halt on equity; None when it cannot (no risk engine, or already halted).
+        self.halt_limits: tuple[Decimal, Decimal] | None = None
+        self._quote_f = 0.0
+        self._position_f = 0.0
+        self._scale_f = 0.0
+        self._low_f = _INF  # skip an exact valuation only when low < equity < high
+        self._high_f = -_INF
         self.peak_equity: Decimal = self.quote
         self.max_drawdown: Decimal = ZERO
         self.max_drawdown_pct: Decimal = ZERO
@@ -42,6 +74,7 @@ class Ledger:
         # Equity must be recomputed at or after this time even when flat: the
         # first valuation, and the start of each UTC day (daily-loss reference).
         self.revalue_due_ms = 0
+        self._refresh_bounds()
 
     # -- money movements -------------------------------------------------
     def apply_fill(self, fill: Fill) -> None:
@@ -49,6 +82,8 @@ class Ledger:
         if self.starting_equity is None:
             # A fill before any valuation: the starting equity is the books before it.
             self._revalue(fill.price, fill.ts)
+        elif self._unvalued is not None:
+            self._value_unvalued()  # the equity before the fill, at the latest mark
         notional = fill.price * fill.quantity
         fee = fill.fee
         asset = fill.fee_asset
@@ -71,33 +106,54 @@ class Ledger:
             # A fee in a third currency (BNB): carried in its balance, not valued.
             self.other[asset] = self.other.get(asset, ZERO) - fee
         self.fill_count += 1
-        self.last_price = fill.price
         self._revalue(fill.price, fill.ts)
 
     def set_balances(self, balances: dict[str, Decimal]) -> None:
         """Take the account's balances as the books (live start-up: the exchange's are true)."""
         self.other = {k: v for k, v in balances.items() if k not in (self.base, self.quote_ccy)}
+        last_price = self.last_price
         self.quote = balances.get(self.quote_ccy, ZERO)
         self.position = balances.get(self.base, ZERO)
-        if self.last_price is not None:
-            self.equity = self.quote + self.position * self.last_price
+        if last_price is not None:
+            self._equity = self.quote + self.position * last_price
+            self._last_price = last_price
+            self._unvalued = None
+        self._refresh_bounds()
+
+    def set_halt_limits(self, limits: tuple[Decimal, Decimal] | None) -> None:
+        """The risk engine's halt levels: (max daily loss, drawdown keep factor), or None."""
+        self.halt_limits = limits
+        self._refresh_bounds()
 
     # -- valuation ---------------------------------------------------------
     def mark(self, price: float, ts: int) -> bool:
-        """Take a market price; revalue only if equity may have changed (then True).
+        """Take a market price; value exactly only where it can change an outcome.
 
-        Flat and within the same UTC day, equity cannot change, so this only
-        stores the price. The kernel inlines the same test on its hot path.
+        True when the exact valuation ran (the risk engine must then look at
+        equity). Flat and within the same UTC day, equity cannot change. In a
+        position, a float estimate with an error bound that stays strictly
+        between the thresholds (`_refresh_bounds`) cannot change the peak, the
+        maximum drawdown or a halt either; the exact value is then computed only
+        if `equity` is read.
         """
-        if self.position or ts >= self.revalue_due_ms:
-            self.revalue(price, ts)
-            return True
-        self.mark_price = price
-        return False
+        if ts < self.revalue_due_ms:
+            if not self.position:
+                self.mark_price = price
+                return False
+            if self.precheck:
+                estimate = self._quote_f + self._position_f * price
+                margin = (self._scale_f + abs(self._position_f * price)) * _REL_MARGIN
+                if self._low_f < estimate - margin and estimate + margin < self._high_f:
+                    self.mark_price = price
+                    self._unvalued = price
+                    return False
+        self.revalue(price, ts)
+        return True
 
     def revalue(self, price: float, ts: int) -> None:
+        """Value the books exactly at `price`."""
         self.mark_price = price
-        # price_to_decimal, inlined: this runs on every event while in a position.
+        # price_to_decimal, inlined.
         self._revalue(Decimal(repr(price)), ts)
 
     def can_pay(self, side: Side, quantity: Decimal, price: Decimal, fee: Decimal) -> bool:
@@ -107,7 +163,6 @@ class Ledger:
         return quantity <= self.position
 
     def _revalue(self, price: Decimal, ts: int) -> None:
-        self.last_price = price
         equity = self.quote + self.position * price
         if ts >= self.revalue_due_ms:
             # The first valuation of a UTC day: the day's reference is the equity
@@ -119,7 +174,9 @@ class Ledger:
             self.peak_equity = equity
             self.day_start_equity = equity
             self.first_ts = ts
-        self.equity = equity
+        self._last_price = price
+        self._equity = equity
+        self._unvalued = None
         if equity > self.peak_equity:
             self.peak_equity = equity
         elif equity < self.peak_equity:
@@ -127,8 +184,57 @@ class Ledger:
             if drawdown > self.max_drawdown:
                 self.max_drawdown = drawdown
                 self.max_drawdown_pct = drawdown * HUNDRED / self.peak_equity
+        self._refresh_bounds()
+
+    def _refresh_bounds(self) -> None:
+        """The float thresholds of `mark`'s pre-check, after the books changed.
+
+        Skipping is sound when the exact equity E = Q + P x D (D the price's
+        decimal) is certainly > low and < high, where `low` is the highest level
+        below which something changes (a new maximum drawdown at
+        peak - max_drawdown; a daily-loss halt at day start - limit; a drawdown
+        halt at peak x keep) and `high` is the peak. `_low_f` is float(low)
+        rounded up and `_high_f` float(high) rounded down, so comparing with them
+        errs toward the exact path. The estimate fl(fl(Q) + fl(P) x p) differs
+        from E by at most about 5 x 2**-53 x (|Q| + |P| x p) (each conversion and
+        operation rounds once, and p is within half an ulp of D); `mark` allows
+        1e-12 of that, plus 1e-290 for underflow. NaN or infinity anywhere fails
+        the comparisons, so the exact path runs.
+        """
+        peak = self.peak_equity
+        low = peak - self.max_drawdown
+        limits = self.halt_limits
+        if limits is not None:
+            max_daily_loss, keep = limits
+            low = max(low, self.day_start_equity - max_daily_loss, peak * keep)
+        self._low_f = _NEXT(float(low), _INF)
+        self._high_f = _NEXT(float(peak), -_INF)
+        self._quote_f = float(self.quote)
+        self._position_f = float(self.position)
+        self._scale_f = abs(self._quote_f) + _ABS_MARGIN / _REL_MARGIN
 
     # -- views -------------------------------------------------------------
+    @property
+    def equity(self) -> Decimal:
+        """Quote + position x the latest marked price, exact."""
+        if self._unvalued is not None:
+            self._value_unvalued()
+        return self._equity
+
+    @property
+    def last_price(self) -> Decimal | None:
+        """The latest price money was valued at (the latest mark while in a position)."""
+        if self._unvalued is not None:
+            self._value_unvalued()
+        return self._last_price
+
+    def _value_unvalued(self) -> None:
+        price = self._unvalued
+        assert price is not None
+        self._unvalued = None
+        self._last_price = last = Decimal(repr(price))
+        self._equity = self.quote + self.position * last
+
     @property
     def pnl(self) -> Decimal:
         """Equity less the starting equity; zero before the first valuation."""

@@ -41,6 +41,9 @@ class RiskEngine:
         self._drawdown_keep = ONE - spec.max_drawdown_pct / HUNDRED
         self._peak_seen: Decimal | None = None
         self._drawdown_floor = Decimal(0)
+        # The ledger skips exact valuations that cannot cross these (see Ledger.mark).
+        self._halt_limits = (spec.max_daily_loss, self._drawdown_keep)
+        ledger.set_halt_limits(self._halt_limits)
 
     # -- state ---------------------------------------------------------------
     def set_state(self, state: RiskState, reason: str, ts: int) -> StateChange | None:
@@ -48,6 +51,7 @@ class RiskEngine:
             return None
         self.state = state
         self.state_reason = reason
+        self.ledger.set_halt_limits(None if state is RiskState.HALTED else self._halt_limits)
         return StateChange(state, reason, ts)
 
     def on_equity(self, ts: int) -> StateChange | None:
