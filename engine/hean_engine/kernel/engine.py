@@ -75,7 +75,11 @@ class TradingKernel:
         self.events += 1
         if self.open:
             self.venue.on_candle(candle)
-        if self.ledger.mark(candle.close, ts):
+        ledger = self.ledger
+        price = candle.close
+        if ledger.steady_low < price < ledger.steady_high and ts < ledger.revalue_due_ms:
+            ledger.mark_price = ledger.unvalued_mark = price  # Ledger.mark, inlined
+        elif ledger.mark(price, ts):
             change = self.risk.on_equity(ts)
             if change is not None:
                 self._apply(change)
@@ -87,7 +91,11 @@ class TradingKernel:
         self.events += 1
         if self.open:
             self.venue.on_trade(trade)
-        if self.ledger.mark(trade.price, ts):
+        ledger = self.ledger
+        price = trade.price
+        if ledger.steady_low < price < ledger.steady_high and ts < ledger.revalue_due_ms:
+            ledger.mark_price = ledger.unvalued_mark = price  # Ledger.mark, inlined
+        elif ledger.mark(price, ts):
             change = self.risk.on_equity(ts)
             if change is not None:
                 self._apply(change)

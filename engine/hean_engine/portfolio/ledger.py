@@ -6,15 +6,17 @@ Decimal; market prices arrive as floats and are converted exactly
 (`money.price_to_decimal`) when they touch money.
 
 Revaluation is exact, but it is only *done* where it can change an outcome.
-While a position is open, `mark` first estimates equity in floats with an
-error bound and compares the interval with the thresholds that an exact
-valuation could cross: a new peak, a new maximum drawdown, and (set by the
-risk engine) the daily-loss and drawdown halt levels. Only when the interval
-is strictly inside all of them is the exact computation skipped; it always
-runs at fills, at the first event of each UTC day, and whenever `equity` or
-`last_price` is read (they are computed from the latest mark on demand). So
+Between two changes of the books or of the thresholds, equity is an
+increasing function of the price (a long position), so the thresholds that
+an exact valuation could cross (a new peak, a new maximum drawdown and, set by
+the risk engine, the daily-loss and drawdown halt levels) are crossed only
+outside a price interval. `_refresh_bounds` computes that interval in floats,
+shrunk by a bound on its rounding error (`steady_low`, `steady_high`); a mark
+strictly inside it skips the exact computation. The exact valuation always
+runs at fills, at the first event of each UTC day and outside the interval,
+and `equity` and `last_price` are computed from the latest mark when read. So
 every value the ledger exposes is the one an always-exact ledger would hold;
-`precheck = False` turns the short-cut off (tests compare the two).
+`set_precheck(False)` turns the short-cut off (tests compare the two).
 """
 
 from __future__ import annotations
@@ -29,9 +31,10 @@ from hean_engine.model.timefmt import DAY_MS
 
 _INF = math.inf
 _NEXT = math.nextafter
-# The float estimate's error bound, relative to |quote| + |position| x price, and
-# absolute (values below ~1e-308 underflow). The true error of the estimate is at
-# most ~5 x 2**-53 (about 6e-16) relative: see `Ledger._refresh_bounds`.
+# The margin by which the steady price interval is shrunk: relative to the
+# magnitudes involved, and absolute (values below ~1e-308 underflow). The
+# rounding errors it covers are a few units of 2**-53 (about 1e-16) relative:
+# see `Ledger._refresh_bounds`.
 _REL_MARGIN = 1e-12
 _ABS_MARGIN = 1e-290
 
@@ -56,16 +59,16 @@ class Ledger:
         self._equity: Decimal = self.quote
         # A mark whose exact valuation was skipped (see the module docstring):
         # `equity` and `last_price` are computed from it when read.
-        self._unvalued: float | None = None
+        self.unvalued_mark: float | None = None  # (the kernel sets it too, inlining mark)
         self.precheck = True
         # (max daily loss, 1 - max drawdown %/100) while the risk engine can still
         # halt on equity; None when it cannot (no risk engine, or already halted).
         self.halt_limits: tuple[Decimal, Decimal] | None = None
-        self._quote_f = 0.0
-        self._position_f = 0.0
-        self._scale_f = 0.0
-        self._low_f = _INF  # skip an exact valuation only when low < equity < high
-        self._high_f = -_INF
+        # Prices strictly between these cannot change an outcome until the books or
+        # the thresholds change; flat, every price is such a price.
+        self.steady_low = -_INF
+        self.steady_high = _INF
+        self._bounds_key: tuple[object, ...] = ()
         self.peak_equity: Decimal = self.quote
         self.max_drawdown: Decimal = ZERO
         self.max_drawdown_pct: Decimal = ZERO
@@ -82,8 +85,9 @@ class Ledger:
         if self.starting_equity is None:
             # A fill before any valuation: the starting equity is the books before it.
             self._revalue(fill.price, fill.ts)
-        elif self._unvalued is not None:
-            self._value_unvalued()  # the equity before the fill, at the latest mark
+        elif self.unvalued_mark is not None and fill.ts >= self.revalue_due_ms:
+            # A new day's reference is the equity before the fill, at the latest mark.
+            self._value_unvalued_mark()
         notional = fill.price * fill.quantity
         fee = fill.fee
         asset = fill.fee_asset
@@ -117,7 +121,7 @@ class Ledger:
         if last_price is not None:
             self._equity = self.quote + self.position * last_price
             self._last_price = last_price
-            self._unvalued = None
+            self.unvalued_mark = None
         self._refresh_bounds()
 
     def set_halt_limits(self, limits: tuple[Decimal, Decimal] | None) -> None:
@@ -130,23 +134,14 @@ class Ledger:
         """Take a market price; value exactly only where it can change an outcome.
 
         True when the exact valuation ran (the risk engine must then look at
-        equity). Flat and within the same UTC day, equity cannot change. In a
-        position, a float estimate with an error bound that stays strictly
-        between the thresholds (`_refresh_bounds`) cannot change the peak, the
-        maximum drawdown or a halt either; the exact value is then computed only
-        if `equity` is read.
+        equity). Within the same UTC day, a price strictly inside the steady
+        interval (flat: any price) changes nothing; in a position, the exact
+        equity at it is computed only if `equity` or `last_price` is read. The
+        kernel inlines the same test on its hot path.
         """
-        if ts < self.revalue_due_ms:
-            if not self.position:
-                self.mark_price = price
-                return False
-            if self.precheck:
-                estimate = self._quote_f + self._position_f * price
-                margin = (self._scale_f + abs(self._position_f * price)) * _REL_MARGIN
-                if self._low_f < estimate - margin and estimate + margin < self._high_f:
-                    self.mark_price = price
-                    self._unvalued = price
-                    return False
+        if self.steady_low < price < self.steady_high and ts < self.revalue_due_ms:
+            self.mark_price = self.unvalued_mark = price
+            return False
         self.revalue(price, ts)
         return True
 
@@ -176,7 +171,7 @@ class Ledger:
             self.first_ts = ts
         self._last_price = price
         self._equity = equity
-        self._unvalued = None
+        self.unvalued_mark = None
         if equity > self.peak_equity:
             self.peak_equity = equity
         elif equity < self.peak_equity:
@@ -186,52 +181,79 @@ class Ledger:
                 self.max_drawdown_pct = drawdown * HUNDRED / self.peak_equity
         self._refresh_bounds()
 
-    def _refresh_bounds(self) -> None:
-        """The float thresholds of `mark`'s pre-check, after the books changed.
+    def set_precheck(self, enabled: bool) -> None:
+        """False: value exactly on every mark in a position (the reference behaviour)."""
+        self.precheck = enabled
+        self._bounds_key = ()
+        self._refresh_bounds()
 
-        Skipping is sound when the exact equity E = Q + P x D (D the price's
-        decimal) is certainly > low and < high, where `low` is the highest level
-        below which something changes (a new maximum drawdown at
+    def _refresh_bounds(self) -> None:
+        """The steady price interval of `mark`, after the books or thresholds changed.
+
+        With Q the quote balance and P > 0 the position, the exact equity at a
+        price p (decimal D) is E = Q + P x D. An exact valuation can change an
+        outcome only if E >= high (the peak: a new peak) or E <= low, the highest
+        level below which something changes (a new maximum drawdown below
         peak - max_drawdown; a daily-loss halt at day start - limit; a drawdown
-        halt at peak x keep) and `high` is the peak. `_low_f` is float(low)
-        rounded up and `_high_f` float(high) rounded down, so comparing with them
-        errs toward the exact path. The estimate fl(fl(Q) + fl(P) x p) differs
-        from E by at most about 5 x 2**-53 x (|Q| + |P| x p) (each conversion and
-        operation rounds once, and p is within half an ulp of D); `mark` allows
-        1e-12 of that, plus 1e-290 for underflow. NaN or infinity anywhere fails
-        the comparisons, so the exact path runs.
+        halt at peak x keep). So D strictly inside ((low - Q)/P, (high - Q)/P)
+        changes nothing. The bounds are computed in floats: each of the four
+        conversions, the subtraction and the division rounds once, so their
+        error is at most about 3 x 2**-53 x ((|low| + |Q|)/P + |bound|); and a
+        market price p is within half an ulp of its decimal D. Each bound is
+        moved inward by 1e-12 of those magnitudes (plus 1e-290 for underflow),
+        thousands of times the error. Infinities and NaNs (overflow) make the
+        interval empty or the comparisons false: the exact path then runs.
         """
+        position = self.position
         peak = self.peak_equity
+        key = (self.quote, position, peak, self.max_drawdown, self.day_start_equity)
+        key += (self.halt_limits, self.precheck)
+        if key == self._bounds_key:
+            return
+        self._bounds_key = key
+        if not position:
+            self.steady_low, self.steady_high = -_INF, _INF  # flat: equity cannot change
+            return
+        self.steady_low, self.steady_high = _INF, -_INF  # empty: always exact
+        position_f = float(position)
+        if not self.precheck or not position_f > 0.0:
+            return
         low = peak - self.max_drawdown
         limits = self.halt_limits
         if limits is not None:
             max_daily_loss, keep = limits
             low = max(low, self.day_start_equity - max_daily_loss, peak * keep)
-        self._low_f = _NEXT(float(low), _INF)
-        self._high_f = _NEXT(float(peak), -_INF)
-        self._quote_f = float(self.quote)
-        self._position_f = float(self.position)
-        self._scale_f = abs(self._quote_f) + _ABS_MARGIN / _REL_MARGIN
+        quote_f = float(self.quote)
+        low_f = float(low)
+        high_f = float(peak)
+        price_low = (low_f - quote_f) / position_f
+        price_high = (high_f - quote_f) / position_f
+        scale_low = (abs(low_f) + abs(quote_f)) / position_f + abs(price_low)
+        scale_high = (abs(high_f) + abs(quote_f)) / position_f + abs(price_high)
+        self.steady_low = price_low + (scale_low * _REL_MARGIN + _ABS_MARGIN)
+        self.steady_high = price_high - (scale_high * _REL_MARGIN + _ABS_MARGIN)
 
     # -- views -------------------------------------------------------------
     @property
     def equity(self) -> Decimal:
         """Quote + position x the latest marked price, exact."""
-        if self._unvalued is not None:
-            self._value_unvalued()
+        if self.unvalued_mark is not None:
+            self._value_unvalued_mark()
         return self._equity
 
     @property
     def last_price(self) -> Decimal | None:
         """The latest price money was valued at (the latest mark while in a position)."""
-        if self._unvalued is not None:
-            self._value_unvalued()
+        if self.unvalued_mark is not None:
+            self._value_unvalued_mark()
         return self._last_price
 
-    def _value_unvalued(self) -> None:
-        price = self._unvalued
+    def _value_unvalued_mark(self) -> None:
+        price = self.unvalued_mark
         assert price is not None
-        self._unvalued = None
+        self.unvalued_mark = None
+        if not self.position:
+            return  # flat: equity and the last valued price did not change
         self._last_price = last = Decimal(repr(price))
         self._equity = self.quote + self.position * last
 
