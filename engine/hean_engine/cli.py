@@ -15,7 +15,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +26,18 @@ from hean_engine.model.errors import DataError
 
 
 class _PluginGroup(click.Group):
-    """A click group that also lists the command groups other packages register."""
+    """A click group that also lists the command groups other packages register.
+
+    They, and the engine's own `approval` group, are imported only when asked
+    for, so that `hean engine replay` starts without them.
+    """
 
     def _plugins(self) -> dict[str, click.Command]:
-        found: dict[str, click.Command] = {}
+        from importlib.metadata import entry_points
+
+        from hean_engine.app.approval_cli import approval
+
+        found: dict[str, click.Command] = {"approval": approval}
         for ep in entry_points(group="hean.commands"):
             try:
                 command = ep.load()
@@ -170,15 +177,6 @@ def run(
             journal_dir=journal_dir,
         )
         run_engine(identity, spec, options)
-
-
-def _approval_group() -> click.Group:
-    from hean_engine.app.approval_cli import approval
-
-    return approval
-
-
-main.add_command(_approval_group())
 
 
 class _Watcher:

@@ -98,7 +98,7 @@ def arrow_batches(
             if candles:
                 if not (first > last_ts and bool((ts[1:] > ts[:-1]).all())):
                     raise Fallback("timestamps not increasing")
-                op, hi, lo, cl, vol = (batch.column(i).to_numpy() for i in range(1, 6))
+                op, hi, lo, cl, vol = (_floats(np, batch.column(i)) for i in range(1, 6))
                 with np.errstate(invalid="ignore"):
                     ok = (
                         (lo > 0.0)
@@ -125,7 +125,7 @@ def arrow_batches(
                 if not (first >= last_ts and bool((ts[1:] >= ts[:-1]).all())):
                     raise Fallback("timestamps decreasing")
                 buyer_taker = _sides(np, batch.column(1))
-                price, amount = batch.column(2).to_numpy(), batch.column(3).to_numpy()
+                price, amount = _floats(np, batch.column(2)), _floats(np, batch.column(3))
                 with np.errstate(invalid="ignore"):
                     ok = (price > 0.0) & (price < math.inf) & (amount > 0.0) & (amount < math.inf)
                 if not bool(ok.all()):
@@ -167,13 +167,23 @@ def _no_lone_cr(text: bytes) -> bytes:
     return text
 
 
+def _floats(np: Any, column: Any) -> Any:
+    """A float64 column without nulls as a numpy array, without a copy.
+
+    (Not `Array.to_numpy()`: that imports pandas when it is installed.)
+    """
+    return np.frombuffer(column.buffers()[1], np.float64, len(column), column.offset * 8)
+
+
 def _sides(np: Any, column: Any) -> Any:
     """The taker sides as booleans (True: buy), or Fallback for anything else."""
     values = column.dictionary.to_pylist()
     if not set(values) <= {b"buy", b"sell"}:
         raise Fallback("bad side")
     is_buy = np.array([value == b"buy" for value in values] or [False])
-    return is_buy[column.indices.to_numpy()]
+    indices = column.indices
+    buffer = indices.buffers()[1]
+    return is_buy[np.frombuffer(buffer, np.int32, len(indices), indices.offset * 4)]
 
 
 def _timestamps(np: Any, column: Any) -> Any:
