@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -13,6 +14,8 @@ from hean_engine.model.errors import ConfigError
 from hean_engine.model.money import fmt
 from hean_engine.model.spec import EngineIdentity, TradingEngineSpec
 from hean_engine.model.timefmt import ms_to_iso
+
+_YOUNG_GC_THRESHOLD = 50_000
 
 
 def run_replay(
@@ -37,14 +40,21 @@ def run_replay(
             [f"spec.strategy.name: {spec.strategy.name} consumes {wanted}, but {data} holds {kind}"]
         )
     kernel = engine.kernel
-    if kind == "candles":
-        on_candle = kernel.on_candle
-        for candle in read_candles(data):
-            on_candle(candle)
-    else:
-        on_trade = kernel.on_trade
-        for trade in read_trades(data):
-            on_trade(trade)
+    # Events are short-lived and few objects outlive them (orders, fills): a
+    # larger young generation saves ~100 collections per million events.
+    thresholds = gc.get_threshold()
+    gc.set_threshold(max(thresholds[0], _YOUNG_GC_THRESHOLD), *thresholds[1:])
+    try:
+        if kind == "candles":
+            on_candle = kernel.on_candle
+            for candle in read_candles(data):
+                on_candle(candle)
+        else:
+            on_trade = kernel.on_trade
+            for trade in read_trades(data):
+                on_trade(trade)
+    finally:
+        gc.set_threshold(*thresholds)
     wall = time.perf_counter() - started
     return summarize(engine, wall)
 

@@ -34,10 +34,16 @@ BLOCK_BYTES = 1 << 20  # pyarrow's block size: the rows of one batch
 
 _CANDLE_COLUMNS = ["timestamp", "open", "high", "low", "close", "volume"]
 _TRADE_COLUMNS = ["timestamp", "side", "price", "amount"]
-_DIGITS_20 = [0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18]
-_SEPARATORS_20 = {4: b"-", 7: b"-", 10: b"T", 13: b":", 16: b":", 19: b"Z"}
-_SEPARATORS_24 = {**_SEPARATORS_20, 19: b".", 23: b"Z"}
-_DAYS_IN_MONTH = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31]
+# Timestamp widths: the digits' positions, and the other characters' positions and values.
+_DIGITS = {
+    20: [0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18],
+    24: [0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18, 20, 21, 22],
+}
+_SEPARATORS = {
+    20: ([4, 7, 10, 13, 16, 19], b"--T::Z"),
+    24: ([4, 7, 10, 13, 16, 19, 23], b"--T::.Z"),
+}
+_DAYS_IN_MONTH = [0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31]  # by month number
 
 
 class Fallback(Exception):
@@ -190,45 +196,37 @@ def _timestamps(np: Any, column: Any) -> Any:
     """ISO-8601 texts of one fixed shape to epoch ms (int64), or Fallback."""
     n = len(column)
     _, offsets_buffer, data_buffer = column.buffers()
-    offsets = np.frombuffer(offsets_buffer, dtype=np.int32, count=n + 1, offset=column.offset * 4)
+    offsets = np.frombuffer(offsets_buffer, np.int32, n + 1, column.offset * 4)
     width = int(offsets[1] - offsets[0])
     if width not in (20, 24) or not bool((np.diff(offsets) == width).all()):
         raise Fallback("timestamp shape")
-    raw = np.frombuffer(data_buffer, dtype=np.uint8, count=n * width, offset=int(offsets[0]))
-    raw = raw.reshape(n, width)
-    separators = _SEPARATORS_20 if width == 20 else _SEPARATORS_24
-    for position, char in separators.items():
-        if not bool((raw[:, position] == char[0]).all()):
-            raise Fallback("timestamp shape")
-    digit_columns = _DIGITS_20 + ([20, 21, 22] if width == 24 else [])
-    digits = raw[:, digit_columns]
-    if int(digits.min()) < 48 or int(digits.max()) > 57:
+    raw = np.frombuffer(data_buffer, np.uint8, n * width, int(offsets[0])).reshape(n, width)
+    positions, expected = _SEPARATORS[width]
+    if not bool((raw[:, positions] == np.frombuffer(expected, np.uint8)).all()):
         raise Fallback("timestamp shape")
-    d = digits.astype(np.int64) - 48
-    year = d[:, 0] * 1000 + d[:, 1] * 100 + d[:, 2] * 10 + d[:, 3]
-    month = d[:, 4] * 10 + d[:, 5]
-    day = d[:, 6] * 10 + d[:, 7]
-    hour = d[:, 8] * 10 + d[:, 9]
-    minute = d[:, 10] * 10 + d[:, 11]
-    second = d[:, 12] * 10 + d[:, 13]
-    if (
-        not bool(((year >= 1) & (month >= 1) & (month <= 12) & (day >= 1) & (hour <= 23)).all())
-        or int(minute.max()) > 59
-        or int(second.max()) > 59
-    ):
+    digits = raw[:, _DIGITS[width]] - np.uint8(48)  # anything but 0-9 wraps to > 9
+    if int(digits.max()) > 9:
+        raise Fallback("timestamp shape")
+    d = digits.astype(np.int32)
+    pairs = d[:, 0:14:2] * 10 + d[:, 1:14:2]  # century, year, month, day, hour, minute, second
+    year = pairs[:, 0] * 100 + pairs[:, 1]
+    month, day, hour, minute, second = (pairs[:, i] for i in range(2, 7))
+    in_range = (year >= 1) & (month >= 1) & (month <= 12) & (day >= 1)
+    if not bool(in_range.all()) or max(int(hour.max()) - 23, int(minute.max()) - 59) > 0:
+        raise Fallback("timestamp range")
+    if int(second.max()) > 59:
         raise Fallback("timestamp range")
     leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
-    days_in_month = np.array(_DAYS_IN_MONTH, dtype=np.int64)[month - 1] + (leap & (month == 2))
-    if not bool((day <= days_in_month).all()):
+    if not bool((day <= np.array(_DAYS_IN_MONTH, np.int32)[month] + (leap & (month == 2))).all()):
         raise Fallback("timestamp range")
     # Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's days_from_civil).
     y = year - (month <= 2)
     era = y // 400
     year_of_era = y - era * 400
-    day_of_year = (153 * (month + np.where(month > 2, -3, 9)) + 2) // 5 + day - 1
+    day_of_year = (153 * np.where(month > 2, month - 3, month + 9) + 2) // 5 + day - 1
     day_of_era = year_of_era * 365 + year_of_era // 4 - year_of_era // 100 + day_of_year
-    days = era * 146_097 + day_of_era - 719_468
-    ms = (((days * 24 + hour) * 60 + minute) * 60 + second) * 1000
+    days = (era * 146_097 + day_of_era - 719_468).astype(np.int64)
+    ms = ((days * 24 + hour) * 60 + minute) * 60_000 + second * 1000
     if width == 24:
         ms += d[:, 14] * 100 + d[:, 15] * 10 + d[:, 16]
     return ms
