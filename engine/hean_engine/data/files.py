@@ -54,6 +54,24 @@ def _open(path: Path) -> BinaryIO:
     return path.open("rb")
 
 
+def _open_fast(path: Path) -> BinaryIO:
+    """As `_open`, with ISA-L's gunzip (about 3.5x zlib's speed) when it is installed.
+
+    Only the columnar reader uses it: when anything goes wrong the line-by-line
+    reader re-reads the file with the standard library's gzip, whose errors
+    the DataError quotes.
+    """
+    try:
+        from isal import igzip
+    except ImportError:
+        return _open(path)
+    with path.open("rb") as probe:
+        magic = probe.read(2)
+    if magic == b"\x1f\x8b":
+        return cast(BinaryIO, igzip.open(path, "rb"))
+    return path.open("rb")
+
+
 def _numbered_lines(path: Path) -> Iterator[tuple[int, list[bytes]]]:
     """Blocks of lines, each with the 1-based number of its first line."""
     lineno = 1
@@ -152,7 +170,7 @@ def read_candles(path: Path | str) -> Iterator[Candle]:
     done = 0
     try:
         for ts_, open_, high_, low_, close_, volume_ in arrow_batches(
-            path, "candles", CANDLE_HEADER, _open
+            path, "candles", CANDLE_HEADER, _open_fast
         ):
             rows = zip(ts_, open_, high_, low_, close_, volume_, strict=True)
             for ts, op, hi, low, cl, vol in rows:
@@ -180,7 +198,7 @@ def read_trades(path: Path | str) -> Iterator[Trade]:
     done = 0
     try:
         for ts_, buyer_taker_, price_, amount_ in arrow_batches(
-            path, "trades", TRADE_HEADER, _open
+            path, "trades", TRADE_HEADER, _open_fast
         ):
             rows = zip(ts_, buyer_taker_, price_, amount_, strict=True)
             for ts, buyer_taker, price, amount in rows:

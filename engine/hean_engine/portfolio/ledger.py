@@ -64,11 +64,11 @@ class Ledger:
         # (max daily loss, 1 - max drawdown %/100) while the risk engine can still
         # halt on equity; None when it cannot (no risk engine, or already halted).
         self.halt_limits: tuple[Decimal, Decimal] | None = None
+        self._halt_limits_f: tuple[float, float] | None = None
         # Prices strictly between these cannot change an outcome until the books or
         # the thresholds change; flat, every price is such a price.
         self.steady_low = -_INF
         self.steady_high = _INF
-        self._bounds_key: tuple[object, ...] = ()
         self.peak_equity: Decimal = self.quote
         self.max_drawdown: Decimal = ZERO
         self.max_drawdown_pct: Decimal = ZERO
@@ -127,6 +127,7 @@ class Ledger:
     def set_halt_limits(self, limits: tuple[Decimal, Decimal] | None) -> None:
         """The risk engine's halt levels: (max daily loss, drawdown keep factor), or None."""
         self.halt_limits = limits
+        self._halt_limits_f = None if limits is None else (float(limits[0]), float(limits[1]))
         self._refresh_bounds()
 
     # -- valuation ---------------------------------------------------------
@@ -184,7 +185,6 @@ class Ledger:
     def set_precheck(self, enabled: bool) -> None:
         """False: value exactly on every mark in a position (the reference behaviour)."""
         self.precheck = enabled
-        self._bounds_key = ()
         self._refresh_bounds()
 
     def _refresh_bounds(self) -> None:
@@ -196,21 +196,17 @@ class Ledger:
         level below which something changes (a new maximum drawdown below
         peak - max_drawdown; a daily-loss halt at day start - limit; a drawdown
         halt at peak x keep). So D strictly inside ((low - Q)/P, (high - Q)/P)
-        changes nothing. The bounds are computed in floats: each of the four
-        conversions, the subtraction and the division rounds once, so their
-        error is at most about 3 x 2**-53 x ((|low| + |Q|)/P + |bound|); and a
-        market price p is within half an ulp of its decimal D. Each bound is
-        moved inward by 1e-12 of those magnitudes (plus 1e-290 for underflow),
-        thousands of times the error. Infinities and NaNs (overflow) make the
-        interval empty or the comparisons false: the exact path then runs.
+        changes nothing. The bounds are computed in floats from the decimals'
+        nearest floats: each conversion and operation rounds once (relative
+        error 2**-53), so the computed bound is off by at most a few times
+        2**-53 x S, S = (the magnitudes of the terms of low, and |Q|) / P + the
+        bound's magnitude; and a market price p is within half an ulp of its
+        decimal D. Each bound is moved inward by 1e-12 x S (plus 1e-290 for
+        underflow): thousands of times that error. Overflow gives infinities or
+        NaN, which make the interval empty or the comparisons false, so the
+        exact path runs.
         """
         position = self.position
-        peak = self.peak_equity
-        key = (self.quote, position, peak, self.max_drawdown, self.day_start_equity)
-        key += (self.halt_limits, self.precheck)
-        if key == self._bounds_key:
-            return
-        self._bounds_key = key
         if not position:
             self.steady_low, self.steady_high = -_INF, _INF  # flat: equity cannot change
             return
@@ -218,18 +214,21 @@ class Ledger:
         position_f = float(position)
         if not self.precheck or not position_f > 0.0:
             return
-        low = peak - self.max_drawdown
-        limits = self.halt_limits
-        if limits is not None:
-            max_daily_loss, keep = limits
-            low = max(low, self.day_start_equity - max_daily_loss, peak * keep)
         quote_f = float(self.quote)
-        low_f = float(low)
-        high_f = float(peak)
+        peak_f = float(self.peak_equity)
+        drawdown_f = float(self.max_drawdown)
+        low_f = peak_f - drawdown_f
+        low_scale = abs(peak_f) + abs(drawdown_f)
+        limits = self._halt_limits_f
+        if limits is not None:
+            max_daily_loss_f, keep_f = limits
+            day_start_f = float(self.day_start_equity)
+            low_f = max(low_f, day_start_f - max_daily_loss_f, peak_f * keep_f)
+            low_scale += abs(day_start_f) + abs(max_daily_loss_f) + abs(peak_f * keep_f)
         price_low = (low_f - quote_f) / position_f
-        price_high = (high_f - quote_f) / position_f
-        scale_low = (abs(low_f) + abs(quote_f)) / position_f + abs(price_low)
-        scale_high = (abs(high_f) + abs(quote_f)) / position_f + abs(price_high)
+        price_high = (peak_f - quote_f) / position_f
+        scale_low = (low_scale + abs(quote_f)) / position_f + abs(price_low)
+        scale_high = (abs(peak_f) + abs(quote_f)) / position_f + abs(price_high)
         self.steady_low = price_low + (scale_low * _REL_MARGIN + _ABS_MARGIN)
         self.steady_high = price_high - (scale_high * _REL_MARGIN + _ABS_MARGIN)
 
