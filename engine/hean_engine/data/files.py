@@ -68,7 +68,7 @@ def _open_fast(path: Path) -> BinaryIO:
     with path.open("rb") as probe:
         magic = probe.read(2)
     if magic == b"\x1f\x8b":
-        return cast(BinaryIO, igzip.open(path, "rb"))
+        return cast(BinaryIO, igzip.open(path, "rb"))  # type: ignore[no-untyped-call]
     return path.open("rb")
 
 

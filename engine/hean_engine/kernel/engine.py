@@ -165,7 +165,8 @@ class TradingKernel:
         self.ledger.apply_fill(fill)
         self.fills.append(fill)
         if order.status is not OrderStatus.OPEN:
-            self._close(order)
+            self.open.pop(order.id, None)  # _close, inlined
+            self.orders_by_status[order.status._value_] += 1
         self._apply(self.risk.on_equity(fill.ts))
         if self.strategy is not None:
             self.strategy.on_fill(fill, order)
@@ -177,7 +178,8 @@ class TradingKernel:
 
     def _close(self, order: Order) -> None:
         self.open.pop(order.id, None)
-        self.orders_by_status[order.status.value] += 1
+        # `_value_`: the member's value without the enum property's Python call.
+        self.orders_by_status[order.status._value_] += 1
 
     # -- control -------------------------------------------------------------
     def set_risk_state(self, state: RiskState, reason: str) -> None:

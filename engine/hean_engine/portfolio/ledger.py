@@ -71,7 +71,8 @@ class Ledger:
         self.steady_high = _INF
         self.peak_equity: Decimal = self.quote
         self.max_drawdown: Decimal = ZERO
-        self.max_drawdown_pct: Decimal = ZERO
+        self._max_drawdown_pct: Decimal | None = ZERO
+        self._max_drawdown_peak: Decimal = self.quote
         self.day_start_equity: Decimal = self.quote
         self.first_ts: int | None = None  # time of the first valuation
         # Equity must be recomputed at or after this time even when flat: the
@@ -179,7 +180,8 @@ class Ledger:
             drawdown = self.peak_equity - equity
             if drawdown > self.max_drawdown:
                 self.max_drawdown = drawdown
-                self.max_drawdown_pct = drawdown * HUNDRED / self.peak_equity
+                self._max_drawdown_peak = self.peak_equity
+                self._max_drawdown_pct = None  # computed when read
         self._refresh_bounds()
 
     def set_precheck(self, enabled: bool) -> None:
@@ -198,13 +200,13 @@ class Ledger:
         halt at peak x keep). So D strictly inside ((low - Q)/P, (high - Q)/P)
         changes nothing. The bounds are computed in floats from the decimals'
         nearest floats: each conversion and operation rounds once (relative
-        error 2**-53), so the computed bound is off by at most a few times
-        2**-53 x S, S = (the magnitudes of the terms of low, and |Q|) / P + the
-        bound's magnitude; and a market price p is within half an ulp of its
-        decimal D. Each bound is moved inward by 1e-12 x S (plus 1e-290 for
-        underflow): thousands of times that error. Overflow gives infinities or
-        NaN, which make the interval empty or the comparisons false, so the
-        exact path runs.
+        error 2**-53), so a computed bound is off by at most a few times
+        2**-53 x S / P, S the sum of the magnitudes of Q and of low's and high's
+        terms (which also bounds |low - Q| and |high - Q|); and a market price p
+        is within half an ulp of its decimal D. Each bound is moved inward by
+        1e-12 x S / P (plus 1e-290 for underflow): thousands of times that error.
+        Overflow gives infinities or NaN, which make the interval empty or the
+        comparisons false, so the exact path runs.
         """
         position = self.position
         if not position:
@@ -218,21 +220,28 @@ class Ledger:
         peak_f = float(self.peak_equity)
         drawdown_f = float(self.max_drawdown)
         low_f = peak_f - drawdown_f
-        low_scale = abs(peak_f) + abs(drawdown_f)
+        # The magnitudes involved: |low - Q| and |high - Q| are at most this, and
+        # so is every term (0 <= keep <= 1).
+        scale = abs(quote_f) + abs(peak_f) + abs(drawdown_f)
         limits = self._halt_limits_f
         if limits is not None:
             max_daily_loss_f, keep_f = limits
             day_start_f = float(self.day_start_equity)
             low_f = max(low_f, day_start_f - max_daily_loss_f, peak_f * keep_f)
-            low_scale += abs(day_start_f) + abs(max_daily_loss_f) + abs(peak_f * keep_f)
-        price_low = (low_f - quote_f) / position_f
-        price_high = (peak_f - quote_f) / position_f
-        scale_low = (low_scale + abs(quote_f)) / position_f + abs(price_low)
-        scale_high = (abs(peak_f) + abs(quote_f)) / position_f + abs(price_high)
-        self.steady_low = price_low + (scale_low * _REL_MARGIN + _ABS_MARGIN)
-        self.steady_high = price_high - (scale_high * _REL_MARGIN + _ABS_MARGIN)
+            scale += abs(day_start_f) + abs(max_daily_loss_f)
+        margin = scale / position_f * _REL_MARGIN + _ABS_MARGIN
+        self.steady_low = (low_f - quote_f) / position_f + margin
+        self.steady_high = (peak_f - quote_f) / position_f - margin
 
     # -- views -------------------------------------------------------------
+    @property
+    def max_drawdown_pct(self) -> Decimal:
+        """The largest drawdown, in percent of the peak it fell from."""
+        pct = self._max_drawdown_pct
+        if pct is None:
+            pct = self._max_drawdown_pct = self.max_drawdown * HUNDRED / self._max_drawdown_peak
+        return pct
+
     @property
     def equity(self) -> Decimal:
         """Quote + position x the latest marked price, exact."""
