@@ -44,7 +44,7 @@ def run(command: list[str], cpu: int | None) -> tuple[float, float, float, str]:
             os.sched_setaffinity(0, {cpu})
 
     started = time.perf_counter()
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, preexec_fn=pin, cwd=ROOT)  # noqa: PLW1509
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, preexec_fn=pin, cwd=ROOT)
     assert proc.stdout is not None
     out = proc.stdout.read().decode()
     _, status, usage = os.wait4(proc.pid, 0)
@@ -53,6 +53,10 @@ def run(command: list[str], cpu: int | None) -> tuple[float, float, float, str]:
     if proc.returncode != 0:
         raise SystemExit(f"{command[0]} exited {proc.returncode}")
     return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, out
+
+
+def _row(index: int, name: str, wall: float, cpu: float, rss: float) -> None:
+    print(f"round {index + 1} {name:15} wall {wall:6.3f} s  cpu {cpu:6.3f} s  {rss:6.1f} MiB")
 
 
 def main() -> int:
@@ -81,14 +85,10 @@ def main() -> int:
         wall, cpu_s, rss, out = run(hean_cmd, cpu)
         summary = json.loads(out)
         results["hean"].append((wall, cpu_s, rss))
-        print(
-            f"round {index + 1} hean            wall {wall:6.3f} s  cpu {cpu_s:6.3f} s  {rss:6.1f} MiB"
-        )
+        _row(index, "hean", wall, cpu_s, rss)
         wall, cpu_s, rss, peer_out = run(peer_cmd, cpu)
         results["backtesting.py"].append((wall, cpu_s, rss))
-        print(
-            f"round {index + 1} backtesting.py  wall {wall:6.3f} s  cpu {cpu_s:6.3f} s  {rss:6.1f} MiB"
-        )
+        _row(index, "backtesting.py", wall, cpu_s, rss)
     medians = {}
     for name, rows in results.items():
         walls, cpus, rsss = zip(*rows, strict=True)
