@@ -42,8 +42,6 @@ def _books(ledger: Ledger) -> tuple[Any, ...]:
         ledger.mark_price,
         ledger.starting_equity,
         ledger.peak_equity,
-        ledger.max_drawdown,
-        ledger.max_drawdown_pct,
         ledger.day_start_equity,
         ledger.first_ts,
         ledger.revalue_due_ms,
@@ -55,6 +53,8 @@ def _valued(ledger: Ledger) -> tuple[Any, ...]:
     return (
         ledger.equity,
         ledger.last_price,
+        ledger.max_drawdown,
+        ledger.max_drawdown_pct,
         ledger.pnl,
         ledger.daily_loss,
         ledger.drawdown_pct,
@@ -141,11 +141,15 @@ def test_precheck_skips_exact_valuations_inside_the_steady_interval() -> None:
     assert ledger.mark(100.0, T0) is True  # the first valuation
     ledger.apply_fill(Fill(T0, "o1", Side.BUY, D(100), D(1), D(0)))
     risk.on_equity(T0)
-    assert ledger.steady_low > ledger.steady_high  # at the peak, no drawdown: all exact
+    assert ledger.steady_high < 100.0  # at the peak: any rise is a new peak
     assert ledger.mark(101.0, T0 + 60_000) is True  # a new peak: exact
-    assert ledger.mark(100.5, T0 + 120_000) is True  # a new drawdown maximum: exact
-    assert ledger.mark(100.75, T0 + 180_000) is False  # inside: nothing can change
+    assert ledger.mark(100.5, T0 + 120_000) is False  # below the peak, above the halts
+    assert ledger.mark(100.25, T0 + 180_000) is False
+    assert ledger.mark(100.75, T0 + 240_000) is False
+    assert ledger.low_mark == 100.25
     assert ledger.equity == D("1000.75") and ledger.last_price == D("100.75")
+    assert ledger.max_drawdown == D("0.75")  # 1001 -> 1000.25, settled when read
+    assert ledger.max_drawdown_pct == D("0.75") * 100 / D(1001)
     assert ledger.mark(100.75, T0 + DAY) is True  # a new UTC day: exact
 
 

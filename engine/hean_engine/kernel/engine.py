@@ -79,6 +79,8 @@ class TradingKernel:
         price = candle.close
         if ledger.steady_low < price < ledger.steady_high and ts < ledger.revalue_due_ms:
             ledger.mark_price = ledger.unvalued_mark = price  # Ledger.mark, inlined
+            if price < ledger.low_mark:
+                ledger.low_mark = price
         elif ledger.mark(price, ts):
             change = self.risk.on_equity(ts)
             if change is not None:
@@ -95,6 +97,8 @@ class TradingKernel:
         price = trade.price
         if ledger.steady_low < price < ledger.steady_high and ts < ledger.revalue_due_ms:
             ledger.mark_price = ledger.unvalued_mark = price  # Ledger.mark, inlined
+            if price < ledger.low_mark:
+                ledger.low_mark = price
         elif ledger.mark(price, ts):
             change = self.risk.on_equity(ts)
             if change is not None:

@@ -8,13 +8,16 @@ Decimal; market prices arrive as floats and are converted exactly
 Revaluation is exact, but it is only *done* where it can change an outcome.
 Between two changes of the books or of the thresholds, equity is an
 increasing function of the price (a long position), so the thresholds that
-an exact valuation could cross (a new peak, a new maximum drawdown and, set by
-the risk engine, the daily-loss and drawdown halt levels) are crossed only
-outside a price interval. `_refresh_bounds` computes that interval in floats,
-shrunk by a bound on its rounding error (`steady_low`, `steady_high`); a mark
-strictly inside it skips the exact computation. The exact valuation always
-runs at fills, at the first event of each UTC day and outside the interval,
-and `equity` and `last_price` are computed from the latest mark when read. So
+an exact valuation could cross (a new peak and, set by the risk engine, the
+daily-loss and drawdown halt levels) are crossed only outside a price
+interval. `_refresh_bounds` computes that interval in floats, shrunk by a
+bound on its rounding error (`steady_low`, `steady_high`); a mark strictly
+inside it skips the exact computation and only remembers the lowest such
+price (`low_mark`): the deepest drawdown since the last exact valuation is
+the one at that price, valued exactly before the books or the peak change and
+whenever the maximum drawdown is read. The exact valuation always runs at
+fills, at the first event of each UTC day and outside the interval, and
+`equity` and `last_price` are computed from the latest mark when read. So
 every value the ledger exposes is the one an always-exact ledger would hold;
 `set_precheck(False)` turns the short-cut off (tests compare the two).
 """
@@ -70,7 +73,10 @@ class Ledger:
         self.steady_low = -_INF
         self.steady_high = _INF
         self.peak_equity: Decimal = self.quote
-        self.max_drawdown: Decimal = ZERO
+        self._max_drawdown: Decimal = ZERO
+        # The lowest price marked without an exact valuation since the last one
+        # (the kernel updates it too, inlining mark); its drawdown is settled later.
+        self.low_mark = _INF
         self._max_drawdown_pct: Decimal | None = ZERO
         self._max_drawdown_peak: Decimal = self.quote
         self.day_start_equity: Decimal = self.quote
@@ -86,9 +92,12 @@ class Ledger:
         if self.starting_equity is None:
             # A fill before any valuation: the starting equity is the books before it.
             self._revalue(fill.price, fill.ts)
-        elif self.unvalued_mark is not None and fill.ts >= self.revalue_due_ms:
-            # A new day's reference is the equity before the fill, at the latest mark.
-            self._value_unvalued_mark()
+        else:
+            if self.low_mark != _INF:
+                self._settle_low_mark()  # with the books before the fill
+            if self.unvalued_mark is not None and fill.ts >= self.revalue_due_ms:
+                # A new day's reference is the equity before the fill, at the latest mark.
+                self._value_unvalued_mark()
         notional = fill.price * fill.quantity
         fee = fill.fee
         asset = fill.fee_asset
@@ -117,6 +126,7 @@ class Ledger:
         """Take the account's balances as the books (live start-up: the exchange's are true)."""
         self.other = {k: v for k, v in balances.items() if k not in (self.base, self.quote_ccy)}
         last_price = self.last_price
+        self._settle_low_mark()
         self.quote = balances.get(self.quote_ccy, ZERO)
         self.position = balances.get(self.base, ZERO)
         if last_price is not None:
@@ -143,6 +153,8 @@ class Ledger:
         """
         if self.steady_low < price < self.steady_high and ts < self.revalue_due_ms:
             self.mark_price = self.unvalued_mark = price
+            if price < self.low_mark:
+                self.low_mark = price
             return False
         self.revalue(price, ts)
         return True
@@ -160,6 +172,8 @@ class Ledger:
         return quantity <= self.position
 
     def _revalue(self, price: Decimal, ts: int) -> None:
+        if self.low_mark != _INF:
+            self._settle_low_mark()
         equity = self.quote + self.position * price
         if ts >= self.revalue_due_ms:
             # The first valuation of a UTC day: the day's reference is the equity
@@ -178,11 +192,23 @@ class Ledger:
             self.peak_equity = equity
         elif equity < self.peak_equity:
             drawdown = self.peak_equity - equity
-            if drawdown > self.max_drawdown:
-                self.max_drawdown = drawdown
+            if drawdown > self._max_drawdown:
+                self._max_drawdown = drawdown
                 self._max_drawdown_peak = self.peak_equity
                 self._max_drawdown_pct = None  # computed when read
         self._refresh_bounds()
+
+    def _settle_low_mark(self) -> None:
+        """The drawdown at the lowest unvalued mark (equity rises with the price)."""
+        price = self.low_mark
+        self.low_mark = _INF
+        if price == _INF or not self.position:
+            return
+        drawdown = self.peak_equity - (self.quote + self.position * Decimal(repr(price)))
+        if drawdown > self._max_drawdown:
+            self._max_drawdown = drawdown
+            self._max_drawdown_peak = self.peak_equity
+            self._max_drawdown_pct = None
 
     def set_precheck(self, enabled: bool) -> None:
         """False: value exactly on every mark in a position (the reference behaviour)."""
@@ -194,19 +220,21 @@ class Ledger:
 
         With Q the quote balance and P > 0 the position, the exact equity at a
         price p (decimal D) is E = Q + P x D. An exact valuation can change an
-        outcome only if E >= high (the peak: a new peak) or E <= low, the highest
-        level below which something changes (a new maximum drawdown below
-        peak - max_drawdown; a daily-loss halt at day start - limit; a drawdown
-        halt at peak x keep). So D strictly inside ((low - Q)/P, (high - Q)/P)
-        changes nothing. The bounds are computed in floats from the decimals'
-        nearest floats: each conversion and operation rounds once (relative
-        error 2**-53), so a computed bound is off by at most a few times
-        2**-53 x S / P, S the sum of the magnitudes of Q and of low's and high's
-        terms (which also bounds |low - Q| and |high - Q|); and a market price p
-        is within half an ulp of its decimal D. Each bound is moved inward by
-        1e-12 x S / P (plus 1e-290 for underflow): thousands of times that error.
-        Overflow gives infinities or NaN, which make the interval empty or the
-        comparisons false, so the exact path runs.
+        outcome only if E >= high (the peak: a new peak) or E <= low, the higher
+        of the halt levels (a daily-loss halt at day start - limit; a drawdown
+        halt at peak x keep); with no halt levels, low is minus infinity. (A new
+        maximum drawdown inside the interval is found from `low_mark`.) So D
+        strictly inside ((low - Q)/P, (high - Q)/P) changes nothing.
+
+        The bounds are computed in floats from the decimals' nearest floats:
+        each conversion and operation rounds once (relative error 2**-53), so a
+        computed bound is off by at most a few times 2**-53 x S / P, S the sum
+        of the magnitudes of Q and of low's and high's terms (which also bounds
+        |low - Q| and |high - Q|); and a market price p is within half an ulp of
+        its decimal D. Each bound is moved inward by 1e-12 x S / P (plus 1e-290
+        for underflow): thousands of times that error. Overflow gives
+        infinities or NaN, which make the interval empty or the comparisons
+        false, so the exact path runs.
         """
         position = self.position
         if not position:
@@ -218,25 +246,34 @@ class Ledger:
             return
         quote_f = float(self.quote)
         peak_f = float(self.peak_equity)
-        drawdown_f = float(self.max_drawdown)
-        low_f = peak_f - drawdown_f
         # The magnitudes involved: |low - Q| and |high - Q| are at most this, and
         # so is every term (0 <= keep <= 1).
-        scale = abs(quote_f) + abs(peak_f) + abs(drawdown_f)
+        scale = abs(quote_f) + abs(peak_f)
+        price_low = -_INF
         limits = self._halt_limits_f
         if limits is not None:
             max_daily_loss_f, keep_f = limits
             day_start_f = float(self.day_start_equity)
-            low_f = max(low_f, day_start_f - max_daily_loss_f, peak_f * keep_f)
+            low_f = max(day_start_f - max_daily_loss_f, peak_f * keep_f)
             scale += abs(day_start_f) + abs(max_daily_loss_f)
+            price_low = (low_f - quote_f) / position_f
         margin = scale / position_f * _REL_MARGIN + _ABS_MARGIN
-        self.steady_low = (low_f - quote_f) / position_f + margin
+        self.steady_low = price_low + margin
         self.steady_high = (peak_f - quote_f) / position_f - margin
 
     # -- views -------------------------------------------------------------
     @property
+    def max_drawdown(self) -> Decimal:
+        """The largest peak-to-trough drop of equity so far."""
+        if self.low_mark != _INF:
+            self._settle_low_mark()
+        return self._max_drawdown
+
+    @property
     def max_drawdown_pct(self) -> Decimal:
         """The largest drawdown, in percent of the peak it fell from."""
+        if self.low_mark != _INF:
+            self._settle_low_mark()
         pct = self._max_drawdown_pct
         if pct is None:
             pct = self._max_drawdown_pct = self.max_drawdown * HUNDRED / self._max_drawdown_peak
