@@ -13,6 +13,7 @@ from hean_engine.app.assembly import Engine, build_simulated_engine
 from hean_engine.data.files import detect_kind, read_candles, read_trades
 from hean_engine.model.errors import ConfigError
 from hean_engine.model.money import fmt
+from hean_engine.model.orders import Fill
 from hean_engine.model.spec import EngineIdentity, TradingEngineSpec
 from hean_engine.model.timefmt import ms_to_iso
 
@@ -87,18 +88,23 @@ def summarize(engine: Engine, wall_seconds: float) -> dict[str, Any]:
         "risk_state_reason": engine.risk.state_reason,
         "wall_seconds": round(wall_seconds, 6),
         "events_per_second": round(events / wall_seconds, 1) if wall_seconds > 0 else None,
-        "trades": [
-            {
-                "timestamp": ms_to_iso(f.ts),
-                "order_id": f.order_id,
-                "side": f.side.value,
-                "price": fmt(f.price),
-                "quantity": fmt(f.quantity),
-                "fee": fmt(f.fee),
-            }
-            for f in kernel.fills
-        ],
+        "trades": _trades(kernel.fills),
     }
+
+
+def _trades(fills: list[Fill]) -> list[dict[str, str]]:
+    iso, text = ms_to_iso, fmt
+    return [
+        {
+            "timestamp": iso(f.ts),
+            "order_id": f.order_id,
+            "side": f.side._value_,  # the value without the enum property's Python call
+            "price": text(f.price),
+            "quantity": text(f.quantity),
+            "fee": text(f.fee),
+        }
+        for f in fills
+    ]
 
 
 def _iso(ts: int | None) -> str | None:

@@ -80,7 +80,7 @@ def arrow_batches(
     for index, text in enumerate(_text_blocks(path, opener)):
         # The header, if any, is the first line (as for the line-by-line reader).
         options = read_options
-        if index == 0 and text[: text.find(b"\n") + 1].strip() == header:
+        if index == 0 and _first_line(text).strip() == header:
             options = header_options
         try:
             table = pa_csv.read_csv(
@@ -140,7 +140,7 @@ def arrow_batches(
                 yield ts.tolist(), buyer_taker.tolist(), price.tolist(), amount.tolist()
 
 
-def _text_blocks(path: Path, opener: Callable[[Path], BinaryIO]) -> Iterator[bytes]:
+def _text_blocks(path: Path, opener: Callable[[Path], BinaryIO]) -> Iterator[memoryview]:
     """The decompressed text in blocks of whole lines (about BLOCK_BYTES each).
 
     pyarrow ends a row at `\\r` as at `\\n`; the line-by-line reader only at
@@ -154,22 +154,33 @@ def _text_blocks(path: Path, opener: Callable[[Path], BinaryIO]) -> Iterator[byt
                 block = stream.read(BLOCK_BYTES)
                 if not block:
                     break
-                text = tail + block
+                text = tail + block if tail else block
                 cut = text.rfind(b"\n") + 1
-                text, tail = text[:cut], text[cut:]
-                if text:
-                    yield _no_lone_cr(text)
+                tail = text[cut:]
+                if cut:
+                    yield _no_lone_cr(memoryview(text)[:cut])  # no copy
     except Fallback:
         raise
     except Exception as exc:  # the line-by-line reader reports it
         raise Fallback(str(exc)) from None
     if tail:
-        yield _no_lone_cr(tail)
+        yield _no_lone_cr(memoryview(tail))
 
 
-def _no_lone_cr(text: bytes) -> bytes:
-    if b"\r" in text and text.count(b"\r") != text.count(b"\r\n"):
-        raise Fallback("carriage return")
+def _first_line(text: memoryview) -> bytes:
+    """The first line with its newline ("" if the text has none, as it then is no header)."""
+    raw = text.obj
+    assert isinstance(raw, bytes)
+    return bytes(text[: raw.find(b"\n", 0, len(text)) + 1])
+
+
+def _no_lone_cr(text: memoryview) -> memoryview:
+    raw = text.obj
+    assert isinstance(raw, bytes)
+    if raw.find(b"\r", 0, len(text)) >= 0:
+        whole = bytes(text)
+        if whole.count(b"\r") != whole.count(b"\r\n"):
+            raise Fallback("carriage return")
     return text
 
 
