@@ -21,7 +21,6 @@ from decimal import Decimal
 
 from hean_engine.execution.venue import Venue
 from hean_engine.model.market import Candle, Trade
-from hean_engine.model.money import price_to_decimal
 from hean_engine.model.orders import (
     Fill,
     Order,
@@ -137,22 +136,23 @@ class TradingKernel:
         if self._warming:
             return None
         mark = self.ledger.mark_price
-        price = price_to_decimal(mark) if mark is not None else None
-        reason = self.risk.check(intent, price, self.open.values(), self.now)
-        if reason is not None:
+        price = Decimal(repr(mark)) if mark is not None else None  # price_to_decimal
+        now = self.now
+        if self.risk.check(intent, price, self.open.values(), now) is not None:
             return None
+        venue = self.venue
         order = Order(
-            id=self.venue.new_order_id(),
-            side=intent.side,
-            type=intent.type,
-            quantity=intent.quantity,
-            price=intent.price,
-            created_ts=self.now,
-            tag=intent.tag,
+            venue.new_order_id(),
+            intent.side,
+            intent.type,
+            intent.quantity,
+            intent.price,
+            now,
+            intent.tag,
         )
         self.orders_submitted += 1
         self.open[order.id] = order
-        self.venue.submit(order)
+        venue.submit(order)
         return order
 
     def adopt(self, order: Order) -> None:
@@ -171,7 +171,9 @@ class TradingKernel:
         if order.status is not OrderStatus.OPEN:
             self.open.pop(order.id, None)  # _close, inlined
             self.orders_by_status[order.status._value_] += 1
-        self._apply(self.risk.on_equity(fill.ts))
+        change = self.risk.on_equity(fill.ts)
+        if change is not None:
+            self._apply(change)
         if self.strategy is not None:
             self.strategy.on_fill(fill, order)
 
