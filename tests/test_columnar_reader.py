@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from engine_support import CANDLE_HEADER, TRADE_HEADER, write_lines
 from hean_engine.data import columnar, files
-from hean_engine.data.files import read_candles, read_trades
+from hean_engine.data.files import feed_candles, feed_trades, read_candles, read_trades
 from hean_engine.model.errors import DataError
 
 START = datetime(2017, 1, 1, tzinfo=UTC)
@@ -75,12 +75,18 @@ def test_ordinary_files_take_the_columnar_path_and_match_the_line_reader(
     assert line_reader_calls == []
     assert got == list(LINE_CANDLES(path))
     assert len(got) == len(rows)
+    fed: list[Any] = []
+    feed_candles(path, fed.append)  # the replay's push form
+    assert fed == got
 
     trades = _trade_rows(ROWS_PAST_ONE_BLOCK)
     path = write_lines(tmp_path / "t.csv", ([TRADE_HEADER] if header else []) + trades, gz=gz)
     got_trades = list(read_trades(path))
     assert line_reader_calls == []
     assert got_trades == list(LINE_TRADES(path))
+    fed = []
+    feed_trades(path, fed.append)
+    assert fed == got_trades
 
 
 def _read_until_error(path: Path, reader: Any = read_candles) -> tuple[list[Any], DataError]:
@@ -134,7 +140,12 @@ def test_bad_row_in_a_later_block_names_its_line(
     expected, _ = _read_until_error(path, LINE_CANDLES)
     assert delivered == expected
     assert len(delivered) == bad_index
-    assert line_reader_calls == ["_read_candles_by_line"]
+    fed: list[Any] = []
+    with pytest.raises(DataError) as info:
+        feed_candles(path, fed.append)
+    assert (info.value.line, info.value.problem) == (line, problem)
+    assert fed == delivered
+    assert line_reader_calls == ["_read_candles_by_line"] * 2  # read, then feed
 
 
 def test_corrupt_gzip_in_the_middle_is_a_data_error(tmp_path: Path) -> None:

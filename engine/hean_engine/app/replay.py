@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import gc
 import time
-from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from hean_engine.app.assembly import Engine, build_simulated_engine
-from hean_engine.data.files import detect_kind, read_candles, read_trades
+from hean_engine.data.files import detect_kind, feed_candles, feed_trades
 from hean_engine.model.errors import ConfigError
 from hean_engine.model.money import fmt
 from hean_engine.model.orders import Fill
@@ -47,11 +46,10 @@ def run_replay(
     thresholds = gc.get_threshold()
     gc.set_threshold(max(thresholds[0], _YOUNG_GC_THRESHOLD), *thresholds[1:])
     try:
-        # map() and a zero-length deque drive the loop from C.
         if kind == "candles":
-            deque(map(kernel.on_candle, read_candles(data)), maxlen=0)
+            feed_candles(data, kernel.on_candle)
         else:
-            deque(map(kernel.on_trade, read_trades(data)), maxlen=0)
+            feed_trades(data, kernel.on_trade)
     finally:
         gc.set_threshold(*thresholds)
     wall = time.perf_counter() - started

@@ -24,7 +24,7 @@ from __future__ import annotations
 import gzip
 import math
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from itertools import islice
 from pathlib import Path
@@ -214,6 +214,62 @@ def read_trades(path: Path | str) -> Iterator[Trade]:
     except Fallback:
         pass
     yield from _skip(_read_trades_by_line(path), done)
+
+
+def feed_candles(path: Path | str, on_candle: Callable[[Candle], object]) -> None:
+    """`read_candles`, pushed: calls `on_candle` with each candle (the replay's loop).
+
+    The same rows, order and errors as `read_candles`, without a generator
+    between the reader and the kernel (a resumption per candle saved).
+    """
+    path = Path(path)
+    new = Candle.__new__
+    done = 0
+    try:
+        for ts_, open_, high_, low_, close_, volume_ in arrow_batches(
+            path, "candles", CANDLE_HEADER, _open_fast
+        ):
+            rows = zip(ts_, open_, high_, low_, close_, volume_, strict=True)
+            for ts, op, hi, low, cl, vol in rows:
+                candle = new(Candle)
+                candle.ts = ts
+                candle.open = op
+                candle.high = hi
+                candle.low = low
+                candle.close = cl
+                candle.volume = vol
+                on_candle(candle)
+            done += len(ts_)
+        if done:
+            return
+    except Fallback:
+        pass
+    deque(map(on_candle, _skip(_read_candles_by_line(path), done)), maxlen=0)
+
+
+def feed_trades(path: Path | str, on_trade: Callable[[Trade], object]) -> None:
+    """`read_trades`, pushed: calls `on_trade` with each trade (see `feed_candles`)."""
+    path = Path(path)
+    new = Trade.__new__
+    done = 0
+    try:
+        for ts_, buyer_taker_, price_, amount_ in arrow_batches(
+            path, "trades", TRADE_HEADER, _open_fast
+        ):
+            rows = zip(ts_, buyer_taker_, price_, amount_, strict=True)
+            for ts, buyer_taker, price, amount in rows:
+                trade = new(Trade)
+                trade.ts = ts
+                trade.buyer_taker = buyer_taker
+                trade.price = price
+                trade.amount = amount
+                on_trade(trade)
+            done += len(ts_)
+        if done:
+            return
+    except Fallback:
+        pass
+    deque(map(on_trade, _skip(_read_trades_by_line(path), done)), maxlen=0)
 
 
 def _skip(rows: Iterator[Any], count: int) -> Iterator[Any]:
