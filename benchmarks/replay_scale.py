@@ -65,7 +65,8 @@ def replay(data: Path, cpu: int) -> dict[str, Any]:
     hean = str(Path(sys.executable).with_name("hean"))
     command = [hean, "engine", "replay", "--config", str(CONFIG), "--data", str(data), "--json"]
     started = time.perf_counter()
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, preexec_fn=pin)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, preexec_fn=pin, env=env)
     assert proc.stdout is not None
     out = proc.stdout.read()
     _, status, usage = os.wait4(proc.pid, 0)
