@@ -15,6 +15,9 @@ examples/replay-btcusd.yaml, and measures CPU seconds (user + sys) and wall:
 - framework overhead per candle = per-candle cost - strategy work, split into
   reading and the rest (dispatch, valuation, risk, orders, ledger).
 
+The replays run with their bytecode cached (no PYTHONDONTWRITEBYTECODE), as
+an installed package does; the best of --repeat runs is kept.
+
     .venv/bin/python benchmarks/replay_scale.py [--copies 10] [--keep DIR]
 """
 
