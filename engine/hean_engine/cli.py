@@ -10,12 +10,13 @@ Exit status: 0 success, 1 runtime failure, 2 bad configuration or data
 
 from __future__ import annotations
 
+import gc
 import json
+import os
 import sys
 import threading
 import time
 from collections.abc import Callable
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +28,18 @@ from hean_engine.model.errors import DataError
 
 
 class _PluginGroup(click.Group):
-    """A click group that also lists the command groups other packages register."""
+    """A click group that also lists the command groups other packages register.
+
+    They, and the engine's own `approval` group, are imported only when asked
+    for, so that `hean engine replay` starts without them.
+    """
 
     def _plugins(self) -> dict[str, click.Command]:
-        found: dict[str, click.Command] = {}
+        from importlib.metadata import entry_points
+
+        from hean_engine.app.approval_cli import approval
+
+        found: dict[str, click.Command] = {"approval": approval}
         for ep in entry_points(group="hean.commands"):
             try:
                 command = ep.load()
@@ -60,6 +69,27 @@ def _unavailable(name: str, exc: ImportError) -> click.Command:
 @click.version_option(__version__, prog_name="hean")
 def main() -> None:
     """HEAN: crypto trading engines run as Kubernetes custom resources."""
+
+
+# Set by the `hean` executable (not by in-process callers such as tests): a
+# finished `engine replay` may then end the process at once.
+_exit_when_done = False
+
+
+def console_main() -> None:
+    """The `hean` executable: `main`, then an exit that skips the last garbage collections.
+
+    When the command is done the process ends; gc.freeze() moves every object
+    out of the collector's sight, so that interpreter shutdown does not walk
+    them all again. `engine replay` goes further and ends the process as soon
+    as its summary is written (together about 0.05 s after a million candles).
+    """
+    global _exit_when_done
+    _exit_when_done = True
+    try:
+        main()
+    finally:
+        gc.freeze()
 
 
 @main.group()
@@ -105,6 +135,12 @@ def replay(config_path: Path, data_path: Path, as_json: bool) -> None:
         click.echo(json.dumps(summary, separators=(",", ":")))
     else:
         click.echo(_human_summary(summary))
+    if _exit_when_done:
+        # The `hean` executable: the replay is over and its output written; the
+        # interpreter's shutdown (freeing every module and object) is skipped.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
 
 @engine.command()
@@ -172,15 +208,6 @@ def run(
         run_engine(identity, spec, options)
 
 
-def _approval_group() -> click.Group:
-    from hean_engine.app.approval_cli import approval
-
-    return approval
-
-
-main.add_command(_approval_group())
-
-
 class _Watcher:
     def __init__(self, read: Callable[[], int]) -> None:
         self._read = read
@@ -240,4 +267,4 @@ def _human_summary(summary: dict[str, Any]) -> str:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    main()
+    console_main()

@@ -21,7 +21,6 @@ from decimal import Decimal
 
 from hean_engine.execution.venue import Venue
 from hean_engine.model.market import Candle, Trade
-from hean_engine.model.money import price_to_decimal
 from hean_engine.model.orders import (
     Fill,
     Order,
@@ -66,9 +65,9 @@ class TradingKernel:
         self.strategy = strategy
 
     # -- market data -------------------------------------------------------
-    # on_candle and on_trade are the replay's hot path: attribute reads are
-    # hoisted, and the ledger is revalued only when equity can have changed
-    # (a position is open, or a new UTC day starts the daily-loss reference).
+    # on_candle and on_trade are the replay's hot path: the ledger values the
+    # books exactly only when that can change an outcome (Ledger.mark), and the
+    # risk engine looks at equity only after such a valuation.
     def on_candle(self, candle: Candle) -> None:
         ts = candle.ts
         self.now = ts
@@ -76,13 +75,15 @@ class TradingKernel:
         if self.open:
             self.venue.on_candle(candle)
         ledger = self.ledger
-        if ledger.position or ts >= ledger.revalue_due_ms:
-            ledger.revalue(candle.close, ts)
+        price = candle.close
+        if ledger.steady_low < price < ledger.steady_high and ts < ledger.revalue_due_ms:
+            ledger.mark_price = ledger.unvalued_mark = price  # Ledger.mark, inlined
+            if price < ledger.low_mark:
+                ledger.low_mark = price
+        elif ledger.mark(price, ts):
             change = self.risk.on_equity(ts)
             if change is not None:
                 self._apply(change)
-        else:
-            ledger.mark_price = candle.close
         self.strategy.on_candle(candle)  # type: ignore[union-attr]
 
     def on_trade(self, trade: Trade) -> None:
@@ -92,13 +93,15 @@ class TradingKernel:
         if self.open:
             self.venue.on_trade(trade)
         ledger = self.ledger
-        if ledger.position or ts >= ledger.revalue_due_ms:
-            ledger.revalue(trade.price, ts)
+        price = trade.price
+        if ledger.steady_low < price < ledger.steady_high and ts < ledger.revalue_due_ms:
+            ledger.mark_price = ledger.unvalued_mark = price  # Ledger.mark, inlined
+            if price < ledger.low_mark:
+                ledger.low_mark = price
+        elif ledger.mark(price, ts):
             change = self.risk.on_equity(ts)
             if change is not None:
                 self._apply(change)
-        else:
-            ledger.mark_price = trade.price
         self.strategy.on_trade(trade)  # type: ignore[union-attr]
 
     def warm_up(self, candles: Sequence[Candle] = (), trades: Sequence[Trade] = ()) -> None:
@@ -133,22 +136,23 @@ class TradingKernel:
         if self._warming:
             return None
         mark = self.ledger.mark_price
-        price = price_to_decimal(mark) if mark is not None else None
-        reason = self.risk.check(intent, price, self.open.values(), self.now)
-        if reason is not None:
+        price = Decimal(repr(mark)) if mark is not None else None  # price_to_decimal
+        now = self.now
+        if self.risk.check(intent, price, self.open.values(), now) is not None:
             return None
+        venue = self.venue
         order = Order(
-            id=self.venue.new_order_id(),
-            side=intent.side,
-            type=intent.type,
-            quantity=intent.quantity,
-            price=intent.price,
-            created_ts=self.now,
-            tag=intent.tag,
+            venue.new_order_id(),
+            intent.side,
+            intent.type,
+            intent.quantity,
+            intent.price,
+            now,
+            intent.tag,
         )
         self.orders_submitted += 1
         self.open[order.id] = order
-        self.venue.submit(order)
+        venue.submit(order)
         return order
 
     def adopt(self, order: Order) -> None:
@@ -165,8 +169,11 @@ class TradingKernel:
         self.ledger.apply_fill(fill)
         self.fills.append(fill)
         if order.status is not OrderStatus.OPEN:
-            self._close(order)
-        self._apply(self.risk.on_equity(fill.ts))
+            self.open.pop(order.id, None)  # _close, inlined
+            self.orders_by_status[order.status._value_] += 1
+        change = self.risk.on_equity(fill.ts)
+        if change is not None:
+            self._apply(change)
         if self.strategy is not None:
             self.strategy.on_fill(fill, order)
 
@@ -177,7 +184,8 @@ class TradingKernel:
 
     def _close(self, order: Order) -> None:
         self.open.pop(order.id, None)
-        self.orders_by_status[order.status.value] += 1
+        # `_value_`: the member's value without the enum property's Python call.
+        self.orders_by_status[order.status._value_] += 1
 
     # -- control -------------------------------------------------------------
     def set_risk_state(self, state: RiskState, reason: str) -> None:

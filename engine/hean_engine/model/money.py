@@ -38,9 +38,11 @@ def price_to_decimal(value: float) -> Decimal:
 
 def fmt(value: Decimal) -> str:
     """A decimal as a plain string without exponent, trailing zeros trimmed."""
-    if value == 0:
+    if not value:
         return "0"
-    text = format(value, "f")
+    text = str(value)  # plain unless the exponent is large
+    if "E" in text:
+        text = format(value, "f")
     if "." in text:
         text = text.rstrip("0").rstrip(".")
     return text

@@ -2,14 +2,41 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 
 DAY_MS = 86_400_000
 MINUTE_MS = 60_000
 
 
+# Per-day "YYYY-MM-DDT" prefixes (bounded), and the times of day as text.
+_DAY_PREFIXES: dict[int, str] = {}
+_HOURS_MINUTES = [f"{h:02d}:{m:02d}" for h in range(24) for m in range(60)]
+_SECONDS = [f":{s:02d}" for s in range(60)]
+
+
 def ms_to_iso(ms: int) -> str:
     """`2017-01-01T00:00:00Z`, or with milliseconds when there are any."""
+    day, into_day = divmod(ms, DAY_MS)
+    prefix = _DAY_PREFIXES.get(day)
+    if prefix is None:
+        try:
+            t = time.gmtime(day * 86_400)
+        except (OverflowError, OSError, ValueError):
+            return _ms_to_iso_datetime(ms)  # raises as datetime does
+        if not 1000 <= t.tm_year <= 9999:  # unpadded %Y below; datetime's range above
+            return _ms_to_iso_datetime(ms)
+        if len(_DAY_PREFIXES) >= 4096:
+            _DAY_PREFIXES.clear()
+        prefix = _DAY_PREFIXES[day] = "%04d-%02d-%02dT" % t[:3]  # noqa: UP031
+    minute, into_minute = divmod(into_day, MINUTE_MS)
+    second, millis = divmod(into_minute, 1000)
+    if millis:
+        return f"{prefix}{_HOURS_MINUTES[minute]}{_SECONDS[second]}.{millis:03d}Z"
+    return prefix + _HOURS_MINUTES[minute] + _SECONDS[second] + "Z"
+
+
+def _ms_to_iso_datetime(ms: int) -> str:
     dt = datetime.fromtimestamp(ms / 1000, tz=UTC)
     if ms % 1000:
         return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"

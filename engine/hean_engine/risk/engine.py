@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 
-from hean_engine.model.money import HUNDRED, ONE
+from hean_engine.model.money import HUNDRED, ONE, ZERO
 from hean_engine.model.orders import Order, OrderIntent, Reject, RiskState, Side
 from hean_engine.model.spec import RiskSpec
 from hean_engine.portfolio.ledger import Ledger
@@ -34,6 +34,7 @@ class RiskEngine:
         self.spec = spec
         self.ledger = ledger
         self.fee_rate = fee_rate
+        self._fee_factor = ONE + fee_rate
         self.state = RiskState.ACTIVE
         self.state_reason = "start"
         self.paused = False
@@ -42,6 +43,9 @@ class RiskEngine:
         self._drawdown_keep = ONE - spec.max_drawdown_pct / HUNDRED
         self._peak_seen: Decimal | None = None
         self._drawdown_floor = Decimal(0)
+        # The ledger skips exact valuations that cannot cross these (see Ledger.mark).
+        self._halt_limits = (spec.max_daily_loss, self._drawdown_keep)
+        ledger.set_halt_limits(self._halt_limits)
 
     # -- state ---------------------------------------------------------------
     def set_state(self, state: RiskState, reason: str, ts: int) -> StateChange | None:
@@ -49,6 +53,7 @@ class RiskEngine:
             return None
         self.state = state
         self.state_reason = reason
+        self.ledger.set_halt_limits(None if state is RiskState.HALTED else self._halt_limits)
         return StateChange(state, reason, ts)
 
     def on_equity(self, ts: int) -> StateChange | None:
@@ -107,7 +112,9 @@ class RiskEngine:
             return Reject.NO_PRICE
         notional = intent.quantity * ref_price
         if reduces:
-            reserved = sum((o.remaining for o in open_orders if o.side is Side.SELL), start=0)
+            reserved = ZERO
+            if open_orders:
+                reserved = sum((o.remaining for o in open_orders if o.side is Side.SELL), ZERO)
             if intent.quantity + reserved > ledger.position:
                 return Reject.INSUFFICIENT_BALANCE
             return None
@@ -115,21 +122,23 @@ class RiskEngine:
         # that add exposure.
         if notional > spec.max_order_notional:
             return Reject.MAX_ORDER_NOTIONAL
-        pending_buys = sum((o.remaining for o in open_orders if o.side is Side.BUY), start=0)
+        pending_buys = reserved_quote = ZERO
+        if open_orders:
+            pending_buys = sum((o.remaining for o in open_orders if o.side is Side.BUY), ZERO)
+            # Working market buys will pay about the market price, not this order's limit.
+            market_price = price if price is not None else ref_price
+            reserved_quote = sum(
+                (
+                    o.remaining * (o.price if o.price is not None else market_price)
+                    for o in open_orders
+                    if o.side is Side.BUY
+                ),
+                ZERO,
+            )
         if (ledger.position + pending_buys + intent.quantity) * ref_price > (
             spec.max_position_notional
         ):
             return Reject.MAX_POSITION_NOTIONAL
-        # Working market buys will pay about the market price, not this order's limit.
-        market_price = price if price is not None else ref_price
-        reserved_quote = sum(
-            (
-                o.remaining * (o.price if o.price is not None else market_price)
-                for o in open_orders
-                if o.side is Side.BUY
-            ),
-            start=Decimal(0),
-        )
-        if (notional + reserved_quote) * (ONE + self.fee_rate) > ledger.quote:
+        if (notional + reserved_quote) * self._fee_factor > ledger.quote:
             return Reject.INSUFFICIENT_BALANCE
         return None
