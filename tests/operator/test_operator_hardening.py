@@ -196,8 +196,14 @@ def _resource(operator: Runtime, cluster: DictCluster, **spec: Any) -> dict[str,
     meta = {"name": "btc", "namespace": "trading", "uid": "uid-p", "generation": 1}
     body = {"metadata": meta, "spec": spec_dict(**spec)}
     revision = handlers._revision(operator, meta, body["spec"])
+    # the engine's own children: controlled by it (the operator touches nothing else)
+    owners = [{"kind": "TradingEngine", "name": "btc", "uid": "uid-p", "controller": True}]
     cluster.objects[("pods", "trading", "btc-engine")] = {
-        "metadata": {"name": "btc-engine", "annotations": {ANNOTATION_REVISION: revision}},
+        "metadata": {
+            "name": "btc-engine",
+            "annotations": {ANNOTATION_REVISION: revision},
+            "ownerReferences": owners,
+        },
         "status": {
             "phase": "Running",
             "podIP": "127.0.0.1",
@@ -205,7 +211,8 @@ def _resource(operator: Runtime, cluster: DictCluster, **spec: Any) -> dict[str,
         },
     }
     cluster.objects[("secrets", "trading", "btc-control")] = {
-        "data": {CONTROL_TOKEN_KEY: base64.b64encode(TOKEN.encode()).decode()}
+        "metadata": {"name": "btc-control", "ownerReferences": owners},
+        "data": {CONTROL_TOKEN_KEY: base64.b64encode(TOKEN.encode()).decode()},
     }
     return body
 
