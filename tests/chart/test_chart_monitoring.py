@@ -19,7 +19,7 @@ from typing import Any, get_args
 
 import promql_parser
 import pytest
-from chart_support import NAMESPACE, REPO_ROOT, SCENARIOS, Helm, objects_of, one_of, watched
+from chart_support import NAMESPACE, REPO_ROOT, Helm, objects_of, one_of, watched
 
 from hean_engine.control.runtime import RunMode
 from hean_engine.model.orders import OrderStatus, Reject, RiskState

@@ -223,7 +223,7 @@ def test_item10_the_default_install_is_namespaced_with_no_cluster_wide_writes(
 
 
 def test_item10_cluster_wide_needs_the_explicit_opt_in(helm: Helm) -> None:
-    with pytest.raises(HelmError, match="watchNamespaces is empty.*clusterWide: true"):
+    with pytest.raises(HelmError, match=r"watchNamespaces is empty.*clusterWide: true"):
         helm.template({"watchNamespaces": []})
     with pytest.raises(HelmError, match="clusterWide: true serves every namespace"):
         helm.template({"clusterWide": True, "watchNamespaces": ["trading"]})
