@@ -219,7 +219,8 @@ def reconcile_children(
         raise
     status = body.get("status") or {}
     if outcome.taken:
-        _name_taken(body, patch, runtime, engine, taken_message(outcome.taken))
+        approval = _approval_view(runtime, engine, spec)
+        _name_taken(body, patch, runtime, engine, taken_message(outcome.taken), approval)
         return  # no retry loop: the poll looks again, and heals once the name is free
     runtime.taken.pop(engine.uid, None)
     for reason, message in outcome.events:
@@ -250,7 +251,12 @@ def _replaced_reason(failure: str) -> str:
 
 
 def _name_taken(
-    body: kopf.Body, patch: kopf.Patch, runtime: Runtime, engine: EngineRef, message: str
+    body: kopf.Body,
+    patch: kopf.Patch,
+    runtime: Runtime,
+    engine: EngineRef,
+    message: str,
+    approval: ApprovalView,
 ) -> None:
     """Mark the engine: Failed, Ready=False NameTaken, and a Warning Event when it changes."""
     if runtime.taken.get(engine.uid) != message:
@@ -266,6 +272,7 @@ def _name_taken(
         None,
         None,
         str((body.get("spec") or {}).get("mode", "paper")),
+        approval,  # a live engine keeps its LiveApproved condition
     )
     if status.get("observedGeneration") != engine.generation:
         patch.status["observedGeneration"] = engine.generation
