@@ -41,6 +41,13 @@ class OperatorMetrics:
             "Failed GET /status polls of engines.",
             registry=self.registry,
         )
+        self.pods_replaced = Counter(
+            "hean_operator_engine_pods_replaced_total",
+            "Engine pods that had failed (evicted, node lost...) deleted to start a new one, "
+            "by the pod's status reason (or its phase when it gives none).",
+            ["reason"],
+            registry=self.registry,
+        )
         self.approval_evaluations = Counter(
             "hean_operator_liveapproval_evaluations_total",
             "Evaluations of a live engine's LiveApprovals, by result (valid, invalid) and "

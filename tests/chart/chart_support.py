@@ -43,6 +43,13 @@ SCENARIOS = {
     for s in (
         Scenario("defaults"),
         Scenario("defaults-monitoring-api", monitoring_api=True),
+        # cluster-wide: an explicit opt-in (issue 14 item 10)
+        Scenario("clusterwide", {"clusterWide": True, "watchNamespaces": []}),
+        Scenario(
+            "clusterwide-monitoring-api",
+            {"clusterWide": True, "watchNamespaces": []},
+            monitoring_api=True,
+        ),
         Scenario("namespaced", {"watchNamespaces": ["trading-a", "trading-b"]}),
         Scenario(
             "namespaced-monitoring-api",
@@ -99,6 +106,17 @@ SCENARIOS = {
         ),
     )
 }
+
+
+DEFAULT_WATCHED = yaml.safe_load((CHART_DIR / "values.yaml").read_text())["watchNamespaces"]
+
+
+def watched(scenario: str) -> list[str]:
+    """The namespaces a scenario's operator serves ([] when cluster-wide)."""
+    values = SCENARIOS[scenario].values
+    if values.get("clusterWide"):
+        return []
+    return list(values.get("watchNamespaces", DEFAULT_WATCHED))
 
 
 class HelmError(Exception):

@@ -19,7 +19,7 @@ from typing import Any, get_args
 
 import promql_parser
 import pytest
-from chart_support import NAMESPACE, REPO_ROOT, SCENARIOS, Helm, objects_of, one_of
+from chart_support import NAMESPACE, REPO_ROOT, Helm, objects_of, one_of, watched
 
 from hean_engine.control.runtime import RunMode
 from hean_engine.model.orders import OrderStatus, Reject, RiskState
@@ -262,7 +262,7 @@ def test_pod_monitor_scrapes_engine_pods(rendered: Rendered, scenario: str) -> N
     assert not monitor["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
     (endpoint,) = monitor["spec"]["podMetricsEndpoints"]
     assert (endpoint["port"], endpoint["path"]) == ("http", "/metrics")
-    namespaces = SCENARIOS[scenario].values.get("watchNamespaces")
+    namespaces = watched(scenario)
     expected = {"matchNames": namespaces} if namespaces else {"any": True}
     assert monitor["spec"]["namespaceSelector"] == expected
 

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from chart_support import NAMESPACE, SCENARIOS, Helm, objects_of
+from chart_support import NAMESPACE, SCENARIOS, Helm, HelmError, objects_of, watched
 
 from hean_operator.kube.cluster import APPROVALS, GROUP, PLURAL, TRUST_VERBS, VERBS
 
@@ -136,7 +136,7 @@ def test_no_wildcards(rendered: Rendered, scenario: str) -> None:
                 assert "*" not in (group + resource + verb), f"{kind} {name}: wildcard"
 
 
-@pytest.mark.parametrize("scenario", ["defaults", "defaults-monitoring-api", "no-api-check"])
+@pytest.mark.parametrize("scenario", ["clusterwide", "clusterwide-monitoring-api"])
 def test_clusterwide_rbac_is_exact(rendered: Rendered, scenario: str) -> None:
     objects = rendered(scenario)
     assert not _by_name(objects, "Role") and not _by_name(objects, "RoleBinding")
@@ -153,11 +153,14 @@ def test_clusterwide_rbac_is_exact(rendered: Rendered, scenario: str) -> None:
     ]
 
 
-@pytest.mark.parametrize("scenario", ["namespaced", "namespaced-monitoring-api", "customised"])
+@pytest.mark.parametrize(
+    "scenario",
+    ["defaults", "no-api-check", "namespaced", "namespaced-monitoring-api", "customised"],
+)
 def test_namespaced_rbac_is_exact(rendered: Rendered, scenario: str) -> None:
     objects = rendered(scenario)
     values = SCENARIOS[scenario].values
-    namespaces = values["watchNamespaces"]
+    namespaces = watched(scenario)
     scanning = values.get("rbac", {}).get("kopfScanning", True)
     sa = values.get("serviceAccount", {}).get("name") or "hean"
     roles = _by_name(objects, "Role")
@@ -194,3 +197,39 @@ def test_service_account_is_the_operators(rendered: Rendered) -> None:
     (deployment,) = objects_of(objects, "Deployment")
     assert deployment["spec"]["template"]["spec"]["serviceAccountName"] == sa["metadata"]["name"]
     assert deployment["spec"]["template"]["spec"]["automountServiceAccountToken"] is True
+
+
+# -- issue 14 item 10: namespaced by default, cluster-wide only as an opt-in, never kube-system --
+
+
+SYSTEM_NAMESPACES = ("kube-system", "kube-public", "kube-node-lease")
+
+
+def test_item10_the_default_install_is_namespaced_with_no_cluster_wide_writes(
+    rendered: Rendered,
+) -> None:
+    objects = rendered("defaults")
+    assert {k.split("/")[0] for k in _by_name(objects, "Role") if "trust" not in k} == {"default"}
+    # what stays cluster-wide is kopf's read-only scanning (CRDs, namespaces)
+    for role in objects_of(objects, "ClusterRole"):
+        for _, _, verb in _flatten(role):
+            assert verb in ("list", "watch"), (role["metadata"]["name"], verb)
+        assert not {resource for _, resource, _ in _flatten(role)} & {
+            "configmaps",
+            "secrets",
+            "pods",
+            "services",
+        }
+
+
+def test_item10_cluster_wide_needs_the_explicit_opt_in(helm: Helm) -> None:
+    with pytest.raises(HelmError, match=r"watchNamespaces is empty.*clusterWide: true"):
+        helm.template({"watchNamespaces": []})
+    with pytest.raises(HelmError, match="clusterWide: true serves every namespace"):
+        helm.template({"clusterWide": True, "watchNamespaces": ["trading"]})
+
+
+@pytest.mark.parametrize("namespace", SYSTEM_NAMESPACES)
+def test_item10_system_namespaces_are_refused(helm: Helm, namespace: str) -> None:
+    with pytest.raises(HelmError, match="is a system namespace"):
+        helm.template({"watchNamespaces": ["trading", namespace]})

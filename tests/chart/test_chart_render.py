@@ -21,6 +21,7 @@ from chart_support import (
     HelmError,
     objects_of,
     one_of,
+    watched,
 )
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
@@ -173,7 +174,7 @@ def test_operator_args_are_accepted_by_the_cli(rendered: Rendered, scenario: str
     assert container["args"][:2] == ["operator", "run"]
     ctx = run_operator_command.make_context("run", list(container["args"][2:]))
     values = SCENARIOS[scenario].values
-    assert ctx.params["namespaces"] == tuple(values.get("watchNamespaces", ()))
+    assert ctx.params["namespaces"] == tuple(watched(scenario))
     assert ctx.params["poll_interval"] == values.get("pollInterval", 10)
     assert ctx.params["metrics_port"] == 8000
     assert ctx.params["liveness_port"] == 8081

@@ -93,9 +93,12 @@ def _live_engine(cluster: DictCluster) -> None:
 
 
 async def _enforce(
-    files: dict[str, str], approvals: list[dict[str, Any]]
+    files: dict[str, str],
+    approvals: list[dict[str, Any]],
+    objects: dict[tuple[str, str, str], dict[str, Any]] | None = None,
 ) -> tuple[DictCluster, list[tuple[str, str, str]]]:
     cluster = DictCluster()
+    cluster.objects.update(copy.deepcopy(objects or {}))
     _live_engine(cluster)
     runtime = Runtime(cluster=cluster, settings=OperatorSettings(), metrics=OperatorMetrics())  # type: ignore[arg-type]
     events: list[tuple[str, str, str]] = []
@@ -135,6 +138,24 @@ async def test_item2_an_unknown_revoked_id_is_the_engines_condition_and_event() 
     assert condition["reason"] == "trust_policy_invalid"
     assert "revoked: 'alcie' is not a key in the trust directory" in condition["message"]
     assert any(e[1] == "NotApproved" and "'alcie' is not a key" in e[2] for e in events)
+
+
+# -- item 7: the approval ConfigMap of someone else is never replaced -----------------------
+
+
+async def test_item7_a_foreign_approval_configmap_is_left_alone_and_no_pod_starts() -> None:
+    files = trust_files({"alice": ALICE}, {"required": 1})
+    approval = signed({"alice": ALICE}, now=NOW, name="ok")
+    theirs = {
+        "metadata": {"name": "btc-approval", "namespace": "trading"},
+        "data": {"approval.yaml": "someone else's"},
+    }
+    key = ("configmaps", "trading", "btc-approval")
+    cluster, events = await _enforce(files, [approval], {key: theirs})
+    assert cluster.objects[key] == theirs
+    assert ("pods", "trading", "btc-engine") not in cluster.objects
+    (taken,) = [e for e in events if e[1] == "NameTaken"]
+    assert taken[0] == "Warning" and "ConfigMap btc-approval" in taken[2]
 
 
 # -- item 3: no automatic reconciliation lifts a halt ----------------------------------------
@@ -196,8 +217,14 @@ def _resource(operator: Runtime, cluster: DictCluster, **spec: Any) -> dict[str,
     meta = {"name": "btc", "namespace": "trading", "uid": "uid-p", "generation": 1}
     body = {"metadata": meta, "spec": spec_dict(**spec)}
     revision = handlers._revision(operator, meta, body["spec"])
+    # the engine's own children: controlled by it (the operator touches nothing else)
+    owners = [{"kind": "TradingEngine", "name": "btc", "uid": "uid-p", "controller": True}]
     cluster.objects[("pods", "trading", "btc-engine")] = {
-        "metadata": {"name": "btc-engine", "annotations": {ANNOTATION_REVISION: revision}},
+        "metadata": {
+            "name": "btc-engine",
+            "annotations": {ANNOTATION_REVISION: revision},
+            "ownerReferences": owners,
+        },
         "status": {
             "phase": "Running",
             "podIP": "127.0.0.1",
@@ -205,7 +232,8 @@ def _resource(operator: Runtime, cluster: DictCluster, **spec: Any) -> dict[str,
         },
     }
     cluster.objects[("secrets", "trading", "btc-control")] = {
-        "data": {CONTROL_TOKEN_KEY: base64.b64encode(TOKEN.encode()).decode()}
+        "metadata": {"name": "btc-control", "ownerReferences": owners},
+        "data": {CONTROL_TOKEN_KEY: base64.b64encode(TOKEN.encode()).decode()},
     }
     return body
 

@@ -6,6 +6,8 @@ import copy
 from collections.abc import Mapping
 from typing import Any
 
+import pytest
+
 from hean_engine.model.spec import parse_spec
 from hean_operator.builders.common import EngineRef
 from hean_operator.builders.pod import EngineImage
@@ -125,3 +127,98 @@ def test_pause_and_halt_do_not_restart_the_engine() -> None:
     )
     assert out.waiting is None
     assert cluster.writes == [("replace", "configmaps")]  # the config follows; the pod stays
+
+
+# -- issue 14 item 7: the operator touches only what it owns ------------------------------
+
+
+def _unrelated(kind: str, name: str, **extra: Any) -> dict[str, Any]:
+    """Someone else's object: no owner, or another controller."""
+    return {"metadata": {"name": name, "namespace": "default", **extra}, "data": {"k": "theirs"}}
+
+
+def test_item7_a_configmap_of_the_same_name_owned_by_no_one_is_left_untouched() -> None:
+    cluster = StoreCluster()
+    theirs = _unrelated("configmaps", "btc-config")
+    cluster.objects[("configmaps", "default", "btc-config")] = copy.deepcopy(theirs)
+    out = ensure_children(cluster, _engine(1), parse_spec(SPEC), EngineImage())
+    assert cluster.writes == []  # nothing at all: not even the free names
+    assert cluster.objects[("configmaps", "default", "btc-config")] == theirs
+    assert out.taken == ["ConfigMap btc-config (not created by this engine (no controller owner))"]
+    assert out.writes == 0 and out.waiting is None
+
+
+def test_item7_an_unrelated_pod_of_the_engine_pods_name_is_never_deleted() -> None:
+    cluster = StoreCluster()
+    other = {"kind": "ReplicaSet", "name": "search-rs", "uid": "rs-1", "controller": True}
+    cluster.objects[("pods", "default", "btc-engine")] = _unrelated(
+        "pods", "btc-engine", ownerReferences=[other]
+    )
+    out = ensure_children(cluster, _engine(1), parse_spec(SPEC), EngineImage())
+    assert cluster.writes == []
+    assert not cluster.objects[("pods", "default", "btc-engine")]["metadata"].get(
+        "deletionTimestamp"
+    )
+    assert out.taken == ["Pod btc-engine (controlled by ReplicaSet search-rs (uid rs-1))"]
+
+
+def test_item7_children_of_an_earlier_engine_of_the_same_name_are_not_adopted() -> None:
+    cluster = StoreCluster()
+    ensure_children(cluster, _engine(1), parse_spec(SPEC), EngineImage())
+    cluster.writes.clear()
+    recreated = EngineRef(name="btc", namespace="default", uid="u2", generation=1)
+    changed = {**SPEC, "risk": {**SPEC["risk"], "maxOrderNotional": "2000"}}
+    out = ensure_children(cluster, recreated, parse_spec(changed), EngineImage())
+    assert cluster.writes == []
+    assert len(out.taken) == 4  # until the garbage collector removes the old engine's
+
+
+def test_item7_the_approval_configmap_is_not_replaced_when_someone_else_owns_it() -> None:
+    from hean_operator.reconcile.children import NameTaken, ensure_approval_config
+
+    cluster = StoreCluster()
+    cluster.objects[("configmaps", "default", "btc-approval")] = _unrelated(
+        "configmaps", "btc-approval"
+    )
+    with pytest.raises(NameTaken) as raised:
+        ensure_approval_config(cluster, _engine(1), {"approval.yaml": "x"})
+    assert raised.value.taken == [
+        "ConfigMap btc-approval (not created by this engine (no controller owner))"
+    ]
+    assert cluster.writes == []
+
+
+# -- issue 14 item 8: a failed (evicted) pod is replaced, one pod at a time -----------------
+
+
+def test_item8_an_evicted_pod_is_deleted_then_replaced() -> None:
+    cluster = StoreCluster()
+    ensure_children(cluster, _engine(1), parse_spec(SPEC), EngineImage())
+    (pod,) = cluster.pods()
+    pod["status"] = {"phase": "Failed", "reason": "Evicted", "message": "low on memory"}
+    cluster.writes.clear()
+    out = ensure_children(cluster, _engine(1), parse_spec(SPEC), EngineImage())
+    assert cluster.writes == [("delete", "pods")]
+    assert out.replaced == "Failed: Evicted"
+    assert [reason for reason, _ in out.warnings] == ["PodFailed", "PaperAccountReset"]
+    assert out.waiting is not None  # the new pod only once the failed one is gone
+    again = ensure_children(cluster, _engine(1), parse_spec(SPEC), EngineImage())
+    assert again.writes == 0 and again.replaced is None and len(cluster.pods()) == 1
+    cluster.finish_deletions()
+    done = ensure_children(cluster, _engine(1), parse_spec(SPEC), EngineImage())
+    assert done.waiting is None and cluster.writes[-1] == ("create", "pods")
+    (new,) = cluster.pods()
+    assert "status" not in new
+
+
+# -- issue 14 item 12: a paper engine's new pod starts a new paper account: say so ------------
+
+
+def test_item12_a_spec_change_of_a_paper_engine_warns_that_its_account_resets() -> None:
+    cluster = StoreCluster()
+    ensure_children(cluster, _engine(1), parse_spec(SPEC), EngineImage())
+    changed = {**SPEC, "risk": {**SPEC["risk"], "maxOrderNotional": "2000"}}
+    out = ensure_children(cluster, _engine(2), parse_spec(changed), EngineImage())
+    (reset,) = [message for reason, message in out.warnings if reason == "PaperAccountReset"]
+    assert "startingBalances" in reset and "lost" in reset
+    assert out.replaced is None  # a spec change is not a failure

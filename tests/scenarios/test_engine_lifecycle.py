@@ -92,6 +92,11 @@ async def test_spec_change_replaces_the_pod_never_running_two(scenario: Scenario
     )
     assert max_concurrent_pods(events, "btc") == 1
     assert engine_pod_uids(events, "btc") == {new}
+    # a paper engine's new pod starts its account afresh: the user is told (issue 14 item 12)
+    listed = (await scenario.kubectl("get", "events", "-o", "json")).json()["items"]
+    (reset,) = [e for e in listed if e["reason"] == "PaperAccountReset"]
+    assert reset["type"] == "Warning" and reset["involvedObject"]["name"] == "btc"
+    assert "startingBalances" in reset["message"]
 
 
 async def test_pause_and_resume_without_a_restart(scenario: Scenario) -> None:
@@ -129,9 +134,9 @@ async def test_delete_halts_the_engine_then_removes_everything(scenario: Scenari
     await scenario.kubectl("delete", "tradingengine", "btc", "--wait=true", "--timeout=60s")
     gone = await scenario.kubectl("get", "te", "btc", check=False)
     assert gone.returncode != 0 and "NotFound" in gone.stderr
-    for kind, name in [("configmap", "btc-config"), ("secret", "btc-control"), ("service", "btc")]:
-        assert (await scenario.kubectl("get", kind, name, check=False)).returncode != 0
-    await scenario.kubectl("wait", "--for=delete", "pod/btc-engine", "--timeout=60s")
+    # the real garbage collector removes the owned children after the engine, not with it
+    for child in ("configmap/btc-config", "secret/btc-control", "service/btc", "pod/btc-engine"):
+        await scenario.kubectl("wait", "--for=delete", child, "--timeout=60s")
     events = (await scenario.kubectl("get", "events", "-o", "json")).json()["items"]
     deleted = [e for e in events if e["reason"] == "Deleted"]
     assert deleted and deleted[0]["message"] == "engine halted with no open orders"

@@ -123,3 +123,21 @@ name=quantity pairs, sorted by name: the operator's --engine-requests/--engine-l
 {{- end -}}
 {{- join "," $pairs -}}
 {{- end -}}
+
+{{/*
+Which namespaces the operator serves: the listed ones (a Role in each), or,
+as an explicit opt-in, all of them (clusterWide). Never a system namespace.
+*/}}
+{{- define "hean.validateScope" -}}
+{{- range .Values.watchNamespaces }}
+{{- if has . (list "kube-system" "kube-public" "kube-node-lease") }}
+{{- fail (printf "watchNamespaces: %s is a system namespace; the operator never serves one (it would create and delete pods and read Secrets there)" .) }}
+{{- end }}
+{{- end }}
+{{- if and .Values.clusterWide .Values.watchNamespaces }}
+{{- fail "clusterWide: true serves every namespace: set watchNamespaces to [] (it lists the namespaces of a namespaced install)" }}
+{{- end }}
+{{- if and (not .Values.clusterWide) (not .Values.watchNamespaces) }}
+{{- fail "watchNamespaces is empty: list the namespaces whose TradingEngines the operator serves, or opt in to clusterWide: true (see the chart's README for its risk)" }}
+{{- end }}
+{{- end }}

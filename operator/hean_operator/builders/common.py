@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +25,16 @@ CONTROL_DIR = "/etc/hean/control"
 CONTROL_TOKEN_KEY = "token"  # noqa: S105 - the key name in the Secret, not a secret
 CREDENTIALS_DIR = "/etc/hean/credentials"
 JOURNAL_DIR = "/var/lib/hean/journal"
+
+# Suffixes of the children's names (`<engine>-<suffix>`; the Service is `<engine>`).
+CHILD_SUFFIXES = ("config", "control", "engine", "approval")
+# Kubernetes names that must be DNS-1035 labels (the Service, label values) have
+# at most 63 characters; an engine name of at most this length keeps every
+# child's name within 63 too. The CRD refuses longer names at admission, and the
+# operator marks the engine Invalid if an old CRD let one through.
+MAX_NAME_LENGTH = 63 - 1 - max(len(suffix) for suffix in CHILD_SUFFIXES)
+# The Service is named after the engine: a DNS-1035 label (starts with a letter, no dots).
+NAME_PATTERN = "^[a-z]([-a-z0-9]*[a-z0-9])?$"
 
 
 @dataclass(frozen=True)
@@ -67,6 +78,40 @@ def labels(engine: EngineRef, component: str) -> dict[str, str]:
 
 def selector(engine: EngineRef) -> dict[str, str]:
     return {LABEL_ENGINE: engine.name, LABEL_COMPONENT: "engine"}
+
+
+def name_problems(name: str) -> list[str]:
+    """Why `name` cannot be a TradingEngine's name (its children's names derive from it)."""
+    problems = []
+    if len(name) > MAX_NAME_LENGTH:
+        problems.append(
+            f"metadata.name: {len(name)} characters; at most {MAX_NAME_LENGTH} "
+            f"(its children's names, such as {name[:8]}...-approval, must fit 63)"
+        )
+    if not re.fullmatch(NAME_PATTERN, name):
+        problems.append(
+            "metadata.name: must start with a letter and hold only lowercase letters, digits "
+            "and '-' (the engine's Service is named after it)"
+        )
+    return problems
+
+
+def owned_by(obj: dict[str, Any], engine: EngineRef) -> bool:
+    """Whether `obj` is this engine's (its controller owner reference names the engine's uid)."""
+    owners = obj.get("metadata", {}).get("ownerReferences") or []
+    return any(o.get("controller") and o.get("uid") == engine.uid for o in owners)
+
+
+def owner_description(obj: dict[str, Any]) -> str:
+    """Who controls `obj`, for a person: "TradingEngine x (uid ...)", or "no owner"."""
+    owners = obj.get("metadata", {}).get("ownerReferences") or []
+    controller = next((o for o in owners if o.get("controller")), None)
+    if controller is None:
+        return "not created by this engine (no controller owner)"
+    return (
+        f"controlled by {controller.get('kind')} {controller.get('name')} "
+        f"(uid {controller.get('uid')})"
+    )
 
 
 def owner_reference(engine: EngineRef) -> dict[str, Any]:

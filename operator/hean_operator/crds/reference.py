@@ -146,11 +146,21 @@ def _table(root: dict[str, Any], path: str, *, include_root: bool = True) -> lis
     return lines
 
 
-def _rules(spec: dict[str, Any]) -> list[str]:
+def _rules(spec: dict[str, Any], root: dict[str, Any] | None = None) -> list[str]:
     lines = [
         "| on | rule | message | field | reason |",
         "| --- | --- | --- | --- | --- |",
     ]
+    for rule in (root or {}).get("x-kubernetes-validations") or []:
+        # rules on the whole object: they judge metadata.name (the one field CEL reaches there)
+        cells = [
+            "(object)",
+            _code(rule["rule"]),
+            rule.get("message", ""),
+            _code("metadata.name"),
+            rule.get("reason", "FieldValueInvalid"),
+        ]
+        lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
     for field, node, _ in _fields(spec, "spec", None):
         for rule in node.get("x-kubernetes-validations") or []:
             target = f"{field}{rule['fieldPath']}" if "fieldPath" in rule else field
@@ -239,7 +249,7 @@ def render_reference(crd: dict[str, Any] | None = None) -> str:
         "Checked by the apiserver on create and update; a failing rule refuses the write "
         "with its message.",
         "",
-        *_rules(spec),
+        *_rules(spec, schema),
         "",
         "## spec",
         "",

@@ -11,6 +11,7 @@ from typing import Any
 
 from hean_engine.model.spec import API_VERSION, KIND, TradingEngineSpec
 from hean_operator.api.status import TradingEngineStatus
+from hean_operator.builders.common import MAX_NAME_LENGTH, NAME_PATTERN
 from hean_operator.crds.schema import namespaced_crd, structural_schema
 
 GROUP, VERSION = API_VERSION.split("/")
@@ -43,6 +44,24 @@ STRATEGY_RULES: list[dict[str, str]] = [
         "(has(self.params.slow) ? int(self.params.slow) : 26)",
         "message": "ema_cross needs params.fast < params.slow",
         "fieldPath": ".params",
+    },
+]
+
+# On the whole object (CEL reaches metadata.name there): the engine's children are
+# named after it (`<name>-approval` the longest; the Service is `<name>`), and
+# a name they cannot carry would be refused for each child on every retry.
+# The operator checks the same (builders/common.py::name_problems).
+NAME_RULES: list[dict[str, str]] = [
+    {
+        "rule": f"size(self.metadata.name) <= {MAX_NAME_LENGTH}",
+        "message": f"metadata.name: at most {MAX_NAME_LENGTH} characters (the engine's "
+        "children are named after it, NAME-approval the longest, and such names have at "
+        "most 63)",
+    },
+    {
+        "rule": f"self.metadata.name.matches('{NAME_PATTERN}')",
+        "message": "metadata.name: must start with a letter and hold only lowercase letters, "
+        "digits and '-' (the engine's Service is named after it)",
     },
 ]
 
@@ -93,7 +112,7 @@ def build_tradingengine_crd() -> dict[str, Any]:
     conditions = status_schema["properties"]["conditions"]
     conditions["x-kubernetes-list-type"] = "map"
     conditions["x-kubernetes-list-map-keys"] = ["type"]
-    return namespaced_crd(
+    crd = namespaced_crd(
         group=GROUP,
         version=VERSION,
         kind=KIND,
@@ -107,3 +126,6 @@ def build_tradingengine_crd() -> dict[str, Any]:
         spec_schema=spec_schema,
         status_schema=status_schema,
     )
+    root = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    root["x-kubernetes-validations"] = NAME_RULES
+    return crd

@@ -8,7 +8,7 @@ The phase answers "what is this engine doing?" at a glance in `kubectl get`:
 | Terminating | the resource is being deleted |
 | Pending | no engine pod exists yet |
 | Starting | the pod exists but the engine is not ready (or its status is unknown) |
-| Failed | the pod failed, or keeps crashing |
+| Failed | the pod failed, or keeps crashing, or a child's name is taken |
 | Halted | the engine's risk state is HALTED (by itself or by `spec.halt`) |
 | Paused | the engine is paused |
 | Running | the engine is ready and trading |
@@ -40,6 +40,7 @@ class PodView:
     ready: bool = False
     restarts: int = 0
     waiting_reason: str = ""  # e.g. CrashLoopBackOff
+    failure: str = ""  # the pod ended (Failed/Succeeded) and why, e.g. "Failed: Evicted"
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,7 @@ class Observation:
     # (status, reason, message). None for paper engines, or before any verdict.
     approval: tuple[ConditionStatus, str, str] | None = None
     blocked: str | None = None  # why no pod is started (a live engine without approval)
+    taken: str | None = None  # a child's name is held by an object the engine does not own
 
 
 def now_rfc3339() -> str:
@@ -65,9 +67,13 @@ def now_rfc3339() -> str:
 def derive_phase(obs: Observation) -> tuple[Phase, str]:
     if obs.deleting:
         return Phase.TERMINATING, "the resource is being deleted"
+    if obs.taken is not None:
+        return Phase.FAILED, obs.taken
     pod = obs.pod
     if not pod.exists:
         return Phase.PENDING, obs.blocked or "the engine pod is being created"
+    if pod.failure:
+        return Phase.FAILED, f"the engine pod failed ({pod.failure}): replacing it"
     if pod.phase == "Failed":
         return Phase.FAILED, "the engine pod failed"
     if pod.waiting_reason == "CrashLoopBackOff" or (
@@ -120,7 +126,17 @@ def derive_conditions(obs: Observation, previous: list[Condition], now: str) -> 
             now,
         )
     ]
-    if obs.pod.ready and obs.engine is not None:
+    if obs.taken is not None:
+        ready = _condition(
+            ConditionType.READY,
+            ConditionStatus.FALSE,
+            "NameTaken",
+            obs.taken,
+            gen,
+            prev,
+            now,
+        )
+    elif obs.pod.ready and obs.engine is not None:
         ready = _condition(
             ConditionType.READY,
             ConditionStatus.TRUE,

@@ -45,11 +45,17 @@ from hean_operator.approvals.evaluate import (
 )
 from hean_operator.approvals.scheduler import Clock, Scheduler
 from hean_operator.builders.approval import approval_data
-from hean_operator.builders.common import EngineRef
+from hean_operator.builders.common import EngineRef, owned_by
 from hean_operator.engines.client import Command, EngineUnreachable
 from hean_operator.engines.status import with_condition
 from hean_operator.handlers.engines import Runtime, _pod_view, _send
-from hean_operator.reconcile.children import ApprovalGate, ensure_approval_config, ensure_children
+from hean_operator.reconcile.children import (
+    ApprovalGate,
+    NameTaken,
+    ensure_approval_config,
+    ensure_children,
+    taken_message,
+)
 
 log = logging.getLogger("hean.operator.approvals")
 
@@ -318,15 +324,22 @@ class ApprovalEnforcer:
             expires.timestamp() if expires is not None else None,
         )
         gate = self._gate(decision)
-        await asyncio.to_thread(ensure_approval_config, runtime.cluster, engine, gate.data)
+        taken = False
+        try:
+            await asyncio.to_thread(ensure_approval_config, runtime.cluster, engine, gate.data)
+        except NameTaken as exc:  # someone else's ConfigMap: left as it is, and no pod
+            taken = True
+            await self._taken(resource, engine, exc.taken)
         pod_doc = await asyncio.to_thread(runtime.cluster.get, "pods", namespace, engine.pod_name)
+        if pod_doc is not None and not owned_by(pod_doc, engine):
+            pod_doc = None  # a pod of that name the engine does not own: not its pod
         before = self._enforced.get(key)
         self._enforced[key] = decision.valid
         if decision.valid:
             await self._write_condition(resource, engine, decision, pod_doc is not None)
             if before is not True:
                 await self._event(resource, "Normal", "Approved", decision.message)
-            if pod_doc is None:
+            if pod_doc is None and not taken:
                 await self._start(resource, engine, spec, gate)
             return
         # Stop the trading first, then report: the halt must not wait for a status write.
@@ -341,6 +354,13 @@ class ApprovalEnforcer:
                 resource, "Warning", "NotApproved", f"{decision.reason}: {decision.message}"
             )
         self._reasons[key] = decision.reason
+
+    async def _taken(self, resource: dict[str, Any], engine: EngineRef, taken: list[str]) -> None:
+        """A child's name is held by an object the engine does not own: say so, once."""
+        message = taken_message(taken)
+        if self.runtime.taken.get(engine.uid) != message:
+            self.runtime.taken[engine.uid] = message
+            await self._event(resource, "Warning", "NameTaken", message)
 
     async def _orphaned(self, key: EngineKey) -> None:
         """The engine is gone: its approvals say so, and its timer and series go."""
@@ -402,8 +422,13 @@ class ApprovalEnforcer:
         outcome = await asyncio.to_thread(
             ensure_children, runtime.cluster, engine, spec, runtime.settings.image, gate
         )
+        if outcome.taken:
+            await self._taken(resource, engine, outcome.taken)
+            return
         for reason, message in outcome.events:
             await self._event(resource, "Normal", reason, message)
+        for reason, message in outcome.warnings:
+            await self._event(resource, "Warning", reason, message)
 
     async def _stop_trading(
         self,
@@ -415,7 +440,7 @@ class ApprovalEnforcer:
         """The engine runs without a valid approval: tell it to halt (or reduce) now."""
         runtime = self.runtime
         # Whatever spec revision the pod runs: any engine pod may be trading.
-        _, ip = _pod_view(pod_doc, None)
+        _, ip = _pod_view(pod_doc, None, engine)
         if ip is None:
             return  # not scheduled yet: it checks its approval itself when it starts
         base = f"http://{ip}:{runtime.settings.engine_port}"

@@ -36,6 +36,8 @@ from hean_operator.builders.common import (
     CONTROL_TOKEN_KEY,
     LABEL_COMPONENT,
     EngineRef,
+    name_problems,
+    owned_by,
 )
 from hean_operator.builders.config import spec_revision
 from hean_operator.engines.client import (
@@ -55,7 +57,7 @@ from hean_operator.engines.status import (
 )
 from hean_operator.kube.cluster import Cluster
 from hean_operator.metrics import OperatorMetrics
-from hean_operator.reconcile.children import ensure_children
+from hean_operator.reconcile.children import ensure_children, failure_reason, taken_message
 from hean_operator.settings import OperatorSettings
 
 if TYPE_CHECKING:
@@ -78,6 +80,9 @@ class Runtime:
     # uid -> (generation, spec revision, parsed spec): polls are frequent, specs change rarely
     revisions: dict[str, tuple[int, str, TradingEngineSpec]] = field(default_factory=dict)
     approvals: ApprovalEnforcer | None = None  # LiveApproval enforcement (set at start-up)
+    # uid -> why the engine's children cannot be made (a name held by an object it
+    # does not own); the status says so, and the Warning Event is posted once per change.
+    taken: dict[str, str] = field(default_factory=dict)
 
     @property
     def stopping(self) -> bool:
@@ -147,12 +152,15 @@ def _parsed(
 ) -> tuple[str, TradingEngineSpec]:
     """The spec revision and model of the resource's generation, parsed once per generation.
 
-    Raises ConfigError when the model rejects the spec.
+    Raises ConfigError when the model rejects the spec (or the name cannot name children).
     """
     uid, generation = str(meta["uid"]), int(meta.get("generation") or 1)
     cached = runtime.revisions.get(uid)
     if cached is not None and cached[0] == generation:
         return cached[1], cached[2]
+    problems = name_problems(str(meta["name"]))
+    if problems:
+        raise ConfigError(problems)
     model = parse_spec(dict(spec))
     revision = spec_revision(model)
     runtime.revisions[uid] = (generation, revision, model)
@@ -184,6 +192,11 @@ def _approval_view(runtime: Runtime, engine: EngineRef, spec: TradingEngineSpec)
 
 def _parse(body: kopf.Body, patch: kopf.Patch, runtime: Runtime) -> TradingEngineSpec | None:
     try:
+        problems = name_problems(str(body.metadata["name"]))
+        if problems:
+            # A CRD without the name rule (an old chart) let it through: its children's
+            # names would be refused (422) on every retry. Invalid, once, instead.
+            raise ConfigError(problems)
         return parse_spec(dict(body.get("spec") or {}))
     except ConfigError as exc:
         _invalid(body, patch, exc, int(body.metadata.get("generation") or 1), runtime)
@@ -224,11 +237,20 @@ def reconcile_children(
     except Exception:
         runtime.metrics.errors.labels(handler="reconcile").inc()
         raise
+    status = body.get("status") or {}
+    if outcome.taken:
+        approval = _approval_view(runtime, engine, spec)
+        _name_taken(body, patch, runtime, engine, taken_message(outcome.taken), approval)
+        return  # no retry loop: the poll looks again, and heals once the name is free
+    runtime.taken.pop(engine.uid, None)
     for reason, message in outcome.events:
         kopf.info(body, reason=reason, message=message)
+    for reason, message in outcome.warnings:
+        kopf.warn(body, reason=reason, message=message)
+    if outcome.replaced is not None:
+        runtime.metrics.pods_replaced.labels(reason=_replaced_reason(outcome.replaced)).inc()
     if outcome.waiting is not None:
         raise kopf.TemporaryError(outcome.waiting, delay=1)
-    status = body.get("status") or {}
     if status.get("observedGeneration") != engine.generation:
         patch.status["observedGeneration"] = engine.generation
     if outcome.blocked is not None:
@@ -242,8 +264,43 @@ def reconcile_children(
         patch.status["message"] = "the engine pod is starting"
 
 
+def _replaced_reason(failure: str) -> str:
+    """The metric's label: the pod's status reason (Evicted, NodeLost...) or its phase."""
+    phase, _, detail = failure.partition(": ")
+    return detail if detail.isalnum() and len(detail) <= 64 else phase
+
+
+def _name_taken(
+    body: kopf.Body,
+    patch: kopf.Patch,
+    runtime: Runtime,
+    engine: EngineRef,
+    message: str,
+    approval: ApprovalView,
+) -> None:
+    """Mark the engine: Failed, Ready=False NameTaken, and a Warning Event when it changes."""
+    if runtime.taken.get(engine.uid) != message:
+        kopf.warn(body, reason="NameTaken", message=message[:1024])
+    runtime.taken[engine.uid] = message
+    status = dict(body.get("status") or {})
+    _write_status(
+        body,
+        patch.status,
+        runtime,
+        engine,
+        PodView(exists=False),
+        None,
+        None,
+        str((body.get("spec") or {}).get("mode", "paper")),
+        approval,  # a live engine keeps its LiveApproved condition
+    )
+    if status.get("observedGeneration") != engine.generation:
+        patch.status["observedGeneration"] = engine.generation
+
+
 def cluster_pod_missing(runtime: Runtime, engine: EngineRef) -> bool:
-    return runtime.cluster.get("pods", engine.namespace, engine.pod_name) is None
+    pod = runtime.cluster.get("pods", engine.namespace, engine.pod_name)
+    return pod is None or not owned_by(pod, engine)
 
 
 def _is_ready(status: dict[str, Any]) -> bool:
@@ -254,12 +311,16 @@ def _is_ready(status: dict[str, Any]) -> bool:
     )
 
 
-def _pod_view(pod: dict[str, Any] | None, revision: str | None) -> tuple[PodView, str | None]:
+def _pod_view(
+    pod: dict[str, Any] | None, revision: str | None, engine: EngineRef
+) -> tuple[PodView, str | None]:
     """The pod as the status logic sees it, and its IP if it runs this spec revision.
 
-    With `revision` None any engine pod counts (deletion halts whatever runs).
+    With `revision` None any pod of the engine counts (deletion halts whatever runs).
+    A pod of that name that the engine does not own is not its pod: never polled,
+    never sent its token.
     """
-    if pod is None:
+    if pod is None or not owned_by(pod, engine):
         return PodView(exists=False), None
     annotations = pod["metadata"].get("annotations") or {}
     status = pod.get("status") or {}
@@ -270,6 +331,7 @@ def _pod_view(pod: dict[str, Any] | None, revision: str | None) -> tuple[PodView
     view = PodView(
         exists=current,
         phase=str(status.get("phase") or ""),
+        failure=failure_reason(pod) or "",
         ready=ready and current,
         restarts=int(statuses[0].get("restartCount") or 0),
         waiting_reason=str(waiting.get("reason") or ""),
@@ -283,7 +345,7 @@ async def _token(runtime: Runtime, engine: EngineRef) -> str:
         secret = await asyncio.to_thread(
             runtime.cluster.get, "secrets", engine.namespace, engine.secret_name
         )
-        if secret is None:
+        if secret is None or not owned_by(secret, engine):
             raise EngineUnreachable("the engine's control Secret does not exist yet")
         token = base64.b64decode(secret["data"][CONTROL_TOKEN_KEY]).decode()
         runtime.tokens[engine.uid] = token
@@ -362,6 +424,7 @@ async def poll_engine(
     pod, ip = _pod_view(
         await asyncio.to_thread(runtime.cluster.get, "pods", engine.namespace, engine.pod_name),
         revision,
+        engine,
     )
     if not pod.exists and "observedGeneration" not in status:
         # The create handler has not finished yet (it may be waiting for a thread):
@@ -370,13 +433,16 @@ async def poll_engine(
         # with another Pending Event, on every poll (7 per engine at N=300).
         return
     if (
-        not pod.exists
+        (not pod.exists or pod.failure)
         and status.get("observedGeneration") == engine.generation
         and approval.approved
     ):
-        # The pod vanished (deleted by hand, node lost): heal at once. A live engine
-        # without a valid approval gets no pod: its approval enforcement starts it.
+        # The pod vanished (deleted by hand, node lost) or failed (evicted): heal at
+        # once. A live engine without a valid approval gets no pod: its approval
+        # enforcement starts it.
         await asyncio.to_thread(reconcile_children, body=body, meta=meta, patch=patch, memo=memo)
+        if engine.uid in runtime.taken:
+            return  # the status says why no pod: nothing more to observe
     report: dict[str, Any] | None = None
     error: str | None = None
     if ip is not None and pod.ready:
@@ -426,6 +492,7 @@ def _write_status(
         deleting=bool(body["metadata"].get("deletionTimestamp")),
         approval=approval.condition if approval is not None else None,
         blocked=approval.blocked if approval is not None else None,
+        taken=runtime.taken.get(engine.uid),
     )
     phase, message = derive_phase(obs)
     previous = [Condition.model_validate(c) for c in current.get("conditions") or []]
@@ -500,15 +567,15 @@ async def engine_pod_ready(
         revision, model = _parsed(runtime, resource["metadata"], spec)
     except ConfigError:
         return  # the reconcile handler reports it
-    pod, ip = _pod_view(dict(body), revision)
-    if ip is None or not pod.ready:
-        return  # a pod of an older spec revision
     engine = EngineRef(
         name=name,
         namespace=namespace,
         uid=str(resource["metadata"]["uid"]),
         generation=int(resource["metadata"].get("generation") or 1),
     )
+    pod, ip = _pod_view(dict(body), revision, engine)
+    if ip is None or not pod.ready:
+        return  # a pod of an older spec revision (or of an engine gone meanwhile)
     report, _unreachable = await _fetch_status(runtime, ip)
     if report is None:
         return  # not answering yet: the timer keeps trying
@@ -559,6 +626,7 @@ async def _steer(
     pod, ip = _pod_view(
         await asyncio.to_thread(runtime.cluster.get, "pods", engine.namespace, engine.pod_name),
         revision,
+        engine,
     )
     if ip is None or not pod.ready:
         return  # a new engine reads paused/halt from its config; the timer re-asserts them
@@ -592,11 +660,13 @@ async def engine_deleted(
     runtime: Runtime = memo["runtime"]
     engine = _ref(meta)
     runtime.metrics.observe_phase(engine.namespace, engine.name, None)
+    runtime.taken.pop(engine.uid, None)
     if runtime.approvals is not None:
         runtime.approvals.request((engine.namespace, engine.name))  # its approvals: orphaned
     pod, ip = _pod_view(
         await asyncio.to_thread(runtime.cluster.get, "pods", engine.namespace, engine.pod_name),
         None,
+        engine,
     )
     if ip is None or not pod.ready:
         kopf.info(body, reason="Deleted", message="no running engine: nothing to cancel")

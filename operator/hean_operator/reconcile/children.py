@@ -13,6 +13,15 @@ old pod, and the new one is created only once the old is confirmed gone
 Live engines also get the ConfigMap with their LiveApproval and the trust
 files, and their pod is created only while the operator's verdict on the
 approval is valid (`ApprovalGate`); otherwise `Outcome.blocked` says why.
+
+Only what the engine owns is ever changed: an object of a child's name whose
+controller owner reference is not this engine (an unrelated ConfigMap
+`app-config` when the engine is `app`) is left exactly as it is, and nothing
+at all is written for the engine (`Outcome.taken` names the objects).
+
+A pod that failed (evicted, its node lost: phase Failed or Succeeded; the
+pod's restartPolicy never lets the engine itself end there) is deleted, and
+its replacement created once it is gone, as for a new spec (`Outcome.replaced`).
 """
 
 from __future__ import annotations
@@ -24,7 +33,13 @@ from typing import Any
 
 from hean_engine.model.spec import Mode, TradingEngineSpec
 from hean_operator.builders.approval import approval_configmap_name, build_approval_configmap
-from hean_operator.builders.common import ANNOTATION_GENERATION, ANNOTATION_REVISION, EngineRef
+from hean_operator.builders.common import (
+    ANNOTATION_GENERATION,
+    ANNOTATION_REVISION,
+    EngineRef,
+    owned_by,
+    owner_description,
+)
 from hean_operator.builders.config import build_configmap, build_control_secret, spec_revision
 from hean_operator.builders.pod import EngineImage, build_pod, build_service
 from hean_operator.kube.cluster import Cluster, Conflict
@@ -38,6 +53,30 @@ class Outcome:
     waiting: str | None = None  # set when the caller must retry (old pod still terminating)
     writes: int = 0
     blocked: str | None = None  # a live engine without a valid approval: why no pod
+    # Objects with a child's name that this engine does not own ("ConfigMap app-config
+    # (controlled by ...)"): nothing was written.
+    taken: list[str] = field(default_factory=list)
+    warnings: list[tuple[str, str]] = field(default_factory=list)  # Warning Events
+    replaced: str | None = None  # a failed pod was deleted: why it failed (e.g. Evicted)
+
+
+class NameTaken(Exception):
+    """A child's name is held by an object this engine does not own."""
+
+    def __init__(self, taken: list[str]) -> None:
+        super().__init__("; ".join(taken))
+        self.taken = taken
+
+
+KINDS = {"configmaps": "ConfigMap", "secrets": "Secret", "services": "Service", "pods": "Pod"}
+
+
+def taken_message(taken: list[str]) -> str:
+    return (
+        "a child's name is taken by an object this engine does not own, left untouched: "
+        + "; ".join(taken)
+        + ". Rename the engine or remove that object."
+    )
 
 
 @dataclass(frozen=True)
@@ -64,31 +103,63 @@ def ensure_children(
 ) -> Outcome:
     """Make the children match; a live engine needs `gate` (None counts as not approved)."""
     out = Outcome()
-    _ensure_config(cluster, engine, spec, out)
-    if cluster.get("secrets", engine.namespace, engine.secret_name) is None:
+    names = [
+        ("configmaps", engine.configmap_name),
+        ("secrets", engine.secret_name),
+        ("services", engine.service_name),
+        ("pods", engine.pod_name),
+    ]
+    if spec.mode is Mode.LIVE:
+        names.append(("configmaps", approval_configmap_name(engine)))
+    current = {key: cluster.get(key[0], engine.namespace, key[1]) for key in names}
+    out.taken = [
+        f"{KINDS[kind]} {name} ({owner_description(obj)})"
+        for (kind, name), obj in current.items()
+        if obj is not None and not owned_by(obj, engine)
+    ]
+    if out.taken:
+        return out  # touch nothing: not even the children that are free
+    _ensure_config(cluster, engine, spec, out, current[("configmaps", engine.configmap_name)])
+    if current[("secrets", engine.secret_name)] is None:
         _create(cluster, "secrets", build_control_secret(engine, secrets.token_urlsafe(32)), out)
-    if cluster.get("services", engine.namespace, engine.service_name) is None:
+    if current[("services", engine.service_name)] is None:
         _create(cluster, "services", build_service(engine), out)
     data: Mapping[str, str] | None = None
     if spec.mode is Mode.LIVE:
         data = gate.data if gate is not None else {}
-        ensure_approval_config(cluster, engine, data, out)
+        ensure_approval_config(
+            cluster, engine, data, out, current[("configmaps", approval_configmap_name(engine))]
+        )
         if gate is None or not gate.approved:
             out.blocked = (
                 f"waiting for a valid LiveApproval: {gate.message}"
                 if gate is not None
                 else "waiting for a valid LiveApproval"
             )
-    _ensure_pod(cluster, engine, spec, image, out, data)
+    _ensure_pod(cluster, engine, spec, image, out, data, current[("pods", engine.pod_name)])
     return out
 
 
+_UNREAD: Any = object()
+
+
 def ensure_approval_config(
-    cluster: Cluster, engine: EngineRef, data: Mapping[str, str], out: Outcome | None = None
+    cluster: Cluster,
+    engine: EngineRef,
+    data: Mapping[str, str],
+    out: Outcome | None = None,
+    current: dict[str, Any] | None = _UNREAD,
 ) -> bool:
-    """Create or update the engine's approval ConfigMap; returns whether it wrote."""
+    """Create or update the engine's approval ConfigMap; returns whether it wrote.
+
+    Raises NameTaken when a ConfigMap of that name exists that the engine does not own.
+    """
     desired = build_approval_configmap(engine, data)
-    current = cluster.get("configmaps", engine.namespace, approval_configmap_name(engine))
+    if current is _UNREAD:
+        current = cluster.get("configmaps", engine.namespace, approval_configmap_name(engine))
+    if current is not None and not owned_by(current, engine):
+        name = approval_configmap_name(engine)
+        raise NameTaken([f"ConfigMap {name} ({owner_description(current)})"])
     if current is None:
         cluster.create("configmaps", desired)
     elif (current.get("data") or {}) != desired["data"]:
@@ -102,10 +173,13 @@ def ensure_approval_config(
 
 
 def _ensure_config(
-    cluster: Cluster, engine: EngineRef, spec: TradingEngineSpec, out: Outcome
+    cluster: Cluster,
+    engine: EngineRef,
+    spec: TradingEngineSpec,
+    out: Outcome,
+    current: dict[str, Any] | None,
 ) -> None:
     desired = build_configmap(engine, spec)
-    current = cluster.get("configmaps", engine.namespace, engine.configmap_name)
     if current is None:
         _create(cluster, "configmaps", desired, out)
     elif current.get("data") != desired["data"]:
@@ -121,22 +195,42 @@ def _ensure_pod(
     image: EngineImage,
     out: Outcome,
     approval: Mapping[str, str] | None,
+    pod: dict[str, Any] | None,
 ) -> None:
-    pod = cluster.get("pods", engine.namespace, engine.pod_name)
     if pod is not None:
-        if _annotation(pod, ANNOTATION_REVISION) == spec_revision(spec):
-            return  # the same trading spec: pause/halt go through the control API
         old = _annotation(pod, ANNOTATION_GENERATION)
+        failed = failure_reason(pod)
+        if _annotation(pod, ANNOTATION_REVISION) == spec_revision(spec) and failed is None:
+            return  # the same trading spec: pause/halt go through the control API
         if not pod["metadata"].get("deletionTimestamp"):
             cluster.delete("pods", engine.namespace, engine.pod_name)
             out.writes += 1
-            out.events.append(
-                (
-                    "Replacing",
-                    f"spec generation {engine.generation}: stopping the engine pod of "
-                    f"generation {old} before starting the new one",
+            if failed is not None:
+                out.replaced = failed
+                out.warnings.append(
+                    (
+                        "PodFailed",
+                        f"the engine pod {engine.pod_name} failed ({failed}): deleting it to "
+                        "start a new one",
+                    )
                 )
-            )
+            else:
+                out.events.append(
+                    (
+                        "Replacing",
+                        f"spec generation {engine.generation}: stopping the engine pod of "
+                        f"generation {old} before starting the new one",
+                    )
+                )
+            if spec.mode is not Mode.LIVE:
+                out.warnings.append(
+                    (
+                        "PaperAccountReset",
+                        "the new engine pod starts a fresh paper account: equity back to "
+                        "spec.paper.startingBalances, PnL, position, orders and trade history "
+                        "of the old pod are lost (docs/concepts.md)",
+                    )
+                )
         out.waiting = f"waiting for the engine pod of generation {old} to terminate"
         return
     if out.blocked is not None:
@@ -149,6 +243,16 @@ def _ensure_pod(
     out.events.append(
         ("PodCreated", f"engine pod {engine.pod_name} created for generation {engine.generation}")
     )
+
+
+def failure_reason(pod: dict[str, Any]) -> str | None:
+    """Why the pod ended (it never runs again: Failed or Succeeded), or None if it has not."""
+    status = pod.get("status") or {}
+    phase = status.get("phase")
+    if phase not in ("Failed", "Succeeded"):
+        return None
+    detail = status.get("reason") or status.get("message") or ""
+    return f"{phase}: {detail}" if detail else str(phase)
 
 
 def _create(cluster: Cluster, kind: str, body: dict[str, Any], out: Outcome) -> None:

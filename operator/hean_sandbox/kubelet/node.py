@@ -760,7 +760,11 @@ class Node:
                 written[volume["name"]] = _sync_files(target, files, _mode(volume), before)
 
     async def _environment(self, run: PodRun, container: dict[str, Any]) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TMPDIR")}
+        # PYTHONPATH too: "the image" is this interpreter's environment (`_resolve`), and
+        # its import path is part of it (a worktree's code first, before an editable
+        # install of another checkout).
+        passed = ("PATH", "HOME", "LANG", "TMPDIR", "PYTHONPATH")
+        env = {k: v for k, v in os.environ.items() if k in passed}
         server = self.api.server.removeprefix("https://").removeprefix("http://")
         host, _, port = server.rpartition(":")
         env.update(
