@@ -62,7 +62,9 @@ def _install(kube: Kube, watching: int) -> Iterator[Install]:
     others = [kube.create_namespace(unique("t")) for _ in range(watching + 1)]
     watch = others[:watching]
     release = unique("hean")
-    values = kube.values_file({"watchNamespaces": watch, "nodeSelector": NOWHERE})
+    values = kube.values_file(
+        {"watchNamespaces": watch, "clusterWide": not watch, "nodeSelector": NOWHERE}
+    )
     try:
         kube.helm(
             "install", release, str(CHART_DIR), "--namespace", namespace, "--values", str(values)
