@@ -363,3 +363,33 @@ def test_chart_has_no_stray_files() -> None:
         "files",
     }
     assert {p.name for p in Path(CHART_DIR).iterdir()} <= allowed_top
+
+
+def test_engines_are_reachable_only_from_the_operator_and_the_metrics_peers(
+    rendered: Rendered,
+) -> None:
+    """Issue 14 item 5: a NetworkPolicy per watched namespace admits the operator's
+    pods (its release namespace, its labels) and `networkPolicy.metricsFrom`, on the
+    engines' http port only; a cluster-wide install has no namespace list, so none."""
+    policies = objects_of(rendered("namespaced"), "NetworkPolicy")
+    assert sorted(p["metadata"]["namespace"] for p in policies) == ["trading-a", "trading-b"]
+    for policy in policies:
+        spec = policy["spec"]
+        assert spec["policyTypes"] == ["Ingress"]
+        assert spec["podSelector"]["matchLabels"] == {
+            "app.kubernetes.io/name": "hean-engine",
+            "app.kubernetes.io/component": "engine",
+            "app.kubernetes.io/managed-by": "hean-operator",
+        }
+        operator, metrics = spec["ingress"]
+        (peer,) = operator["from"]
+        assert peer["namespaceSelector"]["matchLabels"] == {
+            "kubernetes.io/metadata.name": NAMESPACE
+        }
+        assert peer["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "operator"
+        assert metrics["from"] == [
+            {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+        ]
+        for rule in (operator, metrics):
+            assert rule["ports"] == [{"port": "http", "protocol": "TCP"}]
+    assert objects_of(rendered("clusterwide"), "NetworkPolicy") == []
