@@ -20,6 +20,7 @@ import tempfile
 import threading
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -99,3 +100,34 @@ def namespace_kubeconfig(cluster: ControlPlane, directory: Path) -> tuple[str, P
         directory / "kubeconfig", cluster.admin, user="admin", namespace=namespace
     )
     return namespace, path
+
+
+def engine_manifest(
+    name: str, exchange_url: str | None, namespace: str = "default", **spec_overrides: Any
+) -> dict[str, Any]:
+    """A valid paper TradingEngine (the scenarios' and the cluster tests' one)."""
+    exchange: dict[str, Any] = {"id": "binance"}
+    if exchange_url is not None:
+        exchange["endpoint"] = exchange_url
+    spec: dict[str, Any] = {
+        "mode": "paper",
+        "exchange": exchange,
+        "market": {"symbol": "BTC/USDT", "timeframe": "1m"},
+        "strategy": {"name": "ema_cross", "params": {"fast": 3, "slow": 8, "quantity": "0.5"}},
+        "risk": {
+            "maxOrderNotional": "10000",
+            "maxPositionNotional": "20000",
+            "maxOpenOrders": 4,
+            "maxDailyLoss": "5000",
+            "maxDrawdownPct": "20",
+            "maxOrdersPerMinute": 30,
+        },
+        "paper": {"startingBalances": {"USDT": "100000"}, "feeRate": "0.001"},
+    }
+    spec.update(spec_overrides)
+    return {
+        "apiVersion": "hean.io/v1alpha1",
+        "kind": "TradingEngine",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": spec,
+    }

@@ -28,6 +28,7 @@ from typing import Any
 
 import yaml
 
+from cluster_support import engine_manifest as scenario_engine
 from cluster_support import shared_control_plane, unique
 from hean_sandbox.controlplane.build import Binaries
 from hean_sandbox.controlplane.cluster import ControlPlane
@@ -219,29 +220,8 @@ def ensure_crds(kube: Kube) -> None:
 
 
 def engine_manifest(name: str, namespace: str, **spec_overrides: Any) -> dict[str, Any]:
-    """A valid paper TradingEngine (the scenario tests' one)."""
-    spec: dict[str, Any] = {
-        "mode": "paper",
-        "exchange": {"id": "binance", "endpoint": "http://127.0.0.1:9"},
-        "market": {"symbol": "BTC/USDT", "timeframe": "1m"},
-        "strategy": {"name": "ema_cross", "params": {"fast": 3, "slow": 8, "quantity": "0.5"}},
-        "risk": {
-            "maxOrderNotional": "10000",
-            "maxPositionNotional": "20000",
-            "maxOpenOrders": 4,
-            "maxDailyLoss": "5000",
-            "maxDrawdownPct": "20",
-            "maxOrdersPerMinute": 30,
-        },
-        "paper": {"startingBalances": {"USDT": "100000"}, "feeRate": "0.001"},
-    }
-    spec.update(spec_overrides)
-    return {
-        "apiVersion": API,
-        "kind": "TradingEngine",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": spec,
-    }
+    """A valid paper TradingEngine (the scenario tests' one), its exchange unreachable."""
+    return scenario_engine(name, "http://127.0.0.1:9", namespace, **spec_overrides)
 
 
 def approval_manifest(name: str, namespace: str, **spec_overrides: Any) -> dict[str, Any]:

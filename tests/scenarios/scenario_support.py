@@ -30,7 +30,7 @@ from typing import Any
 
 import yaml
 
-from cluster_support import shared_control_plane, unique
+from cluster_support import engine_manifest, shared_control_plane, unique
 from engine_support import BTCUSD_CANDLES, head_lines, require_shared_file, write_lines
 from hean_sandbox.up import ExchangeSimOptions, Sandbox, SandboxOptions
 from hean_sim.exchange.config import ApiKey
@@ -133,36 +133,6 @@ class Scenario:
 
     def engine(self, name: str, **spec_overrides: Any) -> dict[str, Any]:
         return engine_manifest(name, self.exchange_url, self.namespace, **spec_overrides)
-
-
-def engine_manifest(
-    name: str, exchange_url: str | None, namespace: str = "default", **spec_overrides: Any
-) -> dict[str, Any]:
-    exchange: dict[str, Any] = {"id": "binance"}
-    if exchange_url is not None:
-        exchange["endpoint"] = exchange_url
-    spec: dict[str, Any] = {
-        "mode": "paper",
-        "exchange": exchange,
-        "market": {"symbol": "BTC/USDT", "timeframe": "1m"},
-        "strategy": {"name": "ema_cross", "params": {"fast": 3, "slow": 8, "quantity": "0.5"}},
-        "risk": {
-            "maxOrderNotional": "10000",
-            "maxPositionNotional": "20000",
-            "maxOpenOrders": 4,
-            "maxDailyLoss": "5000",
-            "maxDrawdownPct": "20",
-            "maxOrdersPerMinute": 30,
-        },
-        "paper": {"startingBalances": {"USDT": "100000"}, "feeRate": "0.001"},
-    }
-    spec.update(spec_overrides)
-    return {
-        "apiVersion": "hean.io/v1alpha1",
-        "kind": "TradingEngine",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": spec,
-    }
 
 
 async def _record_pods(scenario: Scenario, started: asyncio.Event) -> None:
