@@ -129,8 +129,14 @@ async def test_readme_sandbox_shows_a_running_engine_with_moving_equity(tmp_path
         assert leftover.decode().strip() == ""
     finally:
         if process.returncode is None:
-            process.kill()
-            await process.wait()
+            # Ctrl-C, as a user stops it: the sandbox stops what it started (a SIGKILL
+            # would leave its control plane and pods running).
+            process.send_signal(signal.SIGINT)
+            try:
+                await asyncio.wait_for(process.wait(), 120)
+            except TimeoutError:
+                process.kill()
+                await process.wait()
 
 
 def go_binary() -> str:
