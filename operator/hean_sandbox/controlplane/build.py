@@ -235,7 +235,9 @@ def ensure_binaries(say: Say = print) -> Binaries:
                 cwd=source / module,
                 capture_output=True,
                 text=True,
-                env={**os.environ, "GOFLAGS": "-mod=readonly"},
+                # readonly: the pins are exactly go.sum; no VCS stamp: the build must not
+                # depend on the checkout (a tarball, a shallow clone) around cluster/.
+                env={**os.environ, "GOFLAGS": "-mod=readonly -buildvcs=false"},
                 check=False,
             )
             if result.returncode != 0:
