@@ -21,7 +21,7 @@ IMAGE_TAG ?= dev
 EXCHANGE_DATA ?= ../shared/data/btcusd_bitfinex_1m_2017-2018.csv.gz
 
 .DEFAULT_GOAL := help
-.PHONY: help install test lint crds chart demo images kind-cluster kind-up kind-install kind-down
+.PHONY: help install test lint crds chart chart-docs demo images kind-cluster kind-up kind-install kind-down
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-13s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -44,6 +44,9 @@ crds: ## Regenerate crds/ from the models and copy them into the chart
 
 chart: ## Render, lint and validate the Helm chart (tests/chart, with the dev extra's helm)
 	$(PYTEST) -q tests/chart
+
+chart-docs: ## Regenerate the values table in the chart's README from values.yaml and its schema
+	$(HEAN) chart readme --chart $(CHART) --out $(CHART)/README.md
 
 demo: ## The sandbox: Kubernetes built from source, HEAN installed with helm, exchange simulator (Ctrl-C stops)
 	$(HEAN) sandbox up --exchange-data $(EXCHANGE_DATA) --apply examples/sandbox-paper-engine.yaml

@@ -25,6 +25,7 @@ TARGETS = (
     "lint",
     "crds",
     "chart",
+    "chart-docs",
     "demo",
     "images",
     "kind-up",
@@ -128,6 +129,13 @@ def test_crds_target_regenerates_into_the_chart() -> None:
     assert commands[0] == ".venv/bin/hean crds generate --out crds"
     assert commands[1] == "cp crds/*.yaml charts/hean/crds/"
     assert (REPO_ROOT / "charts/hean/crds").is_dir()
+
+
+@needs_make
+def test_chart_docs_target_regenerates_the_chart_readme() -> None:
+    assert dry_run("chart-docs") == [
+        ".venv/bin/hean chart readme --chart charts/hean --out charts/hean/README.md"
+    ]
 
 
 @needs_make

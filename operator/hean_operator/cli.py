@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from hean_operator.chart_docs import ChartDocsError, readme_drifted, write_readme
 from hean_operator.crds import drifted_crds, write_crds
 from hean_operator.crds.reference import REFERENCE_FILES, drifted_references, write_reference
 
@@ -67,6 +68,49 @@ def reference(out: Path, check: bool) -> None:
         return
     for path in write_reference(out):
         click.echo(f"wrote {path}")
+
+
+@click.group()
+def chart() -> None:
+    """Generate the Helm chart's documentation from its values."""
+
+
+@chart.command()
+@click.option(
+    "--chart",
+    "chart_dir",
+    type=click.Path(path_type=Path, file_okay=False, exists=True),
+    default=Path("charts/hean"),
+    show_default=True,
+    help="The chart (its values.yaml and values.schema.json).",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="The README whose values table to write (default: the chart's README.md).",
+)
+@click.option("--check", is_flag=True, help="Write nothing; exit 1 if the table is stale.")
+def readme(chart_dir: Path, out: Path | None, check: bool) -> None:
+    """Write (or --check) the values table in the chart's README."""
+    out = out if out is not None else chart_dir / "README.md"
+    try:
+        if check:
+            if readme_drifted(chart_dir, out):
+                click.echo(
+                    f"error: the values table in {out} is stale (values.yaml or "
+                    f"values.schema.json changed); run `hean chart readme --chart {chart_dir} "
+                    f"--out {out}`",
+                    err=True,
+                )
+                sys.exit(1)
+            click.echo(f"{out}: up to date")
+            return
+        write_readme(chart_dir, out)
+    except (ChartDocsError, OSError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    click.echo(f"wrote {out}")
 
 
 @click.group(name="operator")

@@ -1,8 +1,9 @@
 """The engine's configuration: the `spec` of a `TradingEngine` custom resource.
 
 One pydantic model is the single source of truth for the engine's validation,
-for the operator, and (in a later step) for the CRD's OpenAPI schema, so every
-field has a camelCase name and a description, and bounds live on the fields.
+for the operator, and for the CRD's OpenAPI schema (generated from it by
+`hean crds generate`, `hean_operator.crds.tradingengine`), so every field has a
+camelCase name and a description, and bounds live on the fields.
 """
 
 from __future__ import annotations
