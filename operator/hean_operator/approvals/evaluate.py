@@ -17,6 +17,7 @@ from hean_engine.approval.trust import TrustPolicy
 from hean_engine.approval.verify import Reason, Verdict, verify
 from hean_engine.model.errors import ConfigError
 from hean_engine.model.spec import TradingEngineSpec
+from hean_engine.model.timefmt import datetime_to_iso
 from hean_operator.api.status import ConditionStatus
 
 # Reasons of the operator's own, beyond the verifier's `Reason` values: they are
@@ -197,7 +198,7 @@ def decide(
 
 
 def _rfc3339(when: datetime | None) -> str:
-    return when.strftime("%Y-%m-%dT%H:%M:%SZ") if when is not None else "unknown"
+    return datetime_to_iso(when) if when is not None else "unknown"
 
 
 def condition_fields(decision: Decision) -> tuple[ConditionStatus, str, str]:

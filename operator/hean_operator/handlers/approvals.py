@@ -32,6 +32,7 @@ import kopf
 from hean_engine.approval.trust import TrustPolicy, trust_from_files
 from hean_engine.model.errors import ConfigError
 from hean_engine.model.spec import Mode, TradingEngineSpec, parse_spec
+from hean_engine.model.timefmt import datetime_to_iso
 from hean_operator.api.status import ConditionType, Phase
 from hean_operator.approvals.evaluate import (
     TRUST_POLICY_INVALID,
@@ -398,7 +399,7 @@ class ApprovalEnforcer:
                 ConditionType.LIVE_APPROVED,
                 fields,
                 engine.generation,
-                self.clock.now().strftime("%Y-%m-%dT%H:%M:%SZ"),
+                datetime_to_iso(self.clock.now()),
             )
         if not decision.valid and not has_pod and status.get("phase") != Phase.INVALID.value:
             message = f"waiting for a valid LiveApproval: {decision.message}"[:1024]

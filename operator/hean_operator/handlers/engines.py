@@ -29,6 +29,7 @@ from kubernetes.client.exceptions import ApiException
 
 from hean_engine.model.errors import ConfigError
 from hean_engine.model.spec import Mode, TradingEngineSpec, parse_spec
+from hean_engine.model.timefmt import now_iso
 from hean_operator.api.status import Condition, ConditionStatus, ConditionType, Phase
 from hean_operator.approvals.evaluate import condition_fields
 from hean_operator.builders.common import (
@@ -52,7 +53,6 @@ from hean_operator.engines.status import (
     PodView,
     derive_conditions,
     derive_phase,
-    now_rfc3339,
     reconcile_status,
 )
 from hean_operator.kube.cluster import Cluster
@@ -139,7 +139,7 @@ def _invalid(
             status=ConditionStatus.FALSE,
             reason="InvalidSpec",
             message=message[:32768],
-            last_transition_time=now_rfc3339(),
+            last_transition_time=now_iso(),
             observed_generation=generation,
         ).model_dump(mode="json", by_alias=True, exclude_none=True)
     ]
@@ -496,7 +496,7 @@ def _write_status(
     )
     phase, message = derive_phase(obs)
     previous = [Condition.model_validate(c) for c in current.get("conditions") or []]
-    conditions = derive_conditions(obs, previous, now_rfc3339())
+    conditions = derive_conditions(obs, previous, now_iso())
     desired: dict[str, Any] = {
         "phase": phase.value,
         "message": message,

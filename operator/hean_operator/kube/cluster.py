@@ -9,13 +9,13 @@ the official client (blocking; handlers run it in kopf's thread pool).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Any, Protocol, cast
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from hean_engine.model.spec import API_VERSION
+from hean_engine.model.timefmt import now_iso
 
 GROUP, VERSION = API_VERSION.split("/")
 PLURAL = "tradingengines"
@@ -152,7 +152,7 @@ class KubernetesCluster:
     ) -> None:
         """A core v1 Event about `involved`, as kopf posts them (same source component)."""
         meta = involved["metadata"]
-        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        now = now_iso()
         body: Any = {  # the client takes a plain dict as well as its model
             "apiVersion": "v1",
             "kind": "Event",
