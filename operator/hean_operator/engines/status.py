@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from hean_operator.api.messages import truncate_message
 from hean_operator.api.status import (
     Condition,
     ConditionStatus,
@@ -101,7 +102,7 @@ def _condition(
         type=kind,
         status=status,
         reason=reason,
-        message=message[:1024],
+        message=truncate_message(message),
         last_transition_time=since,
         observed_generation=generation,
     )

@@ -33,6 +33,7 @@ from hean_engine.approval.trust import TrustPolicy, trust_from_files
 from hean_engine.model.errors import ConfigError
 from hean_engine.model.spec import Mode, TradingEngineSpec, parse_spec
 from hean_engine.model.timefmt import datetime_to_iso
+from hean_operator.api.messages import truncate_message
 from hean_operator.api.status import ConditionType, Phase
 from hean_operator.approvals.evaluate import (
     TRUST_POLICY_INVALID,
@@ -259,7 +260,7 @@ class ApprovalEnforcer:
         self, resource: Mapping[str, Any], kind: str, reason: str, message: str
     ) -> None:
         try:
-            await asyncio.to_thread(self._sink, resource, kind, reason, message[:1024])
+            await asyncio.to_thread(self._sink, resource, kind, reason, truncate_message(message))
         except Exception as exc:  # an Event is a report: never a reason to stop enforcing
             log.warning("event %s not posted: %s", reason, type(exc).__name__)
 
@@ -392,7 +393,7 @@ class ApprovalEnforcer:
         if (mine.get("status"), mine.get("reason"), mine.get("message")) != (
             fields[0].value,
             fields[1],
-            fields[2][:1024],
+            truncate_message(fields[2]),
         ):
             patch["conditions"] = with_condition(
                 list(status.get("conditions") or []),
@@ -402,7 +403,7 @@ class ApprovalEnforcer:
                 datetime_to_iso(self.clock.now()),
             )
         if not decision.valid and not has_pod and status.get("phase") != Phase.INVALID.value:
-            message = f"waiting for a valid LiveApproval: {decision.message}"[:1024]
+            message = truncate_message(f"waiting for a valid LiveApproval: {decision.message}")
             if status.get("phase") != Phase.PENDING.value or status.get("message") != message:
                 patch["phase"] = Phase.PENDING.value
                 patch["message"] = message
@@ -465,7 +466,7 @@ class ApprovalEnforcer:
         keys = sorted({str(s.get("keyId")) for s in signatures or [] if isinstance(s, dict)})
         message = f"LiveApproval no longer valid ({decision.reason}): engine told to {command}"
         runtime.metrics.approval_enforcements.labels(command=command, reason=decision.reason).inc()
-        detail = f"{message}. {decision.message}"[:1024]
+        detail = truncate_message(f"{message}. {decision.message}")
         await self._event(resource, "Warning", "ApprovalLost", detail)
         if chosen is not None:
             body = dict(chosen.manifest)

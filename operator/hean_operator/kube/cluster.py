@@ -16,6 +16,7 @@ from kubernetes.client.exceptions import ApiException
 
 from hean_engine.model.spec import API_VERSION
 from hean_engine.model.timefmt import now_iso
+from hean_operator.api.messages import truncate_message
 
 GROUP, VERSION = API_VERSION.split("/")
 PLURAL = "tradingengines"
@@ -166,7 +167,7 @@ class KubernetesCluster:
             },
             "type": type_,
             "reason": reason,
-            "message": message[:1024],
+            "message": truncate_message(message),
             "source": {"component": "kopf"},
             "reportingComponent": "kopf",
             "reportingInstance": "dev",
