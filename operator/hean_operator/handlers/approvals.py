@@ -34,6 +34,7 @@ from hean_engine.model.errors import ConfigError
 from hean_engine.model.spec import Mode, TradingEngineSpec, parse_spec
 from hean_engine.model.timefmt import datetime_to_iso
 from hean_operator.api.messages import truncate_message
+from hean_operator.api.resources import APPROVALS, GROUP, VERSION
 from hean_operator.api.status import ConditionType, Phase
 from hean_operator.approvals.evaluate import (
     TRUST_POLICY_INVALID,
@@ -520,4 +521,4 @@ async def approval_event(body: kopf.Body, type: str | None, memo: kopf.Memo, **_
 def register(registry: kopf.OperatorRegistry) -> None:
     # kopf.on.event keeps no state on the approvals: watching them costs no writes
     # (their status is written by the evaluation, only when it changes).
-    kopf.on.event("hean.io", "v1alpha1", "liveapprovals", registry=registry)(approval_event)
+    kopf.on.event(GROUP, VERSION, APPROVALS, registry=registry)(approval_event)

@@ -31,6 +31,7 @@ from hean_engine.model.errors import ConfigError
 from hean_engine.model.spec import Mode, TradingEngineSpec, parse_spec
 from hean_engine.model.timefmt import now_iso
 from hean_operator.api.messages import truncate_message
+from hean_operator.api.resources import ENGINES, GROUP, VERSION
 from hean_operator.api.status import Condition, ConditionStatus, ConditionType, Phase
 from hean_operator.approvals.evaluate import condition_fields
 from hean_operator.builders.common import (
@@ -64,7 +65,6 @@ from hean_operator.settings import OperatorSettings
 if TYPE_CHECKING:
     from hean_operator.handlers.approvals import ApprovalEnforcer
 
-GROUP, VERSION, PLURAL = "hean.io", "v1alpha1", "tradingengines"
 # The Event reason when RBAC refuses one of the operator's calls.
 FORBIDDEN = "Forbidden"
 
@@ -696,7 +696,7 @@ async def engine_deleted(
 
 
 def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> None:
-    resource = (GROUP, VERSION, PLURAL)
+    resource = (GROUP, VERSION, ENGINES)
     for decorator in (kopf.on.create, kopf.on.resume):
         decorator(*resource, registry=registry, id="reconcile")(reconcile_children)
     kopf.on.update(*resource, registry=registry, id="reconcile", field="spec")(reconcile_children)

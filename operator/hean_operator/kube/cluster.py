@@ -14,13 +14,9 @@ from typing import Any, Protocol, cast
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from hean_engine.model.spec import API_VERSION
 from hean_engine.model.timefmt import now_iso
 from hean_operator.api.messages import truncate_message
-
-GROUP, VERSION = API_VERSION.split("/")
-PLURAL = "tradingengines"
-APPROVALS = "liveapprovals"
+from hean_operator.api.resources import APPROVALS, ENGINES, GROUP, VERSION
 
 # Kinds the operator manages, and the verbs it uses on each (docs/operator.md
 # and the chart's RBAC are kept in step with this table).
@@ -31,7 +27,7 @@ VERBS: dict[str, tuple[str, ...]] = {
     # list/watch: the operator watches engine pods to poll an engine the moment
     # its pod turns Ready, instead of at the next timer tick.
     "pods": ("get", "create", "delete", "list", "watch"),
-    PLURAL: ("get",),
+    ENGINES: ("get",),
     "tradingengines/status": ("patch",),
     # LiveApprovals: listed once at start-up (so that no running engine is judged
     # before its approvals are known), then watched; the verdict goes to status.
@@ -114,7 +110,7 @@ class KubernetesCluster:
         try:
             found = cast(
                 dict[str, Any],
-                self._custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name),
+                self._custom.get_namespaced_custom_object(GROUP, VERSION, namespace, ENGINES, name),
             )
         except ApiException as exc:
             if exc.status == 404:
@@ -124,7 +120,7 @@ class KubernetesCluster:
 
     def patch_engine_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
         self._custom.patch_namespaced_custom_object_status(
-            GROUP, VERSION, namespace, PLURAL, name, {"status": status}
+            GROUP, VERSION, namespace, ENGINES, name, {"status": status}
         )
 
     def list_approvals(self, namespace: str | None) -> list[dict[str, Any]]:
