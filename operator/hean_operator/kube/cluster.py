@@ -17,6 +17,7 @@ from kubernetes.client.exceptions import ApiException
 from hean_engine.model.timefmt import now_iso
 from hean_operator.api.messages import truncate_message
 from hean_operator.api.resources import APPROVALS, ENGINES, GROUP, VERSION
+from hean_operator.kube import reporting
 
 # Kinds the operator manages, and the verbs it uses on each (docs/operator.md
 # and the chart's RBAC are kept in step with this table).
@@ -69,8 +70,11 @@ class Cluster(Protocol):
 
 
 class KubernetesCluster:
-    def __init__(self, api_client: client.ApiClient | None = None) -> None:
+    def __init__(
+        self, api_client: client.ApiClient | None = None, *, reporting_instance: str | None = None
+    ) -> None:
         self._api = api_client or client.ApiClient()
+        self._instance = reporting_instance or reporting.reporting_instance()
         self._core = client.CoreV1Api(self._api)
         self._custom = client.CustomObjectsApi(self._api)
 
@@ -147,7 +151,7 @@ class KubernetesCluster:
     def create_event(
         self, involved: Mapping[str, Any], type_: str, reason: str, message: str
     ) -> None:
-        """A core v1 Event about `involved`, as kopf posts them (same source component)."""
+        """A core v1 Event about `involved`, as kopf posts them (same reporting controller)."""
         meta = involved["metadata"]
         now = now_iso()
         body: Any = {  # the client takes a plain dict as well as its model
@@ -164,9 +168,9 @@ class KubernetesCluster:
             "type": type_,
             "reason": reason,
             "message": truncate_message(message),
-            "source": {"component": "kopf"},
-            "reportingComponent": "kopf",
-            "reportingInstance": "dev",
+            "source": {"component": reporting.REPORTING_COMPONENT},
+            "reportingComponent": reporting.REPORTING_COMPONENT,
+            "reportingInstance": self._instance,
             "firstTimestamp": now,
             "lastTimestamp": now,
             "count": 1,
