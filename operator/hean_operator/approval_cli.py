@@ -14,7 +14,7 @@ from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
 from hean_engine.model.errors import ConfigError
-from hean_operator.kube.cluster import GROUP, PLURAL, VERSION
+from hean_operator.api.resources import ENGINES, GROUP, VERSION
 
 
 def _api(kubeconfig: str | None) -> client.ApiClient:
@@ -43,7 +43,7 @@ def fetch_engine(name: str, namespace: str, kubeconfig: str | None) -> dict[str,
     api = _api(kubeconfig)
     custom = client.CustomObjectsApi(api)
     try:
-        found = custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+        found = custom.get_namespaced_custom_object(GROUP, VERSION, namespace, ENGINES, name)
     except ApiException as exc:
         if exc.status == 404:
             raise ConfigError(

@@ -17,6 +17,7 @@ from prometheus_client import start_http_server
 from hean_operator.approvals.scheduler import SystemClock
 from hean_operator.handlers import approvals, engines
 from hean_operator.kube.cluster import KubernetesCluster
+from hean_operator.kube.reporting import REPORTING_COMPONENT, reporting_instance
 from hean_operator.kube.trust import TrustFiles, TrustWatcher
 from hean_operator.metrics import OperatorMetrics
 from hean_operator.settings import OperatorSettings
@@ -51,18 +52,26 @@ def _load_kube_config(kubeconfig: str | None) -> None:
         kube_config.load_kube_config()  # type: ignore[no-untyped-call]
 
 
+def configure_kopf(settings: kopf.OperatorSettings) -> None:
+    """kopf's settings for this operator: its finalizer, its annotations, its Events."""
+    settings.persistence.finalizer = FINALIZER
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="hean.io")
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix="hean.io", key="last-handled-configuration"
+    )
+    settings.posting.level = logging.INFO
+    # Events name the operator as their reporting controller, not kopf's "kopf"/"dev".
+    settings.posting.reporting_component = REPORTING_COMPONENT
+    settings.posting.reporting_instance = reporting_instance()
+    settings.watching.server_timeout = 300
+
+
 def build_registry(settings: OperatorSettings, runtime: engines.Runtime) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
 
     @kopf.on.startup(registry=registry)
     async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
-        settings.persistence.finalizer = FINALIZER
-        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="hean.io")
-        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-            prefix="hean.io", key="last-handled-configuration"
-        )
-        settings.posting.level = logging.INFO
-        settings.watching.server_timeout = 300
+        configure_kopf(settings)
         runtime.session = aiohttp.ClientSession()
         memo["runtime"] = runtime
         await _start_approvals(settings_=runtime.settings, runtime=runtime, memo=memo)

@@ -25,7 +25,8 @@ from typing import Any
 import pytest
 from chart_support import NAMESPACE, SCENARIOS, Helm, HelmError, objects_of, watched
 
-from hean_operator.kube.cluster import APPROVALS, GROUP, PLURAL, TRUST_VERBS, VERBS
+from hean_operator.api.resources import APPROVALS, ENGINES, GROUP
+from hean_operator.kube.cluster import TRUST_VERBS, VERBS
 
 Rendered = Callable[[str], list[dict[str, Any]]]
 Rule = tuple[str, str, str]  # (apiGroup, resource, verb)
@@ -39,16 +40,16 @@ API_GROUPS = {
     "pods": "",
     "events": "",
     "namespaces": "",
-    PLURAL: GROUP,
-    f"{PLURAL}/status": GROUP,
+    ENGINES: GROUP,
+    f"{ENGINES}/status": GROUP,
     APPROVALS: GROUP,
     f"{APPROVALS}/status": GROUP,
     "customresourcedefinitions": "apiextensions.k8s.io",
 }
 
 KOPF_NAMESPACED: dict[str, tuple[str, ...]] = {
-    PLURAL: ("list", "watch", "patch"),
-    f"{PLURAL}/status": ("patch",),
+    ENGINES: ("list", "watch", "patch"),
+    f"{ENGINES}/status": ("patch",),
     "events": ("create",),
 }
 KOPF_CRD_SCANNING: dict[str, tuple[str, ...]] = {"customresourcedefinitions": ("list", "watch")}

@@ -226,6 +226,12 @@ def test_pods_meet_the_restricted_pod_security_standard(rendered: Rendered, scen
             assert container["resources"]["limits"]["memory"], name
 
 
+def test_the_operator_knows_its_pod_name(rendered: Rendered) -> None:
+    # Its Events' reportingInstance (hean_operator.kube.reporting).
+    env = {e["name"]: e for e in _operator_container(rendered("defaults"))["env"]}
+    assert env["POD_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+
+
 def test_operator_writes_only_to_tmp(rendered: Rendered) -> None:
     deployment = one_of(rendered("defaults"), "Deployment")
     spec = deployment["spec"]["template"]["spec"]

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from hean_engine.model.spec import TradingEngineSpec
+from hean_engine.model.timefmt import ISO_SECONDS_FORMAT, datetime_to_iso
 
 API_VERSION = "hean.io/v1alpha1"
 KIND = "LiveApproval"
@@ -70,14 +71,14 @@ def format_time(moment: datetime) -> str:
     """`2026-11-25T23:00:00Z`: UTC, whole seconds (anything finer is dropped)."""
     if moment.tzinfo is None:
         raise ValueError("a signed time must carry a time zone")
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime_to_iso(moment)
 
 
 def parse_time(text: str) -> datetime:
     """The inverse of `format_time`; anything but that exact spelling is a ValueError."""
     if not _TIME.fullmatch(text):
         raise ValueError(f"{text!r} is not an RFC 3339 UTC time like 2026-01-31T12:00:00Z")
-    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    return datetime.strptime(text, ISO_SECONDS_FORMAT).replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,10 @@ from datetime import UTC, datetime
 DAY_MS = 86_400_000
 MINUTE_MS = 60_000
 
+# RFC 3339 in UTC to the whole second, `2026-11-25T23:00:00Z`: the one spelling of a
+# `datetime` on the wire (Kubernetes timestamps, approval times).
+ISO_SECONDS_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+
 
 # Per-day "YYYY-MM-DDT" prefixes (bounded), and the times of day as text.
 _DAY_PREFIXES: dict[int, str] = {}
@@ -39,8 +43,23 @@ def ms_to_iso(ms: int) -> str:
 def _ms_to_iso_datetime(ms: int) -> str:
     dt = datetime.fromtimestamp(ms / 1000, tz=UTC)
     if ms % 1000:
-        return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
-    return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+        return dt.strftime(ISO_SECONDS_FORMAT[:-1]) + f".{ms % 1000:03d}Z"
+    return dt.strftime(ISO_SECONDS_FORMAT)
+
+
+def datetime_to_iso(moment: datetime) -> str:
+    """`2026-11-25T23:00:00Z`: UTC, whole seconds (anything finer is dropped).
+
+    A naive `datetime` is a ValueError: its time zone would be a guess.
+    """
+    if moment.tzinfo is None:
+        raise ValueError("a timestamp must carry a time zone")
+    return moment.astimezone(UTC).strftime(ISO_SECONDS_FORMAT)
+
+
+def now_iso() -> str:
+    """The wall-clock time now, as `datetime_to_iso` spells it."""
+    return datetime.now(UTC).strftime(ISO_SECONDS_FORMAT)
 
 
 def iso_to_ms(text: str) -> int:

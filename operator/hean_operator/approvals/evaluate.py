@@ -17,6 +17,8 @@ from hean_engine.approval.trust import TrustPolicy
 from hean_engine.approval.verify import Reason, Verdict, verify
 from hean_engine.model.errors import ConfigError
 from hean_engine.model.spec import TradingEngineSpec
+from hean_engine.model.timefmt import datetime_to_iso
+from hean_operator.api.messages import truncate_message
 from hean_operator.api.status import ConditionStatus
 
 # Reasons of the operator's own, beyond the verifier's `Reason` values: they are
@@ -107,7 +109,7 @@ def evaluate_one(
     try:
         approval = parse_approval(dict(manifest))
     except ConfigError as exc:
-        message = "; ".join(exc.problems)[:1024]
+        message = truncate_message("; ".join(exc.problems))
         verdict = Verdict(False, Reason.MALFORMED, message, (), None, None)
         return Evaluated(name, manifest, verdict, Reason.MALFORMED.value)
     if policy is None:
@@ -197,7 +199,7 @@ def decide(
 
 
 def _rfc3339(when: datetime | None) -> str:
-    return when.strftime("%Y-%m-%dT%H:%M:%SZ") if when is not None else "unknown"
+    return datetime_to_iso(when) if when is not None else "unknown"
 
 
 def condition_fields(decision: Decision) -> tuple[ConditionStatus, str, str]:
@@ -212,7 +214,7 @@ def approval_status(item: Evaluated, now: datetime) -> dict[str, Any]:
     return {
         "valid": item.verdict.valid,
         "reason": item.reason,
-        "message": item.verdict.message[:1024],
+        "message": truncate_message(item.verdict.message),
         "keyIds": list(item.verdict.key_ids),
         "lastEvaluated": _rfc3339(now),
     }

@@ -19,7 +19,6 @@ _REASONS = ", ".join(
 )
 
 KIND = "LiveApproval"
-PLURAL = "liveapprovals"
 SINGULAR = "liveapproval"
 SHORT_NAMES = ["la"]
 CATEGORIES = ["hean"]

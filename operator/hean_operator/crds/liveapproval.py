@@ -4,17 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from hean_operator.api.resources import APPROVALS, GROUP, VERSION
 from hean_operator.approvals.model import (
     CATEGORIES,
     KIND,
-    PLURAL,
     SHORT_NAMES,
     SINGULAR,
     LiveApprovalSpec,
     LiveApprovalStatus,
 )
 from hean_operator.crds.schema import namespaced_crd, structural_schema
-from hean_operator.crds.tradingengine import GROUP, VERSION
 
 PRINTER_COLUMNS: list[dict[str, Any]] = [
     {"name": "Engine", "type": "string", "jsonPath": ".spec.engineRef.name"},
@@ -37,7 +36,7 @@ def build_liveapproval_crd() -> dict[str, Any]:
         group=GROUP,
         version=VERSION,
         kind=KIND,
-        plural=PLURAL,
+        plural=APPROVALS,
         singular=SINGULAR,
         short_names=SHORT_NAMES,
         categories=CATEGORIES,

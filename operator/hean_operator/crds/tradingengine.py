@@ -9,13 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from hean_engine.model.spec import API_VERSION, KIND, TradingEngineSpec
+from hean_engine.model.spec import KIND, TradingEngineSpec
+from hean_operator.api.resources import ENGINES, GROUP, VERSION
 from hean_operator.api.status import TradingEngineStatus
 from hean_operator.builders.common import MAX_NAME_LENGTH, NAME_PATTERN
 from hean_operator.crds.schema import namespaced_crd, structural_schema
 
-GROUP, VERSION = API_VERSION.split("/")
-PLURAL = "tradingengines"
 SINGULAR = "tradingengine"
 SHORT_NAMES = ["te"]
 CATEGORIES = ["hean"]
@@ -116,7 +115,7 @@ def build_tradingengine_crd() -> dict[str, Any]:
         group=GROUP,
         version=VERSION,
         kind=KIND,
-        plural=PLURAL,
+        plural=ENGINES,
         singular=SINGULAR,
         short_names=SHORT_NAMES,
         categories=CATEGORIES,

@@ -17,9 +17,9 @@ The phase answers "what is this engine doing?" at a glance in `kubectl get`:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
+from hean_operator.api.messages import truncate_message
 from hean_operator.api.status import (
     Condition,
     ConditionStatus,
@@ -58,10 +58,6 @@ class Observation:
     approval: tuple[ConditionStatus, str, str] | None = None
     blocked: str | None = None  # why no pod is started (a live engine without approval)
     taken: str | None = None  # a child's name is held by an object the engine does not own
-
-
-def now_rfc3339() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def derive_phase(obs: Observation) -> tuple[Phase, str]:
@@ -106,7 +102,7 @@ def _condition(
         type=kind,
         status=status,
         reason=reason,
-        message=message[:1024],
+        message=truncate_message(message),
         last_transition_time=since,
         observed_generation=generation,
     )

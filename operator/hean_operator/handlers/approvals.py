@@ -32,6 +32,9 @@ import kopf
 from hean_engine.approval.trust import TrustPolicy, trust_from_files
 from hean_engine.model.errors import ConfigError
 from hean_engine.model.spec import Mode, TradingEngineSpec, parse_spec
+from hean_engine.model.timefmt import datetime_to_iso
+from hean_operator.api.messages import truncate_message
+from hean_operator.api.resources import APPROVALS, GROUP, VERSION
 from hean_operator.api.status import ConditionType, Phase
 from hean_operator.approvals.evaluate import (
     TRUST_POLICY_INVALID,
@@ -258,7 +261,7 @@ class ApprovalEnforcer:
         self, resource: Mapping[str, Any], kind: str, reason: str, message: str
     ) -> None:
         try:
-            await asyncio.to_thread(self._sink, resource, kind, reason, message[:1024])
+            await asyncio.to_thread(self._sink, resource, kind, reason, truncate_message(message))
         except Exception as exc:  # an Event is a report: never a reason to stop enforcing
             log.warning("event %s not posted: %s", reason, type(exc).__name__)
 
@@ -391,17 +394,17 @@ class ApprovalEnforcer:
         if (mine.get("status"), mine.get("reason"), mine.get("message")) != (
             fields[0].value,
             fields[1],
-            fields[2][:1024],
+            truncate_message(fields[2]),
         ):
             patch["conditions"] = with_condition(
                 list(status.get("conditions") or []),
                 ConditionType.LIVE_APPROVED,
                 fields,
                 engine.generation,
-                self.clock.now().strftime("%Y-%m-%dT%H:%M:%SZ"),
+                datetime_to_iso(self.clock.now()),
             )
         if not decision.valid and not has_pod and status.get("phase") != Phase.INVALID.value:
-            message = f"waiting for a valid LiveApproval: {decision.message}"[:1024]
+            message = truncate_message(f"waiting for a valid LiveApproval: {decision.message}")
             if status.get("phase") != Phase.PENDING.value or status.get("message") != message:
                 patch["phase"] = Phase.PENDING.value
                 patch["message"] = message
@@ -464,7 +467,7 @@ class ApprovalEnforcer:
         keys = sorted({str(s.get("keyId")) for s in signatures or [] if isinstance(s, dict)})
         message = f"LiveApproval no longer valid ({decision.reason}): engine told to {command}"
         runtime.metrics.approval_enforcements.labels(command=command, reason=decision.reason).inc()
-        detail = f"{message}. {decision.message}"[:1024]
+        detail = truncate_message(f"{message}. {decision.message}")
         await self._event(resource, "Warning", "ApprovalLost", detail)
         if chosen is not None:
             body = dict(chosen.manifest)
@@ -518,4 +521,4 @@ async def approval_event(body: kopf.Body, type: str | None, memo: kopf.Memo, **_
 def register(registry: kopf.OperatorRegistry) -> None:
     # kopf.on.event keeps no state on the approvals: watching them costs no writes
     # (their status is written by the evaluation, only when it changes).
-    kopf.on.event("hean.io", "v1alpha1", "liveapprovals", registry=registry)(approval_event)
+    kopf.on.event(GROUP, VERSION, APPROVALS, registry=registry)(approval_event)

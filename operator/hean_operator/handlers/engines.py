@@ -29,6 +29,9 @@ from kubernetes.client.exceptions import ApiException
 
 from hean_engine.model.errors import ConfigError
 from hean_engine.model.spec import Mode, TradingEngineSpec, parse_spec
+from hean_engine.model.timefmt import now_iso
+from hean_operator.api.messages import truncate_message
+from hean_operator.api.resources import ENGINES, GROUP, VERSION
 from hean_operator.api.status import Condition, ConditionStatus, ConditionType, Phase
 from hean_operator.approvals.evaluate import condition_fields
 from hean_operator.builders.common import (
@@ -52,7 +55,6 @@ from hean_operator.engines.status import (
     PodView,
     derive_conditions,
     derive_phase,
-    now_rfc3339,
     reconcile_status,
 )
 from hean_operator.kube.cluster import Cluster
@@ -63,7 +65,6 @@ from hean_operator.settings import OperatorSettings
 if TYPE_CHECKING:
     from hean_operator.handlers.approvals import ApprovalEnforcer
 
-GROUP, VERSION, PLURAL = "hean.io", "v1alpha1", "tradingengines"
 # The Event reason when RBAC refuses one of the operator's calls.
 FORBIDDEN = "Forbidden"
 
@@ -131,7 +132,7 @@ def _invalid(
 ) -> None:
     message = "; ".join(exc.problems)
     patch.status["phase"] = Phase.INVALID.value
-    patch.status["message"] = message[:1024]
+    patch.status["message"] = truncate_message(message)
     patch.status["observedGeneration"] = generation
     patch.status["conditions"] = [
         Condition(
@@ -139,11 +140,11 @@ def _invalid(
             status=ConditionStatus.FALSE,
             reason="InvalidSpec",
             message=message[:32768],
-            last_transition_time=now_rfc3339(),
+            last_transition_time=now_iso(),
             observed_generation=generation,
         ).model_dump(mode="json", by_alias=True, exclude_none=True)
     ]
-    kopf.warn(body, reason="InvalidSpec", message=message[:1024])
+    kopf.warn(body, reason="InvalidSpec", message=truncate_message(message))
     runtime.metrics.observe_phase(body.metadata["namespace"], body.metadata["name"], Phase.INVALID)
 
 
@@ -209,7 +210,7 @@ def _api_message(exc: ApiException) -> str:
         message = str(json.loads(exc.body or "{}").get("message") or exc.reason)
     except (ValueError, AttributeError):
         message = str(exc.reason)
-    return f"the API server refused the operator: {message}"[:1024]
+    return truncate_message(f"the API server refused the operator: {message}")
 
 
 def reconcile_children(
@@ -257,7 +258,7 @@ def reconcile_children(
         # No pod until an approval is valid; the approval enforcement starts it then.
         if cluster_pod_missing(runtime, engine):
             patch.status["phase"] = Phase.PENDING.value
-            patch.status["message"] = outcome.blocked[:1024]
+            patch.status["message"] = truncate_message(outcome.blocked)
         return
     if status.get("phase") in (None, Phase.INVALID.value, Phase.PENDING.value):
         patch.status["phase"] = Phase.STARTING.value
@@ -280,7 +281,7 @@ def _name_taken(
 ) -> None:
     """Mark the engine: Failed, Ready=False NameTaken, and a Warning Event when it changes."""
     if runtime.taken.get(engine.uid) != message:
-        kopf.warn(body, reason="NameTaken", message=message[:1024])
+        kopf.warn(body, reason="NameTaken", message=truncate_message(message))
     runtime.taken[engine.uid] = message
     status = dict(body.get("status") or {})
     _write_status(
@@ -496,7 +497,7 @@ def _write_status(
     )
     phase, message = derive_phase(obs)
     previous = [Condition.model_validate(c) for c in current.get("conditions") or []]
-    conditions = derive_conditions(obs, previous, now_rfc3339())
+    conditions = derive_conditions(obs, previous, now_iso())
     desired: dict[str, Any] = {
         "phase": phase.value,
         "message": message,
@@ -695,7 +696,7 @@ async def engine_deleted(
 
 
 def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> None:
-    resource = (GROUP, VERSION, PLURAL)
+    resource = (GROUP, VERSION, ENGINES)
     for decorator in (kopf.on.create, kopf.on.resume):
         decorator(*resource, registry=registry, id="reconcile")(reconcile_children)
     kopf.on.update(*resource, registry=registry, id="reconcile", field="spec")(reconcile_children)

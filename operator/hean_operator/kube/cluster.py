@@ -9,17 +9,15 @@ the official client (blocking; handlers run it in kopf's thread pool).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Any, Protocol, cast
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from hean_engine.model.spec import API_VERSION
-
-GROUP, VERSION = API_VERSION.split("/")
-PLURAL = "tradingengines"
-APPROVALS = "liveapprovals"
+from hean_engine.model.timefmt import now_iso
+from hean_operator.api.messages import truncate_message
+from hean_operator.api.resources import APPROVALS, ENGINES, GROUP, VERSION
+from hean_operator.kube import reporting
 
 # Kinds the operator manages, and the verbs it uses on each (docs/operator.md
 # and the chart's RBAC are kept in step with this table).
@@ -30,7 +28,7 @@ VERBS: dict[str, tuple[str, ...]] = {
     # list/watch: the operator watches engine pods to poll an engine the moment
     # its pod turns Ready, instead of at the next timer tick.
     "pods": ("get", "create", "delete", "list", "watch"),
-    PLURAL: ("get",),
+    ENGINES: ("get",),
     "tradingengines/status": ("patch",),
     # LiveApprovals: listed once at start-up (so that no running engine is judged
     # before its approvals are known), then watched; the verdict goes to status.
@@ -72,8 +70,11 @@ class Cluster(Protocol):
 
 
 class KubernetesCluster:
-    def __init__(self, api_client: client.ApiClient | None = None) -> None:
+    def __init__(
+        self, api_client: client.ApiClient | None = None, *, reporting_instance: str | None = None
+    ) -> None:
         self._api = api_client or client.ApiClient()
+        self._instance = reporting_instance or reporting.reporting_instance()
         self._core = client.CoreV1Api(self._api)
         self._custom = client.CustomObjectsApi(self._api)
 
@@ -113,7 +114,7 @@ class KubernetesCluster:
         try:
             found = cast(
                 dict[str, Any],
-                self._custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name),
+                self._custom.get_namespaced_custom_object(GROUP, VERSION, namespace, ENGINES, name),
             )
         except ApiException as exc:
             if exc.status == 404:
@@ -123,7 +124,7 @@ class KubernetesCluster:
 
     def patch_engine_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
         self._custom.patch_namespaced_custom_object_status(
-            GROUP, VERSION, namespace, PLURAL, name, {"status": status}
+            GROUP, VERSION, namespace, ENGINES, name, {"status": status}
         )
 
     def list_approvals(self, namespace: str | None) -> list[dict[str, Any]]:
@@ -150,9 +151,9 @@ class KubernetesCluster:
     def create_event(
         self, involved: Mapping[str, Any], type_: str, reason: str, message: str
     ) -> None:
-        """A core v1 Event about `involved`, as kopf posts them (same source component)."""
+        """A core v1 Event about `involved`, as kopf posts them (same reporting controller)."""
         meta = involved["metadata"]
-        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        now = now_iso()
         body: Any = {  # the client takes a plain dict as well as its model
             "apiVersion": "v1",
             "kind": "Event",
@@ -166,10 +167,10 @@ class KubernetesCluster:
             },
             "type": type_,
             "reason": reason,
-            "message": message[:1024],
-            "source": {"component": "kopf"},
-            "reportingComponent": "kopf",
-            "reportingInstance": "dev",
+            "message": truncate_message(message),
+            "source": {"component": reporting.REPORTING_COMPONENT},
+            "reportingComponent": reporting.REPORTING_COMPONENT,
+            "reportingInstance": self._instance,
             "firstTimestamp": now,
             "lastTimestamp": now,
             "count": 1,
