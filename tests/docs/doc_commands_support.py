@@ -11,8 +11,9 @@ pattern matches it, of one of these kinds:
 - `helm`: run here with the helm binary of tests/chart/chart_support.py;
 - `sandbox-up`: the sandbox itself, started once in the background;
 - `sandbox`: run with bash against that sandbox, in document order
-  (getting-started's walkthrough first), with the runbooks' placeholders
-  `NS`/`ENGINE` standing for its engine `default`/`btc-paper`;
+  (getting-started's walkthrough first), with the runbooks' stand-in names
+  `NS`/`ENGINE`/`OP_NS` replaced by the sandbox's `default`/`btc-paper`/
+  `hean-system`;
 - `allowed`: not runnable here (Docker, kind, a registry, a real cluster, the
   internet): the rule's reason says why.
 
@@ -207,7 +208,7 @@ def helm_env(helm: Helm, env: dict[str, str], bin_dir: Path) -> dict[str, str]:
 
 
 def substitute(command: str) -> str:
-    """The runbooks' placeholders -> the sandbox's engine; `[--flag]` (optional) dropped."""
+    """The runbooks' stand-in names -> the sandbox's (SANDBOX_ENGINE); `[--flag]` dropped."""
     for name, value in SANDBOX_ENGINE.items():
         command = re.sub(rf"\b{name}\b", value, command)
     return re.sub(r" \[--[a-z-]+\]", "", command)

@@ -31,7 +31,7 @@ _MIN_SECRET_LENGTH = 6
 
 
 class Redactor:
-    """Replaces registered secret values with a placeholder in any text."""
+    """Replaces registered secret values (and request signatures) with `[REDACTED]` in any text."""
 
     def __init__(self) -> None:
         self._secrets: frozenset[str] = frozenset()
