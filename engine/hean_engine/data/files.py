@@ -175,27 +175,59 @@ def detect_kind(path: Path) -> DataKind:
     raise DataError(str(path), 1, "file is empty")
 
 
+def _candle_blocks(
+    path: Path, on_gaps: Callable[[Any], None] | None = None
+) -> Iterator[list[Candle]]:
+    """The columnar reader's candles, a list per block (raises Fallback, see columnar).
+
+    One construction for both `read_candles` (a generator) and `feed_candles`
+    (pushed into the kernel): slot assignment without __init__ costs half a
+    constructor call.
+    """
+    new = Candle.__new__
+    for ts_, open_, high_, low_, close_, volume_ in arrow_batches(
+        path, "candles", CANDLE_HEADER, _open_fast, on_gaps=on_gaps
+    ):
+        block: list[Candle] = []
+        append = block.append
+        for ts, op, hi, low, cl, vol in zip(ts_, open_, high_, low_, close_, volume_, strict=True):
+            candle = new(Candle)
+            candle.ts = ts
+            candle.open = op
+            candle.high = hi
+            candle.low = low
+            candle.close = cl
+            candle.volume = vol
+            append(candle)
+        yield block
+
+
+def _trade_blocks(path: Path) -> Iterator[list[Trade]]:
+    """The columnar reader's trades, a list per block (see `_candle_blocks`)."""
+    new = Trade.__new__
+    for ts_, buyer_taker_, price_, amount_ in arrow_batches(
+        path, "trades", TRADE_HEADER, _open_fast
+    ):
+        block: list[Trade] = []
+        append = block.append
+        for ts, buyer_taker, price, amount in zip(ts_, buyer_taker_, price_, amount_, strict=True):
+            trade = new(Trade)
+            trade.ts = ts
+            trade.buyer_taker = buyer_taker
+            trade.price = price
+            trade.amount = amount
+            append(trade)
+        yield block
+
+
 def read_candles(path: Path | str) -> Iterator[Candle]:
     """Every candle of the file, in order; DataError at the first bad row."""
     path = Path(path)
-    new = Candle.__new__
     done = 0
     try:
-        for ts_, open_, high_, low_, close_, volume_ in arrow_batches(
-            path, "candles", CANDLE_HEADER, _open_fast
-        ):
-            rows = zip(ts_, open_, high_, low_, close_, volume_, strict=True)
-            for ts, op, hi, low, cl, vol in rows:
-                # Slot assignment without __init__: half the cost of a constructor call.
-                candle = new(Candle)
-                candle.ts = ts
-                candle.open = op
-                candle.high = hi
-                candle.low = low
-                candle.close = cl
-                candle.volume = vol
-                yield candle
-            done += len(ts_)
+        for block in _candle_blocks(path):
+            yield from block
+            done += len(block)
         if done:
             return
     except Fallback:
@@ -206,21 +238,11 @@ def read_candles(path: Path | str) -> Iterator[Candle]:
 def read_trades(path: Path | str) -> Iterator[Trade]:
     """Every trade of the file, in order; DataError at the first bad row."""
     path = Path(path)
-    new = Trade.__new__
     done = 0
     try:
-        for ts_, buyer_taker_, price_, amount_ in arrow_batches(
-            path, "trades", TRADE_HEADER, _open_fast
-        ):
-            rows = zip(ts_, buyer_taker_, price_, amount_, strict=True)
-            for ts, buyer_taker, price, amount in rows:
-                trade = new(Trade)
-                trade.ts = ts
-                trade.buyer_taker = buyer_taker
-                trade.price = price
-                trade.amount = amount
-                yield trade
-            done += len(ts_)
+        for block in _trade_blocks(path):
+            yield from block
+            done += len(block)
         if done:
             return
     except Fallback:
@@ -284,29 +306,13 @@ def feed_candles(
     after a gap that is not a whole number of its steps (`spacing.misfit`).
     """
     path = Path(path)
-    new = Candle.__new__
     done = 0
     try:
-        for ts_, open_, high_, low_, close_, volume_ in arrow_batches(
-            path,
-            "candles",
-            CANDLE_HEADER,
-            _open_fast,
-            on_gaps=spacing.gaps if spacing is not None else None,
-        ):
+        for block in _candle_blocks(path, spacing.gaps if spacing is not None else None):
             if spacing is not None and spacing.misfit is not None:
                 return
-            rows = zip(ts_, open_, high_, low_, close_, volume_, strict=True)
-            for ts, op, hi, low, cl, vol in rows:
-                candle = new(Candle)
-                candle.ts = ts
-                candle.open = op
-                candle.high = hi
-                candle.low = low
-                candle.close = cl
-                candle.volume = vol
-                on_candle(candle)
-            done += len(ts_)
+            deque(map(on_candle, block), maxlen=0)
+            done += len(block)
         if done:
             return
     except Fallback:
@@ -325,21 +331,11 @@ def feed_candles(
 def feed_trades(path: Path | str, on_trade: Callable[[Trade], object]) -> None:
     """`read_trades`, pushed: calls `on_trade` with each trade (see `feed_candles`)."""
     path = Path(path)
-    new = Trade.__new__
     done = 0
     try:
-        for ts_, buyer_taker_, price_, amount_ in arrow_batches(
-            path, "trades", TRADE_HEADER, _open_fast
-        ):
-            rows = zip(ts_, buyer_taker_, price_, amount_, strict=True)
-            for ts, buyer_taker, price, amount in rows:
-                trade = new(Trade)
-                trade.ts = ts
-                trade.buyer_taker = buyer_taker
-                trade.price = price
-                trade.amount = amount
-                on_trade(trade)
-            done += len(ts_)
+        for block in _trade_blocks(path):
+            deque(map(on_trade, block), maxlen=0)
+            done += len(block)
         if done:
             return
     except Fallback:

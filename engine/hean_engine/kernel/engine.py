@@ -21,6 +21,7 @@ from decimal import Decimal
 
 from hean_engine.execution.venue import Venue
 from hean_engine.model.market import Candle, Trade
+from hean_engine.model.money import price_to_decimal
 from hean_engine.model.orders import (
     Fill,
     Order,
@@ -136,7 +137,7 @@ class TradingKernel:
         if self._warming:
             return None
         mark = self.ledger.mark_price
-        price = Decimal(repr(mark)) if mark is not None else None  # price_to_decimal
+        price = price_to_decimal(mark) if mark is not None else None
         now = self.now
         if self.risk.check(intent, price, self.open.values(), now) is not None:
             return None
@@ -169,8 +170,7 @@ class TradingKernel:
         self.ledger.apply_fill(fill)
         self.fills.append(fill)
         if order.status is not OrderStatus.OPEN:
-            self.open.pop(order.id, None)  # _close, inlined
-            self.orders_by_status[order.status._value_] += 1
+            self._close(order)
         change = self.risk.on_equity(fill.ts)
         if change is not None:
             self._apply(change)

@@ -28,7 +28,7 @@ import math
 from decimal import Decimal
 
 from hean_engine.model.errors import HeanError
-from hean_engine.model.money import HUNDRED, ZERO
+from hean_engine.model.money import HUNDRED, ZERO, price_to_decimal
 from hean_engine.model.orders import Fill, Side
 from hean_engine.model.timefmt import DAY_MS
 
@@ -204,7 +204,7 @@ class Ledger:
         self.low_mark = _INF
         if price == _INF or not self.position:
             return
-        drawdown = self.peak_equity - (self.quote + self.position * Decimal(repr(price)))
+        drawdown = self.peak_equity - (self.quote + self.position * price_to_decimal(price))
         if drawdown > self._max_drawdown:
             self._max_drawdown = drawdown
             self._max_drawdown_peak = self.peak_equity
@@ -299,7 +299,7 @@ class Ledger:
         self.unvalued_mark = None
         if not self.position:
             return  # flat: equity and the last valued price did not change
-        self._last_price = last = Decimal(repr(price))
+        self._last_price = last = price_to_decimal(price)
         self._equity = self.quote + self.position * last
 
     @property
