@@ -27,6 +27,7 @@ import contextlib
 import json
 import os
 import ssl
+import urllib.error
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -47,6 +48,7 @@ if TYPE_CHECKING:
 
 CHART = Path(__file__).resolve().parents[2] / "charts" / "hean"
 OPERATOR_SELECTOR = "app.kubernetes.io/component=operator"
+SYSTEM_NAMESPACES = frozenset({"default", "kube-system", "kube-public", "kube-node-lease"})
 
 
 def _quiet(_: str) -> None:
@@ -364,7 +366,8 @@ class Sandbox:
                 await self._node_task
         if cp is not None and not self._owns_control_plane:
             with contextlib.suppress(OSError, RuntimeError):
-                await asyncio.to_thread(_delete_node_and_namespaces, cp, self.node_name, options)
+                namespaces = {options.namespace, options.operator_namespace, *self._watched()}
+                await asyncio.to_thread(_delete_node_and_namespaces, cp, self.node_name, namespaces)
         if self._session is not None:
             await self._session.close()
         if self.exchange is not None:
@@ -388,8 +391,6 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 
 
 def _ensure_namespace(cp: ControlPlane, namespace: str) -> None:
-    import urllib.error
-
     try:
         cp.request("GET", f"/api/v1/namespaces/{namespace}")
     except urllib.error.HTTPError as exc:
@@ -400,16 +401,11 @@ def _ensure_namespace(cp: ControlPlane, namespace: str) -> None:
     cp.wait_for_service_account(namespace)
 
 
-def _delete_node_and_namespaces(cp: ControlPlane, node: str, options: SandboxOptions) -> None:
-    import urllib.error
-
+def _delete_node_and_namespaces(cp: ControlPlane, node: str, namespaces: set[str]) -> None:
+    """Leave a shared cluster as found: this sandbox's node and namespaces go."""
     for path in [
         f"/api/v1/nodes/{node}",
-        *(
-            f"/api/v1/namespaces/{ns}"
-            for ns in {options.namespace, options.operator_namespace}
-            if ns not in ("default", "kube-system")
-        ),
+        *(f"/api/v1/namespaces/{ns}" for ns in sorted(namespaces) if ns not in SYSTEM_NAMESPACES),
     ]:
         with contextlib.suppress(urllib.error.HTTPError):
             cp.request("DELETE", path)

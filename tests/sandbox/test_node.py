@@ -331,7 +331,9 @@ async def test_the_node_is_registered_ready_with_a_lease(world: NodeWorld) -> No
     assert lease["spec"]["holderIdentity"] == world.node.name
 
 
-async def test_the_node_cannot_touch_pods_of_other_nodes(world: NodeWorld) -> None:
+async def test_the_node_cannot_read_a_secret_that_none_of_its_pods_uses(
+    world: NodeWorld,
+) -> None:
     # The API server's Node authorizer: a node reads only what its own pods use.
     status, _, _ = await world.http.post(
         world.path("secrets"),

@@ -193,12 +193,10 @@ def _approval_view(runtime: Runtime, engine: EngineRef, spec: TradingEngineSpec)
 
 def _parse(body: kopf.Body, patch: kopf.Patch, runtime: Runtime) -> TradingEngineSpec | None:
     try:
-        problems = name_problems(str(body.metadata["name"]))
-        if problems:
-            # A CRD without the name rule (an old chart) let it through: its children's
-            # names would be refused (422) on every retry. Invalid, once, instead.
-            raise ConfigError(problems)
-        return parse_spec(dict(body.get("spec") or {}))
+        # Parsed once per generation (the polls reuse it); a name the children cannot
+        # carry is invalid too: a CRD without the name rule (an old chart) lets it
+        # through, and its children's names would be refused (422) on every retry.
+        return _parsed(runtime, body.metadata, body.get("spec") or {})[1]
     except ConfigError as exc:
         _invalid(body, patch, exc, int(body.metadata.get("generation") or 1), runtime)
         return None

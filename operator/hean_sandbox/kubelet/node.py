@@ -802,7 +802,9 @@ class Node:
 
     # -- status and events -------------------------------------------------------
     async def _event(self, run: PodRun, kind: str, reason: str, message: str) -> None:
-        now = _micro_now()
+        """A core/v1 Event about the pod, as the kubelet posts them (a courtesy: its
+        failure must not stop the pod)."""
+        now = _now()
         event = {
             "apiVersion": "v1",
             "kind": "Event",
@@ -820,14 +822,10 @@ class Node:
             "source": {"component": "kubelet", "host": self.name},
             "reportingComponent": "kubelet",
             "reportingInstance": self.name,
-            "firstTimestamp": _now(),
-            "lastTimestamp": _now(),
-            "eventTime": now,
+            "firstTimestamp": now,
+            "lastTimestamp": now,
             "count": 1,
         }
-        # eventTime with the core/v1 API needs action and reporting fields set;
-        # an Event is a courtesy: its failure must not stop the pod.
-        event.pop("eventTime")
         try:
             await self.api.post_event(run.namespace, event)
         except (ApiError, aiohttp.ClientError) as exc:
