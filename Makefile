@@ -27,7 +27,7 @@ help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-13s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 install: ## Create .venv and install hean with the dev and operator extras (editable)
-	$(PYTHON) -m venv $(VENV) && $(BIN)/pip install -e '.[dev,operator]'
+	$(PYTHON) -m venv $(VENV) && $(BIN)/pip install -e '.[dev,operator]' -e ./devtools
 
 test: ## Run the test suite
 	$(PYTEST)

@@ -34,12 +34,12 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from hean_contract.spec import EngineIdentity, parse_spec
 from hean_engine.app.assembly import build_live_engine
 from hean_engine.execution.client_ids import ClientOrderIds
 from hean_engine.execution.journal import Journal
 from hean_engine.execution.live_venue import LiveVenue
 from hean_engine.model.orders import OrderIntent, Side
-from hean_engine.model.spec import EngineIdentity, parse_spec
 from hean_engine.net.exchange import create_client
 from hean_engine.net.retry import RetryPolicy
 from hean_engine.telemetry.logs import configure_logging

@@ -34,10 +34,10 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from hean_contract.spec import EmaCrossParams
 from hean_engine.data.files import read_candles
 from hean_engine.model.market import Candle
 from hean_engine.model.orders import Order, OrderIntent
-from hean_engine.model.spec import EmaCrossParams
 from hean_engine.strategy.ema_cross import EmaCross
 
 ROOT = Path(__file__).resolve().parents[1]

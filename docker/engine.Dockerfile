@@ -21,9 +21,9 @@ ENV PIP_NO_CACHE_DIR=1 \
 
 WORKDIR /src
 COPY pyproject.toml README.md ./
+COPY contract/ contract/
 COPY engine/ engine/
 COPY operator/ operator/
-COPY sim/ sim/
 
 # The hean wheel and wheels of its (engine-only) dependencies: the final stage
 # installs from /wheels alone, without reaching an index.

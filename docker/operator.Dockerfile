@@ -20,9 +20,9 @@ ENV PIP_NO_CACHE_DIR=1 \
 
 WORKDIR /src
 COPY pyproject.toml README.md ./
+COPY contract/ contract/
 COPY engine/ engine/
 COPY operator/ operator/
-COPY sim/ sim/
 
 # The hean wheel and wheels of its dependencies with the operator extra.
 RUN python -m pip wheel --wheel-dir /wheels ".[operator]"

@@ -18,10 +18,10 @@ from typing import Any, ClassVar
 
 import pytest
 
+from hean_contract.spec import EngineIdentity, TradingEngineSpec, parse_spec
 from hean_engine.app.assembly import Engine, build_simulated_engine
 from hean_engine.model.market import Candle, MarketEvent, Trade
 from hean_engine.model.orders import Fill, Order, OrderIntent
-from hean_engine.model.spec import EngineIdentity, TradingEngineSpec, parse_spec
 from hean_engine.strategy.base import DataKind, Strategy, StrategyContext
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

@@ -28,6 +28,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engine_support import build_scripted_engine, manifest_dict, spec_dict
+from hean_contract.spec import EngineIdentity, TradingEngineSpec, parse_spec
 from hean_engine.app.approval_gate import ApprovalGate
 from hean_engine.app.config import load_config
 from hean_engine.approval.trust import TrustPolicy, trust_from_files
@@ -35,7 +36,6 @@ from hean_engine.approval.verify import Verdict
 from hean_engine.control.runtime import Runtime
 from hean_engine.control.server import build_app
 from hean_engine.model.errors import ConfigError
-from hean_engine.model.spec import EngineIdentity, TradingEngineSpec, parse_spec
 
 CASES: Counter[str] = Counter()
 FUZZ = settings(

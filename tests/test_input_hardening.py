@@ -13,13 +13,13 @@ import yaml
 from click.testing import CliRunner, Result
 
 from engine_support import CANDLE_HEADER, manifest_dict, spec_dict, write_lines
+from hean_contract.spec import parse_spec
 from hean_engine.app.config import load_config
 from hean_engine.app.exits import user_errors
 from hean_engine.cli import main
 from hean_engine.data.files import check_readable, read_candles
 from hean_engine.execution.journal import FILE_NAME, Journal, JournalCorrupt
 from hean_engine.model.errors import ConfigError, DataError
-from hean_engine.model.spec import parse_spec
 from hean_engine.model.yamltext import dump_yaml, load_one
 
 T0 = datetime(2017, 1, 1, tzinfo=UTC)

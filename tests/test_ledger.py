@@ -18,10 +18,10 @@ from engine_support import (
     session_steps,
     spec_dict,
 )
+from hean_contract.spec import parse_spec
 from hean_engine.model.market import Candle, MarketEvent
 from hean_engine.model.money import price_to_decimal
 from hean_engine.model.orders import Fill, Order, OrderType, Side
-from hean_engine.model.spec import parse_spec
 from hean_engine.portfolio.ledger import Ledger, LedgerError
 
 D = Decimal

@@ -23,9 +23,9 @@ from engine_support import (
     session_steps,
     spec_dict,
 )
+from hean_contract.spec import RiskSpec
 from hean_engine.app.assembly import Engine
 from hean_engine.model.orders import Fill, OrderType, RiskState, Side
-from hean_engine.model.spec import RiskSpec
 from hean_engine.portfolio.ledger import Ledger
 from hean_engine.risk.engine import RiskEngine
 

@@ -22,6 +22,7 @@ from engine_support import (
     spec_dict,
     trade,
 )
+from hean_contract.spec import parse_spec
 from hean_engine.app.assembly import Engine
 from hean_engine.kernel.engine import KernelEvent
 from hean_engine.model.orders import (
@@ -32,7 +33,6 @@ from hean_engine.model.orders import (
     RiskState,
     Side,
 )
-from hean_engine.model.spec import parse_spec
 
 D = Decimal
 

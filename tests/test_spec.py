@@ -20,10 +20,7 @@ from engine_support import (
     spec_dict,
     write_lines,
 )
-from hean_engine.app.config import load_config
-from hean_engine.cli import main
-from hean_engine.model.errors import ConfigError
-from hean_engine.model.spec import (
+from hean_contract.spec import (
     EmaCrossParams,
     EngineIdentity,
     MarketMakerParams,
@@ -32,6 +29,9 @@ from hean_engine.model.spec import (
     parse_manifest,
     parse_spec,
 )
+from hean_engine.app.config import load_config
+from hean_engine.cli import main
+from hean_engine.model.errors import ConfigError
 
 Mutation = Callable[[dict[str, Any]], None]
 

@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 
 from engine_support import EXAMPLES_DIR, T0, build_engine, candle, spec_dict, trade
+from hean_contract.spec import EmaCrossParams, EngineIdentity, MarketMakerParams
 from hean_engine.app.assembly import Engine
 from hean_engine.app.config import load_config
 from hean_engine.data.files import read_trades
 from hean_engine.kernel.engine import TradingKernel
 from hean_engine.model.money import price_to_decimal
 from hean_engine.model.orders import Order, OrderIntent, OrderType, Side
-from hean_engine.model.spec import EmaCrossParams, EngineIdentity, MarketMakerParams
 from hean_engine.strategy.ema_cross import EmaCross
 from hean_engine.strategy.market_maker import MarketMaker
 from hean_engine.strategy.registry import STRATEGIES

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from hean_operator.api.status import Phase
+from hean_contract.status import Phase
 
 HANDLERS = ("reconcile", "poll", "pod", "control", "delete", "approval")
 

@@ -12,10 +12,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from engine_support import manifest_dict, spec_dict
+from hean_contract.spec import EngineIdentity, TradingEngineSpec, parse_spec
 from hean_engine.approval.manifest import Approval, approval_manifest
 from hean_engine.approval.sign import add_signature, new_approval
 from hean_engine.approval.trust import TrustedKey, TrustPolicy
-from hean_engine.model.spec import EngineIdentity, TradingEngineSpec, parse_spec
 
 NOW = datetime(2026, 11, 25, 12, 0, 0, tzinfo=UTC)
 UID = "7c1d4a52-9f0e-4c3b-8a61-2b5e9d0f4e17"

@@ -23,6 +23,7 @@ from click.testing import CliRunner
 from prometheus_client import generate_latest
 
 from engine_support import build_engine
+from hean_contract.spec import TradingEngineSpec
 from hean_engine.app.approval_gate import ApprovalGate, ApprovalWatch
 from hean_engine.app.run import RunOptions, run_engine
 from hean_engine.approval.sign import generate_key
@@ -32,7 +33,6 @@ from hean_engine.control.runtime import Runtime, apply_command
 from hean_engine.control.status import build_status
 from hean_engine.model.errors import LiveTradingRefused
 from hean_engine.model.orders import RiskState
-from hean_engine.model.spec import TradingEngineSpec
 from hean_engine.telemetry.logs import configure_logging
 
 ALICE = make_key("alice")

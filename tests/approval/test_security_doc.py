@@ -11,8 +11,8 @@ from pathlib import Path
 import yaml
 
 from engine_support import REPO_ROOT
+from hean_contract.spec import parse_manifest
 from hean_engine.approval.payload import ApprovalPayload, canonical_json, spec_document, spec_hash
-from hean_engine.model.spec import parse_manifest
 
 DOC = REPO_ROOT / "docs" / "security.md"
 TEXT = DOC.read_text()

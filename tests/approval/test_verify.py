@@ -21,11 +21,11 @@ from approval_support import (
     unsigned,
 )
 
+from hean_contract.spec import EngineIdentity, TradingEngineSpec
 from hean_engine.approval.manifest import Approval, Signature
 from hean_engine.approval.payload import DOMAIN, canonical_json
 from hean_engine.approval.trust import TrustedKey, TrustPolicy
 from hean_engine.approval.verify import Reason, Verdict, verify
-from hean_engine.model.spec import EngineIdentity, TradingEngineSpec
 
 ALICE = make_key("alice")
 BOB = make_key("bob")

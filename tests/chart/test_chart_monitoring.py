@@ -21,9 +21,9 @@ import promql_parser
 import pytest
 from chart_support import NAMESPACE, REPO_ROOT, Helm, objects_of, one_of, watched
 
+from hean_contract.status import Phase
 from hean_engine.control.runtime import RunMode
 from hean_engine.model.orders import OrderStatus, Reject, RiskState
-from hean_operator.api.status import Phase
 from hean_operator.builders.common import EngineRef, labels
 
 Rendered = Callable[[str], list[dict[str, Any]]]

@@ -26,8 +26,8 @@ from chart_support import (
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from hean_contract.spec import parse_spec
 from hean_engine.approval.trust import trust_from_files
-from hean_engine.model.spec import parse_spec
 from hean_operator.builders.common import EngineRef
 from hean_operator.builders.pod import EngineImage, build_pod
 from hean_operator.cli import run_operator_command

@@ -18,7 +18,7 @@ from kubernetes import config
 from kubernetes.client.exceptions import ApiException
 from real_cluster_support import NOWHERE, Kube, engine_manifest, response_codes
 
-from hean_engine.model.spec import parse_spec
+from hean_contract.spec import parse_spec
 from hean_operator.builders.common import EngineRef
 from hean_operator.builders.config import build_configmap
 from hean_operator.builders.pod import EngineImage, build_pod

@@ -24,7 +24,7 @@ import pytest
 from real_cluster_support import NOWHERE, WAIT, Kube, engine_manifest, wait_until
 
 from cluster_support import unique
-from hean_engine.model.spec import parse_spec
+from hean_contract.spec import parse_spec
 from hean_operator.builders.common import EngineRef
 from hean_operator.builders.config import build_configmap, build_control_secret
 from hean_operator.builders.pod import EngineImage, build_pod, build_service

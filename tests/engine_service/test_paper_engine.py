@@ -20,11 +20,11 @@ import aiohttp
 import pytest
 
 from engine_support import BTCUSD_CANDLES, head_lines, require_shared_file, spec_dict, write_lines
+from hean_contract.spec import EngineIdentity, parse_spec
 from hean_engine.app.run import RunOptions, serve
 from hean_engine.control.runtime import Runtime
 from hean_engine.data.exchange_feed import FeedSettings
 from hean_engine.data.files import read_candles
-from hean_engine.model.spec import EngineIdentity, parse_spec
 from hean_engine.net.exchange import create_client
 from hean_engine.telemetry.logs import REDACTOR, configure_logging
 from hean_sim.exchange import SimConfig, SimExchange

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hean_engine.model.spec import parse_spec
+from hean_contract.spec import parse_spec
 from hean_operator.builders.common import CONTROL_PORT, EngineRef
 from hean_operator.builders.pod import EngineImage, build_pod
 from hean_operator.cli import run_operator_command
@@ -274,7 +274,9 @@ def test_dockerignore_keeps_the_context_small() -> None:
     ]
     assert lines[0] == "*", "allow-list: ignore everything, then re-include"
     included = {line[1:].rstrip("/") for line in lines if line.startswith("!")}
-    assert {"pyproject.toml", "README.md", "engine", "operator", "sim"} <= included
+    assert {"pyproject.toml", "README.md", "contract", "engine", "operator"} <= included
+    # The development tools (simulator, sandbox) never enter an image's build context.
+    assert not included & {"devtools", "sim"}
     assert not included & {".venv", ".git", "tests", "charts", "docker"}
     copied = set()
     for path in DOCKERFILES.values():
@@ -283,3 +285,17 @@ def test_dockerignore_keeps_the_context_small() -> None:
                 if instruction.keyword == "COPY" and "--from" not in instruction.args:
                     copied |= {s.rstrip("/") for s in instruction.args.split()[:-1]}
     assert copied <= included, copied - included
+
+
+def test_images_install_no_development_tools() -> None:
+    """Production images carry only what runs in production: the simulator and the
+    sandbox live in devtools/ (the hean-devtools distribution), which no image copies."""
+    for dockerfile in sorted((REPO_ROOT / "docker").glob("*.Dockerfile")):
+        text = dockerfile.read_text()
+        assert "devtools" not in text, dockerfile.name
+        assert "hean_sim" not in text and "hean_sandbox" not in text, dockerfile.name
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
+    packages = project["tool"]["setuptools"]["packages"]["find"]["include"]
+    assert packages == ["hean_contract*", "hean_engine*", "hean_operator*"]
+    commands = project["project"]["entry-points"]["hean.commands"]
+    assert not {"sandbox", "sim"} & set(commands)

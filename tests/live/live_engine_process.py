@@ -25,12 +25,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from hean_contract.spec import EngineIdentity, TradingEngineSpec
 from hean_engine.app.config import load_config
 from hean_engine.app.run import RunOptions, run_engine
 from hean_engine.data.exchange_feed import FeedSettings
 from hean_engine.execution.live import GateDecision
 from hean_engine.model.errors import HeanError
-from hean_engine.model.spec import EngineIdentity, TradingEngineSpec
 from hean_engine.net.retry import RetryPolicy
 
 

@@ -24,13 +24,13 @@ from typing import Any
 import ccxt.async_support as ccxt_async
 
 from engine_support import BTCUSD_CANDLES, head_lines, require_shared_file, spec_dict, write_lines
+from hean_contract.spec import EngineIdentity, TradingEngineSpec, parse_spec
 from hean_engine.app.live import LiveSession
 from hean_engine.app.run import RunOptions, serve
 from hean_engine.control.runtime import Runtime
 from hean_engine.data.exchange_feed import FeedSettings
 from hean_engine.data.files import read_candles
 from hean_engine.execution.live import GateDecision, LiveGate
-from hean_engine.model.spec import EngineIdentity, TradingEngineSpec, parse_spec
 from hean_engine.net.exchange import create_client
 from hean_engine.net.retry import RetryPolicy
 from hean_engine.telemetry.logs import REDACTOR, configure_logging

@@ -13,13 +13,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from live_support import API_KEY, LiveRun, live_spec, make_sim, run_live, until
 
+from hean_contract.spec import EngineIdentity, TradingEngineSpec
 from hean_engine.app.approval_gate import ApprovalGate
 from hean_engine.app.run import RunOptions, serve
 from hean_engine.approval.manifest import approval_manifest
 from hean_engine.approval.sign import add_signature, new_approval
 from hean_engine.model.errors import LiveTradingRefused
 from hean_engine.model.orders import RiskState
-from hean_engine.model.spec import EngineIdentity, TradingEngineSpec
 
 IDENTITY = EngineIdentity(name="live-test", namespace="default", generation=1, uid="uid-1")
 KEY = Ed25519PrivateKey.generate()

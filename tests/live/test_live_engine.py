@@ -25,12 +25,12 @@ from live_support import (
     until,
 )
 
+from hean_contract.spec import EngineIdentity
 from hean_engine.app.run import RunOptions, serve
 from hean_engine.execution.client_ids import ClientOrderIds
 from hean_engine.execution.live_venue import CLOCK_SKEW_MS
 from hean_engine.model.errors import HeanError
 from hean_engine.model.orders import RiskState
-from hean_engine.model.spec import EngineIdentity
 from hean_engine.net.exchange import create_client
 from hean_engine.telemetry.logs import REDACTOR, configure_logging
 from hean_sim.exchange.config import ApiKey

@@ -9,9 +9,9 @@ import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from hean_contract.spec import TradingEngineSpec, parse_spec
 from hean_engine.approval.manifest import approval_manifest
 from hean_engine.approval.sign import add_signature, new_approval
-from hean_engine.model.spec import TradingEngineSpec, parse_spec
 
 LIVE_SPEC: dict[str, Any] = {
     "mode": "live",

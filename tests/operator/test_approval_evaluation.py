@@ -9,8 +9,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from operator_approval_support import live_spec, signed, trust_files
 
+from hean_contract.status import ConditionStatus, ConditionType, Phase
 from hean_engine.approval.trust import TrustPolicy, trust_from_files
-from hean_operator.api.status import ConditionStatus, ConditionType, Phase
 from hean_operator.approvals.evaluate import (
     NO_APPROVAL,
     NO_TRUST_POLICY,

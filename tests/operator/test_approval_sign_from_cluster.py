@@ -11,10 +11,10 @@ from kubernetes import client
 from kubernetes import config as kube_config
 
 from cluster_support import cluster_with_crds, namespace_kubeconfig
+from hean_contract.spec import parse_spec
 from hean_engine.approval.payload import spec_hash
 from hean_engine.cli import main
 from hean_engine.model.errors import ConfigError
-from hean_engine.model.spec import parse_spec
 from hean_operator.approval_cli import fetch_engine
 
 

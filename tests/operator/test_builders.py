@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
-from hean_engine.model.spec import parse_manifest, parse_spec
+from hean_contract.spec import parse_manifest, parse_spec
 from hean_operator.builders.approval import approval_data, build_approval_configmap
 from hean_operator.builders.common import EngineRef, selector
 from hean_operator.builders.config import build_configmap, build_control_secret, engine_manifest

@@ -12,8 +12,8 @@ from click.testing import CliRunner
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from operator_approval_support import signed
 
+from hean_contract.spec import POSITIVE_PATTERN, TradingEngineSpec
 from hean_engine.cli import main
-from hean_engine.model.spec import POSITIVE_PATTERN, TradingEngineSpec
 from hean_operator.crds import drifted_crds, render_crds
 from hean_operator.crds.liveapproval import build_liveapproval_crd
 from hean_operator.crds.tradingengine import build_tradingengine_crd

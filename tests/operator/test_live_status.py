@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from hean_operator.api.status import ConditionStatus, ConditionType
+from hean_contract.status import ConditionStatus, ConditionType
 from hean_operator.engines.status import (
     Observation,
     PodView,

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from hean_engine.model.spec import parse_spec
+from hean_contract.spec import parse_spec
 from hean_operator.builders.common import EngineRef
 from hean_operator.builders.pod import EngineImage
 from hean_operator.kube.cluster import Conflict

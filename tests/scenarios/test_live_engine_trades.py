@@ -27,10 +27,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from scenario_support import Scenario, make_sandbox_scenario, stop_recording
 
+from hean_contract.spec import parse_spec
 from hean_engine.approval.manifest import approval_manifest
 from hean_engine.approval.sign import add_signature, new_approval
 from hean_engine.execution.client_ids import engine_tag
-from hean_engine.model.spec import parse_spec
 from hean_sim.exchange import SimExchange
 from hean_sim.exchange.config import ApiKey
 

@@ -21,6 +21,7 @@ from typing import Any
 
 import click
 
+from hean_contract.spec import EngineIdentity, TradingEngineSpec, parse_manifest
 from hean_engine.app.exits import EXIT_RUNTIME, user_errors
 from hean_engine.approval.manifest import Approval, approval_manifest, parse_approval
 from hean_engine.approval.payload import parse_time, spec_hash
@@ -29,7 +30,6 @@ from hean_engine.approval.trust import DEFAULT_MAX_TTL, load_trust_dir
 from hean_engine.approval.trust import parse_duration as parse_trust_duration
 from hean_engine.approval.verify import Verdict, verify
 from hean_engine.model.errors import ConfigError, HeanError
-from hean_engine.model.spec import EngineIdentity, TradingEngineSpec, parse_manifest
 from hean_engine.model.yamltext import dump_yaml, load_documents, read_text
 
 

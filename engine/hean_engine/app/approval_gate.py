@@ -29,6 +29,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+from hean_contract.spec import EngineIdentity, RiskPolicy, TradingEngineSpec
 from hean_engine.approval.manifest import parse_approval
 from hean_engine.approval.trust import load_trust_dir
 from hean_engine.approval.verify import Reason, Verdict, verify
@@ -37,7 +38,6 @@ from hean_engine.execution.live import GateDecision, LiveGate
 from hean_engine.kernel.engine import KernelEvent, TradingKernel
 from hean_engine.model.errors import ConfigError, UnreadableError
 from hean_engine.model.orders import RiskState
-from hean_engine.model.spec import EngineIdentity, RiskPolicy, TradingEngineSpec
 from hean_engine.model.yamltext import load_one, read_text
 from hean_engine.net.retry import Sleep
 from hean_engine.telemetry.logs import LogThrottle, get_logger

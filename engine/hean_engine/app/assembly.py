@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from hean_contract.spec import EngineIdentity, TradingEngineSpec
 from hean_engine.execution.simulated import SimulatedVenue
 from hean_engine.execution.venue import Venue
 from hean_engine.kernel.engine import TradingKernel
 from hean_engine.model.orders import RiskState
-from hean_engine.model.spec import EngineIdentity, TradingEngineSpec
 from hean_engine.portfolio.ledger import Ledger
 from hean_engine.risk.engine import RiskEngine
 from hean_engine.strategy.base import Strategy

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from hean_contract.spec import EngineIdentity, TradingEngineSpec, parse_manifest
 from hean_engine.model.errors import ConfigError
-from hean_engine.model.spec import EngineIdentity, TradingEngineSpec, parse_manifest
 from hean_engine.model.yamltext import load_documents, read_text
 
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from hean_contract.spec import RiskPolicy
 from hean_engine.app.assembly import Engine
 from hean_engine.control.runtime import Runtime
 from hean_engine.execution.journal import JournaledIntent
@@ -33,7 +34,6 @@ from hean_engine.execution.live_venue import LiveVenue, describe
 from hean_engine.execution.reconcile import Comparison, compare
 from hean_engine.model.money import fmt, price_to_decimal
 from hean_engine.model.orders import RiskState
-from hean_engine.model.spec import RiskPolicy
 from hean_engine.model.timefmt import ms_to_iso
 from hean_engine.net.retry import RetryPolicy, Sleep
 from hean_engine.telemetry.logs import get_logger

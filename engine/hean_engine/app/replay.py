@@ -8,12 +8,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from hean_contract.spec import EngineIdentity, TradingEngineSpec
 from hean_engine.app.assembly import Engine, build_simulated_engine
 from hean_engine.data.files import Spacing, detect_kind, feed_candles, feed_trades
 from hean_engine.model.errors import ConfigError
 from hean_engine.model.money import fmt
 from hean_engine.model.orders import Fill
-from hean_engine.model.spec import EngineIdentity, TradingEngineSpec
 from hean_engine.model.timefmt import ms_to_iso
 
 _YOUNG_GC_THRESHOLD = 50_000

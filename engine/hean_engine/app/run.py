@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hean_contract.spec import EngineIdentity, Mode, TradingEngineSpec
 from hean_engine.app.approval_gate import RECHECK_SECONDS, ApprovalWatch
 from hean_engine.app.assembly import Engine, build_live_engine, build_simulated_engine
 from hean_engine.app.live import LiveSession
@@ -38,7 +39,6 @@ from hean_engine.execution.journal import Journal
 from hean_engine.execution.live import DenyAllGate, LiveGate, require_live_approval
 from hean_engine.execution.live_venue import LiveVenue
 from hean_engine.model.errors import ConfigError, HeanError
-from hean_engine.model.spec import EngineIdentity, Mode, TradingEngineSpec
 from hean_engine.net.exchange import create_client
 from hean_engine.net.retry import RetriesExhausted, RetryPolicy, Sleep, call_with_retry
 from hean_engine.telemetry.logs import REDACTOR, configure_logging, get_logger, new_run_id

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from hean_engine.model.spec import TradingEngineSpec
+from hean_contract.spec import TradingEngineSpec
 from hean_engine.model.timefmt import ISO_SECONDS_FORMAT, datetime_to_iso
 
 API_VERSION = "hean.io/v1alpha1"

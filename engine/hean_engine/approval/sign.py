@@ -24,11 +24,11 @@ from cryptography.hazmat.primitives.serialization import (
     load_pem_private_key,
 )
 
+from hean_contract.spec import TradingEngineSpec
 from hean_engine.approval.manifest import Approval, Signature
 from hean_engine.approval.payload import ApprovalPayload, format_time, spec_hash
 from hean_engine.approval.trust import LONGEST_DURATION, valid_key_id
 from hean_engine.model.errors import ConfigError
-from hean_engine.model.spec import TradingEngineSpec
 
 PRIVATE_SUFFIX = ".key"
 

@@ -17,10 +17,10 @@ from enum import StrEnum
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from hean_contract.spec import TradingEngineSpec
 from hean_engine.approval.manifest import Approval
 from hean_engine.approval.payload import parse_time, spec_hash
 from hean_engine.approval.trust import TrustPolicy
-from hean_engine.model.spec import TradingEngineSpec
 
 
 class Reason(StrEnum):

@@ -12,10 +12,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from hean_contract.spec import EngineIdentity, TradingEngineSpec
 from hean_engine.data.exchange_feed import FeedHealth
 from hean_engine.kernel.engine import TradingKernel
 from hean_engine.model.orders import RiskState
-from hean_engine.model.spec import EngineIdentity, TradingEngineSpec
 from hean_engine.model.timefmt import ms_to_iso
 from hean_engine.telemetry.logs import LogThrottle
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from hean_contract.spec import EngineIdentity, TradingEngineSpec
 from hean_engine.model.errors import LiveTradingRefused
-from hean_engine.model.spec import EngineIdentity, TradingEngineSpec
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,17 +2,9 @@
 
 from __future__ import annotations
 
+from hean_contract.errors import ConfigError, HeanError
 
-class HeanError(Exception):
-    """Base class of the engine's own errors."""
-
-
-class ConfigError(HeanError):
-    """The configuration is invalid; `problems` lists `field.path: message` lines."""
-
-    def __init__(self, problems: list[str]) -> None:
-        self.problems = problems
-        super().__init__("invalid configuration:\n" + "\n".join(f"  {p}" for p in problems))
+__all__ = ["ConfigError", "DataError", "HeanError", "LiveTradingRefused", "UnreadableError"]
 
 
 class UnreadableError(ConfigError):

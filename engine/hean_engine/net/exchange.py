@@ -14,7 +14,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import ccxt.async_support as ccxt_async
 
-from hean_engine.model.spec import ExchangeSpec
+from hean_contract.spec import ExchangeSpec
 
 # Options per ccxt exchange id, merged under the client's options.
 QUIRKS: dict[str, dict[str, Any]] = {

@@ -14,9 +14,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 
+from hean_contract.spec import RiskSpec
 from hean_engine.model.money import HUNDRED, ONE, ZERO
 from hean_engine.model.orders import Order, OrderIntent, Reject, RiskState, Side
-from hean_engine.model.spec import RiskSpec
 from hean_engine.portfolio.ledger import Ledger
 
 _MINUTE_MS = 60_000

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from hean_contract.spec import EmaCrossParams
 from hean_engine.model.market import Candle
 from hean_engine.model.orders import OrderIntent, Side
-from hean_engine.model.spec import EmaCrossParams
 from hean_engine.strategy.base import DataKind, Strategy, StrategyContext
 
 

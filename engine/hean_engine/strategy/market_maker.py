@@ -12,11 +12,11 @@ from __future__ import annotations
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import ClassVar
 
+from hean_contract.spec import MarketMakerParams
 from hean_engine.indicators.ema import Ema
 from hean_engine.model.market import Trade
 from hean_engine.model.money import BPS, ONE, price_to_decimal
 from hean_engine.model.orders import Fill, Order, OrderIntent, OrderType, Side
-from hean_engine.model.spec import MarketMakerParams
 from hean_engine.strategy.base import DataKind, Strategy, StrategyContext
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hean_engine.model.spec import StrategySpec
+from hean_contract.spec import StrategySpec
 from hean_engine.strategy.base import Strategy, StrategyContext
 from hean_engine.strategy.ema_cross import EmaCross
 from hean_engine.strategy.market_maker import MarketMaker

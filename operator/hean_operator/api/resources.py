@@ -7,7 +7,7 @@ declare, what kopf watches and what the API client asks for.
 
 from __future__ import annotations
 
-from hean_engine.model.spec import API_VERSION
+from hean_contract.spec import API_VERSION
 
 GROUP, VERSION = API_VERSION.split("/")
 ENGINES = "tradingengines"  # the plural of TradingEngine

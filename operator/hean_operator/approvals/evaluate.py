@@ -12,14 +12,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from hean_contract.spec import TradingEngineSpec
+from hean_contract.status import ConditionStatus
 from hean_engine.approval.manifest import approval_manifest, parse_approval
 from hean_engine.approval.trust import TrustPolicy
 from hean_engine.approval.verify import Reason, Verdict, verify
 from hean_engine.model.errors import ConfigError
-from hean_engine.model.spec import TradingEngineSpec
 from hean_engine.model.timefmt import datetime_to_iso
 from hean_operator.api.messages import truncate_message
-from hean_operator.api.status import ConditionStatus
 
 # Reasons of the operator's own, beyond the verifier's `Reason` values: they are
 # about the approval's surroundings, not about the approval.

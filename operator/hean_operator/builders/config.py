@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from hean_engine.model.spec import API_VERSION, KIND, TradingEngineSpec
+from hean_contract.spec import API_VERSION, KIND, TradingEngineSpec
 from hean_operator.builders.common import (
     ANNOTATION_GENERATION,
     CONFIG_FILE,

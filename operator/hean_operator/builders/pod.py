@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from hean_engine.model.spec import Mode, TradingEngineSpec
+from hean_contract.spec import Mode, TradingEngineSpec
 from hean_operator.builders.approval import APPROVAL_DIR, approval_volume
 from hean_operator.builders.common import (
     ANNOTATION_GENERATION,

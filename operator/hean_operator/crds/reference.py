@@ -20,7 +20,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-from hean_engine.model.spec import STRATEGY_PARAMS
+from hean_contract.spec import STRATEGY_PARAMS
 from hean_operator.crds.liveapproval import build_liveapproval_crd
 from hean_operator.crds.schema import structural_schema
 from hean_operator.crds.tradingengine import build_tradingengine_crd

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from hean_engine.model.spec import KIND, TradingEngineSpec
+from hean_contract.spec import KIND, TradingEngineSpec
+from hean_contract.status import TradingEngineStatus
 from hean_operator.api.resources import ENGINES, GROUP, VERSION
-from hean_operator.api.status import TradingEngineStatus
 from hean_operator.builders.common import MAX_NAME_LENGTH, NAME_PATTERN
 from hean_operator.crds.schema import namespaced_crd, structural_schema
 

@@ -19,14 +19,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from hean_operator.api.messages import truncate_message
-from hean_operator.api.status import (
+from hean_contract.status import (
     Condition,
     ConditionStatus,
     ConditionType,
     Phase,
     ReconcileStatus,
 )
+from hean_operator.api.messages import truncate_message
 
 CRASH_LOOP_RESTARTS = 3
 

@@ -29,13 +29,13 @@ from typing import Any
 
 import kopf
 
+from hean_contract.spec import Mode, TradingEngineSpec, parse_spec
+from hean_contract.status import ConditionType, Phase
 from hean_engine.approval.trust import TrustPolicy, trust_from_files
 from hean_engine.model.errors import ConfigError
-from hean_engine.model.spec import Mode, TradingEngineSpec, parse_spec
 from hean_engine.model.timefmt import datetime_to_iso
 from hean_operator.api.messages import truncate_message
 from hean_operator.api.resources import APPROVALS, GROUP, VERSION
-from hean_operator.api.status import ConditionType, Phase
 from hean_operator.approvals.evaluate import (
     TRUST_POLICY_INVALID,
     Decision,

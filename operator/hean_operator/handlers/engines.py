@@ -27,12 +27,12 @@ import aiohttp
 import kopf
 from kubernetes.client.exceptions import ApiException
 
+from hean_contract.spec import Mode, TradingEngineSpec, parse_spec
+from hean_contract.status import Condition, ConditionStatus, ConditionType, Phase
 from hean_engine.model.errors import ConfigError
-from hean_engine.model.spec import Mode, TradingEngineSpec, parse_spec
 from hean_engine.model.timefmt import now_iso
 from hean_operator.api.messages import truncate_message
 from hean_operator.api.resources import ENGINES, GROUP, VERSION
-from hean_operator.api.status import Condition, ConditionStatus, ConditionType, Phase
 from hean_operator.approvals.evaluate import condition_fields
 from hean_operator.builders.common import (
     ANNOTATION_REVISION,

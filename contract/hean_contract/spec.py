@@ -32,7 +32,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from hean_engine.model.errors import ConfigError
+from hean_contract.errors import ConfigError
 
 API_VERSION = "hean.io/v1alpha1"
 KIND = "TradingEngine"

@@ -46,7 +46,7 @@ from hean_sandbox.kubelet.node import Node, mount_namespace_command
 if TYPE_CHECKING:
     from hean_sim.exchange.config import ApiKey
 
-CHART = Path(__file__).resolve().parents[2] / "charts" / "hean"
+CHART = Path(__file__).resolve().parents[3] / "charts" / "hean"
 OPERATOR_SELECTOR = "app.kubernetes.io/component=operator"
 SYSTEM_NAMESPACES = frozenset({"default", "kube-system", "kube-public", "kube-node-lease"})
 

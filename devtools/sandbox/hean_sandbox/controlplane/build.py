@@ -87,7 +87,7 @@ def cluster_dir() -> Path:
     override = os.environ.get("HEAN_CLUSTER_DIR")
     if override:
         return Path(override)
-    return Path(__file__).resolve().parents[3] / "cluster"
+    return Path(__file__).resolve().parents[4] / "cluster"
 
 
 def cache_root() -> Path:

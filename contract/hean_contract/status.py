@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 from pydantic.config import JsonDict
 
-from hean_engine.model.spec import DECIMAL_PATTERN
+from hean_contract.spec import DECIMAL_PATTERN
 
 
 class _Camel(BaseModel):
