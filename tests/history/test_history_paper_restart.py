@@ -20,6 +20,7 @@ from engine_support import (
     hean_executable,
     manifest_dict,
     require_shared_file,
+    run_hean,
     spec_dict,
     write_lines,
 )
@@ -209,3 +210,13 @@ async def test_a_killed_paper_engine_keeps_every_fill_and_continues_its_account(
     baseline = Decimal(equity[0]["baseline"])
     assert baseline == START
     assert Decimal(stopped["pnl"]) == Decimal(stopped["equity"]) - baseline
+
+
+def test_a_history_path_that_cannot_exist_is_a_configuration_error(tmp_path: Path) -> None:
+    spec = spec_dict(exchange={"id": "binance", "endpoint": "http://127.0.0.1:9"})
+    config = tmp_path / "engine.yaml"
+    config.write_text(yaml.safe_dump(manifest_dict(spec)))
+    missing = tmp_path / "no-volume" / "history.sqlite3"
+    result = run_hean("engine", "run", "--config", config, "--port", "0", "--history", missing)
+    assert result.returncode == 2, result.stderr
+    assert f"--history: directory {missing.parent} does not exist" in result.stderr

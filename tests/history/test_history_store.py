@@ -26,6 +26,7 @@ from hean_engine.history.store import (
     open_store,
 )
 from hean_engine.model.timefmt import DAY_MS
+from history_support import PG_PASSWORD, PostgresServer
 
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 ENGINE = "trading/paper-1"
@@ -274,3 +275,15 @@ def test_decimals_round_trip_exactly(history_target: str) -> None:
         round_trip()
     finally:
         store.close()
+
+
+def test_a_refused_postgresql_login_never_shows_the_password(
+    postgres_server: PostgresServer,
+) -> None:
+    secret = "wrong-password-canary-51d0"
+    url = postgres_server.url().replace(PG_PASSWORD, secret)
+    with pytest.raises(HistoryError) as refused:
+        open_store(url, ENGINE)
+    message = str(refused.value)
+    assert secret not in message and "hean" not in message.split("//", 1)[1]
+    assert f"127.0.0.1:{postgres_server.port}/postgres" in message
