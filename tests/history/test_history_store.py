@@ -221,6 +221,11 @@ def test_retention_drops_old_series_and_keeps_the_books(store: HistoryStore) -> 
     deleted = store.prune(Retention(fills_days=90, orders_days=90), now)
     assert deleted["fills"] == 1 and deleted["orders"] == 1
     assert [f.ts for f in store.fills(Window()).items] == [recent]
+    # When everything is old, the newest row of each stays: seqs (cursors) never go back.
+    seqs = store.last_seqs()
+    store.prune(Retention(fills_days=1, orders_days=1), now + 365 * DAY_MS)
+    assert store.last_seqs() == seqs
+    assert store.equity(Window()).items == []
 
 
 def test_size_in_bytes_grows_with_the_rows(store: HistoryStore) -> None:

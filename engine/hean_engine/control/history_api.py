@@ -25,7 +25,7 @@ import asyncio
 import hmac
 import json
 from collections.abc import Awaitable, Callable, Iterator
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiohttp import web
@@ -58,6 +58,7 @@ from hean_engine.model.timefmt import ms_to_iso
 HISTORY = web.AppKey("history", HistoryRecorder)
 DEFAULT_LIMIT = 100
 _WINDOW_PARAMS = frozenset({"from", "to", "limit", "cursor"})
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class BadQuery(Exception):
@@ -82,7 +83,8 @@ def parse_time(name: str, value: str) -> int:
         ) from None
     if moment.tzinfo is None:
         raise BadQuery(f"{name}: {_shown(value)} has no time zone (add Z or an offset)")
-    return int(moment.timestamp() * 1000)
+    # Integer arithmetic: a float timestamp x 1000 can land a millisecond short.
+    return (moment - _EPOCH) // timedelta(milliseconds=1)
 
 
 def _int(name: str, value: str, low: int, high: int) -> int:

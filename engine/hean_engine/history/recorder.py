@@ -97,7 +97,7 @@ class HistoryRecorder:
         self.retention = retention or Retention()
         self._clock = clock
         self._prune_interval = prune_interval
-        self._retry_delay = retry_delay
+        self.retry_delay = retry_delay
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._seq = store.last_seqs()
         self._exchange_ids: dict[str, str] = {}
@@ -377,7 +377,7 @@ class HistoryRecorder:
                         rows=len(batch),
                         attempt=attempt,
                     )
-                if self._stopping.wait(min(30.0, self._retry_delay * 2 ** min(attempt, 5))):
+                if self._stopping.wait(min(30.0, self.retry_delay * 2 ** min(attempt, 5))):
                     log.error("history write abandoned at shutdown", rows=len(batch))
                     self.written += len(batch)
                     return

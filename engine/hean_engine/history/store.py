@@ -489,10 +489,14 @@ class HistoryStore:
         backend = self._writer
         with backend.lock, backend.transaction():
             for table, cutoff in retention.cutoffs(now_ms).items():
-                cursor = backend.conn.execute(
-                    backend.sql(f"DELETE FROM {table} WHERE engine = ? AND ts < ?"),  # noqa: S608
-                    (self.engine, cutoff),
-                )
+                sql = f"DELETE FROM {table} WHERE engine = ? AND ts < ?"  # noqa: S608
+                params: tuple[Any, ...] = (self.engine, cutoff)
+                if table in _SEQ_TABLES:
+                    # The newest row stays, so that the next seq (and so a reader's
+                    # cursor) never goes back, however old everything is.
+                    sql += f" AND seq < (SELECT MAX(seq) FROM {table} WHERE engine = ?)"  # noqa: S608 - constants
+                    params += (self.engine,)
+                cursor = backend.conn.execute(backend.sql(sql), params)
                 deleted[table] = max(0, int(cursor.rowcount))
         return deleted
 
