@@ -281,3 +281,15 @@ async def test_the_store_size_is_a_metric(
     line = next(x for x in text.splitlines() if x.startswith("hean_engine_history_bytes{"))
     assert float(line.rsplit(" ", 1)[1]) == recorder.store_bytes > 0
     assert recorder.pending == 0
+
+
+async def test_a_store_that_fails_to_answer_is_a_503(
+    client: TestClient[Any, Any], recorder: HistoryRecorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def down(*args: Any, **kwargs: Any) -> Any:
+        raise ConnectionError("server closed the connection")
+
+    monkeypatch.setattr(recorder.store, "fills", down)
+    status, body = await get(client, "/fills")
+    assert status == 503
+    assert body == {"error": "history store unavailable: ConnectionError"}

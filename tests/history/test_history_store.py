@@ -292,3 +292,30 @@ def test_a_refused_postgresql_login_never_shows_the_password(
     message = str(refused.value)
     assert secret not in message and "hean" not in message.split("//", 1)[1]
     assert f"127.0.0.1:{postgres_server.port}/postgres" in message
+
+
+def test_a_dropped_postgresql_connection_is_replaced_on_the_next_attempt(
+    postgres_server: PostgresServer,
+) -> None:
+    """A server restart or failover drops connections: one write and one read fail,
+    the next ones (the writer retries, a reader asks again) go through."""
+    import psycopg
+
+    url = postgres_server.new_database()
+    store = open_store(url, ENGINE)
+    try:
+        store.write([fill(1, T0)])
+        database = url.rsplit("/", 1)[1]
+        with psycopg.connect(postgres_server.url(), autocommit=True) as admin:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+                (database,),
+            )
+        with pytest.raises(psycopg.OperationalError):
+            store.write([fill(2, T0 + 1)])
+        store.write([fill(2, T0 + 1)])
+        with pytest.raises(psycopg.OperationalError):
+            store.fills(Window())
+        assert [f.seq for f in store.fills(Window()).items] == [1, 2]
+    finally:
+        store.close()

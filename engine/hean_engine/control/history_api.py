@@ -54,6 +54,9 @@ from hean_engine.history.store import (
 )
 from hean_engine.model.money import fmt
 from hean_engine.model.timefmt import ms_to_iso
+from hean_engine.telemetry.logs import get_logger
+
+log = get_logger("hean.control.history")
 
 HISTORY = web.AppKey("history", HistoryRecorder)
 DEFAULT_LIMIT = 100
@@ -239,8 +242,12 @@ def _route(
         except BadQuery as exc:
             return _json({"error": str(exc)}, 400)
         recorder = request.app[HISTORY]
-        # The store blocks (a disk, a database): never on the event loop.
-        payload = await asyncio.to_thread(reader, recorder, window, flag_values)
+        try:
+            # The store blocks (a disk, a database): never on the event loop.
+            payload = await asyncio.to_thread(reader, recorder, window, flag_values)
+        except Exception as exc:  # a database down: the caller may ask again
+            log.warning("history read failed", path=request.path, error=type(exc).__name__)
+            return _json({"error": f"history store unavailable: {type(exc).__name__}"}, 503)
         return _json(payload)
 
     return handler

@@ -382,11 +382,14 @@ class HistoryRecorder:
                     self.written += len(batch)
                     return
         self.written += len(batch)
-        for record in batch:
-            if isinstance(record, FillRecord):
-                _log_fill(record)
-            elif isinstance(record, OrderChange):
-                _log_order(record)
+        try:
+            for record in batch:
+                if isinstance(record, FillRecord):
+                    _log_fill(record)
+                elif isinstance(record, OrderChange):
+                    _log_order(record)
+        except Exception:  # noqa: S110 - a log line must never stop the writer
+            pass
         self._measure()
 
     def _measure(self) -> None:

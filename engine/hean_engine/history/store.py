@@ -21,10 +21,11 @@ Decimal is refused. Times are integer milliseconds, UTC.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
@@ -240,12 +241,29 @@ class _Backend:
     def lock_schema(self) -> None:
         """Serialize migrations between processes (SQLite: BEGIN IMMEDIATE already does)."""
 
+    def recover(self) -> None:
+        """After a failed statement: reconnect if the connection is gone (SQLite: never)."""
+
     def close(self) -> None:
         self.conn.close()
 
 
 class _PostgresBackend(_Backend):
     kind = "postgresql"
+
+    def __init__(self, conn: Any, connect: Callable[[], Any]) -> None:
+        super().__init__(conn)
+        self._connect = connect
+
+    def recover(self) -> None:
+        # A restarted or failed-over server drops its connections: the next
+        # attempt (the writer retries, a reader asks again) gets a new one.
+        if not (self.conn.closed or self.conn.broken):
+            return
+        with contextlib.suppress(Exception):
+            self.conn.close()
+        with contextlib.suppress(Exception):  # still down: the next attempt tries again
+            self.conn = self._connect()
 
     def sql(self, text: str) -> str:
         return text.replace("?", "%s")
@@ -258,6 +276,15 @@ class _PostgresBackend(_Backend):
     def lock_schema(self) -> None:
         # Engines sharing a database may start together: one migrates, the others wait.
         self.conn.execute("LOCK TABLE schema_version IN EXCLUSIVE MODE")
+
+
+@contextmanager
+def _recovering(backend: _Backend) -> Iterator[None]:
+    try:
+        yield
+    except Exception:
+        backend.recover()
+        raise
 
 
 def _sqlite_path(target: str) -> Path:
@@ -286,15 +313,19 @@ def _connect_postgres(url: str) -> _Backend:
         raise ConfigError(
             ["--history: a PostgreSQL URL needs psycopg (pip install 'hean[postgres]')"]
         ) from None
+
+    def connect() -> Any:
+        return psycopg.connect(url, autocommit=True, connect_timeout=10)
+
     try:
-        conn = psycopg.connect(url, autocommit=True, connect_timeout=10)
+        conn = connect()
     except psycopg.Error as exc:
         # The driver's message names host and database, never the password; the
         # exception's type is enough to act on and can carry nothing secret.
         raise HistoryError(
             f"--history: cannot connect to PostgreSQL at {_safe_url(url)}: {type(exc).__name__}"
         ) from None
-    return _PostgresBackend(conn)
+    return _PostgresBackend(conn, connect)
 
 
 def _safe_url(url: str) -> str:
@@ -364,7 +395,7 @@ class HistoryStore:
     def write(self, records: Sequence[Record]) -> None:
         """Write records in one transaction: all or none."""
         backend = self._writer
-        with backend.lock, backend.transaction():
+        with backend.lock, _recovering(backend), backend.transaction():
             for record in records:
                 self._write_one(backend, record)
 
@@ -487,7 +518,7 @@ class HistoryStore:
         """Delete rows older than the retention allows; table -> rows deleted."""
         deleted: dict[str, int] = {}
         backend = self._writer
-        with backend.lock, backend.transaction():
+        with backend.lock, _recovering(backend), backend.transaction():
             for table, cutoff in retention.cutoffs(now_ms).items():
                 sql = f"DELETE FROM {table} WHERE engine = ? AND ts < ?"  # noqa: S608
                 params: tuple[Any, ...] = (self.engine, cutoff)
@@ -502,8 +533,9 @@ class HistoryStore:
 
     # -- reads (any thread) --------------------------------------------------------------
     def _read(self, text: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
-        with self._reader.lock:
-            return self._reader.query(text, params)
+        reader = self._reader
+        with reader.lock, _recovering(reader):
+            return reader.query(text, params)
 
     def _window(
         self, table: str, columns: str, key: str, window: Window
