@@ -22,7 +22,7 @@ from hean_sim.exchange.ccxt_urls import point_ccxt_at
 from hean_sim.exchange.config import ApiKey, SimConfig
 from hean_sim.exchange.faults import Fault, FaultPlan, FaultSpecError
 from hean_sim.exchange.market import MarketState
-from hean_sim.exchange.orders import Order, OrderType, Side, Status, Trade
+from hean_sim.exchange.model import Order, OrderType, Side, Status, Trade
 from hean_sim.exchange.server import SimExchange, serve_forever
 
 __all__ = [

@@ -16,13 +16,10 @@ import string
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from hean_sim.exchange.config import ApiKey
+from hean_sim.exchange.model import Order, Trade
 from hean_sim.exchange.numbers import ZERO
-
-if TYPE_CHECKING:
-    from hean_sim.exchange.orders import Order, Trade
 
 _KEY_ALPHABET = string.ascii_letters + string.digits
 KEY_LENGTH = 64  # Binance's API keys and HMAC secrets are 64 letters and digits
