@@ -64,7 +64,7 @@ OPEN_STATUSES = frozenset({Status.NEW, Status.PARTIALLY_FILLED})
 
 
 @dataclass(frozen=True)
-class Trade:
+class AccountTrade:
     """One fill of one of an account's orders (a row of `myTrades`)."""
 
     id: int
@@ -94,7 +94,7 @@ class Order:
     status: Status = Status.NEW
     executed_qty: Decimal = ZERO
     cummulative_quote_qty: Decimal = ZERO
-    fills: list[Trade] = field(default_factory=list)
+    fills: list[AccountTrade] = field(default_factory=list)
     locked: Decimal = ZERO  # what this order still holds locked (quote for buys, base for sells)
 
     @property

@@ -38,7 +38,7 @@ from hean_sim.exchange.accounts import Account
 from hean_sim.exchange.config import ApiKey, SimConfig
 from hean_sim.exchange.filters import SymbolFilters
 from hean_sim.exchange.market import MarketState
-from hean_sim.exchange.model import Order, OrderType, Side, Status, Trade
+from hean_sim.exchange.model import AccountTrade, Order, OrderType, Side, Status
 from hean_sim.exchange.numbers import ZERO, rounded
 
 MAX_OPEN_ORDERS = 200  # the MAX_NUM_ORDERS filter exchangeInfo publishes
@@ -144,7 +144,7 @@ class OrderEngine:
         price: Decimal,
         maker: bool,
         time: int,
-    ) -> Trade:
+    ) -> AccountTrade:
         """Book a fill of `qty` at `price`: balances, the order, the account's trades."""
         notional = price * qty
         rate = self.config.maker_fee if maker else self.config.taker_fee
@@ -165,7 +165,7 @@ class OrderEngine:
             else:
                 account.debit(self.base, qty, time)
             account.credit(self.quote, notional - commission, time)
-        trade = Trade(
+        trade = AccountTrade(
             id=self._next_trade_id,
             order_id=order.order_id,
             price=price,

@@ -30,7 +30,7 @@ from hean_sim.exchange.accounts import Account
 from hean_sim.exchange.auth import Authenticator, Params
 from hean_sim.exchange.config import WallSeconds
 from hean_sim.exchange.endpoints import Endpoint, fixed
-from hean_sim.exchange.model import Order, OrderType, Side, Trade
+from hean_sim.exchange.model import AccountTrade, Order, OrderType, Side
 from hean_sim.exchange.numbers import ZERO, decimals, text
 from hean_sim.exchange.orders import OrderEngine, OrderRequest
 from hean_sim.exchange.params import Query
@@ -566,7 +566,7 @@ class PrivateApi:
             "selfTradePreventionMode": "EXPIRE_MAKER",
         }
 
-    def trade_json(self, trade: Trade) -> dict[str, Any]:
+    def trade_json(self, trade: AccountTrade) -> dict[str, Any]:
         return {
             "symbol": self.symbol,
             "id": trade.id,

@@ -34,7 +34,7 @@ from hean_sim.exchange.config import ApiKey, SimConfig
 from hean_sim.exchange.endpoints import Endpoint
 from hean_sim.exchange.faults import Fault, FaultPlan
 from hean_sim.exchange.market import MarketState
-from hean_sim.exchange.model import Order, Trade
+from hean_sim.exchange.model import AccountTrade, Order
 from hean_sim.exchange.orders import OrderEngine
 from hean_sim.exchange.private import STATE_CHANGING, PrivateApi
 from hean_sim.exchange.public import PublicApi
@@ -251,7 +251,7 @@ class SimExchange:
             raise KeyError(f"no order {order_id or client_order_id!r}")
         return found.snapshot()
 
-    def trades(self, api_key: str) -> list[Trade]:
+    def trades(self, api_key: str) -> list[AccountTrade]:
         return list(self.account(api_key).trades)
 
     def adjust_balance(self, api_key: str, asset: str, delta: Decimal | int | str) -> Balance:
