@@ -11,7 +11,8 @@ import pytest
 
 from engine_support import spec_dict
 from hean_contract.spec import EngineIdentity, TradingEngineSpec, parse_spec
-from hean_engine.app.run import RunOptions, read_credentials, run_engine, serve
+from hean_engine.app.nodes import read_credentials
+from hean_engine.app.run import RunOptions, run_engine, serve
 from hean_engine.execution.live import GateDecision
 from hean_engine.model.errors import ConfigError, LiveTradingRefused
 from hean_engine.telemetry.logs import REDACTOR, configure_logging, get_logger
