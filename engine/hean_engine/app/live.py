@@ -236,16 +236,19 @@ class LiveSession:
     def _report(
         self, result: str, *, comparison: Comparison | None = None, reason: str = ""
     ) -> None:
+        c = comparison
         drift_since = self.drift_since if result == "drift" else None
-        report = ReconcileReport(
+        self.runtime.last_reconcile = ReconcileReport(
             result=result,
             time=_iso(self._clock.now()),
             reason=reason or None,
+            balances=_balances(c) if c is not None else None,
+            difference_value=fmt(c.difference_value) if c is not None else None,
+            tolerance=fmt(c.tolerance) if c is not None else None,
+            foreign_orders=_foreign_orders(c) if c is not None else None,
+            summary=c.summary() if c is not None else None,
             drift_since=_iso(drift_since) if drift_since is not None else None,
         )
-        if comparison is not None:
-            report = report.model_copy(update=_comparison_fields(comparison))
-        self.runtime.last_reconcile = report
 
     def _price(self) -> Decimal | None:
         mark = self.engine.ledger.mark_price
@@ -306,17 +309,14 @@ def _iso(seconds: float) -> str:
     return ms_to_iso(int(seconds * 1000))
 
 
-def _comparison_fields(comparison: Comparison) -> dict[str, object]:
-    """What a comparison adds to a reconcile report (field names of `ReconcileReport`)."""
+def _foreign_orders(comparison: Comparison) -> list[ForeignOrder]:
+    return [ForeignOrder.model_validate(order) for order in comparison.foreign_orders]
+
+
+def _balances(comparison: Comparison) -> dict[str, BalanceComparison]:
     return {
-        "balances": {
-            b.currency: BalanceComparison(
-                engine=fmt(b.engine), exchange=fmt(b.exchange), difference=fmt(b.difference)
-            )
-            for b in comparison.balances
-        },
-        "difference_value": fmt(comparison.difference_value),
-        "tolerance": fmt(comparison.tolerance),
-        "foreign_orders": [ForeignOrder.model_validate(o) for o in comparison.foreign_orders],
-        "summary": comparison.summary(),
+        b.currency: BalanceComparison(
+            engine=fmt(b.engine), exchange=fmt(b.exchange), difference=fmt(b.difference)
+        )
+        for b in comparison.balances
     }
