@@ -203,7 +203,8 @@ def run(
     """Run the engine (paper, or live through the LiveGate) until SIGTERM."""
     from hean_engine.app.approval_gate import ApprovalGate
     from hean_engine.app.config import load_config
-    from hean_engine.app.run import RunOptions, run_engine
+    from hean_engine.app.nodes import RunOptions
+    from hean_engine.app.run import run_engine
     from hean_engine.execution.live import DenyAllGate, LiveGate
 
     with user_errors():

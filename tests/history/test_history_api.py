@@ -293,3 +293,15 @@ async def test_a_store_that_fails_to_answer_is_a_503(
     status, body = await get(client, "/fills")
     assert status == 503
     assert body == {"error": "history store unavailable: ConnectionError"}
+
+
+async def test_the_token_header_of_the_pod_proxy_is_accepted(
+    client: TestClient[Any, Any], recorder: HistoryRecorder
+) -> None:
+    """kubectl hean reaches the engine through the API server, which strips Authorization."""
+    seed_fills(recorder, 3)
+    async with client.get("/fills", headers={"X-Hean-Token": TOKEN}) as response:
+        assert response.status == 200
+        assert len((await response.json())["items"]) == 3
+    async with client.get("/fills", headers={"X-Hean-Token": "nope-nope"}) as response:
+        assert response.status == 401

@@ -1,7 +1,8 @@
 """The engine's read API over its history: GET /orders, /fills, /positions, /equity, /events.
 
-Every route needs the bearer token of POST /control (the same file, read on
-each request): the books are the account's business. Without a token file
+Every route needs the token of POST /control (the same file, read on each
+request; `Authorization: Bearer` or, through the API server's pod proxy,
+`X-Hean-Token`): the books are the account's business. Without a token file
 the routes answer 403, like /control.
 
 Query parameters, all optional; anything else, or a bad value, is a 400 that
@@ -22,7 +23,6 @@ on a nearly full volume) and the writer's backlog and failures.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -33,14 +33,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from hean_engine.control.metrics import PREFIX
-from hean_engine.control.server import (
-    AUTH,
-    REGISTRY,
-    RUNTIME,
-    _presented_token,
-    _read_token,
-    _refused,
-)
+from hean_engine.control.server import REGISTRY, RUNTIME, _authorize
 from hean_engine.history.recorder import HistoryRecorder
 from hean_engine.history.store import (
     MAX_PAGE,
@@ -210,23 +203,6 @@ def _json(payload: Any, status: int = 200, headers: dict[str, str] | None = None
     )
 
 
-def _refusal(request: web.Request) -> web.Response | None:
-    """None when the request carries the control token; else the 401/403 to send."""
-    token = _read_token(request.app[AUTH].token_file)
-    if token is None:
-        _refused(request, "history disabled: no token file")
-        return _json({"error": "the history API is disabled: the engine has no control token"}, 403)
-    presented = _presented_token(request)
-    if presented is None or not hmac.compare_digest(
-        presented.encode("ascii"), token.encode("utf-8")
-    ):
-        reason = "missing bearer token" if presented is None else "wrong bearer token"
-        _refused(request, reason)
-        challenge = {"WWW-Authenticate": 'Bearer realm="hean-engine"'}
-        return _json({"error": f"unauthorized: {reason}"}, 401, headers=challenge)
-    return None
-
-
 Reader = Callable[[HistoryRecorder, Window, dict[str, bool]], dict[str, Any]]
 
 
@@ -234,7 +210,9 @@ def _route(
     reader: Reader, flags: frozenset[str] = frozenset()
 ) -> Callable[[web.Request], Awaitable[web.Response]]:
     async def handler(request: web.Request) -> web.Response:
-        refused = _refusal(request)
+        # The control token, as POST /control takes it (bearer, or X-Hean-Token
+        # through the API server's pod proxy); refusals counted as "history".
+        refused = _authorize(request, "history")
         if refused is not None:
             return refused
         try:
