@@ -39,6 +39,7 @@ from hean_engine.execution.journal import Journal, JournaledIntent
 from hean_engine.execution.live import DenyAllGate, LiveGate, require_live_approval
 from hean_engine.execution.live_venue import LiveVenue
 from hean_engine.history.recorder import HistoryRecorder, open_history
+from hean_engine.history.store import Retention
 from hean_engine.model.clock import Clock
 from hean_engine.model.errors import ConfigError, HeanError
 from hean_engine.net.exchange import create_client
@@ -76,6 +77,8 @@ class RunOptions:
     # --history: the durable books and the read API (a path on the engine's volume,
     # or a PostgreSQL URL); None leaves them off.
     history: str | None = None
+    # How long the history keeps rows (--history-series-days, --history-books-days).
+    history_retention: Retention = field(default_factory=Retention)
 
 
 @dataclass
@@ -168,6 +171,7 @@ class TradingNode:
             run_id=self.runtime.run_id,
             paper=self.spec.mode is not Mode.LIVE,
             timeframe_ms=self.spec.market.timeframe_ms,
+            retention=self.options.history_retention,
             clock=self.clock.now,
         )
 

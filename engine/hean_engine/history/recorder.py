@@ -508,5 +508,6 @@ def open_history(
         migrated_from=store.schema_migrated_from,
         account_epoch=recorder.epoch,
         continued=recorder.restored is not None,
+        retention_days=recorder.retention.days(),
     )
     return recorder

@@ -164,16 +164,19 @@ class Retention:
     orders_days: int | None = None
     fills_days: int | None = None
 
-    def cutoffs(self, now_ms: int) -> dict[str, int]:
-        """table -> the time before which its rows go."""
-        days = {
+    def days(self) -> dict[str, int | None]:
+        """table -> days kept (None: for ever)."""
+        return {
             "equity": self.equity_days,
             "events": self.events_days,
             "positions": self.positions_days,
             "orders": self.orders_days,
             "fills": self.fills_days,
         }
-        return {table: now_ms - d * DAY_MS for table, d in days.items() if d is not None}
+
+    def cutoffs(self, now_ms: int) -> dict[str, int]:
+        """table -> the time before which its rows go."""
+        return {t: now_ms - d * DAY_MS for t, d in self.days().items() if d is not None}
 
 
 # -- exact values ---------------------------------------------------------------------
