@@ -25,7 +25,9 @@ from engine_support import EXAMPLES_DIR
 RSI_EXAMPLE = EXAMPLES_DIR / "strategies" / "hean-rsi"
 
 
-def _dist_info(target: Path, name: str, version: str, entry_points: dict[str, dict[str, str]]) -> None:
+def _dist_info(
+    target: Path, name: str, version: str, entry_points: dict[str, dict[str, str]]
+) -> None:
     folder = target / f"{re.sub(r'[-_.]+', '_', name)}-{version}.dist-info"
     folder.mkdir(parents=True)
     (folder / "METADATA").write_text(
@@ -44,7 +46,9 @@ def install_project(project: Path, target: Path) -> Path:
     pyproject = tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8"))
     meta = pyproject["project"]
     for package in pyproject["tool"]["setuptools"]["packages"]:
-        shutil.copytree(project / package, target / package, ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copytree(
+            project / package, target / package, ignore=shutil.ignore_patterns("__pycache__")
+        )
     _dist_info(target, meta["name"], meta["version"], meta.get("entry-points", {}))
     return target
 

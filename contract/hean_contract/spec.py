@@ -170,9 +170,7 @@ def _name_schema(schema: dict[str, Any]) -> None:
     # filled in whenever a schema is generated; the pattern lets the CRD refuse a
     # malformed name. A well-formed name the registry does not list is accepted:
     # it may be a strategy installed in the engine's image, which the engine checks.
-    schema.update(
-        description=name_description(), pattern=NAME_PATTERN, maxLength=NAME_MAX_LENGTH
-    )
+    schema.update(description=name_description(), pattern=NAME_PATTERN, maxLength=NAME_MAX_LENGTH)
 
 
 class StrategySpec(CamelModel):
