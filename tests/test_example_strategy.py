@@ -10,6 +10,7 @@ the package's code, from the semantics its docstring documents.
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import os
 import subprocess
@@ -52,9 +53,9 @@ def _config(tmp_path: Path, **params: Any) -> Path:
 
 
 def _replay(site: Path, config: Path, data: Path) -> subprocess.CompletedProcess[str]:
+    command = [hean_executable(), "engine", "replay", "--json", "--config", str(config)]
     return subprocess.run(
-        [hean_executable(), "engine", "replay", "--config", str(config), "--data", str(data)]
-        + ["--json"],
+        [*command, "--data", str(data)],
         capture_output=True,
         text=True,
         env=_env(site),
@@ -68,7 +69,7 @@ def _expected_fills(data: Path, period: int, oversold: float, overbought: float)
     with data.open(encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
     closes = [float(row["close"]) for row in rows]
-    changes = [b - a for a, b in zip(closes, closes[1:], strict=False)]
+    changes = [b - a for a, b in itertools.pairwise(closes)]
     gains = [max(c, 0.0) for c in changes]
     losses = [max(-c, 0.0) for c in changes]
     fills: list[tuple[str, str]] = []
