@@ -23,11 +23,10 @@ import yaml
 from click.testing import CliRunner
 
 from engine_support import REPO_ROOT, candle, manifest_dict, spec_dict
-from hean_contract.errors import ConfigError
+from hean_contract.errors import TERMINATION_MESSAGE_ENV, ConfigError
 from hean_contract.spec import EngineIdentity, parse_spec
 from hean_contract.strategies import BUILTIN_STRATEGIES, ENTRY_POINT_GROUP
 from hean_engine.app.assembly import build_simulated_engine
-from hean_engine.app.exits import TERMINATION_MESSAGE_ENV
 from hean_engine.cli import main
 from hean_engine.strategy import registry
 from hean_engine.strategy.registry import STRATEGY_CLASSES, find_strategy, installed_names

@@ -340,8 +340,28 @@ class LiveSpec(CamelModel):
     )
 
 
+# A container image reference: [registry[:port]/]path[:tag][@sha256:digest], lower case
+# repository as the OCI distribution spec has it.
+_IMAGE_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+IMAGE_PATTERN = (
+    rf"^(?:[a-zA-Z0-9.-]+(?::[0-9]{{1,5}})?/)?{_IMAGE_COMPONENT}(?:/{_IMAGE_COMPONENT})*"
+    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$"
+)
+
+
 class TradingEngineSpec(CamelModel):
     """What an engine trades, how, and within which limits."""
+
+    image: str | None = Field(
+        default=None,
+        description="The engine's container image, for a strategy that is not built in: "
+        "an image derived from the HEAN engine image with the strategy's package installed "
+        "(docs/strategies.md). Its repository must be one the operator allows (Helm value "
+        "engine.allowedImageRepositories), or the engine is Invalid. Default: the operator's "
+        "engine image.",
+        max_length=512,
+        pattern=IMAGE_PATTERN,
+    )
 
     mode: Mode = Field(
         default=Mode.PAPER,

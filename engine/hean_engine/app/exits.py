@@ -24,12 +24,14 @@ from typing import NoReturn
 
 import click
 
+# Exit status 2 and the termination message are part of the engine's contract
+# with the operator, which reads both from the container's status.
+from hean_contract.errors import EXIT_INVALID, TERMINATION_MESSAGE_ENV
 from hean_engine.model.errors import ConfigError, DataError, HeanError
 
 EXIT_RUNTIME = 1
-EXIT_INVALID = 2
+__all__ = ["EXIT_INVALID", "EXIT_RUNTIME", "fail", "user_errors", "write_termination_message"]
 
-TERMINATION_MESSAGE_ENV = "HEAN_TERMINATION_MESSAGE_PATH"
 # Kubernetes keeps at most 4096 bytes of a termination message.
 _TERMINATION_MESSAGE_BYTES = 4096
 
