@@ -26,7 +26,6 @@ from hean_operator.builders.common import (
 from hean_operator.builders.config import spec_revision
 from hean_operator.builders.images import engine_image_ref
 
-
 # Kubernetes' default path of a container's termination message.
 TERMINATION_MESSAGE_PATH = "/dev/termination-log"
 

@@ -8,7 +8,7 @@ The phase answers "what is this engine doing?" at a glance in `kubectl get`:
 | Terminating | the resource is being deleted |
 | Pending | no engine pod exists yet |
 | Starting | the pod exists but the engine is not ready (or its status is unknown) |
-| Failed | the pod failed, or keeps crashing, or the engine refused its spec at start-up, or a child's name is taken |
+| Failed | the pod failed or keeps crashing, the engine refused its spec, a child's name is taken |
 
 An engine refuses its spec at start-up (exit status 2, its reason as the
 container's termination message) for what only it can check: a strategy that
@@ -66,7 +66,7 @@ def refused_message(pod: dict[str, Any] | None) -> str:
         terminated = state.get("terminated") or {}
         if terminated.get("exitCode") == EXIT_INVALID:
             message = str(terminated.get("message") or "").strip()
-            return message or f"the engine exited with status {EXIT_INVALID} (invalid configuration)"
+            return message or f"the engine exited with status {EXIT_INVALID} (invalid spec)"
     return ""
 
 
