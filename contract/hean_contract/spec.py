@@ -340,11 +340,17 @@ class LiveSpec(CamelModel):
     )
 
 
-# A container image reference: [registry[:port]/]path[:tag][@sha256:digest], lower case
-# repository as the OCI distribution spec has it.
+# A container image reference as Docker's grammar has it:
+# [domain[:port]/]path[:tag][@sha256:digest]. The first component is a domain only
+# if it has a dot or a port (or is localhost); path components are lower case.
 _IMAGE_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_DOMAIN_LABEL = r"[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?"
+_DOMAIN = (
+    rf"(?:{_DOMAIN_LABEL}(?:\.{_DOMAIN_LABEL})+(?::[0-9]{{1,5}})?"
+    rf"|{_DOMAIN_LABEL}:[0-9]{{1,5}}|localhost)"
+)
 IMAGE_PATTERN = (
-    rf"^(?:[a-zA-Z0-9.-]+(?::[0-9]{{1,5}})?/)?{_IMAGE_COMPONENT}(?:/{_IMAGE_COMPONENT})*"
+    rf"^(?:{_DOMAIN}/)?{_IMAGE_COMPONENT}(?:/{_IMAGE_COMPONENT})*"
     r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$"
 )
 
