@@ -113,8 +113,10 @@ async def test_an_unmapped_user_image_is_still_an_image_pull_error(world: NodeWo
     try:
         await world.create_pod(manifest)
         event = await watch.until(
-            lambda e: "ImagePullBackOff"
-            in str((e["object"].get("status") or {}).get("containerStatuses")),
+            lambda e: (
+                "ImagePullBackOff"
+                in str((e["object"].get("status") or {}).get("containerStatuses"))
+            ),
             within=30,
         )
     finally:
