@@ -14,6 +14,7 @@ from __future__ import annotations
 from hean_contract.fields import Count, NonNegativeDecimal, PositiveDecimal
 from hean_contract.strategies import StrategyParams
 from hean_engine.model.market import Candle, Trade
+from hean_engine.model.money import price_to_decimal
 from hean_engine.model.orders import Fill, Order, OrderIntent, OrderStatus, OrderType, Side
 from hean_engine.strategy.base import DataKind, Strategy, StrategyContext
 
@@ -33,4 +34,5 @@ __all__ = [
     "StrategyContext",
     "StrategyParams",
     "Trade",
+    "price_to_decimal",
 ]
