@@ -16,13 +16,21 @@ was not allowed, whoever calls it).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from hean_contract.errors import ConfigError
 from hean_contract.spec import TradingEngineSpec
 
-if TYPE_CHECKING:  # pod.py imports this module to build the container
-    from hean_operator.builders.pod import EngineImage
+
+class EngineImageSettings(Protocol):
+    """What this module reads of the operator's `EngineImage` (builders.pod, which
+    imports this module: a protocol, not an import back)."""
+
+    @property
+    def image(self) -> str: ...
+
+    @property
+    def allowed_repositories(self) -> tuple[str, ...]: ...
 
 
 def image_repository(ref: str) -> str:
@@ -33,7 +41,7 @@ def image_repository(ref: str) -> str:
     return name[:colon] if colon > slash else name
 
 
-def allowed_repositories(image: EngineImage) -> tuple[str, ...]:
+def allowed_repositories(image: EngineImageSettings) -> tuple[str, ...]:
     """The operator's own engine repository, then the administrator's additions."""
     own = image_repository(image.image)
     return (own, *(entry for entry in image.allowed_repositories if entry != own))
@@ -45,7 +53,7 @@ def _allows(entry: str, repository: str) -> bool:
     return repository == entry
 
 
-def check_engine_image(spec: TradingEngineSpec, image: EngineImage) -> None:
+def check_engine_image(spec: TradingEngineSpec, image: EngineImageSettings) -> None:
     """Refuse a `spec.image` whose repository the operator does not allow (ConfigError)."""
     if spec.image is None:
         return
@@ -61,7 +69,7 @@ def check_engine_image(spec: TradingEngineSpec, image: EngineImage) -> None:
         )
 
 
-def engine_image_ref(spec: TradingEngineSpec, image: EngineImage) -> str:
+def engine_image_ref(spec: TradingEngineSpec, image: EngineImageSettings) -> str:
     """The image reference an engine pod runs (ConfigError for one not allowed)."""
     check_engine_image(spec, image)
     return spec.image if spec.image is not None else image.image
