@@ -17,6 +17,9 @@ from __future__ import annotations
 
 import re
 import shutil
+import site
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -61,3 +64,16 @@ def write_package(
     (target / f"{module}.py").write_text(source, encoding="utf-8")
     _dist_info(target, dist or module.replace("_", "-"), "0.1", {"hean.strategies": entry_points})
     return target
+
+
+def venv_with_project(project: Path, root: Path) -> Path:
+    """A virtual environment as an image derived from the engine image is: HEAN's
+    environment plus the project. hean and its dependencies come from the
+    environment running the tests (a .pth file, like an image's base layers); the
+    project is installed into the venv's own site-packages."""
+    venv = root / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    [packages] = venv.glob("lib/python*/site-packages")
+    (packages / "hean-base.pth").write_text("\n".join(site.getsitepackages()) + "\n")
+    install_project(project, packages)
+    return venv

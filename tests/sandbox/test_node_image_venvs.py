@@ -3,9 +3,6 @@ container's termination message as the kubelet does."""
 
 from __future__ import annotations
 
-import site
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,23 +10,9 @@ import yaml
 from node_support import NodeWorld
 
 from engine_support import BTCUSD_CANDLES, head_lines, require_shared_file, write_lines
-from strategy_support import RSI_EXAMPLE, install_project
+from strategy_support import RSI_EXAMPLE, venv_with_project
 
 IMAGE = "registry.example.com/quant/hean-rsi"
-
-
-def _venv_with_the_example(root: Path) -> Path:
-    """A virtual environment as a derived image is: hean's environment plus the package.
-
-    hean and its dependencies come from the environment running the tests (a .pth
-    file, as an image's base layers), the strategy package is installed into it.
-    """
-    venv = root / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
-    [packages] = venv.glob("lib/python*/site-packages")
-    (packages / "hean-base.pth").write_text("\n".join(site.getsitepackages()) + "\n")
-    install_project(RSI_EXAMPLE, packages)
-    return venv
 
 
 def _host_has_termination_log() -> bool:
@@ -86,7 +69,7 @@ async def _finished(world: NodeWorld, manifest: dict[str, Any]) -> dict[str, Any
 async def test_a_mapped_image_runs_its_venv_and_a_refusal_is_its_termination_message(
     world: NodeWorld, tmp_path: Path
 ) -> None:
-    world.node.image_venvs[IMAGE] = _venv_with_the_example(tmp_path)
+    world.node.image_venvs[IMAGE] = venv_with_project(RSI_EXAMPLE, tmp_path)
     data = write_lines(
         tmp_path / "candles.csv", head_lines(require_shared_file(BTCUSD_CANDLES), 500)
     )
