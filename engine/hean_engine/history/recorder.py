@@ -456,8 +456,8 @@ class _EquityTap(Strategy):
     def __init__(
         self, kernel: TradingKernel, inner: Strategy | None, recorder: HistoryRecorder
     ) -> None:
-        super().__init__(kernel)
         assert inner is not None, "attach the strategy before the history"
+        super().__init__(kernel, inner.params)
         self.inner = inner
         self._recorder = recorder
         self._tf = recorder.timeframe_ms

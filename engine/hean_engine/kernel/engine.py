@@ -127,6 +127,10 @@ class TradingKernel:
         return self.ledger.position
 
     @property
+    def balances(self) -> dict[str, Decimal]:
+        return self.ledger.balances()
+
+    @property
     def dust(self) -> Decimal:
         return self.venue.dust
 
