@@ -52,6 +52,11 @@ class Mode(StrEnum):
     LIVE = "live"
 
 
+# The exchanges the live path has a venue entry for (engine/hean_engine/net/venues.py,
+# kept equal by a test) and the exchange simulator speaks.
+LIVE_EXCHANGES = ("binance", "okx")
+
+
 @functools.cache
 def known_exchange_ids() -> frozenset[str]:
     """ccxt's exchange ids, read from ccxt's own `exchanges` list.
@@ -76,14 +81,18 @@ def known_exchange_ids() -> frozenset[str]:
 class ExchangeSpec(CamelModel):
     id: str = Field(
         default="binance",
-        description="ccxt exchange id (for example binance, kraken, bitfinex).",
+        description=(
+            "ccxt exchange id (for example binance, okx, kraken). Paper mode takes any; "
+            "live mode binance or okx."
+        ),
         min_length=1,
         max_length=64,
     )
     credentials_secret: str | None = Field(
         default=None,
         description=(
-            "Live mode only: name of a Secret holding the keys `apiKey` and `secret`. "
+            "Live mode only: name of a Secret holding the keys `apiKey` and `secret` "
+            "(and `password`, the API key's passphrase, for okx). "
             "Keys are never written inline in the spec."
         ),
         min_length=1,
@@ -347,6 +356,11 @@ class TradingEngineSpec(CamelModel):
     def _cross_field(self) -> TradingEngineSpec:
         if self.mode is Mode.LIVE and not self.exchange.credentials_secret:
             raise ValueError(NESTED_MARK + "exchange.credentialsSecret: required when mode is live")
+        if self.mode is Mode.LIVE and self.exchange.id not in LIVE_EXCHANGES:
+            raise ValueError(
+                f"{NESTED_MARK}exchange.id: live trading supports {', '.join(LIVE_EXCHANGES)}, "
+                f"not {self.exchange.id!r} (paper mode takes any ccxt exchange)"
+            )
         return self
 
 
