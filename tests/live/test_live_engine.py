@@ -14,8 +14,8 @@ import aiohttp
 import pytest
 from live_support import (
     API_KEY,
-    PASSPHRASE,
     FAST_RETRY,
+    PASSPHRASE,
     SECRET,
     AllowGate,
     LiveRun,
@@ -62,7 +62,9 @@ def _assert_one_order_per_intent(run: LiveRun) -> None:
     assert counts and max(counts.values()) == 1, counts.most_common(3)
 
 
-async def test_a_live_engine_trades_and_its_books_equal_the_exchange(tmp_path: Path, proto: Proto) -> None:
+async def test_a_live_engine_trades_and_its_books_equal_the_exchange(
+    tmp_path: Path, proto: Proto
+) -> None:
     sim = await make_sim(tmp_path, protocol=proto.name)
     run = LiveRun(sim, live_spec(sim.url, proto.name), tmp_path / "journal")
     observed: dict[str, object] = {}
@@ -206,7 +208,9 @@ async def test_a_foreign_order_is_drift_and_moves_the_risk_state(
         )
     finally:
         await hand.close()
-    run = LiveRun(sim, live_spec(sim.url, proto.name, live={"onDrift": policy}), tmp_path / "journal")
+    run = LiveRun(
+        sim, live_spec(sim.url, proto.name, live={"onDrift": policy}), tmp_path / "journal"
+    )
 
     readiness: list[tuple[bool, str]] = []
 
@@ -230,7 +234,9 @@ async def test_a_foreign_order_is_drift_and_moves_the_risk_state(
     assert readiness == [(False, "waiting for a clean reconcile with the exchange")]
 
 
-async def test_a_balance_changed_behind_the_engines_back_halts_it(tmp_path: Path, proto: Proto) -> None:
+async def test_a_balance_changed_behind_the_engines_back_halts_it(
+    tmp_path: Path, proto: Proto
+) -> None:
     sim = await make_sim(tmp_path, protocol=proto.name)
     run = LiveRun(sim, live_spec(sim.url, proto.name), tmp_path / "journal")
     observed: dict[str, object] = {}
@@ -288,7 +294,9 @@ async def test_the_engine_stays_not_ready_and_sends_nothing_until_the_exchange_a
     assert runtime.last_reconcile.result in ("ok", "inconclusive")
 
 
-async def test_a_restart_resolves_the_journal_by_client_order_id(tmp_path: Path, proto: Proto) -> None:
+async def test_a_restart_resolves_the_journal_by_client_order_id(
+    tmp_path: Path, proto: Proto
+) -> None:
     sim = await make_sim(tmp_path, protocol=proto.name)
     journal_dir = tmp_path / "journal"
     ids = proto.client_ids("default", "live-test", "previous1234")
@@ -370,7 +378,9 @@ async def test_a_wrong_secret_is_a_clear_start_failure_that_never_shows_the_keys
     )
     try:
         with pytest.raises(HeanError) as info:
-            await serve(EngineIdentity(name="e"), live_spec(sim.url, proto.name), options, client=client)
+            await serve(
+                EngineIdentity(name="e"), live_spec(sim.url, proto.name), options, client=client
+            )
     finally:
         await sim.stop()
         configure_logging()
