@@ -145,6 +145,20 @@ def _client(url: str, api_key: str, secret: str) -> Any:
     return exchange
 
 
+def _okx_client(url: str, api_key: str, secret: str, passphrase: str) -> Any:
+    exchange = ccxt_async.okx(
+        {
+            "apiKey": api_key,
+            "secret": secret,
+            "password": passphrase,
+            "enableRateLimit": False,
+            "options": {"fetchMarkets": {"types": ["spot"]}},
+        }
+    )
+    point_ccxt_at(exchange, url)
+    return exchange
+
+
 async def test_serves_trades_and_stops_on_sigterm(
     tmp_path: Path, candles: Path, processes: list[SimProcess]
 ) -> None:
@@ -229,7 +243,9 @@ def _doc_commands() -> list[str]:
             fenced = line.strip() in ("```bash", "```sh", "```shell")
             continue
         command = line.strip()
-        if fenced and re.match(r"(\.venv/bin/)?hean sim exchange --port ", command):
+        if fenced and re.match(
+            r"(\.venv/bin/)?hean sim exchange (--protocol [a-z]+ )?--port ", command
+        ):
             found.append(command)
     return found
 
@@ -251,7 +267,12 @@ async def test_documented_commands_serve(
     sim = SimProcess(f"exec {runnable}", work, tmp_path / "stderr.log")
     processes.append(sim)
     url = sim.wait_listening()
-    exchange = _client(url, *_private_credentials(Path(sim.said("credentials: "))))
+    credentials = Path(sim.said("credentials: "))
+    api_key, secret = _private_credentials(credentials)
+    if "--protocol okx" in command:
+        exchange = _okx_client(url, api_key, secret, (credentials / "password").read_text())
+    else:
+        exchange = _client(url, api_key, secret)
     exchange.timeout = 30_000  # the fault spec may hold a request for up to 2 s
     try:
         for _ in range(10):
@@ -351,16 +372,7 @@ async def test_speaks_okx_with_the_passphrase_it_wrote(
     assert stat.S_IMODE((credentials / "password").stat().st_mode) == 0o600
     passphrase = (credentials / "password").read_text()
     assert load_keys(credentials / "keys.json")[0].passphrase == passphrase
-    exchange = ccxt_async.okx(
-        {
-            "apiKey": api_key,
-            "secret": secret,
-            "password": passphrase,
-            "enableRateLimit": False,
-            "options": {"fetchMarkets": {"types": ["spot"]}},
-        }
-    )
-    point_ccxt_at(exchange, url)
+    exchange = _okx_client(url, api_key, secret, passphrase)
     try:
         await exchange.load_markets()
         balance = await exchange.fetch_balance()
