@@ -8,14 +8,17 @@ another class shows here.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import ccxt
+import ccxt.async_support as ccxt_async
 import pytest
 
-from engine_support import spec_dict
-from hean_contract.errors import ConfigError
-from hean_contract.spec import LIVE_EXCHANGES, parse_spec
+from engine_support import FakeClock
+from hean_engine.execution.client_ids import ClientOrderIds
+from hean_engine.execution.journal import Journal
+from hean_engine.execution.live_venue import LiveVenue
 from hean_engine.net.exchange import rewrite_api_urls
 from hean_engine.net.retry import is_transient
 from hean_engine.net.venues import VENUES, Outcome, UnsupportedExchange, error_code, venue
@@ -102,17 +105,37 @@ def test_only_the_named_url_keys_are_rewritten() -> None:
     }
 
 
-def test_the_contract_and_the_table_agree_on_the_live_exchanges() -> None:
-    assert set(LIVE_EXCHANGES) == set(VENUES)
-    with pytest.raises(UnsupportedExchange, match="binance, okx"):
+def test_an_exchange_without_an_entry_is_refused_by_name() -> None:
+    assert set(VENUES) == {"binance", "okx"}
+    with pytest.raises(UnsupportedExchange, match="binance, okx; 'kraken' has no entry"):
         venue("kraken")
 
 
-def test_a_live_spec_on_an_exchange_without_an_entry_is_refused_by_name() -> None:
-    base = spec_dict(mode="live", exchange={"id": "okx", "credentialsSecret": "keys"})
-    assert parse_spec(base).exchange.id == "okx"
-    kraken = spec_dict(mode="live", exchange={"id": "kraken", "credentialsSecret": "keys"})
-    with pytest.raises(ConfigError, match=r"exchange\.id: live trading supports binance, okx"):
-        parse_spec(kraken)
-    # Paper mode takes any ccxt exchange.
-    assert parse_spec(spec_dict(exchange={"id": "kraken"})).exchange.id == "kraken"
+async def test_an_okx_order_request_carries_its_deadline_outside_the_signature(
+    tmp_path: Path,
+) -> None:
+    """The venue adds `expTime` (signing time + recvWindow) to order placements only."""
+    client = ccxt_async.okx({"apiKey": "k", "secret": "s", "password": "p"})
+    clock = FakeClock(1_700_000_000.0)
+    ids = ClientOrderIds("ns", "e", "run1", separator="", allowed=VENUES["okx"].client_ids.pattern)
+    venue = LiveVenue(
+        client,
+        "BTC/USDT",
+        Journal(tmp_path, clock),
+        ids,
+        recv_window_ms=250,
+        clock=clock,
+        venue=VENUES["okx"],
+    )
+    cid = ids.next()
+    venue._signing.add(cid)
+    order = {"instId": "BTC-USDT", "clOrdId": cid, "sz": "1"}
+    placed = client.sign("trade/batch-orders", ["private"], "POST", [order])
+    assert placed["headers"]["expTime"] == str(1_700_000_000_000 + 250)
+    assert venue._signed_ms[cid] == 1_700_000_000_000
+    looked_up = client.sign("trade/order", ["private"], "GET", {"instId": "x", "clOrdId": cid})
+    assert "expTime" not in looked_up["headers"]  # a GET of trade/order is no placement
+    venue._signing.clear()
+    other = client.sign("trade/batch-orders", ["private"], "POST", [order])
+    assert "expTime" not in other["headers"]  # nothing of ours in flight
+    await client.close()

@@ -192,13 +192,15 @@ class LiveVenue:
         def sign(*args: Any, **kwargs: Any) -> Any:
             result = original(*args, **kwargs)
             path = args[0] if args else kwargs.get("path")
+            method = args[2] if len(args) > 2 else kwargs.get("method", "GET")
             params = args[3] if len(args) > 3 else kwargs.get("params")
             if not signing:
                 return result
             for value in _param_values(params):
                 if value in signing:
                     now = signed[value] = clock_ms()
-                    if header is not None and path in window.paths and isinstance(result, dict):
+                    placing = (method, path) in window.requests
+                    if header is not None and placing and isinstance(result, dict):
                         headers = dict(result.get("headers") or {})
                         headers[header] = str(now + recv_window_ms)
                         result["headers"] = headers

@@ -74,8 +74,8 @@ class TradePaging:
 class RecvWindow:
     how: Literal["option", "header"]
     name: str  # the ccxt option (`recvWindow`) or the request header (`expTime`)
-    # Header only: the ccxt request paths it is sent with (order placement).
-    paths: frozenset[str] = frozenset()
+    # Header only: the (method, ccxt path) requests it is sent with (order placement).
+    requests: frozenset[tuple[str, str]] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -152,7 +152,9 @@ VENUES: dict[str, Venue] = {
             separator="",
         ),
         recv_window=RecvWindow(
-            "header", "expTime", frozenset({"trade/order", "trade/batch-orders"})
+            "header",
+            "expTime",
+            frozenset({("POST", "trade/order"), ("POST", "trade/batch-orders")}),
         ),
         trades=TradePaging(param="before", cursor_field="billId", inclusive=False, page=100),
         min_notional=False,
