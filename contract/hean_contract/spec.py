@@ -78,14 +78,18 @@ def known_exchange_ids() -> frozenset[str]:
 class ExchangeSpec(CamelModel):
     id: str = Field(
         default="binance",
-        description="ccxt exchange id (for example binance, kraken, bitfinex).",
+        description=(
+            "ccxt exchange id (for example binance, okx, kraken). Paper mode takes any; "
+            "a live engine trades on binance or okx (others are refused at its start)."
+        ),
         min_length=1,
         max_length=64,
     )
     credentials_secret: str | None = Field(
         default=None,
         description=(
-            "Live mode only: name of a Secret holding the keys `apiKey` and `secret`. "
+            "Live mode only: name of a Secret holding the keys `apiKey` and `secret` "
+            "(and `password`, the API key's passphrase, for okx). "
             "Keys are never written inline in the spec."
         ),
         min_length=1,

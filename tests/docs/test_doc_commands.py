@@ -125,7 +125,7 @@ RULES: list[Rule] = [
         "runs the same command as the sandbox's engine pod, against the exchange simulator)",
     ),
     Rule(
-        rf"{_HEAN} sim exchange --port .*",
+        rf"{_HEAN} sim exchange (--protocol [a-z]+ )?--port .*",
         "allowed",
         "serves until stopped: tests/sim/test_sim_cli.py starts every `hean sim exchange` "
         "command of docs/exchange-simulator.md, trades against it with ccxt and stops it",

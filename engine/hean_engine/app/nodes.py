@@ -44,6 +44,8 @@ from hean_engine.model.clock import Clock
 from hean_engine.model.errors import ConfigError, HeanError
 from hean_engine.net.exchange import create_client
 from hean_engine.net.retry import RetriesExhausted, RetryPolicy, call_with_retry
+from hean_engine.net.venues import UnsupportedExchange
+from hean_engine.net.venues import venue as live_venue_of
 from hean_engine.telemetry.logs import REDACTOR, get_logger
 
 log = get_logger("hean.engine")
@@ -236,12 +238,15 @@ class LiveNode(TradingNode):
         self.venue.journal.close()
 
 
-def read_credentials(directory: Path | None) -> dict[str, str]:
-    """apiKey and secret from a mounted Secret's directory; values are registered as secrets."""
+def read_credentials(
+    directory: Path | None, keys: tuple[str, ...] = ("apiKey", "secret")
+) -> dict[str, str]:
+    """`keys` (the venue's: apiKey, secret, and OKX's password) from a mounted Secret's
+    directory; values are registered as secrets."""
     if directory is None:
         raise ConfigError(["--credentials-dir: required in live mode (a mounted Secret)"])
     values: dict[str, str] = {}
-    for key in ("apiKey", "secret"):
+    for key in keys:
         path = directory / key
         try:
             value = path.read_text(encoding="utf-8").strip()
@@ -301,23 +306,38 @@ def _live_node(
     client: Any,
 ) -> LiveNode:
     require_live_approval(options.gate, identity, spec)
-    credentials = read_credentials(options.credentials_dir) if client is None else None
+    try:
+        quirks = live_venue_of(spec.exchange.id)
+    except UnsupportedExchange as exc:
+        raise ConfigError([f"spec.exchange.id: {exc}"]) from None
+    credentials = (
+        read_credentials(options.credentials_dir, quirks.credentials) if client is None else None
+    )
     if options.journal_dir is None:
         raise ConfigError(["--journal-dir: required in live mode (a volume for the journal)"])
     if client is None:
+        window = quirks.recv_window
         client = create_client(
             spec.exchange,
             credentials=credentials,
-            options={"recvWindow": spec.live.recv_window_ms},
+            options={window.name: spec.live.recv_window_ms} if window.how == "option" else None,
         )
+    ids = quirks.client_ids
     venue = LiveVenue(
         client,
         spec.market.symbol,
         Journal(options.journal_dir, clock),
-        ClientOrderIds(identity.namespace, identity.name, run_id),
+        ClientOrderIds(
+            identity.namespace,
+            identity.name,
+            run_id,
+            separator=ids.separator,
+            allowed=ids.pattern,
+        ),
         recv_window_ms=spec.live.recv_window_ms,
         clock=clock,
         policy=options.retry,
+        venue=quirks,
     )
     engine = build_live_engine(identity, spec, venue)
     feed = _feed(client, spec, options, clock)
