@@ -20,7 +20,7 @@ from hean_operator.kube.reporting import REPORTING_COMPONENT, reporting_instance
 from hean_operator.kube.trust import TrustFiles, TrustWatcher
 from hean_operator.metrics import OperatorMetrics
 from hean_operator.settings import OperatorSettings
-from hean_operator.status.handled import HandledSpecStorage
+from hean_operator.status.handled import HandledSpecStorage, RetryProgressStorage
 
 FINALIZER = "hean.io/finalizer"
 # kopf's "Timer '...' succeeded" lines of these timers: one per engine per tick says
@@ -65,7 +65,7 @@ def configure_kopf(
     reconcile writes anyway (`hean_operator.status.handled`).
     """
     settings.persistence.finalizer = FINALIZER
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="hean.io")
+    settings.persistence.progress_storage = RetryProgressStorage(prefix="hean.io")
     settings.persistence.diffbase_storage = handled or HandledSpecStorage()
     settings.posting.level = logging.INFO
     # Events name the operator as their reporting controller, not kopf's "kopf"/"dev".

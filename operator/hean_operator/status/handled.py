@@ -1,4 +1,5 @@
-"""kopf's diff base, kept in the status as `status.lastHandledSpec`, written by the status writer.
+"""kopf's bookkeeping at no write of its own: its diff base in the status (`status.lastHandledSpec`,
+written by the status writer), its progress in annotations only while a handler is retried.
 
 kopf tells a create from an update, and hands an update handler the old and
 new `spec.halt` (the user's explicit reset is a change from true to false), by
@@ -79,3 +80,16 @@ class HandledSpecStorage(kopf.DiffBaseStorage):
 
     def forget(self, uid: str) -> None:
         self._handled.pop(uid, None)
+
+
+class RetryProgressStorage(kopf.AnnotationsProgressStorage):
+    """kopf's progress of a handler, in annotations (`hean.io/<handler id>`), which are
+    written only while a handler is retried (a first-try success leaves none).
+
+    Without kopf's marker annotation (`hean.io/kopf-managed`): it tells other
+    kopf operators' annotation diff bases to ignore this prefix, and costs one
+    more write of every engine; this operator keeps no diff base in annotations.
+    """
+
+    def _store_marker(self, prefix: str, patch: kopf.Patch, body: kopf.Body) -> None:
+        return
