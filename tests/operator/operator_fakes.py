@@ -97,13 +97,13 @@ class FakeCluster:
 
     def patch_engine_status(
         self, namespace: str, name: str, status: dict[str, Any], resource_version: str | None
-    ) -> bool:
+    ) -> dict[str, Any] | None:
         if self.before_status_patch is not None:
             hook, self.before_status_patch = self.before_status_patch, None
             hook()
         engine = self.objects.get(("tradingengines", namespace, name))
         if engine is None:
-            return False
+            return None
         if resource_version is not None and resource_version != engine["metadata"].get(
             "resourceVersion"
         ):
@@ -117,7 +117,7 @@ class FakeCluster:
                 stored[key] = value
         self._stamp(engine)
         self.writes.append(("patch", "tradingengines/status"))
-        return True
+        return copy.deepcopy(engine)
 
     def patch_approval_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
         self.approval_status[name] = copy.deepcopy(status)

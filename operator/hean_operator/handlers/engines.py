@@ -413,9 +413,11 @@ async def reconcile(
     unsteered: kopf.TemporaryError | None = None
     if reason == "update" and _control_changed(old, new):
         reset = bool(dict(old or {}).get("halt")) and not bool(dict(new or {}).get("halt"))
+        ctx.metrics.reconciles.labels(handler="control").inc()
         try:
             await _steer(ctx, body, engine, revision, model, approval, reset=reset)
         except kopf.TemporaryError as exc:
+            ctx.metrics.errors.labels(handler="control").inc()
             unsteered = exc  # the status is written; the spec is handled once it is told
     pod_missing = False
     if outcome.blocked is not None:

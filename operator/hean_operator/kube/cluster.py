@@ -59,8 +59,8 @@ class Cluster(Protocol):
 
     def patch_engine_status(
         self, namespace: str, name: str, status: dict[str, Any], resource_version: str | None
-    ) -> bool:
-        """Merge `status` into the engine's; False if it is gone.
+    ) -> dict[str, Any] | None:
+        """Merge `status` into the engine's: the engine as written, None if it is gone.
 
         With `resource_version` the write applies only to that version of the
         engine: raises Conflict (409) when it has changed since.
@@ -122,22 +122,22 @@ class KubernetesCluster:
 
     def patch_engine_status(
         self, namespace: str, name: str, status: dict[str, Any], resource_version: str | None
-    ) -> bool:
+    ) -> dict[str, Any] | None:
         # A JSON merge patch: a resourceVersion in it is a precondition of the write.
         body: dict[str, Any] = {"status": status}
         if resource_version is not None:
             body["metadata"] = {"resourceVersion": resource_version}
         try:
-            self._custom.patch_namespaced_custom_object_status(
+            written = self._custom.patch_namespaced_custom_object_status(
                 GROUP, VERSION, namespace, ENGINES, name, body
             )
         except ApiException as exc:
             if exc.status == 404:
-                return False
+                return None
             if exc.status == 409:
                 raise Conflict(f"patch {ENGINES}/status: {exc.reason}") from None
             raise
-        return True
+        return cast(dict[str, Any], written)
 
     def patch_approval_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
         try:

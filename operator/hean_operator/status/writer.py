@@ -124,6 +124,30 @@ def _applied(current: Mapping[str, Any], changes: StatusFields) -> dict[str, Any
     return out
 
 
+def _version(resource: Mapping[str, Any]) -> int | None:
+    try:
+        return int((resource.get("metadata") or {}).get("resourceVersion") or "")
+    except ValueError:
+        return None
+
+
+def _newest(
+    given: Mapping[str, Any] | None, written: Mapping[str, Any] | None
+) -> Mapping[str, Any] | None:
+    """The caller's copy of the engine, or the writer's own last write when that is newer.
+
+    resourceVersions are opaque: where they are not numbers, the caller's copy is
+    tried. Either way the API server has the last word (409), so this only saves
+    a refused write when the caller's copy predates the writer's last write.
+    """
+    if given is None or written is None:
+        return given if written is None else written if given is None else given
+    mine, theirs = _version(written), _version(given)
+    if mine is not None and theirs is not None and mine > theirs:
+        return written
+    return given
+
+
 class StatusWriter:
     def __init__(self, cluster: Cluster, attempts: int = ATTEMPTS) -> None:
         self._cluster = cluster
@@ -131,12 +155,14 @@ class StatusWriter:
         self._guard = threading.Lock()
         self._locks: dict[str, threading.Lock] = {}  # engine uid -> its writes' lock
         self._observed: dict[str, float] = {}  # engine uid -> the newest observation written
+        self._written: dict[str, Mapping[str, Any]] = {}  # engine uid -> as the last write left it
 
     def forget(self, engine: EngineRef) -> None:
         """The engine is gone: drop what the writer keeps about it."""
         with self._guard:
             self._locks.pop(engine.uid, None)
             self._observed.pop(engine.uid, None)
+            self._written.pop(engine.uid, None)
 
     def _lock(self, uid: str) -> threading.Lock:
         with self._guard:
@@ -162,7 +188,7 @@ class StatusWriter:
         (`Written.stale`) when an observation taken later has been written already.
         """
         with self._lock(engine.uid):
-            current = resource
+            current = _newest(resource, self._written.get(engine.uid))
             for _ in range(self._attempts):
                 if current is None:
                     current = self._cluster.get_engine(engine.namespace, engine.name)
@@ -180,13 +206,15 @@ class StatusWriter:
                     return Written({}, status)
                 version = meta.get("resourceVersion")
                 try:
-                    if not self._cluster.patch_engine_status(
+                    written = self._cluster.patch_engine_status(
                         engine.namespace, engine.name, changes, str(version) if version else None
-                    ):
-                        return None
+                    )
                 except Conflict:
                     current = None  # a newer version: read it, and decide again
                     continue
+                if written is None:
+                    return None
+                self._written[engine.uid] = written
                 self._seen(engine, observed_at)
                 return Written(changes, _applied(status, changes))
             raise StatusConflict(
