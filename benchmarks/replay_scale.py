@@ -34,7 +34,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from hean_contract.spec import EmaCrossParams
+from hean_contract.strategies import EmaCrossParams
 from hean_engine.data.files import read_candles
 from hean_engine.model.market import Candle
 from hean_engine.model.orders import Order, OrderIntent

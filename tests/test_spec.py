@@ -21,14 +21,13 @@ from engine_support import (
     write_lines,
 )
 from hean_contract.spec import (
-    EmaCrossParams,
     EngineIdentity,
-    MarketMakerParams,
     Mode,
     TradingEngineSpec,
     parse_manifest,
     parse_spec,
 )
+from hean_contract.strategies import EmaCrossParams, MarketMakerParams
 from hean_engine.app.config import load_config
 from hean_engine.cli import main
 from hean_engine.model.errors import ConfigError

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from engine_support import EXAMPLES_DIR, T0, build_engine, candle, spec_dict, trade
-from hean_contract.spec import EmaCrossParams, EngineIdentity, MarketMakerParams
+from hean_contract.spec import EngineIdentity
+from hean_contract.strategies import EmaCrossParams, MarketMakerParams
 from hean_engine.app.assembly import Engine
 from hean_engine.app.config import load_config
 from hean_engine.data.files import read_trades
@@ -19,7 +20,7 @@ from hean_engine.model.money import price_to_decimal
 from hean_engine.model.orders import Order, OrderIntent, OrderType, Side
 from hean_engine.strategy.ema_cross import EmaCross
 from hean_engine.strategy.market_maker import MarketMaker
-from hean_engine.strategy.registry import STRATEGIES
+from hean_engine.strategy.registry import STRATEGY_CLASSES
 
 D = Decimal
 ZERO = Decimal(0)
@@ -61,7 +62,7 @@ def _signals(ctx: FakeContext) -> list[tuple[int, Side, Decimal]]:
 
 
 def test_registry_names_both_strategies() -> None:
-    assert {"ema_cross": EmaCross, "market_maker": MarketMaker} == STRATEGIES
+    assert {"ema_cross": EmaCross, "market_maker": MarketMaker} == STRATEGY_CLASSES
 
 
 def test_ema_cross_emas_follow_the_documented_float_expression() -> None:

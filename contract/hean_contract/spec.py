@@ -3,7 +3,9 @@
 One pydantic model is the single source of truth for the engine's validation,
 for the operator, and for the CRD's OpenAPI schema (generated from it by
 `hean crds generate`, `hean_operator.crds.tradingengine`), so every field has a
-camelCase name and a description, and bounds live on the fields.
+camelCase name and a description, and bounds live on the fields. The shared
+field types are `hean_contract.fields`; the strategies, their parameter models
+and their names are the registry's (`hean_contract.strategies`).
 """
 
 from __future__ import annotations
@@ -16,130 +18,33 @@ import re
 from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 from pydantic import (
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
-    PlainSerializer,
     ValidationError,
-    WithJsonSchema,
     field_serializer,
     field_validator,
     model_validator,
 )
-from pydantic.alias_generators import to_camel
 
 from hean_contract.errors import ConfigError
 
+# The decimal patterns are re-exported: the status and the tests read them from here.
+from hean_contract.fields import DECIMAL_PATTERN as DECIMAL_PATTERN
+from hean_contract.fields import NESTED_MARK, CamelModel, Count, NonNegativeDecimal, PositiveDecimal
+from hean_contract.fields import POSITIVE_PATTERN as POSITIVE_PATTERN
+from hean_contract.strategies import (
+    BUILTIN_STRATEGIES,
+    StrategyParams,
+    name_description,
+    unknown_strategy_message,
+)
+
 API_VERSION = "hean.io/v1alpha1"
 KIND = "TradingEngine"
-
-_DECIMAL_RE = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)$")
-# Any decimal with this many significant digits survives a trip through a double.
-_FLOAT_DIGITS = 15
-
-
-def _to_decimal(value: Any) -> Any:
-    """Accept decimal strings, integers and decimals; a float only when it is exact.
-
-    The engine's YAML reader turns an unquoted `0.01` into the exact `Decimal`
-    of its text. A float (from JSON) is accepted when its shortest repr has at
-    most 15 significant digits, since then that repr is the text that was
-    written; a longer one may already have lost digits and is refused (write
-    it as a string). Exponents in strings, NaN and infinities are refused: a
-    money amount is a plain decimal.
-    """
-    if isinstance(value, bool):
-        raise ValueError('expected a decimal string such as "0.01", got a boolean')
-    if isinstance(value, int):
-        return Decimal(value)
-    if isinstance(value, float):
-        # The shortest repr is the number as written, but small and large values
-        # come out with an exponent (0.00001 -> '1e-05'): convert it, not the text.
-        if value != value or value in (float("inf"), float("-inf")):
-            raise ValueError(f'expected a plain decimal string such as "0.01", got {value!r}')
-        exact = Decimal(repr(value))
-        if len(exact.as_tuple().digits) > _FLOAT_DIGITS:
-            raise ValueError(
-                f"{value!r} has more significant digits than a float holds exactly: "
-                "write it as a string"
-            )
-        return exact
-    if isinstance(value, str):
-        text = value.strip()
-        if not _DECIMAL_RE.match(text):
-            raise ValueError(f'expected a plain decimal string such as "0.01", got {value!r}')
-        return Decimal(text)
-    if isinstance(value, Decimal):
-        if not value.is_finite():
-            raise ValueError("expected a finite decimal")
-        return value
-    raise ValueError(f"expected a decimal string, got {type(value).__name__}")
-
-
-# Decimals travel as strings (in YAML, JSON, the CRD and /status) so that no
-# client ever parses money into a binary float. The JSON Schema patterns let
-# the CRD refuse a sign or a zero before the model sees the object. Whole
-# numbers may be written bare (`maxOpenOrders`-style `slippageBps: 0`): the CRD
-# marks decimals int-or-string, and the model reads ints exactly.
-DECIMAL_PATTERN = r"^[+-]?(\d+(\.\d*)?|\.\d+)$"
-NON_NEGATIVE_PATTERN = r"^(\d+(\.\d*)?|\.\d+)$"
-POSITIVE_PATTERN = r"^0*([1-9]\d*(\.\d*)?|0?\.\d*[1-9]\d*)$"
-
-
-def _int_or_string(pattern: str, minimum: int | None = None) -> dict[str, Any]:
-    """A pattern checks the string form only; `minimum` the bare-integer form (the API
-    server applies each to the values of its type), so `-5` is refused like "-5"."""
-    schema: dict[str, Any] = {"x-kubernetes-int-or-string": True, "pattern": pattern}
-    if minimum is not None:
-        schema["minimum"] = minimum
-    return schema
-
-
-_as_decimal = BeforeValidator(_to_decimal)
-_as_string = PlainSerializer(
-    lambda d: format(d, "f"), return_type=str, when_used="json-unless-none"
-)
-DecimalStr = Annotated[
-    Decimal, _as_decimal, _as_string, WithJsonSchema(_int_or_string(DECIMAL_PATTERN))
-]
-NonNegativeDecimal = Annotated[
-    Decimal,
-    _as_decimal,
-    _as_string,
-    WithJsonSchema(_int_or_string(NON_NEGATIVE_PATTERN, minimum=0)),
-]
-PositiveDecimal = Annotated[
-    Decimal,
-    _as_decimal,
-    _as_string,
-    WithJsonSchema(_int_or_string(POSITIVE_PATTERN, minimum=1)),
-]
-
-
-def _no_boolean(value: Any) -> Any:
-    if isinstance(value, bool):
-        raise ValueError("Input should be a valid integer, got a boolean")
-    return value
-
-
-# An integer that a YAML `true` or `yes` does not silently turn into 1.
-Count = Annotated[int, BeforeValidator(_no_boolean)]
-
-
-class CamelModel(BaseModel):
-    """Strict about unknown fields, camelCase on the wire, snake_case in Python."""
-
-    model_config = ConfigDict(
-        alias_generator=to_camel,
-        populate_by_name=True,
-        extra="forbid",
-        frozen=True,
-        use_attribute_docstrings=False,
-    )
 
 
 class Mode(StrEnum):
@@ -211,9 +116,7 @@ class ExchangeSpec(CamelModel):
     @model_validator(mode="after")
     def _one_endpoint(self) -> ExchangeSpec:
         if self.endpoint is not None and self.testnet:
-            raise ValueError(
-                f"{_NESTED_MARK}testnet: cannot be combined with endpoint (choose one)"
-            )
+            raise ValueError(f"{NESTED_MARK}testnet: cannot be combined with endpoint (choose one)")
         return self
 
 
@@ -257,62 +160,11 @@ class MarketSpec(CamelModel):
         return TIMEFRAMES[self.timeframe]
 
 
-# Strategy parameter models live here, beside the spec, because they are part
-# of the configuration's schema; the strategies themselves import them.
-
-
-class EmaCrossParams(CamelModel):
-    fast: Count = Field(default=12, ge=1, le=10_000, description="Fast EMA length in candles.")
-    slow: Count = Field(default=26, ge=2, le=10_000, description="Slow EMA length in candles.")
-    quantity: PositiveDecimal = Field(description="Base quantity bought on a golden cross.", gt=0)
-
-    @model_validator(mode="after")
-    def _fast_below_slow(self) -> EmaCrossParams:
-        if self.fast >= self.slow:
-            raise ValueError(
-                f"{_NESTED_MARK}fast: must be less than slow (fast {self.fast}, slow {self.slow})"
-            )
-        return self
-
-
-class MarketMakerParams(CamelModel):
-    quantity: PositiveDecimal = Field(description="Base quantity of each resting quote.", gt=0)
-    spread_bps: PositiveDecimal = Field(
-        default=Decimal(20),
-        gt=0,
-        le=5000,
-        description="Distance of each quote from the reference price, in basis points.",
-    )
-    requote_bps: PositiveDecimal = Field(
-        default=Decimal(10),
-        gt=0,
-        le=5000,
-        description="Move of the reference price (in basis points) that makes the quotes move.",
-    )
-    max_position: PositiveDecimal = Field(
-        description="Largest base position; no bid is quoted while the position is at or above it.",
-        gt=0,
-    )
-    tick_size: PositiveDecimal = Field(
-        default=Decimal("0.00000001"),
-        gt=0,
-        description="Price increment quotes are rounded to (bids down, asks up).",
-    )
-    window: Count = Field(
-        default=50, ge=1, le=100_000, description="Trades in the reference price's EMA."
-    )
-
-
-STRATEGY_PARAMS: dict[str, type[CamelModel]] = {
-    "ema_cross": EmaCrossParams,
-    "market_maker": MarketMakerParams,
-}
-
-
 class StrategySpec(CamelModel):
     name: str = Field(
-        description="Strategy name: ema_cross (candles, market orders) or market_maker "
-        "(trades, resting limit orders)."
+        # The list of strategies is the registry's (hean_contract.strategies),
+        # filled in whenever a schema is generated.
+        json_schema_extra=lambda schema: schema.update(description=name_description()),
     )
     params: dict[str, Any] = Field(
         default_factory=dict, description="Strategy parameters; see the strategy's documentation."
@@ -321,9 +173,8 @@ class StrategySpec(CamelModel):
     @field_validator("name")
     @classmethod
     def _known_strategy(cls, value: str) -> str:
-        if value not in STRATEGY_PARAMS:
-            known = ", ".join(sorted(STRATEGY_PARAMS))
-            raise ValueError(f"unknown strategy {value!r} (known: {known})")
+        if value not in BUILTIN_STRATEGIES:
+            raise ValueError(unknown_strategy_message(value))
         return value
 
     @model_validator(mode="after")
@@ -331,11 +182,12 @@ class StrategySpec(CamelModel):
         try:
             self.typed_params()
         except ValidationError as exc:
-            raise ValueError(_NESTED_MARK + _format_nested(exc, "params")) from None
+            raise ValueError(NESTED_MARK + _format_nested(exc, "params")) from None
         return self
 
-    def typed_params(self) -> Any:
-        return STRATEGY_PARAMS[self.name].model_validate(self.params)
+    def typed_params(self) -> StrategyParams:
+        """The params validated by the registered strategy's own model."""
+        return BUILTIN_STRATEGIES[self.name].params.model_validate(self.params)
 
     @field_serializer("params", when_used="json")
     def _params_without_floats(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -494,16 +346,8 @@ class TradingEngineSpec(CamelModel):
     @model_validator(mode="after")
     def _cross_field(self) -> TradingEngineSpec:
         if self.mode is Mode.LIVE and not self.exchange.credentials_secret:
-            raise ValueError(
-                _NESTED_MARK + "exchange.credentialsSecret: required when mode is live"
-            )
+            raise ValueError(NESTED_MARK + "exchange.credentialsSecret: required when mode is live")
         return self
-
-
-# A validator that checks a nested model prefixes its message with this mark
-# and joins `relative.path: problem` parts with "; ", so that `_problems` can
-# report each part under its full field path.
-_NESTED_MARK = "field errors: "
 
 
 def _format_nested(exc: ValidationError, prefix: str) -> str:
@@ -533,8 +377,8 @@ def _expand(exc: ValidationError, prefix: str) -> list[str]:
     for err in exc.errors(include_url=False):
         msg = _message(err)
         path = _path(prefix, tuple(err["loc"]))
-        if msg.startswith(_NESTED_MARK):
-            problems.extend(f"{path}.{part}" for part in msg[len(_NESTED_MARK) :].split("; "))
+        if msg.startswith(NESTED_MARK):
+            problems.extend(f"{path}.{part}" for part in msg[len(NESTED_MARK) :].split("; "))
             continue
         problems.append(f"{path}: {msg}")
     return problems

@@ -22,9 +22,6 @@ from pathlib import Path
 
 import click
 
-from hean_engine.data.files import check_readable
-from hean_engine.model.errors import DataError
-from hean_engine.model.timefmt import iso_to_ms
 from hean_sim.exchange import (
     ApiKey,
     FaultPlan,
@@ -36,6 +33,8 @@ from hean_sim.exchange import (
     load_keys,
     write_credentials,
 )
+from hean_sim.exchange.records import RecordError, check_readable
+from hean_sim.exchange.times import iso_to_ms
 
 DEFAULT_DATA = Path("../shared/data/btcusd_bitfinex_1m_2017-2018.csv.gz")
 log = logging.getLogger("hean_sim")
@@ -224,7 +223,7 @@ def exchange(
     try:
         check_readable(data)
         simulator = SimExchange(config, plan)
-    except DataError as exc:
+    except RecordError as exc:
         raise click.BadParameter(str(exc), param_hint="'--data'") from None
     except (ValueError, OSError, EOFError) as exc:
         raise click.BadParameter(f"{data}: {exc}", param_hint="'--data'") from None

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import ClassVar, Literal, Protocol
 
+from hean_contract.strategies import StrategyParams
 from hean_engine.model.market import Candle, Trade
 from hean_engine.model.orders import Fill, Order, OrderIntent
 
@@ -45,8 +46,11 @@ class StrategyContext(Protocol):
 
 
 class Strategy:
+    # The name the contract's registry (hean_contract.strategies) lists it under,
+    # and the parameter model registered with that name, which `__init__` takes.
     name: ClassVar[str]
     consumes: ClassVar[DataKind]
+    params_model: ClassVar[type[StrategyParams]]
 
     def __init__(self, ctx: StrategyContext) -> None:
         self.ctx = ctx

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from hean_contract.spec import EmaCrossParams
+from hean_contract.strategies import EmaCrossParams
 from hean_engine.model.market import Candle
 from hean_engine.model.orders import OrderIntent, Side
 from hean_engine.strategy.base import DataKind, Strategy, StrategyContext
@@ -24,6 +24,7 @@ from hean_engine.strategy.base import DataKind, Strategy, StrategyContext
 class EmaCross(Strategy):
     name: ClassVar[str] = "ema_cross"
     consumes: ClassVar[DataKind] = "candles"
+    params_model: ClassVar[type[EmaCrossParams]] = EmaCrossParams
 
     def __init__(self, ctx: StrategyContext, params: EmaCrossParams) -> None:
         super().__init__(ctx)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import ClassVar
 
-from hean_contract.spec import MarketMakerParams
+from hean_contract.strategies import MarketMakerParams
 from hean_engine.indicators.ema import Ema
 from hean_engine.model.market import Trade
 from hean_engine.model.money import BPS, ONE, price_to_decimal
@@ -23,6 +23,7 @@ from hean_engine.strategy.base import DataKind, Strategy, StrategyContext
 class MarketMaker(Strategy):
     name: ClassVar[str] = "market_maker"
     consumes: ClassVar[DataKind] = "trades"
+    params_model: ClassVar[type[MarketMakerParams]] = MarketMakerParams
 
     def __init__(self, ctx: StrategyContext, params: MarketMakerParams) -> None:
         super().__init__(ctx)

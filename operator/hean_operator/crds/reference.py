@@ -7,8 +7,8 @@ returns, the same object `hean crds generate` writes to crds/: field paths,
 types, defaults, constraints, descriptions, printer columns and CEL rules.
 The one addition is the parameters of each strategy: the CRD keeps
 `spec.strategy.params` open (`x-kubernetes-preserve-unknown-fields`), and
-the engine's own parameter models, converted by the same structural-schema
-code, describe them.
+the strategy registry's parameter models (`hean_contract.strategies`),
+converted by the same structural-schema code, describe them.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-from hean_contract.spec import STRATEGY_PARAMS
+from hean_contract.strategies import BUILTIN_STRATEGIES
 from hean_operator.crds.liveapproval import build_liveapproval_crd
 from hean_operator.crds.schema import structural_schema
 from hean_operator.crds.tradingengine import build_tradingengine_crd
@@ -262,9 +262,16 @@ def render_reference(crd: dict[str, Any] | None = None) -> str:
         "See [strategies](../strategies.md) for what they do.",
         "",
     ]
-    for name, model in STRATEGY_PARAMS.items():
-        params = _plain_decimals(structural_schema(model))
-        out += [f"### `{name}`", "", *_table(params, "params", include_root=False), ""]
+    for info in BUILTIN_STRATEGIES.values():
+        params = _plain_decimals(structural_schema(info.params))
+        out += [
+            f"### `{info.name}`",
+            "",
+            f"Data and orders: {info.summary}.",
+            "",
+            *_table(params, "params", include_root=False),
+            "",
+        ]
     out += [
         "## status",
         "",

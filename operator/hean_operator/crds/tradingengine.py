@@ -11,6 +11,7 @@ from typing import Any
 
 from hean_contract.spec import KIND, TradingEngineSpec
 from hean_contract.status import TradingEngineStatus
+from hean_contract.strategies import BUILTIN_STRATEGIES, StrategyParams, default_of, wire_name
 from hean_operator.api.resources import ENGINES, GROUP, VERSION
 from hean_operator.builders.common import MAX_NAME_LENGTH, NAME_PATTERN
 from hean_operator.crds.schema import namespaced_crd, structural_schema
@@ -28,21 +29,6 @@ SPEC_RULES: list[dict[str, str]] = [
         "message": "live mode needs exchange.credentialsSecret",
         "fieldPath": ".exchange.credentialsSecret",
         "reason": "FieldValueRequired",
-    },
-]
-STRATEGY_RULES: list[dict[str, str]] = [
-    {
-        "rule": "self.name in ['ema_cross', 'market_maker']",
-        "message": "unknown strategy (known: ema_cross, market_maker)",
-        "fieldPath": ".name",
-    },
-    {
-        # Absent parameters take the model's defaults (fast 12, slow 26).
-        "rule": "self.name != 'ema_cross' || !has(self.params) || "
-        "(has(self.params.fast) ? int(self.params.fast) : 12) < "
-        "(has(self.params.slow) ? int(self.params.slow) : 26)",
-        "message": "ema_cross needs params.fast < params.slow",
-        "fieldPath": ".params",
     },
 ]
 
@@ -94,19 +80,72 @@ def _default_empty_objects(schema: dict[str, Any]) -> None:
                 child["default"] = {}
 
 
+def _cel_string(text: str) -> str:
+    """A CEL string literal (the registry's names are identifiers; quotes escaped anyway)."""
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _ordered_rule(
+    name: str, model: type[StrategyParams], smaller: str, larger: str
+) -> dict[str, str]:
+    """CEL for `smaller < larger` of one strategy, an absent parameter taking its default."""
+    terms = []
+    for field in (smaller, larger):
+        key = wire_name(model, field)
+        terms.append(
+            f"(has(self.params.{key}) ? int(self.params.{key}) : {default_of(model, field)})"
+        )
+    a, b = wire_name(model, smaller), wire_name(model, larger)
+    return {
+        "rule": f"self.name != {_cel_string(name)} || !has(self.params) || {terms[0]} < {terms[1]}",
+        "message": f"{name} needs params.{a} < params.{b}",
+        "fieldPath": ".params",
+    }
+
+
+def strategy_rules() -> list[dict[str, str]]:
+    """The CEL rules on `spec.strategy`, from the strategy registry as it is now.
+
+    A known name, and each strategy's ordered parameter pairs
+    (`StrategyParams.ordered`). The engine's model checks the same again.
+    """
+    names = list(BUILTIN_STRATEGIES)
+    rules = [
+        {
+            "rule": f"self.name in [{', '.join(_cel_string(n) for n in names)}]",
+            "message": f"unknown strategy (known: {', '.join(sorted(names))})",
+            "fieldPath": ".name",
+        }
+    ]
+    for info in BUILTIN_STRATEGIES.values():
+        for smaller, larger in info.params.ordered:
+            rules.append(_ordered_rule(info.name, info.params, smaller, larger))
+    return rules
+
+
+def compared_params() -> dict[str, dict[str, Any]]:
+    """The parameters a CEL rule reads, declared int-or-string with whose they are."""
+    described: dict[str, list[str]] = {}
+    for info in BUILTIN_STRATEGIES.values():
+        for field in sorted({f for pair in info.params.ordered for f in pair}):
+            text = info.params.model_fields[field].description or field
+            described.setdefault(wire_name(info.params, field), []).append(f"{info.name}: {text}")
+    return {
+        key: {"x-kubernetes-int-or-string": True, "description": " ".join(texts)}
+        for key, texts in described.items()
+    }
+
+
 def build_tradingengine_crd() -> dict[str, Any]:
     spec_schema = structural_schema(TradingEngineSpec)
     _default_empty_objects(spec_schema)
     spec_schema["x-kubernetes-validations"] = SPEC_RULES
     strategy = spec_schema["properties"]["strategy"]
-    strategy["x-kubernetes-validations"] = STRATEGY_RULES
+    strategy["x-kubernetes-validations"] = strategy_rules()
     # CEL reaches only declared fields: an open object's unknown fields are not
     # in its type, so the real apiserver refuses a rule that reads them. The
-    # periods the rule compares are declared (every other key stays open).
-    strategy["properties"]["params"]["properties"] = {
-        key: {"x-kubernetes-int-or-string": True, "description": f"ema_cross: the {what}."}
-        for key, what in (("fast", "fast EMA's period"), ("slow", "slow EMA's period"))
-    }
+    # parameters the rules compare are declared (every other key stays open).
+    strategy["properties"]["params"]["properties"] = compared_params()
     status_schema = structural_schema(TradingEngineStatus)
     conditions = status_schema["properties"]["conditions"]
     conditions["x-kubernetes-list-type"] = "map"

@@ -12,8 +12,10 @@ a client certificate, limited by the Node authorizer and NodeRestriction):
   environment, with the image's entrypoint and default arguments when the
   pod gives none; any other image is `ErrImagePull`/`ImagePullBackOff` with an
   Event, never a silent success;
-- gives the pod a loopback IP of its own (127.B.x.y, see IpAllocator), so that
-  pods can all listen on the same port, as in a cluster;
+- gives the pod a local IP of its own (see IpAllocator), so that pods can all
+  listen on the same port, as in a cluster: from `pod_network` when the
+  sandbox could make that range local (podnet.py; the API server's pod proxy
+  reaches only such addresses), else a loopback one (127.B.x.y);
 - writes the pod's volumes into a directory per pod: ConfigMap, Secret,
   emptyDir, downwardAPI and projected volumes, the projected service-account
   token requested through the TokenRequest API and bound to the pod (so a pod
@@ -50,6 +52,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import ipaddress
 import itertools
 import logging
 import os
@@ -64,13 +67,13 @@ import subprocess
 import sys
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 from aiohttp import web
 
+from hean_engine.model.timefmt import now_iso, now_iso_micros
 from hean_sandbox.kubelet.api import ApiError, KubeApi
 from hean_sandbox.kubelet.fake_engine import FakeEngine, start_fake_engine
 
@@ -95,14 +98,6 @@ IMAGES: dict[str, tuple[list[str], list[str]]] = {
 }
 
 
-def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _micro_now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
 def image_repository(image: str) -> str:
     """`ghcr.io/hean-io/hean-engine:0.1.0@sha256:…` -> `hean-engine`."""
     name = image.split("@", 1)[0]
@@ -115,25 +110,43 @@ def image_entrypoint(image: str) -> tuple[list[str], list[str]] | None:
 
 
 class IpAllocator:
-    """Every pod its own loopback address, e.g. 127.57.0.2, 127.57.0.3, ...
+    """Every pod its own local address, e.g. 127.57.0.2, 127.57.0.3, ...
 
     Several sandboxes (or tests) may run on one machine at once, so each node
     starts in a random /16 of 127.0.0.0/8 and skips any address on which one of
-    `ports` is already taken: two pods never contend for one address.
+    `ports` is already taken: two pods never contend for one address. With a
+    `network` (podnet.py: a range made local so that the API server proxies to
+    it), addresses come from there instead, from a random place in it.
     """
 
-    def __init__(self, ports: tuple[int, ...] = (8080,), block: int | None = None) -> None:
-        self._block = block if block is not None else random.randint(2, 254)
+    def __init__(
+        self,
+        ports: tuple[int, ...] = (8080,),
+        block: int | None = None,
+        network: ipaddress.IPv4Network | None = None,
+    ) -> None:
+        self._network = network
+        if network is not None:
+            self._block = block if block is not None else random.randrange(network.num_addresses)
+        else:
+            self._block = block if block is not None else random.randint(2, 254)
         self._ports = ports
         self._counter = itertools.count(1)
 
+    def _candidate(self, n: int) -> str | None:
+        network = self._network
+        if network is None:
+            return f"127.{self._block}.{n // 250}.{n % 250 + 1}"
+        address = network.network_address + (self._block + n) % network.num_addresses
+        # .0 and .255 look like network and broadcast addresses to people: skipped
+        return None if int(address) % 256 in (0, 255) else str(address)
+
     def next(self) -> str:
         for _ in range(65_000):
-            n = next(self._counter)
-            ip = f"127.{self._block}.{n // 250}.{n % 250 + 1}"
-            if all(_free(ip, port) for port in self._ports):
+            ip = self._candidate(next(self._counter))
+            if ip is not None and all(_free(ip, port) for port in self._ports):
                 return ip
-        raise RuntimeError("no free loopback address left for another pod")
+        raise RuntimeError("no free local address left for another pod")
 
 
 def _free(ip: str, port: int) -> bool:
@@ -183,7 +196,7 @@ class PodRun:
     task: asyncio.Task[None] | None = None
     terminator: asyncio.Task[None] | None = None
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
-    started_at: str = field(default_factory=_now)
+    started_at: str = field(default_factory=now_iso)
     process_started: str | None = None  # the current process's start, for startedAt
     fake_engine: FakeEngine | None = None  # fake mode only
     token_expires: float = 0.0  # loop time at which the projected token is 80% used
@@ -201,6 +214,7 @@ class Node:
         serving: tuple[Path, Path] | None = None,
         client_ca: Path | None = None,
         mount_prefix: list[str] | None = None,
+        pod_network: ipaddress.IPv4Network | None = None,
     ) -> None:
         self.api = api
         self.name = name
@@ -208,7 +222,8 @@ class Node:
         self.fake = fake
         self.kubelet_version = kubelet_version
         self.pods: dict[str, PodRun] = {}  # by uid
-        self._ips = IpAllocator()
+        self._ips = IpAllocator(network=pod_network)
+        self.pod_network = pod_network
         self._http: aiohttp.ClientSession | None = None
         self._serving = serving
         self._client_ca = client_ca
@@ -237,7 +252,7 @@ class Node:
             await self._http.close()
 
     def _node_status(self) -> dict[str, Any]:
-        now = _now()
+        now = now_iso()
         memory_kib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 1024
         capacity = {
             "cpu": str(os.cpu_count() or 1),
@@ -315,7 +330,7 @@ class Node:
             "spec": {
                 "holderIdentity": self.name,
                 "leaseDurationSeconds": LEASE_SECONDS,
-                "renewTime": _micro_now(),
+                "renewTime": now_iso_micros(),
             },
         }
         try:
@@ -331,7 +346,7 @@ class Node:
         await self.api.request(
             "PATCH",
             f"/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/{self.name}",
-            {"spec": {"holderIdentity": self.name, "renewTime": _micro_now()}},
+            {"spec": {"holderIdentity": self.name, "renewTime": now_iso_micros()}},
             content_type="application/merge-patch+json",
         )
 
@@ -547,7 +562,7 @@ class Node:
                     start_new_session=True,
                 )
             run.ready = False
-            run.process_started = _now()
+            run.process_started = now_iso()
             await self._report(run, running=True, ready=False)
             if run.restarts == 0:
                 await self._event(
@@ -804,7 +819,7 @@ class Node:
     async def _event(self, run: PodRun, kind: str, reason: str, message: str) -> None:
         """A core/v1 Event about the pod, as the kubelet posts them (a courtesy: its
         failure must not stop the pod)."""
-        now = _now()
+        now = now_iso()
         event = {
             "apiVersion": "v1",
             "kind": "Event",
@@ -843,7 +858,7 @@ class Node:
     ) -> None:
         container = run.spec["containers"][0]
         if running:
-            state: dict[str, Any] = {"running": {"startedAt": run.process_started or _now()}}
+            state: dict[str, Any] = {"running": {"startedAt": run.process_started or now_iso()}}
         elif waiting is not None:
             state = {"waiting": {"reason": waiting[0], "message": waiting[1]}}
         else:
@@ -851,15 +866,15 @@ class Node:
                 "terminated": {
                     "exitCode": exit_code or 0,
                     "reason": "Completed" if not exit_code else "Error",
-                    "startedAt": run.process_started or _now(),
-                    "finishedAt": _now(),
+                    "startedAt": run.process_started or now_iso(),
+                    "finishedAt": now_iso(),
                 }
             }
         phase = "Running" if running or run.process_started else "Pending"
         if final:
             phase = "Succeeded" if exit_code == 0 else "Failed"
         condition = "True" if ready else "False"
-        now = _now()
+        now = now_iso()
         status = {
             "phase": phase,
             "hostIP": "127.0.0.1",

@@ -22,11 +22,12 @@ from hean_sim.exchange.ccxt_urls import point_ccxt_at
 from hean_sim.exchange.config import ApiKey, SimConfig
 from hean_sim.exchange.faults import Fault, FaultPlan, FaultSpecError
 from hean_sim.exchange.market import MarketState
-from hean_sim.exchange.orders import Order, OrderType, Side, Status, Trade
+from hean_sim.exchange.model import AccountTrade, Order, OrderType, Side, Status
 from hean_sim.exchange.server import SimExchange, serve_forever
 
 __all__ = [
     "Account",
+    "AccountTrade",
     "ApiKey",
     "Balance",
     "Fault",
@@ -40,7 +41,6 @@ __all__ = [
     "SimConfig",
     "SimExchange",
     "Status",
-    "Trade",
     "generate_key_pair",
     "load_keys",
     "point_ccxt_at",

@@ -16,13 +16,10 @@ import string
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from hean_sim.exchange.config import ApiKey
+from hean_sim.exchange.model import AccountTrade, Order
 from hean_sim.exchange.numbers import ZERO
-
-if TYPE_CHECKING:
-    from hean_sim.exchange.orders import Order, Trade
 
 _KEY_ALPHABET = string.ascii_letters + string.digits
 KEY_LENGTH = 64  # Binance's API keys and HMAC secrets are 64 letters and digits
@@ -54,7 +51,7 @@ class Account:
     free: dict[str, Decimal] = field(default_factory=dict)
     locked: dict[str, Decimal] = field(default_factory=dict)
     orders: dict[int, Order] = field(default_factory=dict)  # by orderId, in placement order
-    trades: list[Trade] = field(default_factory=list)
+    trades: list[AccountTrade] = field(default_factory=list)
     update_time: int = 0  # served market ms of the last balance change
 
     @property

@@ -23,12 +23,12 @@ of a fast replay.
 
 from __future__ import annotations
 
-from hean_engine.model.timefmt import MINUTE_MS
-from hean_sim.exchange.config import Clock
+from hean_sim.exchange.config import WallSeconds
+from hean_sim.exchange.times import MINUTE_MS
 
 
 class ReplayClock:
-    def __init__(self, clock: Clock, speed: float | None, start_ms: int) -> None:
+    def __init__(self, clock: WallSeconds, speed: float | None, start_ms: int) -> None:
         self.clock = clock
         self.speed = speed
         wall_ms = int(clock() * 1000)

@@ -14,7 +14,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Literal
 
-Clock = Callable[[], float]
+# The wall clock the simulator reads: seconds since the epoch, as `time.time` gives.
+WallSeconds = Callable[[], float]
 
 DEFAULT_QUOTE_BALANCE = Decimal(10_000)
 DEFAULT_FEE_RATE = Decimal("0.001")
@@ -64,7 +65,7 @@ class SimConfig:
     symbol: str = "BTC/USDT"
     speed: float | None = 1.0
     weight_limit: int = 6000
-    clock: Clock = time.time
+    clock: WallSeconds = time.time
     start: datetime | None = None
     ban_seconds: float = 120.0
     ban_after: int = 1

@@ -1,5 +1,8 @@
 """The recorded file, loaded lazily into compact arrays.
 
+Rows come from the simulator's own reader (`hean_sim.exchange.records`), not
+the engine's, so that what the simulator serves is an independent reading.
+
 A replay only needs the records up to market "now", so the store reads the
 file incrementally (in chunks of a few thousand rows) as the replay asks for
 later times: starting a simulator on the two-year candle file reads one chunk,
@@ -17,9 +20,9 @@ from array import array
 from collections.abc import Iterator
 from pathlib import Path
 
-from hean_engine.data.files import DataKind, detect_kind, read_candles, read_trades
-from hean_engine.model.market import Candle, Trade
-from hean_engine.model.timefmt import MINUTE_MS
+from hean_sim.exchange.model import RecordedCandle, RecordedTrade
+from hean_sim.exchange.records import RecordKind, detect_kind, read_candles, read_trades
+from hean_sim.exchange.times import MINUTE_MS
 
 _CHUNK = 8192
 
@@ -33,7 +36,7 @@ class RecordStore:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.kind: DataKind = detect_kind(path)
+        self.kind: RecordKind = detect_kind(path)
         self.ts = array("q")
         # Candles: open/high/low/close/volume. Trades: price in `close`, amount
         # in `volume`, the taker's side in `buyer_taker`.
@@ -44,8 +47,8 @@ class RecordStore:
         self.volume = array("d")
         self.buyer_taker = bytearray()
         self.exhausted = False
-        self._candles: Iterator[Candle] | None = None
-        self._trades: Iterator[Trade] | None = None
+        self._candles: Iterator[RecordedCandle] | None = None
+        self._trades: Iterator[RecordedTrade] | None = None
         if self.kind == "candles":
             self._candles = read_candles(path)
         else:

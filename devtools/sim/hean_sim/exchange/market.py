@@ -33,12 +33,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 
-from hean_engine.model.timefmt import MINUTE_MS
 from hean_sim.exchange.clock import ReplayClock
 from hean_sim.exchange.config import SimConfig
 from hean_sim.exchange.data import RecordStore
 from hean_sim.exchange.filters import SymbolFilters, derive_filters
 from hean_sim.exchange.numbers import ZERO, dec
+from hean_sim.exchange.times import MINUTE_MS
 
 INTERVALS: dict[str, int] = {
     "1m": MINUTE_MS,

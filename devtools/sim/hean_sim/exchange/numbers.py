@@ -1,7 +1,8 @@
 """Numbers as Binance writes them: decimal strings, never binary floats.
 
-Recorded values are IEEE doubles (the engine's readers parse with `float`);
-`price_to_decimal` recovers the exact decimal text the exchange published.
+Recorded values are IEEE doubles (the reader parses with `float`); `dec`
+recovers the exact decimal text the exchange published (the shortest repr
+of a double is that text for any value with up to 15 significant digits).
 Binance writes prices and quantities with eight decimals (`"997.50000000"`),
 so values with at most eight decimals are padded to eight; longer recorded
 values are served whole rather than rounded. Derived values (averages,
@@ -12,15 +13,13 @@ from __future__ import annotations
 
 from decimal import ROUND_HALF_EVEN, Decimal
 
-from hean_engine.model.money import price_to_decimal
-
 EIGHT = Decimal("0.00000001")
 ZERO = Decimal(0)
 
 
 def dec(value: float) -> Decimal:
     """The exact decimal a recorded double stands for."""
-    return price_to_decimal(value)
+    return Decimal(repr(value))
 
 
 def text(value: Decimal) -> str:
@@ -33,7 +32,7 @@ def text(value: Decimal) -> str:
 
 def ftext(value: float) -> str:
     """`text` of a recorded double."""
-    return text(price_to_decimal(value))
+    return text(dec(value))
 
 
 def rounded(value: Decimal, places: Decimal = EIGHT) -> Decimal:

@@ -30,89 +30,19 @@ from __future__ import annotations
 
 import random
 import string
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from decimal import ROUND_FLOOR, Decimal
-from enum import StrEnum
 
 from hean_sim.exchange import errors
 from hean_sim.exchange.accounts import Account
 from hean_sim.exchange.config import ApiKey, SimConfig
 from hean_sim.exchange.filters import SymbolFilters
 from hean_sim.exchange.market import MarketState
+from hean_sim.exchange.model import AccountTrade, Order, OrderType, Side, Status
 from hean_sim.exchange.numbers import ZERO, rounded
 
 MAX_OPEN_ORDERS = 200  # the MAX_NUM_ORDERS filter exchangeInfo publishes
 _ID_ALPHABET = string.ascii_letters + string.digits
-
-
-class Side(StrEnum):
-    BUY = "BUY"
-    SELL = "SELL"
-
-
-class OrderType(StrEnum):
-    LIMIT = "LIMIT"
-    MARKET = "MARKET"
-    LIMIT_MAKER = "LIMIT_MAKER"
-
-
-class Status(StrEnum):
-    NEW = "NEW"
-    PARTIALLY_FILLED = "PARTIALLY_FILLED"
-    FILLED = "FILLED"
-    CANCELED = "CANCELED"
-    REJECTED = "REJECTED"
-    EXPIRED = "EXPIRED"
-
-
-OPEN_STATUSES = frozenset({Status.NEW, Status.PARTIALLY_FILLED})
-
-
-@dataclass(frozen=True)
-class Trade:
-    """One fill of one of an account's orders (a row of `myTrades`)."""
-
-    id: int
-    order_id: int
-    price: Decimal
-    qty: Decimal
-    quote_qty: Decimal
-    commission: Decimal
-    commission_asset: str
-    time: int
-    is_buyer: bool
-    is_maker: bool
-
-
-@dataclass
-class Order:
-    order_id: int
-    client_order_id: str
-    side: Side
-    type: OrderType
-    time_in_force: str
-    price: Decimal  # 0 for market orders, as Binance reports them
-    orig_qty: Decimal
-    orig_quote_qty: Decimal
-    time: int
-    update_time: int
-    status: Status = Status.NEW
-    executed_qty: Decimal = ZERO
-    cummulative_quote_qty: Decimal = ZERO
-    fills: list[Trade] = field(default_factory=list)
-    locked: Decimal = ZERO  # what this order still holds locked (quote for buys, base for sells)
-
-    @property
-    def is_open(self) -> bool:
-        return self.status in OPEN_STATUSES
-
-    @property
-    def remaining(self) -> Decimal:
-        return self.orig_qty - self.executed_qty
-
-    def snapshot(self) -> Order:
-        """A copy that later matching does not change."""
-        return replace(self, fills=list(self.fills))
 
 
 @dataclass(frozen=True)
@@ -214,7 +144,7 @@ class OrderEngine:
         price: Decimal,
         maker: bool,
         time: int,
-    ) -> Trade:
+    ) -> AccountTrade:
         """Book a fill of `qty` at `price`: balances, the order, the account's trades."""
         notional = price * qty
         rate = self.config.maker_fee if maker else self.config.taker_fee
@@ -235,7 +165,7 @@ class OrderEngine:
             else:
                 account.debit(self.base, qty, time)
             account.credit(self.quote, notional - commission, time)
-        trade = Trade(
+        trade = AccountTrade(
             id=self._next_trade_id,
             order_id=order.order_id,
             price=price,

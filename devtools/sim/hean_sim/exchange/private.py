@@ -28,22 +28,16 @@ from aiohttp import web
 from hean_sim.exchange import errors, params
 from hean_sim.exchange.accounts import Account
 from hean_sim.exchange.auth import Authenticator, Params
-from hean_sim.exchange.config import Clock
+from hean_sim.exchange.config import WallSeconds
 from hean_sim.exchange.endpoints import Endpoint, fixed
+from hean_sim.exchange.model import AccountTrade, Order, OrderType, Side
 from hean_sim.exchange.numbers import ZERO, decimals, text
-from hean_sim.exchange.orders import (
-    Order,
-    OrderEngine,
-    OrderRequest,
-    OrderType,
-    Side,
-    Trade,
-)
+from hean_sim.exchange.orders import OrderEngine, OrderRequest
 from hean_sim.exchange.params import Query
+from hean_sim.exchange.times import DAY_MS
 
 API = "/api/v3"
 SAPI = "/sapi/v1"
-DAY_MS = 86_400_000
 # The endpoints whose requests change state: the only ones a `drop` fault hits.
 STATE_CHANGING = frozenset(
     {("POST", f"{API}/order"), ("DELETE", f"{API}/order"), ("DELETE", f"{API}/openOrders")}
@@ -136,7 +130,7 @@ class _Window:
 class OrderRateLimiter:
     """Binance's ORDERS limits per account, in fixed wall-clock windows."""
 
-    def __init__(self, clock: Clock) -> None:
+    def __init__(self, clock: WallSeconds) -> None:
         self.clock = clock
         self._windows: dict[tuple[str, str], _Window] = {}
 
@@ -167,7 +161,7 @@ class OrderRateLimiter:
 class PrivateApi:
     """The signed endpoints of one simulated symbol."""
 
-    def __init__(self, engine: OrderEngine, auth: Authenticator, clock: Clock) -> None:
+    def __init__(self, engine: OrderEngine, auth: Authenticator, clock: WallSeconds) -> None:
         self.engine = engine
         self.market = engine.market
         self.auth = auth
@@ -572,7 +566,7 @@ class PrivateApi:
             "selfTradePreventionMode": "EXPIRE_MAKER",
         }
 
-    def trade_json(self, trade: Trade) -> dict[str, Any]:
+    def trade_json(self, trade: AccountTrade) -> dict[str, Any]:
         return {
             "symbol": self.symbol,
             "id": trade.id,

@@ -14,13 +14,13 @@ from typing import Any
 
 from aiohttp import web
 
-from hean_engine.model.timefmt import MINUTE_MS
 from hean_sim.exchange import errors, params
 from hean_sim.exchange.book import synthetic_book
 from hean_sim.exchange.endpoints import Endpoint, fixed
 from hean_sim.exchange.market import DAY_MS, INTERVALS, Kline, MarketState, PublicTrade
 from hean_sim.exchange.numbers import ZERO, dec, ftext, rounded, text
 from hean_sim.exchange.params import Query
+from hean_sim.exchange.times import MINUTE_MS
 
 API = "/api/v3"
 HOUR_MS = 3_600_000

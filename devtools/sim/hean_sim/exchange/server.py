@@ -34,10 +34,11 @@ from hean_sim.exchange.config import ApiKey, SimConfig
 from hean_sim.exchange.endpoints import Endpoint
 from hean_sim.exchange.faults import Fault, FaultPlan
 from hean_sim.exchange.market import MarketState
-from hean_sim.exchange.orders import Order, OrderEngine, Trade
+from hean_sim.exchange.model import AccountTrade, Order
+from hean_sim.exchange.orders import OrderEngine
 from hean_sim.exchange.private import STATE_CHANGING, PrivateApi
 from hean_sim.exchange.public import PublicApi
-from hean_sim.exchange.weights import Decision, Verdict, WeightLimiter
+from hean_sim.exchange.weights import Admission, Verdict, WeightLimiter
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +152,7 @@ class SimExchange:
             )
         elif fault is Fault.TOO_MANY:
             ip = request.remote or "unknown"
-            refused = self._refusal(Decision(Verdict.TOO_MANY, 0, self.faults.retry_after))
+            refused = self._refusal(Admission(Verdict.TOO_MANY, 0, self.faults.retry_after))
             self._report_weight(refused, self.limiter.used(ip))
             return refused
         # The connection is gone: aiohttp drops whatever is returned.
@@ -187,7 +188,7 @@ class SimExchange:
         self._report_weight(response, decision.used)
         return response
 
-    def _refusal(self, decision: Decision) -> web.Response:
+    def _refusal(self, decision: Admission) -> web.Response:
         limit = self.config.weight_limit
         headers = {"Retry-After": str(decision.retry_after)}
         if decision.verdict is Verdict.BANNED:
@@ -250,7 +251,7 @@ class SimExchange:
             raise KeyError(f"no order {order_id or client_order_id!r}")
         return found.snapshot()
 
-    def trades(self, api_key: str) -> list[Trade]:
+    def trades(self, api_key: str) -> list[AccountTrade]:
         return list(self.account(api_key).trades)
 
     def adjust_balance(self, api_key: str, asset: str, delta: Decimal | int | str) -> Balance:

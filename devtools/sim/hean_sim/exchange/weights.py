@@ -18,7 +18,7 @@ import math
 from dataclasses import dataclass
 from enum import Enum
 
-from hean_sim.exchange.config import Clock
+from hean_sim.exchange.config import WallSeconds
 
 WINDOW_SECONDS = 60.0
 _MAX_BAN_SECONDS = 3 * 24 * 3600.0
@@ -31,7 +31,9 @@ class Verdict(Enum):
 
 
 @dataclass(frozen=True)
-class Decision:
+class Admission:
+    """What `WeightLimiter.admit` decided about one request."""
+
     verdict: Verdict
     used: int  # weight used in the current minute, after this request
     retry_after: int = 0  # whole seconds, for 429 and 418
@@ -52,7 +54,7 @@ class WeightLimiter:
     def __init__(
         self,
         limit: int,
-        clock: Clock,
+        clock: WallSeconds,
         *,
         ban_seconds: float = 120.0,
         ban_after: int = 1,
@@ -74,7 +76,7 @@ class WeightLimiter:
     def used(self, ip: str) -> int:
         return self._client(ip, self.clock()).used
 
-    def admit(self, ip: str, weight: int) -> Decision:
+    def admit(self, ip: str, weight: int) -> Admission:
         """Charge `weight` to `ip`, or refuse (429 / 418) without charging."""
         now = self.clock()
         client = self._client(ip, now)
@@ -89,16 +91,16 @@ class WeightLimiter:
                 client.strikes = 0
                 client.backoff_until = 0.0
                 return self._banned(client, now)
-            return Decision(Verdict.TOO_MANY, client.used, _seconds(client.backoff_until - now))
+            return Admission(Verdict.TOO_MANY, client.used, _seconds(client.backoff_until - now))
         if client.used + weight > self.limit:
             client.backoff_until = (client.window + 1) * WINDOW_SECONDS
             client.strikes = 0
-            return Decision(Verdict.TOO_MANY, client.used, _seconds(client.backoff_until - now))
+            return Admission(Verdict.TOO_MANY, client.used, _seconds(client.backoff_until - now))
         client.used += weight
-        return Decision(Verdict.OK, client.used)
+        return Admission(Verdict.OK, client.used)
 
-    def _banned(self, client: _Client, now: float) -> Decision:
-        return Decision(
+    def _banned(self, client: _Client, now: float) -> Admission:
+        return Admission(
             Verdict.BANNED,
             client.used,
             _seconds(client.banned_until - now),
