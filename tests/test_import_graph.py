@@ -20,12 +20,7 @@ PACKAGES = ("hean_contract", "hean_engine", "hean_operator", "hean_sim", "hean_s
 # Cycles known today and being removed elsewhere: each with the issue that removes
 # it. The branch that removes a cycle empties its entry (the test fails on an
 # entry whose cycle is gone, so the list cannot go stale).
-KNOWN_CYCLES: dict[frozenset[str], str] = {
-    frozenset({"hean_operator.handlers.approvals", "hean_operator.handlers.engines"}): (
-        "issue 13 item 3: the approval enforcer moves into kopf's machinery and the engine "
-        "API client and the runtime get modules of their own"
-    ),
-}
+KNOWN_CYCLES: dict[frozenset[str], str] = {}
 
 
 def strongly_connected(graph: Mapping[str, Iterable[str]]) -> list[frozenset[str]]:

@@ -187,13 +187,23 @@ def test_the_operator_maps_the_real_409s_to_conflict(
     cluster.delete("pods", namespace, "missing")  # no exception
     assert cluster.get_engine(namespace, "missing") is None
 
-    # status patches are merge patches without a resourceVersion: they never conflict
-    cluster.patch_engine_status(namespace, "mapped", {"phase": "Pending", "message": "a"})
-    cluster.patch_engine_status(namespace, "mapped", {"message": "b"})
+    # status patches are merge patches; without a resourceVersion they never conflict
+    written = cluster.patch_engine_status(
+        namespace, "mapped", {"phase": "Pending", "message": "a"}, None
+    )
+    assert written is not None and written["status"]["message"] == "a"
+    version = written["metadata"]["resourceVersion"]
+    newer = cluster.patch_engine_status(namespace, "mapped", {"message": "b"}, version)
+    assert newer is not None
     status = kube.get("tradingengine", "mapped", namespace)["status"]
     assert status == {"phase": "Pending", "message": "b"}
+    # with one, a write computed from an older version is the API server's 409: Conflict
+    with pytest.raises(Conflict, match="tradingengines/status"):
+        cluster.patch_engine_status(namespace, "mapped", {"message": "stale"}, version)
+    assert kube.get("tradingengine", "mapped", namespace)["status"]["message"] == "b"
+    assert cluster.patch_engine_status(namespace, "missing", {"message": "x"}, None) is None
     # ... but the status schema still holds: a 422 is not a Conflict, it propagates
     with pytest.raises(ApiException) as refused:
-        cluster.patch_engine_status(namespace, "mapped", {"phase": "Exploded"})
+        cluster.patch_engine_status(namespace, "mapped", {"phase": "Exploded"}, None)
     assert refused.value.status == 422
     assert "status.phase" in str(refused.value.body)

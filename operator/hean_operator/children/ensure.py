@@ -12,7 +12,7 @@ old pod, and the new one is created only once the old is confirmed gone
 
 Live engines also get the ConfigMap with their LiveApproval and the trust
 files, and their pod is created only while the operator's verdict on the
-approval is valid (`ApprovalGate`); otherwise `Outcome.blocked` says why.
+approval is valid (`PodApproval`); otherwise `Outcome.blocked` says why.
 
 Only what the engine owns is ever changed: an object of a child's name whose
 controller owner reference is not this engine (an unrelated ConfigMap
@@ -42,6 +42,7 @@ from hean_operator.builders.common import (
 )
 from hean_operator.builders.config import build_configmap, build_control_secret, spec_revision
 from hean_operator.builders.pod import EngineImage, build_pod, build_service
+from hean_operator.engines.pods import failure_reason
 from hean_operator.kube.cluster import Cluster, Conflict
 
 
@@ -80,8 +81,9 @@ def taken_message(taken: list[str]) -> str:
 
 
 @dataclass(frozen=True)
-class ApprovalGate:
-    """The operator's verdict on a live engine's approval, as the reconcile needs it."""
+class PodApproval:
+    """The operator's verdict on a live engine's approval, as its pod needs it: whether
+    the pod may start, and the files of the approval ConfigMap it mounts."""
 
     approved: bool
     reason: str  # why not (a condition reason), or "Approved"
@@ -99,9 +101,9 @@ def ensure_children(
     engine: EngineRef,
     spec: TradingEngineSpec,
     image: EngineImage,
-    gate: ApprovalGate | None = None,
+    approval: PodApproval | None = None,
 ) -> Outcome:
-    """Make the children match; a live engine needs `gate` (None counts as not approved)."""
+    """Make the children match; a live engine needs `approval` (None counts as not approved)."""
     out = Outcome()
     names = [
         ("configmaps", engine.configmap_name),
@@ -126,14 +128,14 @@ def ensure_children(
         _create(cluster, "services", build_service(engine), out)
     data: Mapping[str, str] | None = None
     if spec.mode is Mode.LIVE:
-        data = gate.data if gate is not None else {}
+        data = approval.data if approval is not None else {}
         ensure_approval_config(
             cluster, engine, data, out, current[("configmaps", approval_configmap_name(engine))]
         )
-        if gate is None or not gate.approved:
+        if approval is None or not approval.approved:
             out.blocked = (
-                f"waiting for a valid LiveApproval: {gate.message}"
-                if gate is not None
+                f"waiting for a valid LiveApproval: {approval.message}"
+                if approval is not None
                 else "waiting for a valid LiveApproval"
             )
     _ensure_pod(cluster, engine, spec, image, out, data, current[("pods", engine.pod_name)])
@@ -194,7 +196,7 @@ def _ensure_pod(
     spec: TradingEngineSpec,
     image: EngineImage,
     out: Outcome,
-    approval: Mapping[str, str] | None,
+    approval_data: Mapping[str, str] | None,
     pod: dict[str, Any] | None,
 ) -> None:
     if pod is not None:
@@ -236,23 +238,13 @@ def _ensure_pod(
     if out.blocked is not None:
         return  # never start a live engine without a valid approval
     try:
-        _create(cluster, "pods", build_pod(engine, spec, image, approval), out)
+        _create(cluster, "pods", build_pod(engine, spec, image, approval_data), out)
     except Conflict:
         out.waiting = "the previous engine pod still exists"
         return
     out.events.append(
         ("PodCreated", f"engine pod {engine.pod_name} created for generation {engine.generation}")
     )
-
-
-def failure_reason(pod: dict[str, Any]) -> str | None:
-    """Why the pod ended (it never runs again: Failed or Succeeded), or None if it has not."""
-    status = pod.get("status") or {}
-    phase = status.get("phase")
-    if phase not in ("Failed", "Succeeded"):
-        return None
-    detail = status.get("reason") or status.get("message") or ""
-    return f"{phase}: {detail}" if detail else str(phase)
 
 
 def _create(cluster: Cluster, kind: str, body: dict[str, Any], out: Outcome) -> None:
