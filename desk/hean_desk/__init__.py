@@ -1,0 +1,1 @@
+"""HEAN's trading desk: the `kubectl hean` plugin and its web console."""
