@@ -395,6 +395,11 @@ def orders_panel(report: EngineReport | None) -> str:
     )
 
 
+def _exact_cell(field: str, value: object) -> str:
+    """A money cell: grouped for reading, the engine's exact string in data-value."""
+    return f'<td class="num" data-field="{field}" data-value="{e(value)}">{e(money(value))}</td>'
+
+
 FILL_COLUMNS = ("Time", "Trade", "Order", "Side", "Price", "Quantity", "Fee", "Fee currency")
 
 
@@ -404,10 +409,11 @@ def fills_panel(fills: Sequence[Mapping[str, Any]], filters: FillFilter, limit: 
     rows = [
         f'<tr data-trade-id="{e(f.get("tradeId"))}"><td title="{e(f.get("time"))}">'
         f"{e(short_time(f.get('time')))}</td><td>{e(f.get('tradeId'))}</td>"
-        f'<td>{e(f.get("orderId"))}</td><td class="{e(f.get("side"))}">{e(f.get("side"))}</td>'
-        f'<td class="num" data-field="price">{e(money(f.get("price")))}</td>'
-        f'<td class="num" data-field="quantity">{e(money(f.get("quantity")))}</td>'
-        f'<td class="num">{e(money(f.get("fee")))}</td><td>{e(f.get("feeCurrency"))}</td></tr>'
+        f'<td data-field="orderId">{e(f.get("orderId"))}</td>'
+        f'<td class="{e(f.get("side"))}" data-field="side">{e(f.get("side"))}</td>'
+        f"{_exact_cell('price', f.get('price'))}{_exact_cell('quantity', f.get('quantity'))}"
+        f"{_exact_cell('fee', f.get('fee'))}"
+        f'<td data-field="feeCurrency">{e(f.get("feeCurrency"))}</td></tr>'
         for f in newest
     ]
     note = (
