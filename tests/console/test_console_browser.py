@@ -6,9 +6,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
-from console_browser_support import chromium, serving
 from console_fake import FakeClient, demo_client, engine_object, fill
 from playwright.async_api import Page, expect
+
+from console_browser_support import chromium, serving
 
 Fixture = tuple[FakeClient, Page, str]
 
