@@ -36,6 +36,7 @@ LOG = logging.getLogger("hean_desk.console")
 CSRF_HEADER = "X-Hean-Csrf"
 FILLS_SHOWN = 200
 KEEPALIVE_SECONDS = 15.0
+MIN_REFRESH = 0.5  # seconds between two reads of an open engine page's data
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
         "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -351,15 +352,19 @@ async def _engine_stream(
     key = f"{namespace}/{name}"
     sent: dict[str, str] = {}
     loop = asyncio.get_running_loop()
-    due = loop.time()
+    due = last = loop.time()
     while True:
         wait = due - loop.time()
         if wait > 0:
             got = await _next_key(queue, wait)
             if got is None:
                 return
-            if got is not False and got != key:
-                continue  # another engine changed: nothing to do here
+            if got == key:
+                # the engine changed: refresh soon, but at most every MIN_REFRESH seconds
+                # (the operator writes its status about once a second)
+                due = max(loop.time(), last + MIN_REFRESH)
+            continue
+        last = loop.time()
         try:
             panels = await engine_panels(console, namespace, name, filters)
         except Exception as exc:
