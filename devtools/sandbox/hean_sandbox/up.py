@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import ssl
 import urllib.error
@@ -42,6 +43,9 @@ from hean_sandbox.controlplane.build import Binaries, ensure_binaries
 from hean_sandbox.controlplane.cluster import ControlPlane
 from hean_sandbox.kubelet.api import KubeApi
 from hean_sandbox.kubelet.node import Node, mount_namespace_command
+from hean_sandbox.kubelet.podnet import local_pod_network
+
+log = logging.getLogger("hean.sandbox")
 
 if TYPE_CHECKING:
     from hean_sim.exchange.config import ApiKey
@@ -162,6 +166,13 @@ class Sandbox:
         )
         context = ssl.create_default_context(cafile=str(cp.ca_path))
         context.load_cert_chain(str(client.cert), str(client.key))
+        pod_network, why = await asyncio.to_thread(local_pod_network)
+        if pod_network is None:
+            log.warning(
+                "pods get loopback addresses: the API server's pod proxy (kubectl hean) "
+                "cannot reach them (%s)",
+                why,
+            )
         self._session = aiohttp.ClientSession()
         assert self.binaries is not None
         self.node = Node(
@@ -173,6 +184,7 @@ class Sandbox:
             serving=(serving.cert, serving.key),
             client_ca=cp.ca_path,
             mount_prefix=await asyncio.to_thread(mount_namespace_command),
+            pod_network=pod_network,
         )
         ready = asyncio.Event()
         self._node_task = asyncio.create_task(self.node.run(ready), name=f"node-{name}")

@@ -12,8 +12,10 @@ a client certificate, limited by the Node authorizer and NodeRestriction):
   environment, with the image's entrypoint and default arguments when the
   pod gives none; any other image is `ErrImagePull`/`ImagePullBackOff` with an
   Event, never a silent success;
-- gives the pod a loopback IP of its own (127.B.x.y, see IpAllocator), so that
-  pods can all listen on the same port, as in a cluster;
+- gives the pod a local IP of its own (see IpAllocator), so that pods can all
+  listen on the same port, as in a cluster: from `pod_network` when the
+  sandbox could make that range local (podnet.py; the API server's pod proxy
+  reaches only such addresses), else a loopback one (127.B.x.y);
 - writes the pod's volumes into a directory per pod: ConfigMap, Secret,
   emptyDir, downwardAPI and projected volumes, the projected service-account
   token requested through the TokenRequest API and bound to the pod (so a pod
@@ -50,6 +52,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import ipaddress
 import itertools
 import logging
 import os
@@ -115,25 +118,43 @@ def image_entrypoint(image: str) -> tuple[list[str], list[str]] | None:
 
 
 class IpAllocator:
-    """Every pod its own loopback address, e.g. 127.57.0.2, 127.57.0.3, ...
+    """Every pod its own local address, e.g. 127.57.0.2, 127.57.0.3, ...
 
     Several sandboxes (or tests) may run on one machine at once, so each node
     starts in a random /16 of 127.0.0.0/8 and skips any address on which one of
-    `ports` is already taken: two pods never contend for one address.
+    `ports` is already taken: two pods never contend for one address. With a
+    `network` (podnet.py: a range made local so that the API server proxies to
+    it), addresses come from there instead, from a random place in it.
     """
 
-    def __init__(self, ports: tuple[int, ...] = (8080,), block: int | None = None) -> None:
-        self._block = block if block is not None else random.randint(2, 254)
+    def __init__(
+        self,
+        ports: tuple[int, ...] = (8080,),
+        block: int | None = None,
+        network: ipaddress.IPv4Network | None = None,
+    ) -> None:
+        self._network = network
+        if network is not None:
+            self._block = block if block is not None else random.randrange(network.num_addresses)
+        else:
+            self._block = block if block is not None else random.randint(2, 254)
         self._ports = ports
         self._counter = itertools.count(1)
 
+    def _candidate(self, n: int) -> str | None:
+        network = self._network
+        if network is None:
+            return f"127.{self._block}.{n // 250}.{n % 250 + 1}"
+        address = network.network_address + (self._block + n) % network.num_addresses
+        # .0 and .255 look like network and broadcast addresses to people: skipped
+        return None if int(address) % 256 in (0, 255) else str(address)
+
     def next(self) -> str:
         for _ in range(65_000):
-            n = next(self._counter)
-            ip = f"127.{self._block}.{n // 250}.{n % 250 + 1}"
-            if all(_free(ip, port) for port in self._ports):
+            ip = self._candidate(next(self._counter))
+            if ip is not None and all(_free(ip, port) for port in self._ports):
                 return ip
-        raise RuntimeError("no free loopback address left for another pod")
+        raise RuntimeError("no free local address left for another pod")
 
 
 def _free(ip: str, port: int) -> bool:
@@ -201,6 +222,7 @@ class Node:
         serving: tuple[Path, Path] | None = None,
         client_ca: Path | None = None,
         mount_prefix: list[str] | None = None,
+        pod_network: ipaddress.IPv4Network | None = None,
     ) -> None:
         self.api = api
         self.name = name
@@ -208,7 +230,8 @@ class Node:
         self.fake = fake
         self.kubelet_version = kubelet_version
         self.pods: dict[str, PodRun] = {}  # by uid
-        self._ips = IpAllocator()
+        self._ips = IpAllocator(network=pod_network)
+        self.pod_network = pod_network
         self._http: aiohttp.ClientSession | None = None
         self._serving = serving
         self._client_ca = client_ca
