@@ -183,6 +183,13 @@ def replay(config_path: Path, data_path: Path, as_json: bool) -> None:
     envvar="HEAN_JOURNAL_DIR",
     help="Live mode: directory for the order intent journal (a volume that survives restarts).",
 )
+@click.option(
+    "--history",
+    envvar="HEAN_HISTORY",
+    help="Keep orders, fills, positions, equity and events, and serve them (GET /fills, ...): "
+    "a directory or SQLite file on the engine's volume, or a postgresql:// URL (give a URL "
+    "with a password through HEAN_HISTORY from a Secret, not on the command line).",
+)
 def run(
     config_path: Path,
     host: str,
@@ -191,6 +198,7 @@ def run(
     credentials_dir: Path | None,
     approval_dir: Path | None,
     journal_dir: Path | None,
+    history: str | None,
 ) -> None:
     """Run the engine (paper, or live through the LiveGate) until SIGTERM."""
     from hean_engine.app.approval_gate import ApprovalGate
@@ -209,6 +217,7 @@ def run(
             control_token_file=control_token_file,
             credentials_dir=credentials_dir,
             journal_dir=journal_dir,
+            history=history or None,
         )
         run_engine(identity, spec, options)
 

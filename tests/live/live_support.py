@@ -136,6 +136,7 @@ async def run_live(
     limit_seconds: float = 60.0,
     gate: LiveGate | None = None,
     approval_recheck_seconds: float = 5.0,
+    history: str | None = None,
 ) -> Runtime:
     """Serve a live engine until `during(run)` returns; the engine is stopped after it."""
     client = create_client(
@@ -164,6 +165,7 @@ async def run_live(
         approval_recheck_seconds=approval_recheck_seconds,
         journal_dir=run.journal_dir,
         configure_logs=False,
+        history=history,
     )
     task = asyncio.create_task(
         serve(

@@ -31,6 +31,7 @@ from hean_contract.spec import EngineIdentity, Mode, TradingEngineSpec
 from hean_engine.app.approval_gate import RECHECK_SECONDS, ApprovalWatch
 from hean_engine.app.assembly import Engine, build_live_engine, build_simulated_engine
 from hean_engine.app.live import LiveSession
+from hean_engine.control.history_api import register_history_routes
 from hean_engine.control.runtime import Runtime
 from hean_engine.control.server import ControlServer
 from hean_engine.data.exchange_feed import ExchangeFeed, FeedSettings
@@ -38,6 +39,7 @@ from hean_engine.execution.client_ids import ClientOrderIds
 from hean_engine.execution.journal import Journal
 from hean_engine.execution.live import DenyAllGate, LiveGate, require_live_approval
 from hean_engine.execution.live_venue import LiveVenue
+from hean_engine.history.recorder import HistoryRecorder, open_history
 from hean_engine.model.errors import ConfigError, HeanError
 from hean_engine.net.exchange import create_client
 from hean_engine.net.retry import RetriesExhausted, RetryPolicy, Sleep, call_with_retry
@@ -69,6 +71,9 @@ class RunOptions:
     approval_recheck_seconds: float = RECHECK_SECONDS
     log_level: str = "info"
     configure_logs: bool = True
+    # --history: the durable books and the read API (a path on the engine's volume,
+    # or a PostgreSQL URL); None leaves them off.
+    history: str | None = None
 
 
 def read_credentials(directory: Path | None) -> dict[str, str]:
@@ -212,6 +217,11 @@ async def serve(
         )
         watch.check()
     server = ControlServer(runtime, options.host, options.port, options.control_token_file)
+    # -- history (issue 15): the durable books and GET /orders, /fills, ... --
+    recorder = _open_history(options.history, identity, spec, engine, run_id, clock)
+    if recorder is not None:
+        register_history_routes(server.app, recorder)
+    # ------------------------------------------------------------------------
     tasks: list[asyncio.Task[None]] = []
     try:
         pending = venue.journal.open(run_id) if venue is not None else []
@@ -261,6 +271,8 @@ async def serve(
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await server.stop()
+        if recorder is not None:
+            await asyncio.to_thread(recorder.close)  # writes what is queued
         if venue is not None:
             venue.journal.close()
         with contextlib.suppress(Exception):
@@ -274,6 +286,28 @@ async def serve(
         pnl=str(ledger.pnl),
     )
     return runtime
+
+
+def _open_history(
+    target: str | None,
+    identity: EngineIdentity,
+    spec: TradingEngineSpec,
+    engine: Engine,
+    run_id: str,
+    clock: Callable[[], float],
+) -> HistoryRecorder | None:
+    if target is None:
+        return None
+    return open_history(
+        target,
+        engine.kernel,
+        namespace=identity.namespace,
+        name=identity.name,
+        run_id=run_id,
+        paper=spec.mode is not Mode.LIVE,
+        timeframe_ms=spec.market.timeframe_ms,
+        clock=clock,
+    )
 
 
 def _task(coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:

@@ -404,6 +404,11 @@ class ControlServer:
         self._server: asyncio.Server | None = None
         self.port: int | None = None
 
+    @property
+    def app(self) -> web.Application:
+        """The aiohttp app, for routes added before `start` (the history read API)."""
+        return self._app
+
     async def start(self) -> None:
         limits = self.limits
         self._runner = web.AppRunner(self._app, access_log=None, handle_signals=False)

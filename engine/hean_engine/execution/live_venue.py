@@ -42,7 +42,7 @@ import ccxt
 
 from hean_engine.execution.client_ids import ClientOrderIds
 from hean_engine.execution.journal import Journal, JournaledIntent
-from hean_engine.execution.venue import VenueListener
+from hean_engine.execution.venue import OrderRecorder, VenueListener
 from hean_engine.model.market import Candle, Trade
 from hean_engine.model.money import ZERO, fmt, price_to_decimal
 from hean_engine.model.orders import Fill, Order, OrderStatus, OrderType, Reject, Side
@@ -149,6 +149,7 @@ class LiveVenue:
         self._rng = rng or random.Random()
         self.on_fault = on_fault
         self._listener: VenueListener | None = None
+        self.recorder: OrderRecorder | None = None  # the durable history (exchange ids)
         self.stats = LiveStats()
         self.by_cid: dict[str, LiveOrder] = {}
         self.by_oid: dict[str, LiveOrder] = {}
@@ -362,6 +363,8 @@ class LiveVenue:
         self.stats.acks += 1
         self.stats.ack_seconds.append(time.perf_counter() - live.journaled_at)
         self.journal.record_outcome(live.cid, "open", oid)
+        if self.recorder is not None:
+            self.recorder.on_order(live.order, "acknowledged", oid)
         self._update_from(live, info)
 
     def _reject(self, live: LiveOrder, status: str, reason: str) -> None:
@@ -547,6 +550,8 @@ class LiveVenue:
         self.by_cid[cid] = live
         self.by_oid[str(info["id"])] = live
         self.stats.adopted += 1
+        if self.recorder is not None:
+            self.recorder.on_order(order, "adopted", live.exchange_id or "")
         assert self._listener is not None
         self._listener.adopt(order)
         return live
