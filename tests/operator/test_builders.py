@@ -84,6 +84,11 @@ def test_paper_pod_runs_the_engine_with_config_and_token_and_no_credentials() ->
     assert volumes["config"]["configMap"]["name"] == "btc-config"
     assert volumes["control"]["secret"]["secretName"] == "btc-control"
     assert "credentials" not in volumes
+    # the engine keeps its books and serves them (GET /fills, ...) from a volume of its own
+    assert "emptyDir" in volumes["history"]
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["HEAN_HISTORY"] == mounts["history"] == "/var/lib/hean/history"
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert pod["metadata"]["labels"].items() >= selector(ENGINE).items()

@@ -17,6 +17,7 @@ from hean_operator.builders.common import (
     CONTROL_PORT,
     CONTROL_TOKEN_KEY,
     CREDENTIALS_DIR,
+    HISTORY_DIR,
     JOURNAL_DIR,
     EngineRef,
     metadata,
@@ -89,6 +90,11 @@ def build_pod(
         # found on the exchange at start-up.
         mounts.append({"name": "journal", "mountPath": JOURNAL_DIR})
         volumes.append({"name": "journal", "emptyDir": {"sizeLimit": "64Mi"}})
+    # The engine's books and their read API (GET /fills, ...: what `kubectl hean` and
+    # the console show). An emptyDir for now: it survives a crashed container, not a
+    # replaced pod; the per-engine PersistentVolumeClaim of issue 15 item 1 replaces it.
+    mounts.append({"name": "history", "mountPath": HISTORY_DIR})
+    volumes.append({"name": "history", "emptyDir": {"sizeLimit": "256Mi"}})
     if spec.mode is Mode.LIVE:
         # The engine checks its LiveApproval again itself, from these files.
         mounts.append({"name": "approval", "mountPath": APPROVAL_DIR, "readOnly": True})
@@ -108,7 +114,10 @@ def build_pod(
         "imagePullPolicy": image.pull_policy,
         "command": engine_command(engine, spec, image),
         "ports": [{"name": "http", "containerPort": CONTROL_PORT, "protocol": "TCP"}],
-        "env": [{"name": "PYTHONUNBUFFERED", "value": "1"}],
+        "env": [
+            {"name": "PYTHONUNBUFFERED", "value": "1"},
+            {"name": "HEAN_HISTORY", "value": HISTORY_DIR},
+        ],
         "readinessProbe": {
             "httpGet": {"path": "/readyz", **probe_port},
             "periodSeconds": 5,
