@@ -48,6 +48,8 @@ def engine_command(engine: EngineRef, spec: TradingEngineSpec, image: EngineImag
         str(CONTROL_PORT),
         "--control-token-file",
         f"{CONTROL_DIR}/{CONTROL_TOKEN_KEY}",
+        "--history",
+        HISTORY_DIR,
     ]
     if spec.mode is Mode.LIVE:
         command += [
@@ -114,10 +116,7 @@ def build_pod(
         "imagePullPolicy": image.pull_policy,
         "command": engine_command(engine, spec, image),
         "ports": [{"name": "http", "containerPort": CONTROL_PORT, "protocol": "TCP"}],
-        "env": [
-            {"name": "PYTHONUNBUFFERED", "value": "1"},
-            {"name": "HEAN_HISTORY", "value": HISTORY_DIR},
-        ],
+        "env": [{"name": "PYTHONUNBUFFERED", "value": "1"}],
         "readinessProbe": {
             "httpGet": {"path": "/readyz", **probe_port},
             "periodSeconds": 5,
