@@ -50,7 +50,9 @@ class ReconcileReport(ReportModel):
     balances: dict[str, dict[str, str]] | None = None
     difference_value: str | None = None
     tolerance: str | None = None
-    foreign_orders: int | None = None
+    # Open orders on the exchange that are not this engine's (no client-id prefix of its
+    # own), as the engine's reconcile lists them: each a mapping of the exchange's fields.
+    foreign_orders: list[dict[str, Any]] | None = None
     summary: str | None = None
     drift_since: str | None = None
 

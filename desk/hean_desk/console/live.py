@@ -145,5 +145,7 @@ class EngineHub:
                     self.watch_events += 1
                     self._deliver(partial(self.apply, event))
             except Exception as exc:  # the API server went away, or refused: try again
+                if self._stop.is_set():
+                    return
                 LOG.warning("TradingEngine watch failed (%s); restarting", exc)
             self._stop.wait(RESTART_PAUSE)

@@ -534,7 +534,10 @@ def reconcile_panel(engine: Mapping[str, Any], report: EngineReport | None) -> s
         ("Drift since", e(short_time(last.drift_since))),
         ("Difference value", e(money(last.difference_value))),
         ("Tolerance", e(money(last.tolerance))),
-        ("Foreign orders", e(last.foreign_orders if last.foreign_orders is not None else DASH)),
+        (
+            "Foreign orders",
+            e(len(last.foreign_orders) if last.foreign_orders is not None else DASH),
+        ),
     ]
     rows = [
         f"<tr><td>{e(ccy)}</td><td class=num>{e(money(v.get('engine')))}</td>"
