@@ -137,6 +137,7 @@ class FakeClient:
         self.forbid_patch = False
         self.forbid_list = False
         self.report_reads = 0
+        self.listed = threading.Event()  # set by every list of the engines
         self._watch: queue.Queue[tuple[str, dict[str, Any]] | None] = queue.Queue()
 
     def add(self, engine: dict[str, Any]) -> str:
@@ -161,6 +162,7 @@ class FakeClient:
     # -- the ConsoleClient protocol -------------------------------------------------------
 
     def list_engines(self, namespace: str | None = None) -> list[dict[str, Any]]:
+        self.listed.set()
         if self.forbid_list:
             raise Forbidden('tradingengines.hean.io is forbidden: User "viewer" cannot list')
         with self.lock:

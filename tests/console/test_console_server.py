@@ -11,10 +11,12 @@ from typing import Any
 import pytest
 from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient, TestServer
+from click.testing import CliRunner
 from console_fake import CONTROL_TOKEN, SECRET_DATA, FakeClient, demo_client, engine_object
 
+from hean_desk.console import console as console_command
 from hean_desk.console import make_app
-from hean_desk.console.server import CSRF_HEADER
+from hean_desk.console.server import CONSOLE, CSRF_HEADER
 
 Console = tuple[FakeClient, TestClient[Any, Any]]
 
@@ -240,3 +242,31 @@ async def test_no_secret_in_any_response(console: Console) -> None:
         assert SECRET_DATA not in body
         assert "last-applied-configuration" not in body
         assert "binance-keys" not in body  # not even a Secret's name
+
+
+async def test_the_watch_is_started_again_when_the_api_server_ends_it() -> None:
+    fake = demo_client()
+    app = make_app(fake, report_interval=0.2)
+    app[CONSOLE].hub.restart_pause = 0.05
+    async with TestClient(TestServer(app)) as client, client.get("/events") as stream:
+        await next_event(stream, lambda name, _: name == "hello")
+        fake.listed.clear()
+        fake.close()  # the API server ends the watch (as it does every few minutes)
+        assert await asyncio.to_thread(fake.listed.wait, 10)  # listed again, then watched
+        fake.push("MODIFIED", engine_object("desk", "btc", equity="123.45", pnl="1"))
+        await next_event(
+            stream, lambda name, d: name == "rows" and "123.45" in d["upsert"].get("desk/btc", "")
+        )
+    fake.close()
+
+
+def test_the_command_refuses_an_address_other_than_loopback() -> None:
+    result = CliRunner().invoke(console_command, ["--address", "0.0.0.0", "--no-browser"])
+    assert result.exit_code == 2
+    assert "loopback address only" in result.output
+
+
+def test_the_command_documents_the_contracts_options() -> None:
+    result = CliRunner().invoke(console_command, ["--help"])
+    assert result.exit_code == 0
+    assert "--port" in result.output and "--no-browser" in result.output

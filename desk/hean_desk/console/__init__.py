@@ -109,6 +109,9 @@ def console(
     context: str | None,
 ) -> None:
     """Serve the web console on loopback, as your kubeconfig's user, until Ctrl-C."""
+    if not _loopback(address):
+        click.echo(f"error: the console binds to a loopback address only, not {address}", err=True)
+        sys.exit(EXIT_USAGE)
     parent: Any = ctx.obj  # the plugin's settings (its --kubeconfig/--context), if any
     kubeconfig = kubeconfig or getattr(parent, "kubeconfig", None)
     context = context or getattr(parent, "context", None)

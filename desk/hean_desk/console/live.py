@@ -46,7 +46,8 @@ class EngineHub:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self.watch_events = 0  # how many watch events arrived (for tests and the status line)
+        self.watch_events = 0  # how many watch events arrived
+        self.restart_pause = RESTART_PAUSE
 
     # -- subscribers ---------------------------------------------------------------------
 
@@ -148,4 +149,4 @@ class EngineHub:
                 if self._stop.is_set():
                     return
                 LOG.warning("TradingEngine watch failed (%s); restarting", exc)
-            self._stop.wait(RESTART_PAUSE)
+            self._stop.wait(self.restart_pause)
