@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -23,7 +24,7 @@ CHROMIUM = Path("/usr/bin/chromium")
 
 @contextlib.asynccontextmanager
 async def chromium() -> AsyncIterator[Browser]:
-    if not CHROMIUM.exists():
+    if not os.access(CHROMIUM, os.X_OK):
         pytest.fail("Debian's chromium is not installed (apt-get install chromium)", pytrace=False)
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(executable_path=str(CHROMIUM))
