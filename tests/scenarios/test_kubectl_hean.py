@@ -161,7 +161,7 @@ async def test_pause_through_the_plugin_changes_the_spec_and_the_phase(
     await scenario.wait(f"tradingengine/{ENGINE}", "jsonpath={.status.phase}=Running")
 
 
-async def test_unknown_engines_and_live_test_orders_are_clear_errors(
+async def test_unknown_engines_and_bad_options_are_clear_errors(
     scenario: Scenario,
 ) -> None:
     ns = scenario.namespace
