@@ -39,6 +39,7 @@ from hean_engine.app.assembly import build_live_engine
 from hean_engine.execution.client_ids import ClientOrderIds
 from hean_engine.execution.journal import Journal
 from hean_engine.execution.live_venue import LiveVenue
+from hean_engine.model.clock import SYSTEM_CLOCK
 from hean_engine.model.orders import OrderIntent, Side
 from hean_engine.net.exchange import create_client
 from hean_engine.net.retry import RetryPolicy
@@ -82,7 +83,7 @@ async def _phase(
     client = create_client(spec.exchange, credentials={"apiKey": KEY.api_key, "secret": KEY.secret})
     client.enableRateLimit = False
     await client.load_markets()
-    journal = Journal(journal_dir, lambda: int(time.time() * 1000), fsync=fsync)
+    journal = Journal(journal_dir, SYSTEM_CLOCK, fsync=fsync)
     journal.open("bench")
     ids = ClientOrderIds("bench", "live-path", f"{int(time.time() * 1000):x}")
     venue = LiveVenue(

@@ -6,8 +6,10 @@ can import them; conftest.py wraps the ones tests want as fixtures.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import gzip
+import random
 import shutil
 import subprocess
 import sys
@@ -48,6 +50,30 @@ def require_shared_file(path: Path) -> Path:
             pytrace=False,
         )
     return path
+
+
+# -- time -------------------------------------------------------------------------
+
+
+class FakeClock:
+    """The engine's `Clock` on a fake timeline: a sleep moves it at once; jitter is seeded.
+
+    `time` is the clock's Unix seconds (a test moves it too); `sleeps` lists
+    every sleep asked for, in order.
+    """
+
+    def __init__(self, start: float = 1_700_000_000.0, *, seed: int = 7) -> None:
+        self.time = start
+        self.rng = random.Random(seed)
+        self.sleeps: list[float] = []
+
+    def now(self) -> float:
+        return self.time
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.time += seconds
+        await asyncio.sleep(0)  # other tasks run, as during a real sleep
 
 
 # -- specs ------------------------------------------------------------------------

@@ -12,7 +12,7 @@ import pytest
 import yaml
 from click.testing import CliRunner, Result
 
-from engine_support import CANDLE_HEADER, manifest_dict, spec_dict, write_lines
+from engine_support import CANDLE_HEADER, FakeClock, manifest_dict, spec_dict, write_lines
 from hean_contract.spec import parse_spec
 from hean_engine.app.config import load_config
 from hean_engine.app.exits import user_errors
@@ -120,12 +120,12 @@ def test_item13_a_bad_journal_line_is_bad_data_naming_the_line(
     tmp_path: Path, line: str, expected: str
 ) -> None:
     (tmp_path / FILE_NAME).write_text('{"t":"run","run":"r","ts":1}\n' + line + "\n")
-    journal = Journal(tmp_path, lambda: 1, fsync=False)
+    journal = Journal(tmp_path, FakeClock(0.001), fsync=False)
     with pytest.raises(JournalCorrupt) as info:
         journal.open("r2")
     assert info.value.line == 2 and expected in str(info.value)
     with pytest.raises(SystemExit) as exited, user_errors():
-        Journal(tmp_path, lambda: 1, fsync=False).open("r2")
+        Journal(tmp_path, FakeClock(0.001), fsync=False).open("r2")
     assert exited.value.code == 2
 
 

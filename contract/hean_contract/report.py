@@ -13,8 +13,6 @@ engine image one release newer than itself.
 
 from __future__ import annotations
 
-from typing import Any
-
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
@@ -40,21 +38,84 @@ class ReportedOrder(ReportModel):
     tag: str = ""
 
 
+class BalanceComparison(ReportModel):
+    """One currency's total in the engine's books and on the exchange (decimal strings)."""
+
+    engine: str
+    exchange: str
+    difference: str  # exchange - engine
+
+
+class ForeignOrder(ReportModel):
+    """An open order on the account that this engine did not send (drift)."""
+
+    id: str
+    client_order_id: str | None = None
+    side: str | None = None
+    type: str | None = None
+    amount: str | None = None
+    price: str | None = None
+
+
 class ReconcileReport(ReportModel):
     """The last comparison of the engine's books with the exchange's (live only)."""
 
     result: str  # ok, drift or failed
     time: str
     reason: str | None = None
-    # currency -> {"engine", "exchange", "difference"} as decimal strings
-    balances: dict[str, dict[str, str]] | None = None
+    balances: dict[str, BalanceComparison] | None = None  # by currency
     difference_value: str | None = None
     tolerance: str | None = None
-    # Open orders on the exchange that are not this engine's (no client-id prefix of its
-    # own), as the engine's reconcile lists them: each a mapping of the exchange's fields.
-    foreign_orders: list[dict[str, Any]] | None = None
+    foreign_orders: list[ForeignOrder] | None = None
     summary: str | None = None
     drift_since: str | None = None
+
+
+class ReconcileCounts(ReportModel):
+    """Comparisons with the exchange since start, by result."""
+
+    ok: int = 0
+    drift: int = 0
+    failed: int = 0
+    inconclusive: int = 0  # a fill landed while the snapshot was taken
+
+
+class JournalReport(ReportModel):
+    """The intent journal of a live engine."""
+
+    path: str
+    writes: int
+    unresolved: int
+    bytes: int
+    compactions: int
+    recovered: dict[str, int] = Field(default_factory=dict)  # at start-up, by outcome
+
+
+class OrderCounts(ReportModel):
+    """A live engine's order path since start."""
+
+    submissions: int = 0
+    acknowledged: int = 0
+    unknown_outcomes: int = 0
+    lookups: int = 0
+    lookups_found: int = 0
+    lookups_absent: int = 0
+    resends: int = 0
+    duplicates_refused: int = 0
+    not_placed: int = 0
+    in_flight: int = 0
+    adopted: int = 0
+    foreign_fills: int = 0
+
+
+class LiveReport(ReportModel):
+    """A live session's counters: for people (and tests), not read by the operator."""
+
+    reconciles: ReconcileCounts
+    drift: bool
+    journal: JournalReport
+    orders: OrderCounts
+    exchange_call_failures: int = 0
 
 
 class ApprovalReport(ReportModel):
@@ -104,8 +165,7 @@ class EngineReport(ReportModel):
     events: int
     last_data_time: str | None = None
     last_reconcile: ReconcileReport | None = None
-    # Live sessions' counters (journal, order outcomes): for people, not read by the operator.
-    live: dict[str, Any] | None = None
+    live: LiveReport | None = None
     approval: ApprovalReport | None = None
     recent_events: list[RecentEvent] = Field(default_factory=list)
 

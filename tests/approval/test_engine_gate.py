@@ -22,7 +22,7 @@ from approval_support import (
 from click.testing import CliRunner
 from prometheus_client import generate_latest
 
-from engine_support import build_engine
+from engine_support import FakeClock, build_engine
 from hean_contract.spec import TradingEngineSpec
 from hean_engine.app.approval_gate import ApprovalGate, ApprovalWatch
 from hean_engine.app.run import RunOptions, run_engine
@@ -30,7 +30,7 @@ from hean_engine.approval.sign import generate_key
 from hean_engine.cli import main
 from hean_engine.control.metrics import build_registry
 from hean_engine.control.runtime import Runtime, apply_command
-from hean_engine.control.status import build_status
+from hean_engine.control.status import status_document
 from hean_engine.model.errors import LiveTradingRefused
 from hean_engine.model.orders import RiskState
 from hean_engine.telemetry.logs import configure_logging
@@ -48,7 +48,7 @@ def logs() -> Iterator[io.StringIO]:
     configure_logging()
 
 
-class FakeTime:
+class FakeTime(FakeClock):
     """A clock that only the watch's own sleeps move.
 
     The loop ends (CancelledError, as when the engine stops) at the first
@@ -56,19 +56,15 @@ class FakeTime:
     """
 
     def __init__(self, start: float, limit: int = 50) -> None:
-        self.now = start
-        self.sleeps: list[float] = []
+        super().__init__(start)
         self.limit = limit
         self.stop: Callable[[], bool] = lambda: False
-
-    def clock(self) -> float:
-        return self.now
 
     async def sleep(self, seconds: float) -> None:
         if self.stop() or len(self.sleeps) >= self.limit:
             raise asyncio.CancelledError
         self.sleeps.append(seconds)
-        self.now += seconds
+        self.time += seconds
 
 
 def approval_dir(
@@ -86,12 +82,10 @@ def watch_for(
     engine = build_engine(spec)
     runtime = Runtime(
         identity=IDENTITY, spec=spec, kernel=engine.kernel, mode="live", run_id="r1",
-        clock=time.clock,
+        clock=time,
     )  # fmt: skip
-    gate = ApprovalGate(directory, clock=time.clock)
-    watch = ApprovalWatch(
-        gate, IDENTITY, spec, engine.kernel, runtime, clock=time.clock, sleep=time.sleep
-    )
+    gate = ApprovalGate(directory, clock=time)
+    watch = ApprovalWatch(gate, IDENTITY, spec, engine.kernel, runtime, clock=time)
     return watch, runtime
 
 
@@ -114,11 +108,11 @@ def test_the_gate_refuses_without_files(tmp_path: Path) -> None:
 def test_the_gate_allows_a_valid_approval_and_nothing_else(tmp_path: Path) -> None:
     directory = approval_dir(tmp_path)
     at = (NOW + timedelta(hours=1)).timestamp()
-    gate = ApprovalGate(directory, clock=lambda: at)
+    gate = ApprovalGate(directory, clock=FakeClock(at))
     assert gate.evaluate(IDENTITY, live_spec()).allowed
     other = IDENTITY.model_copy(update={"uid": "another"})
     assert gate.evaluate(other, live_spec()).reason.startswith("wrong_uid: ")
-    late = ApprovalGate(directory, clock=lambda: EXPIRES)
+    late = ApprovalGate(directory, clock=FakeClock(EXPIRES))
     assert late.evaluate(IDENTITY, live_spec()).reason.startswith("expired: ")
 
 
@@ -156,13 +150,13 @@ async def test_expiry_halts_at_the_expiry_instant_not_the_next_poll(tmp_path: Pa
     kernel = runtime.kernel
     await run_until(watch, time, lambda: kernel.risk.state is RiskState.HALTED)
     assert time.sleeps == [5.0, 5.0, 2.5]
-    assert time.now == EXPIRES
+    assert time.time == EXPIRES
     assert kernel.risk.state_reason == "approval: expired"
     kinds = [(e.kind, e.detail) for e in kernel.recent_events]
     assert any(k == "approval" and d.startswith("LiveApproval lost: expired") for k, d in kinds)
-    status = build_status(runtime)["approval"]
+    status = status_document(runtime)["approval"]
     assert status["valid"] is False and status["reason"] == "expired"
-    assert status["expires_at"] == "2026-11-25T20:00:00Z"
+    assert status["expiresAt"] == "2026-11-25T20:00:00Z"
 
 
 async def test_a_key_reaching_its_not_after_is_a_timer_too(tmp_path: Path) -> None:
@@ -236,14 +230,14 @@ def test_status_and_metrics_report_the_approval(tmp_path: Path) -> None:
     time = FakeTime((NOW + timedelta(hours=1)).timestamp())
     watch, runtime = watch_for(approval_dir(tmp_path), time)
     watch.check()
-    status = build_status(runtime)["approval"]
+    status = status_document(runtime)["approval"]
     assert status == {
         "valid": True,
         "reason": "valid",
         "message": "1 trusted signature(s), 1 required",
-        "key_ids": ["alice"],
-        "expires_at": "2026-11-25T20:00:00Z",
-        "checked_at": "2026-11-25T13:00:00Z",
+        "keyIds": ["alice"],
+        "expiresAt": "2026-11-25T20:00:00Z",
+        "checkedAt": "2026-11-25T13:00:00Z",
     }
     metrics = generate_latest(build_registry(runtime)).decode()
     labels = '{engine="btc-live",engine_namespace="trading"}'
@@ -265,7 +259,7 @@ def test_no_private_key_text_reaches_status_metrics_or_logs(
     status = watch.check()
     assert not status.valid and "a private key does not belong" in status.message
     text = (
-        str(build_status(runtime))
+        str(status_document(runtime))
         + generate_latest(build_registry(runtime)).decode()
         + logs.getvalue()
     )

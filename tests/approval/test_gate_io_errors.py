@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from approval_support import IDENTITY, NOW, live_spec, make_key, signed, write_approval_dir
 
-from engine_support import build_engine
+from engine_support import FakeClock, build_engine
 from hean_engine.app.approval_gate import (
     UNCHECKED_GRACE_SECONDS,
     UNCHECKED_RETRY_SECONDS,
@@ -43,17 +43,6 @@ def logs() -> Iterator[io.StringIO]:
     configure_logging()
 
 
-class Clock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.now += seconds
-
-
 @pytest.fixture
 def broken_reads(monkeypatch: pytest.MonkeyPatch) -> dict[str, bool]:
     """`state["broken"]` makes opening approval.yaml fail with EMFILE."""
@@ -69,7 +58,7 @@ def broken_reads(monkeypatch: pytest.MonkeyPatch) -> dict[str, bool]:
     return state
 
 
-def _watch(tmp_path: Path, clock: Clock) -> tuple[ApprovalWatch, Runtime]:
+def _watch(tmp_path: Path, clock: FakeClock) -> tuple[ApprovalWatch, Runtime]:
     directory = write_approval_dir(tmp_path / "approval", signed(ALICE), ALICE)
     spec = live_spec()
     engine = build_engine(spec)
@@ -77,9 +66,7 @@ def _watch(tmp_path: Path, clock: Clock) -> tuple[ApprovalWatch, Runtime]:
         identity=IDENTITY, spec=spec, kernel=engine.kernel, mode="live", run_id="r", clock=clock
     )
     gate = ApprovalGate(directory, clock=clock)
-    watch = ApprovalWatch(
-        gate, IDENTITY, spec, engine.kernel, runtime, clock=clock, sleep=clock.sleep
-    )
+    watch = ApprovalWatch(gate, IDENTITY, spec, engine.kernel, runtime, clock=clock)
     return watch, runtime
 
 
@@ -88,7 +75,7 @@ def test_item5_an_unreadable_approval_is_could_not_check_not_malformed(
 ) -> None:
     directory = write_approval_dir(tmp_path / "approval", signed(ALICE), ALICE)
     broken_reads["broken"] = True
-    gate = ApprovalGate(directory, clock=lambda: (NOW + timedelta(hours=1)).timestamp())
+    gate = ApprovalGate(directory, clock=FakeClock((NOW + timedelta(hours=1)).timestamp()))
     verdict = gate.verdict(IDENTITY, live_spec())
     assert verdict.reason is Reason.UNCHECKED
     assert "Too many open files" in verdict.message
@@ -97,17 +84,17 @@ def test_item5_an_unreadable_approval_is_could_not_check_not_malformed(
 def test_item5_a_running_engine_rides_out_a_short_io_failure(
     tmp_path: Path, broken_reads: dict[str, bool], logs: io.StringIO
 ) -> None:
-    clock = Clock((NOW + timedelta(hours=1)).timestamp())
+    clock = FakeClock((NOW + timedelta(hours=1)).timestamp())
     watch, runtime = _watch(tmp_path, clock)
     assert watch.check().valid
     broken_reads["broken"] = True
     for _ in range(10):  # 10 s of failing reads, one check a second
-        clock.now += watch.delay()
+        clock.time += watch.delay()
         status = watch.check()
         assert status.valid and runtime.kernel.risk.state is RiskState.ACTIVE
         assert watch.delay() == UNCHECKED_RETRY_SECONDS
     broken_reads["broken"] = False
-    clock.now += watch.delay()
+    clock.time += watch.delay()
     assert watch.check().valid
     assert watch.unchecked_since is None
     warnings = [json.loads(line) for line in logs.getvalue().splitlines()]
@@ -119,15 +106,15 @@ def test_item5_a_running_engine_rides_out_a_short_io_failure(
 def test_item5_then_fails_closed_after_the_grace(
     tmp_path: Path, broken_reads: dict[str, bool]
 ) -> None:
-    clock = Clock((NOW + timedelta(hours=1)).timestamp())
+    clock = FakeClock((NOW + timedelta(hours=1)).timestamp())
     watch, runtime = _watch(tmp_path, clock)
     assert watch.check().valid
-    last_good = clock.now
+    last_good = clock.time
     broken_reads["broken"] = True
-    while clock.now < last_good + UNCHECKED_GRACE_SECONDS - UNCHECKED_RETRY_SECONDS:
-        clock.now += watch.delay()
+    while clock.time < last_good + UNCHECKED_GRACE_SECONDS - UNCHECKED_RETRY_SECONDS:
+        clock.time += watch.delay()
         assert watch.check().valid
-    clock.now = last_good + UNCHECKED_GRACE_SECONDS
+    clock.time = last_good + UNCHECKED_GRACE_SECONDS
     status = watch.check()
     assert not status.valid and status.reason == "could_not_check"
     assert runtime.kernel.risk.state is RiskState.HALTED
@@ -138,11 +125,11 @@ def test_item5_the_grace_never_outlasts_the_approval(
     tmp_path: Path, broken_reads: dict[str, bool]
 ) -> None:
     expires = (NOW + timedelta(hours=8)).timestamp()
-    clock = Clock(expires - 5)
+    clock = FakeClock(expires - 5)
     watch, runtime = _watch(tmp_path, clock)
     assert watch.check().valid
     broken_reads["broken"] = True
-    clock.now = expires
+    clock.time = expires
     assert not watch.check().valid
     assert runtime.kernel.risk.state is RiskState.HALTED
 
@@ -150,7 +137,7 @@ def test_item5_the_grace_never_outlasts_the_approval(
 def test_item5_at_start_an_unreadable_approval_refuses(
     tmp_path: Path, broken_reads: dict[str, bool]
 ) -> None:
-    clock = Clock((NOW + timedelta(hours=1)).timestamp())
+    clock = FakeClock((NOW + timedelta(hours=1)).timestamp())
     watch, runtime = _watch(tmp_path, clock)
     broken_reads["broken"] = True
     assert not watch.check().valid  # no earlier good check: no grace

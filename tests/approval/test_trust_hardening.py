@@ -27,6 +27,7 @@ from approval_support import (
 )
 from click.testing import CliRunner, Result
 
+from engine_support import FakeClock
 from hean_engine.app.approval_gate import ApprovalGate
 from hean_engine.approval.manifest import Approval, Signature, approval_manifest
 from hean_engine.approval.trust import (
@@ -130,7 +131,7 @@ def test_item1_the_cli_refuses_the_copied_key_with_the_reason(tmp_path: Path) ->
 def test_item1_the_engine_gate_refuses_a_directory_with_a_copied_key(tmp_path: Path) -> None:
     directory = write_approval_dir(tmp_path / "approval", signed(ALICE, BOB), ALICE, BOB)
     shutil.copy(directory / "trust" / "alice.pub", directory / "trust" / "alice-2027.pub")
-    gate = ApprovalGate(directory, clock=lambda: (NOW + timedelta(hours=1)).timestamp())
+    gate = ApprovalGate(directory, clock=FakeClock((NOW + timedelta(hours=1)).timestamp()))
     verdict = gate.verdict(IDENTITY, live_spec())
     assert verdict.reason is Reason.MALFORMED
     assert "hold the same public key" in verdict.message

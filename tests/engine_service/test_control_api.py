@@ -13,7 +13,8 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client.parser import text_string_to_metric_families
 
-from engine_support import build_scripted_engine, candle
+from engine_support import FakeClock, build_scripted_engine, candle
+from hean_contract.report import EngineReport, ReconcileReport
 from hean_engine.app.assembly import Engine
 from hean_engine.control.runtime import Runtime
 from hean_engine.control.server import build_app
@@ -22,14 +23,6 @@ from hean_engine.model.orders import OrderIntent, OrderType, RiskState, Side
 from hean_engine.telemetry.logs import REDACTOR, configure_logging
 
 TOKEN = "control-token-canary-7f3a9c"
-
-
-class FakeClock:
-    def __init__(self, now: float = 1_700_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @dataclass
@@ -86,23 +79,23 @@ async def test_ready_only_once_market_data_flows_and_not_when_it_goes_stale(
     assert response.status == 503
     assert (await response.json())["reason"] == "waiting for market data"
 
-    harness.runtime.feed.last_ok = harness.clock.now  # type: ignore[union-attr]
+    harness.runtime.feed.last_ok = harness.clock.time  # type: ignore[union-attr]
     response = await harness.client.get("/readyz")
     assert response.status == 200
 
-    harness.clock.now += 61
+    harness.clock.time += 61
     response = await harness.client.get("/readyz")
     assert response.status == 503
     assert "market data stale" in (await response.json())["reason"]
 
 
 async def test_live_engine_is_not_ready_before_a_clean_reconcile(harness: Harness) -> None:
-    harness.runtime.feed.last_ok = harness.clock.now  # type: ignore[union-attr]
+    harness.runtime.feed.last_ok = harness.clock.time  # type: ignore[union-attr]
     harness.runtime.reconcile_required = True
     assert (await harness.client.get("/readyz")).status == 503
-    harness.runtime.last_reconcile = {"time": "2026-01-01T00:00:00Z", "result": "drift"}
+    harness.runtime.last_reconcile = ReconcileReport(time="2026-01-01T00:00:00Z", result="drift")
     assert (await harness.client.get("/readyz")).status == 503
-    harness.runtime.last_reconcile = {"time": "2026-01-01T00:00:00Z", "result": "ok"}
+    harness.runtime.last_reconcile = ReconcileReport(time="2026-01-01T00:00:00Z", result="ok")
     assert (await harness.client.get("/readyz")).status == 200
 
 
@@ -123,7 +116,7 @@ async def test_status_reports_the_books_exactly(harness: Harness) -> None:
     status = await response.json()
     ledger = harness.engine.ledger
     assert status["mode"] == "paper"
-    assert status["risk_state"] == "ACTIVE"
+    assert status["riskState"] == "ACTIVE"
     assert status["paused"] is False
     assert status["position"] == "2"
     assert status["equity"] == str(ledger.equity.normalize())
@@ -131,15 +124,19 @@ async def test_status_reports_the_books_exactly(harness: Harness) -> None:
     assert Decimal(status["pnl"]) == ledger.pnl
     assert Decimal(status["balances"]["USD"]) == ledger.quote
     assert status["fills"] == 1
-    assert [o["side"] for o in status["open_orders"]] == ["sell"]
-    assert status["open_orders"][0]["price"] == "150"
+    assert [o["side"] for o in status["openOrders"]] == ["sell"]
+    assert status["openOrders"][0]["price"] == "150"
     assert sum(status["rejections"].values()) == 1
-    assert status["last_data_time"] == "2017-01-01T00:01:00Z"
-    assert status["last_reconcile"] is None
+    assert status["lastDataTime"] == "2017-01-01T00:01:00Z"
+    assert status["lastReconcile"] is None
     assert status["generation"] == 0
     # money is never a JSON number (binary float) in the document
-    for key in ("position", "equity", "pnl", "max_drawdown", "fees"):
+    for key in ("position", "equity", "pnl", "maxDrawdown", "fees"):
         assert isinstance(status[key], str)
+    # The contract's type, camelCase on the wire: every key is a field's alias.
+    report = EngineReport.model_validate(status)
+    assert report.model_dump(mode="json", by_alias=True) == status
+    assert set(status) == {f.alias for f in EngineReport.model_fields.values()}
 
 
 async def test_metrics_expose_the_engine_by_name(harness: Harness) -> None:
@@ -238,6 +235,7 @@ async def test_control_commands_change_the_risk_state(harness: Harness) -> None:
         ),
         (b"[1, 2]", "command: must be one of"),
         (b"{}", "got null"),
+        (b'{"command": "pause", "force": true}', '"force": not a field'),
     ],
 )
 async def test_bad_control_requests_name_the_problem(

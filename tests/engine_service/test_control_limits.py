@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from engine_support import build_scripted_engine
+from engine_support import FakeClock, build_scripted_engine
 from hean_engine.control.runtime import Runtime
 from hean_engine.control.server import ControlServer, ServerLimits
 from hean_engine.data.exchange_feed import FeedHealth
@@ -195,16 +195,16 @@ def test_item5_library_log_records_become_one_throttled_json_line() -> None:
     logs = io.StringIO()
     configure_logging(stream=logs, engine="bridge-test")
     try:
-        now = [0.0]
+        clock = FakeClock(0.0)
         bridge = next(h for h in logging.getLogger().handlers if isinstance(h, StdlibBridge))
-        bridge.throttle = LogThrottle(interval=10.0, clock=lambda: now[0])
+        bridge.throttle = LogThrottle(interval=10.0, clock=clock)
         noisy = logging.getLogger("asyncio")
         for _ in range(50):
             try:
                 raise OSError(24, "Too many open files")
             except OSError:
                 noisy.error("socket.accept() out of system resource", exc_info=True)
-        now[0] = 11.0
+        clock.time = 11.0
         try:
             raise OSError(24, "Too many open files")
         except OSError:

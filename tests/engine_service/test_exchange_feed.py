@@ -7,6 +7,7 @@ from typing import Any
 import ccxt
 import pytest
 
+from engine_support import FakeClock
 from hean_engine.data.exchange_feed import ExchangeFeed, FeedSettings
 from hean_engine.net.retry import RetryPolicy
 
@@ -14,12 +15,8 @@ MIN = 60_000
 T0 = 1_700_000_040_000 - 1_700_000_040_000 % MIN
 
 
-class FakeClock:
-    def __init__(self, ms: int) -> None:
-        self.ms = ms
-
-    def __call__(self) -> float:
-        return self.ms / 1000
+def clock_at(ms: int) -> FakeClock:
+    return FakeClock(ms / 1000)
 
 
 class ScriptedClient:
@@ -52,16 +49,6 @@ def row(minute: int, close: float = 100.0) -> list[Any]:
     return [T0 + minute * MIN, 100.0, max(101.0, close), min(99.0, close), close, 1.5]
 
 
-class Sleeps:
-    def __init__(self, clock: FakeClock) -> None:
-        self.delays: list[float] = []
-        self.clock = clock
-
-    async def __call__(self, delay: float) -> None:
-        self.delays.append(delay)
-        self.clock.ms += int(delay * 1000)
-
-
 def make_feed(client: ScriptedClient, clock: FakeClock, **settings: Any) -> ExchangeFeed:
     return ExchangeFeed(
         client,
@@ -71,7 +58,6 @@ def make_feed(client: ScriptedClient, clock: FakeClock, **settings: Any) -> Exch
         settings=FeedSettings(poll_interval=5.0, close_grace=2.0, **settings),
         policy=RetryPolicy(max_attempts=None, base_delay=1.0, max_delay=4.0),
         clock=clock,
-        sleep=Sleeps(clock),
     )
 
 
@@ -85,19 +71,19 @@ async def take(stream: Any, n: int) -> list[Any]:
 
 
 async def test_history_leaves_out_the_open_candle() -> None:
-    clock = FakeClock(T0 + 3 * MIN + 10_000)  # 10 s into minute 3
+    clock = clock_at(T0 + 3 * MIN + 10_000)  # 10 s into minute 3
     client = ScriptedClient()
     client.ohlcv = [[row(0), row(1), row(2), row(3)]]
     feed = make_feed(client, clock, history=3)
     candles = await feed.candle_history()
     assert [c.ts for c in candles] == [T0, T0 + MIN, T0 + 2 * MIN]
     assert client.calls[0][1]["limit"] == 4
-    assert feed.health.last_ok == clock()
+    assert feed.health.last_ok == clock.now()
     assert feed.health.last_event_ts == T0 + 2 * MIN
 
 
 async def test_each_closed_candle_is_delivered_once_and_only_when_closed() -> None:
-    clock = FakeClock(T0 + 2 * MIN + 10_000)
+    clock = clock_at(T0 + 2 * MIN + 10_000)
     client = ScriptedClient()
     client.ohlcv = [
         [row(0), row(1), row(2)],  # history: 0 and 1 are closed
@@ -113,7 +99,7 @@ async def test_each_closed_candle_is_delivered_once_and_only_when_closed() -> No
 
 
 async def test_last_candle_counts_as_closed_after_its_end_plus_grace() -> None:
-    clock = FakeClock(T0 + MIN + 2_001)
+    clock = clock_at(T0 + MIN + 2_001)
     client = ScriptedClient()
     client.ohlcv = [[row(0)]]
     feed = make_feed(client, clock)
@@ -121,7 +107,7 @@ async def test_last_candle_counts_as_closed_after_its_end_plus_grace() -> None:
 
 
 async def test_gaps_and_bad_rows_do_not_break_the_feed() -> None:
-    clock = FakeClock(T0 + 10 * MIN)
+    clock = clock_at(T0 + 10 * MIN)
     client = ScriptedClient()
     bad_high = [T0 + 4 * MIN, 100.0, 90.0, 95.0, 99.0, 1.0]  # high below open
     client.ohlcv = [[row(0), row(3), bad_high, [T0 + 5 * MIN, None, 1, 1, 1, 1], row(7)]]
@@ -130,7 +116,7 @@ async def test_gaps_and_bad_rows_do_not_break_the_feed() -> None:
 
 
 async def test_outages_are_retried_with_the_servers_retry_after() -> None:
-    clock = FakeClock(T0 + 2 * MIN + 10_000)
+    clock = clock_at(T0 + 2 * MIN + 10_000)
     client = ScriptedClient()
     client.ohlcv = [
         ccxt.RequestTimeout("timed out"),
@@ -140,16 +126,14 @@ async def test_outages_are_retried_with_the_servers_retry_after() -> None:
     feed = make_feed(client, clock)
     candles = await feed.candle_history()
     assert len(candles) == 2
-    sleeps = feed._sleep
-    assert isinstance(sleeps, Sleeps)
-    assert sleeps.delays[0] <= 1.0
-    assert sleeps.delays[1] == 9.0
+    assert clock.sleeps[0] <= 1.0
+    assert clock.sleeps[1] == 9.0
     assert feed.health.failures == 2
     assert feed.health.last_error is None
 
 
 async def test_a_permanent_error_stops_the_feed() -> None:
-    clock = FakeClock(T0)
+    clock = clock_at(T0)
     client = ScriptedClient()
     client.ohlcv = [ccxt.BadSymbol("binance does not have market symbol BTC/XYZ")]
     feed = make_feed(client, clock)
@@ -162,7 +146,7 @@ def trade_row(ms: int, tid: int, price: float = 10.0, side: str = "buy") -> dict
 
 
 async def test_trades_are_delivered_once_even_when_sharing_a_millisecond() -> None:
-    clock = FakeClock(T0 + MIN)
+    clock = clock_at(T0 + MIN)
     client = ScriptedClient()
     client.trades = [
         [trade_row(5, 1), trade_row(7, 2), trade_row(7, 3)],

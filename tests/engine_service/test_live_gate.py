@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from engine_support import spec_dict
+from engine_support import FakeClock, spec_dict
 from hean_contract.spec import EngineIdentity, TradingEngineSpec, parse_spec
-from hean_engine.app.run import RunOptions, read_credentials, run_engine, serve
+from hean_engine.app.nodes import LiveNode, PaperNode, build_node, read_credentials
+from hean_engine.app.run import RunOptions, run_engine, serve
 from hean_engine.execution.live import GateDecision
 from hean_engine.model.errors import ConfigError, LiveTradingRefused
 from hean_engine.telemetry.logs import REDACTOR, configure_logging, get_logger
@@ -115,3 +116,29 @@ def test_missing_or_empty_keys_name_the_file_not_the_value(
         read_credentials(directory)
     assert problem in str(info.value)
     assert "kkkkkkkkkk" not in str(info.value)
+
+
+def test_the_mode_picks_the_node_once(tmp_path: Path) -> None:
+    """Paper and live are two nodes built by one factory: the live one owns its live parts."""
+    paper = build_node(
+        EngineIdentity(),
+        parse_spec(spec_dict()),
+        RunOptions(configure_logs=False),
+        run_id="r1",
+        clock=FakeClock(),
+        client=object(),
+    )
+    assert isinstance(paper, PaperNode) and not isinstance(paper, LiveNode)
+    assert (paper.runtime.mode, paper.runtime.reconcile_required) == ("paper", False)
+    assert paper.runtime.live is None and paper.runtime.approval is None
+    gate = AllowGate()
+    options = RunOptions(gate=gate, journal_dir=tmp_path / "journal", configure_logs=False)
+    live = build_node(
+        EngineIdentity(), live_spec(), options, run_id="r1", clock=FakeClock(), client=object()
+    )
+    assert isinstance(live, LiveNode)
+    assert (live.runtime.mode, live.runtime.reconcile_required) == ("live", True)
+    assert live.runtime.live is live.session and live.venue.on_fault == live.session.on_fault
+    # The gate at build time, then the watch's first check: both before anything runs.
+    assert gate.asked == 2 and live.runtime.approval is not None and live.runtime.approval.valid
+    assert live.runtime.clock is live.clock

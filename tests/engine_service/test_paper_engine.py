@@ -19,7 +19,14 @@ from typing import Any
 import aiohttp
 import pytest
 
-from engine_support import BTCUSD_CANDLES, head_lines, require_shared_file, spec_dict, write_lines
+from engine_support import (
+    BTCUSD_CANDLES,
+    FakeClock,
+    head_lines,
+    require_shared_file,
+    spec_dict,
+    write_lines,
+)
 from hean_contract.spec import EngineIdentity, parse_spec
 from hean_engine.app.run import RunOptions, serve
 from hean_engine.control.runtime import Runtime
@@ -31,14 +38,6 @@ from hean_sim.exchange import SimConfig, SimExchange
 
 TOKEN = "paper-control-canary-91b2"
 CANDLES = 240
-
-
-class FakeClock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def file_candles_first_ts(tmp_path: Path) -> int:
@@ -73,7 +72,9 @@ async def run_paper(
     first = next(iter(read_candles(data)))
     clock = FakeClock(first.ts / 1000 + 30 * 60)  # 30 minutes of data already "happened"
     start = datetime.fromtimestamp(first.ts / 1000 + 30 * 60, tz=UTC)
-    sim = SimExchange(SimConfig(data=data, symbol="BTC/USDT", speed=1.0, clock=clock, start=start))
+    sim = SimExchange(
+        SimConfig(data=data, symbol="BTC/USDT", speed=1.0, clock=clock.now, start=start)
+    )
     await sim.start(host="127.0.0.1", port=0)
     spec = parse_spec(paper_spec(sim.url))
     client = create_client(spec.exchange)
@@ -85,10 +86,6 @@ async def run_paper(
     stop = asyncio.Event()
     seen: list[Any] = []
     ready: asyncio.Future[tuple[Runtime, int]] = asyncio.get_running_loop().create_future()
-
-    async def fake_sleep(delay: float) -> None:
-        clock.now += delay
-        await asyncio.sleep(0)
 
     def on_ready(runtime: Runtime, port: int) -> None:
         kernel = runtime.kernel
@@ -120,7 +117,6 @@ async def run_paper(
             stop=stop,
             on_ready=on_ready,
             clock=clock,
-            sleep=fake_sleep,
         )
     )
     try:
@@ -245,11 +241,7 @@ async def test_an_unreachable_exchange_fails_start_up_after_retries() -> None:
     spec = parse_spec(raw)
     client = create_client(spec.exchange)
     client.enableRateLimit = False
-    waits: list[float] = []
-
-    async def fake_sleep(delay: float) -> None:
-        waits.append(delay)
-
+    clock = FakeClock()
     with pytest.raises(HeanError) as info:
         await serve(
             EngineIdentity(),
@@ -257,8 +249,8 @@ async def test_an_unreachable_exchange_fails_start_up_after_retries() -> None:
             RunOptions(host="127.0.0.1", port=0, configure_logs=False),
             client=client,
             stop=asyncio.Event(),
-            sleep=fake_sleep,
+            clock=clock,
         )
     assert str(info.value).startswith("cannot load binance's markets: ")
     assert str(info.value).endswith("after retries")
-    assert len(waits) == 5  # six attempts
+    assert len(clock.sleeps) == 5  # six attempts

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from engine_support import FakeClock
 from hean_engine.net.retry import (
     RetriesExhausted,
     RetryPolicy,
@@ -34,14 +35,6 @@ class Script:
         return "ok"
 
 
-class Sleeps:
-    def __init__(self) -> None:
-        self.delays: list[float] = []
-
-    async def __call__(self, delay: float) -> None:
-        self.delays.append(delay)
-
-
 @pytest.mark.parametrize(
     "error",
     [
@@ -56,11 +49,11 @@ class Sleeps:
     ids=lambda e: type(e).__name__,
 )
 async def test_transient_failures_are_retried(error: Exception) -> None:
-    call, sleeps = Script(error, error), Sleeps()
-    result = await call_with_retry(call, policy=RetryPolicy(), what="x", sleep=sleeps)
+    call, clock = Script(error, error), FakeClock()
+    result = await call_with_retry(call, policy=RetryPolicy(), what="x", clock=clock)
     assert result == "ok"
     assert call.calls == 3
-    assert len(sleeps.delays) == 2
+    assert len(clock.sleeps) == 2
 
 
 @pytest.mark.parametrize(
@@ -69,46 +62,44 @@ async def test_transient_failures_are_retried(error: Exception) -> None:
     ids=lambda e: type(e).__name__,
 )
 async def test_permanent_failures_are_raised_at_once(error: Exception) -> None:
-    call, sleeps = Script(error), Sleeps()
+    call, clock = Script(error), FakeClock()
     with pytest.raises(type(error)):
-        await call_with_retry(call, policy=RetryPolicy(), what="x", sleep=sleeps)
+        await call_with_retry(call, policy=RetryPolicy(), what="x", clock=clock)
     assert call.calls == 1
-    assert sleeps.delays == []
+    assert clock.sleeps == []
 
 
 async def test_gives_up_after_max_attempts_with_the_last_error_as_cause() -> None:
     errors = [ccxt.RequestTimeout(f"t{i}") for i in range(5)]
-    call, sleeps = Script(*errors), Sleeps()
+    call, clock = Script(*errors), FakeClock()
     with pytest.raises(RetriesExhausted) as info:
-        await call_with_retry(call, policy=RetryPolicy(max_attempts=3), what="fetch", sleep=sleeps)
+        await call_with_retry(call, policy=RetryPolicy(max_attempts=3), what="fetch", clock=clock)
     assert call.calls == 3
-    assert len(sleeps.delays) == 2
+    assert len(clock.sleeps) == 2
     assert str(info.value) == "fetch: gave up after 3 attempts"
     assert str(info.value.__cause__) == "t2"
 
 
 async def test_retry_after_is_honoured_for_rate_limits() -> None:
-    call, sleeps = Script(ccxt.RateLimitExceeded("429"), ccxt.RequestTimeout("t")), Sleeps()
+    call, clock = Script(ccxt.RateLimitExceeded("429"), ccxt.RequestTimeout("t")), FakeClock()
     policy = RetryPolicy(base_delay=0.1, max_delay=1.0)
-    await call_with_retry(
-        call, policy=policy, what="x", sleep=sleeps, retry_after=lambda: 7.0, rng=random.Random(1)
-    )
-    assert sleeps.delays[0] == 7.0  # the server's hint, not the 0.1 s backoff
-    assert sleeps.delays[1] <= 0.2  # a timeout carries no hint: plain backoff
+    await call_with_retry(call, policy=policy, what="x", clock=clock, retry_after=lambda: 7.0)
+    assert clock.sleeps[0] == 7.0  # the server's hint, not the 0.1 s backoff
+    assert clock.sleeps[1] <= 0.2  # a timeout carries no hint: plain backoff
 
 
 async def test_on_retry_is_told_before_each_wait() -> None:
     seen: list[tuple[str, int, str, float]] = []
-    call, sleeps = Script(ccxt.NetworkError("a"), ccxt.NetworkError("b")), Sleeps()
+    call, clock = Script(ccxt.NetworkError("a"), ccxt.NetworkError("b")), FakeClock()
     await call_with_retry(
         call,
         policy=RetryPolicy(),
         what="fetch_ohlcv",
-        sleep=sleeps,
+        clock=clock,
         on_retry=lambda what, n, exc, delay: seen.append((what, n, str(exc), delay)),
     )
     assert [(w, n, e) for w, n, e, _ in seen] == [("fetch_ohlcv", 1, "a"), ("fetch_ohlcv", 2, "b")]
-    assert [d for *_, d in seen] == sleeps.delays
+    assert [d for *_, d in seen] == clock.sleeps
 
 
 @given(attempt=st.integers(1, 60), seed=st.integers(0, 2**32))
@@ -119,11 +110,11 @@ def test_backoff_is_capped_exponential_with_full_jitter(attempt: int, seed: int)
 
 
 async def test_forever_policy_keeps_retrying() -> None:
-    call, sleeps = Script(*[ccxt.NetworkError("down")] * 20), Sleeps()
+    call, clock = Script(*[ccxt.NetworkError("down")] * 20), FakeClock()
     policy = RetryPolicy(max_attempts=None, base_delay=0.1, max_delay=1.0)
-    assert await call_with_retry(call, policy=policy, what="x", sleep=sleeps) == "ok"
+    assert await call_with_retry(call, policy=policy, what="x", clock=clock) == "ok"
     assert call.calls == 21
-    assert len(sleeps.delays) == 20 and max(sleeps.delays) <= 1.0
+    assert len(clock.sleeps) == 20 and max(clock.sleeps) <= 1.0
 
 
 @pytest.mark.parametrize(

@@ -281,3 +281,27 @@ async def test_the_store_size_is_a_metric(
     line = next(x for x in text.splitlines() if x.startswith("hean_engine_history_bytes{"))
     assert float(line.rsplit(" ", 1)[1]) == recorder.store_bytes > 0
     assert recorder.pending == 0
+
+
+async def test_a_store_that_fails_to_answer_is_a_503(
+    client: TestClient[Any, Any], recorder: HistoryRecorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def down(*args: Any, **kwargs: Any) -> Any:
+        raise ConnectionError("server closed the connection")
+
+    monkeypatch.setattr(recorder.store, "fills", down)
+    status, body = await get(client, "/fills")
+    assert status == 503
+    assert body == {"error": "history store unavailable: ConnectionError"}
+
+
+async def test_the_token_header_of_the_pod_proxy_is_accepted(
+    client: TestClient[Any, Any], recorder: HistoryRecorder
+) -> None:
+    """kubectl hean reaches the engine through the API server, which strips Authorization."""
+    seed_fills(recorder, 3)
+    async with client.get("/fills", headers={"X-Hean-Token": TOKEN}) as response:
+        assert response.status == 200
+        assert len((await response.json())["items"]) == 3
+    async with client.get("/fills", headers={"X-Hean-Token": "nope-nope"}) as response:
+        assert response.status == 401

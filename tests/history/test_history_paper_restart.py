@@ -20,6 +20,7 @@ from engine_support import (
     hean_executable,
     manifest_dict,
     require_shared_file,
+    run_hean,
     spec_dict,
     write_lines,
 )
@@ -32,7 +33,7 @@ START = Decimal(100000)
 class EngineProcess:
     """`hean engine run --history ...` with its JSON log lines collected from stderr."""
 
-    def __init__(self, tmp_path: Path, config: Path) -> None:
+    def __init__(self, tmp_path: Path, config: Path, *extra: str) -> None:
         self.args = [
             hean_executable(),
             "engine",
@@ -47,6 +48,7 @@ class EngineProcess:
             str(tmp_path / "token"),
             "--history",
             str(tmp_path / "volume"),
+            *extra,
         ]
         self.lines: list[dict[str, Any]] = []
         self.proc: asyncio.subprocess.Process | None = None
@@ -147,7 +149,9 @@ async def test_a_killed_paper_engine_keeps_every_fill_and_continues_its_account(
     await sim.start(host="127.0.0.1", port=0)
     (tmp_path / "token").write_text(TOKEN)
     (tmp_path / "volume").mkdir()
-    first = EngineProcess(tmp_path, write_config(tmp_path, sim, "first.yaml"))
+    first = EngineProcess(
+        tmp_path, write_config(tmp_path, sim, "first.yaml"), "--history-books-days", "400"
+    )
     second = EngineProcess(tmp_path, write_config(tmp_path, sim, "second.yaml", paused=True))
     try:
         await first.start()
@@ -203,9 +207,27 @@ async def test_a_killed_paper_engine_keeps_every_fill_and_continues_its_account(
     assert any("paper account continued" in e["detail"] for e in events)
     assert equity and len({p["baseline"] for p in equity}) == 1
     assert any(x["event"] == "history opened" and x["continued"] for x in second.lines)
+    opened = first.events("history opened")[0]
+    assert opened["retention_days"] == {
+        "equity": 90,
+        "events": 90,
+        "positions": 90,
+        "orders": 400,
+        "fills": 400,
+    }
     assert TOKEN not in json.dumps(first.lines + second.lines)
     # PnL is relative to the first run's baseline, not to the second run's start.
     stopped = second.events("engine stopped")[0]
     baseline = Decimal(equity[0]["baseline"])
     assert baseline == START
     assert Decimal(stopped["pnl"]) == Decimal(stopped["equity"]) - baseline
+
+
+def test_a_history_path_that_cannot_exist_is_a_configuration_error(tmp_path: Path) -> None:
+    spec = spec_dict(exchange={"id": "binance", "endpoint": "http://127.0.0.1:9"})
+    config = tmp_path / "engine.yaml"
+    config.write_text(yaml.safe_dump(manifest_dict(spec)))
+    missing = tmp_path / "no-volume" / "history.sqlite3"
+    result = run_hean("engine", "run", "--config", config, "--port", "0", "--history", missing)
+    assert result.returncode == 2, result.stderr
+    assert f"--history: directory {missing.parent} does not exist" in result.stderr

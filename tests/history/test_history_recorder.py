@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import io
 import json
+import threading
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -161,3 +163,61 @@ def test_a_limit_order_cancelled_is_recorded_with_its_state_changes(tmp_path: Pa
 def test_a_replay_engine_has_no_recorder() -> None:
     engine, _ = build_scripted_engine(SPEC)
     assert engine.kernel.recorder is None
+
+
+def test_the_hooks_never_wait_for_the_store(tmp_path: Path) -> None:
+    """A store that blocks (a slow disk, a database far away) holds the writer thread
+    only: the kernel goes on trading, and everything is written once it answers."""
+    engine, recorder = start(tmp_path, "run1")
+    assert recorder.flush()
+    store = recorder.store
+    write = store.write
+    release = threading.Event()
+    entered = threading.Event()
+
+    def slow_write(records: Any) -> None:
+        entered.set()
+        assert release.wait(30)
+        write(records)
+
+    store.write = slow_write  # type: ignore[method-assign]
+    engine.kernel.on_candle(candle(0, 100.0))
+    assert entered.wait(30)  # the writer is stuck in the store...
+    for minute in range(1, 6):  # ...and the kernel trades on regardless
+        buy(engine, "0.1")
+        engine.kernel.on_candle(candle(minute, 100.0 + minute))
+    assert len(engine.kernel.fills) == 5
+    assert recorder.pending > 0
+    assert not recorder.flush(timeout=0.05)
+    release.set()
+    assert recorder.flush()
+    assert recorder.pending == 0
+    assert len(store.fills(Window()).items) == 5
+    recorder.close()
+
+
+def test_a_failing_store_is_retried_and_nothing_is_lost(tmp_path: Path, logs: io.StringIO) -> None:
+    engine, recorder = start(tmp_path, "run1")
+    assert recorder.flush()
+    recorder.retry_delay = 0.001
+    store = recorder.store
+    write = store.write
+    failures = iter([OSError("disk full"), OSError("disk full")])
+
+    def failing_write(records: Any) -> None:
+        failure = next(failures, None)
+        if failure is not None:
+            raise failure
+        write(records)
+
+    store.write = failing_write  # type: ignore[method-assign]
+    engine.kernel.on_candle(candle(0, 100.0))
+    buy(engine)
+    engine.kernel.on_candle(candle(1, 101.0))
+    assert recorder.flush()
+    assert recorder.write_failures == 2
+    assert len(store.fills(Window()).items) == 1
+    errors = [json.loads(x) for x in logs.getvalue().splitlines()]
+    errors = [x for x in errors if x["event"] == "history write failed, retrying"]
+    assert len(errors) == 1 and errors[0]["error"] == "OSError: disk full"  # throttled
+    recorder.close()

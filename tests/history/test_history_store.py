@@ -26,6 +26,7 @@ from hean_engine.history.store import (
     open_store,
 )
 from hean_engine.model.timefmt import DAY_MS
+from history_support import PG_PASSWORD, PostgresServer
 
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 ENGINE = "trading/paper-1"
@@ -220,6 +221,11 @@ def test_retention_drops_old_series_and_keeps_the_books(store: HistoryStore) -> 
     deleted = store.prune(Retention(fills_days=90, orders_days=90), now)
     assert deleted["fills"] == 1 and deleted["orders"] == 1
     assert [f.ts for f in store.fills(Window()).items] == [recent]
+    # When everything is old, the newest row of each stays: seqs (cursors) never go back.
+    seqs = store.last_seqs()
+    store.prune(Retention(fills_days=1, orders_days=1), now + 365 * DAY_MS)
+    assert store.last_seqs() == seqs
+    assert store.equity(Window()).items == []
 
 
 def test_size_in_bytes_grows_with_the_rows(store: HistoryStore) -> None:
@@ -272,5 +278,44 @@ def test_decimals_round_trip_exactly(history_target: str) -> None:
 
     try:
         round_trip()
+    finally:
+        store.close()
+
+
+def test_a_refused_postgresql_login_never_shows_the_password(
+    postgres_server: PostgresServer,
+) -> None:
+    secret = "wrong-password-canary-51d0"
+    url = postgres_server.url().replace(PG_PASSWORD, secret)
+    with pytest.raises(HistoryError) as refused:
+        open_store(url, ENGINE)
+    message = str(refused.value)
+    assert secret not in message and "hean" not in message.split("//", 1)[1]
+    assert f"127.0.0.1:{postgres_server.port}/postgres" in message
+
+
+def test_a_dropped_postgresql_connection_is_replaced_on_the_next_attempt(
+    postgres_server: PostgresServer,
+) -> None:
+    """A server restart or failover drops connections: one write and one read fail,
+    the next ones (the writer retries, a reader asks again) go through."""
+    import psycopg
+
+    url = postgres_server.new_database()
+    store = open_store(url, ENGINE)
+    try:
+        store.write([fill(1, T0)])
+        database = url.rsplit("/", 1)[1]
+        with psycopg.connect(postgres_server.url(), autocommit=True) as admin:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+                (database,),
+            )
+        with pytest.raises(psycopg.OperationalError):
+            store.write([fill(2, T0 + 1)])
+        store.write([fill(2, T0 + 1)])
+        with pytest.raises(psycopg.OperationalError):
+            store.fills(Window())
+        assert [f.seq for f in store.fills(Window()).items] == [1, 2]
     finally:
         store.close()

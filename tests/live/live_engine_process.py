@@ -43,16 +43,16 @@ def _without_rate_limiter() -> None:
     """ccxt spaces binance requests 50 ms apart: right for the real exchange, but
     it would make this test mostly wait. The test raises the simulator's weight
     limit instead; rate limits are another test's subject."""
-    import hean_engine.app.run as run_module
+    import hean_engine.app.nodes as nodes_module
 
-    create = run_module.create_client
+    create = nodes_module.create_client
 
     def create_client(*args: Any, **kwargs: Any) -> Any:
         client = create(*args, **kwargs)
         client.enableRateLimit = False
         return client
 
-    run_module.create_client = create_client  # type: ignore[assignment]
+    nodes_module.create_client = create_client  # type: ignore[assignment]
 
 
 def run(args: list[str]) -> None:

@@ -200,7 +200,7 @@ async def _books_settle_to_the_exchanges(
 
     async def settled(http: aiohttp.ClientSession) -> bool:
         status, body = await engine.get(http, "/status")
-        if status != 200 or body["live"]["orders"]["in_flight"]:
+        if status != 200 or body["live"]["orders"]["inFlight"]:
             return False
         totals = {asset: b.total for asset, b in sim.balances(API_KEY).items()}
         return all(

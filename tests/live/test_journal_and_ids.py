@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from engine_support import FakeClock
 from hean_engine.execution.client_ids import ClientOrderIds, engine_tag, valid
 from hean_engine.execution.journal import FILE_NAME, Journal, JournalError
 
@@ -18,12 +19,12 @@ D = Decimal
 BINANCE_CLIENT_ID = re.compile(r"^[.A-Z:/a-z0-9_-]{1,36}$")
 
 
-def _journal(directory: Path, now: list[int]) -> Journal:
-    return Journal(directory, lambda: now[0])
+def _journal(directory: Path, clock: FakeClock) -> Journal:
+    return Journal(directory, clock)
 
 
 def test_an_intent_is_on_disk_before_the_call_returns(tmp_path: Path) -> None:
-    now = [1000]
+    now = FakeClock(1.0)  # 1000 ms
     journal = _journal(tmp_path, now)
     assert journal.open("run1") == []
     journal.record_intent("hean-x-1", "buy", "limit", D("0.5"), D("100.25"), "mm:buy")
@@ -42,7 +43,7 @@ def test_an_intent_is_on_disk_before_the_call_returns(tmp_path: Path) -> None:
 
 
 def test_a_restart_gets_back_exactly_the_unresolved_intents(tmp_path: Path) -> None:
-    now = [1000]
+    now = FakeClock(1.0)  # 1000 ms
     first = _journal(tmp_path, now)
     first.open("run1")
     first.record_intent("a", "buy", "market", D(1), None, "")
@@ -66,7 +67,7 @@ def test_a_restart_gets_back_exactly_the_unresolved_intents(tmp_path: Path) -> N
 
 
 def test_a_torn_last_line_is_dropped_because_its_order_was_never_sent(tmp_path: Path) -> None:
-    now = [1000]
+    now = FakeClock(1.0)  # 1000 ms
     first = _journal(tmp_path, now)
     first.open("run1")
     first.record_intent("a", "buy", "market", D(1), None, "")

@@ -76,7 +76,7 @@ async def test_a_live_engine_with_a_valid_approval_trades_until_it_is_revoked(
         await sim.stop()
     status = seen["status"]
     assert isinstance(status, dict)
-    assert status["approval"]["valid"] is True and status["approval"]["key_ids"] == ["ops"]
+    assert status["approval"]["valid"] is True and status["approval"]["keyIds"] == ["ops"]
     assert 'hean_engine_approval_valid{engine="live-test",engine_namespace="default"} 1.0' in str(
         seen["metrics"]
     )

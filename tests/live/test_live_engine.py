@@ -97,8 +97,8 @@ async def test_a_live_engine_trades_and_its_books_equal_the_exchange(tmp_path: P
     status = observed["status"]
     assert isinstance(status, dict)
     assert status["mode"] == "live"
-    assert status["last_reconcile"]["result"] == "ok"
-    assert status["live"]["orders"]["unknown_outcomes"] == 0
+    assert status["lastReconcile"]["result"] == "ok"
+    assert status["live"]["orders"]["unknownOutcomes"] == 0
     assert status["balances"]["BTC"] == format(run.exchange_totals()["BTC"].normalize(), "f")
     assert observed["ready"] == 200
     metrics = observed["metrics"]
@@ -216,8 +216,8 @@ async def test_a_foreign_order_is_drift_and_moves_the_risk_state(
     finally:
         await sim.stop()
     report = runtime.last_reconcile
-    assert report is not None and report["result"] == "drift"
-    assert [o["client_order_id"] for o in report["foreign_orders"]] == ["by-hand-1"]
+    assert report is not None and report.result == "drift"
+    assert [o.client_order_id for o in report.foreign_orders or []] == ["by-hand-1"]
     assert runtime.kernel.risk.state is state
     assert "foreign open order" in runtime.kernel.risk.state_reason
     assert not runtime.kernel.open  # the foreign order was reported, not adopted
@@ -243,10 +243,11 @@ async def test_a_balance_changed_behind_the_engines_back_halts_it(tmp_path: Path
     assert observed["result"] == "drift"
     report = runtime.last_reconcile
     assert report is not None
-    usdt = report["balances"]["USDT"]
-    assert Decimal(usdt["exchange"]) - Decimal(usdt["engine"]) == Decimal("-250.5")
-    assert report["difference_value"] == "250.5"
-    assert "drift_since" in report
+    assert report.balances is not None
+    usdt = report.balances["USDT"]
+    assert Decimal(usdt.exchange) - Decimal(usdt.engine) == Decimal("-250.5")
+    assert report.difference_value == "250.5"
+    assert report.drift_since is not None
     assert runtime.kernel.risk.state is RiskState.HALTED
 
 
@@ -262,7 +263,10 @@ async def test_the_engine_stays_not_ready_and_sends_nothing_until_the_exchange_a
         assert run.runtime is not None
         runtime = run.runtime
         await until(
-            lambda: (runtime.last_reconcile or {}).get("result") == "failed", "a failed start"
+            lambda: (
+                runtime.last_reconcile is not None and runtime.last_reconcile.result == "failed"
+            ),
+            "a failed start",
         )
         seen.append(runtime.readiness())
         assert not sim.orders(API_KEY)
@@ -275,7 +279,7 @@ async def test_the_engine_stays_not_ready_and_sends_nothing_until_the_exchange_a
     assert seen[0][0] is False
     assert run.session.counters.failed >= 1
     assert runtime.last_reconcile is not None
-    assert runtime.last_reconcile["result"] in ("ok", "inconclusive")
+    assert runtime.last_reconcile.result in ("ok", "inconclusive")
 
 
 async def test_a_restart_resolves_the_journal_by_client_order_id(tmp_path: Path) -> None:

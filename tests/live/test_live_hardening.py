@@ -3,9 +3,7 @@ signed timestamp (behind a rate-limited queue), and the journal stays bounded wh
 
 from __future__ import annotations
 
-import random
 import re
-import time
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -13,25 +11,16 @@ from typing import Any
 import ccxt
 import ccxt.async_support as ccxt_async
 
+from engine_support import FakeClock
 from hean_engine.execution.client_ids import ClientOrderIds
 from hean_engine.execution.journal import FILE_NAME, Journal
 from hean_engine.execution.live_venue import CLOCK_SKEW_MS, LiveVenue
+from hean_engine.model.clock import SYSTEM_CLOCK
 from hean_engine.model.orders import Fill, Order, OrderType, Side
 from hean_engine.net.retry import RetryPolicy
 
 RECV_WINDOW_MS = 5000
 QUEUED_SECONDS = 1.1  # measured in the issue: 6 requests ahead in ccxt's rate limiter
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_700_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.now += seconds
 
 
 class RateLimitedClient:
@@ -40,7 +29,7 @@ class RateLimitedClient:
     Every send times out (the outcome is unknown) and every lookup answers "not found".
     """
 
-    def __init__(self, clock: Clock) -> None:
+    def __init__(self, clock: FakeClock) -> None:
         self.clock = clock
         self.calls: list[float] = []  # when create_order was called
         self.signed: list[float] = []  # when the request was signed
@@ -61,17 +50,17 @@ class RateLimitedClient:
         headers: Any = None,
         body: Any = None,
     ) -> dict[str, Any]:
-        self.signed.append(self.clock.now)  # the request's `timestamp` is taken here
+        self.signed.append(self.clock.time)  # the request's `timestamp` is taken here
         return {"url": path, "method": method, "body": body, "headers": headers}
 
     async def create_order(self, *args: Any) -> Any:
-        self.calls.append(self.clock.now)
+        self.calls.append(self.clock.time)
         await self.clock.sleep(QUEUED_SECONDS)  # ccxt's throttle() before signing
         self.sign("order", "private", "POST", {**args[5], "symbol": "BTCUSDT"})
         raise ccxt.RequestTimeout("binance POST https://api.binance.com/api/v3/order timed out")
 
     async def fetch_order(self, order_id: Any, symbol: str, params: dict[str, Any]) -> Any:
-        self.lookups.append(self.clock.now)
+        self.lookups.append(self.clock.time)
         raise ccxt.OrderNotFound("binance Order does not exist.")
 
 
@@ -89,8 +78,10 @@ class Books:
         raise AssertionError("nothing to adopt")
 
 
-def _venue(tmp_path: Path, client: Any, clock: Clock, **journal: Any) -> tuple[LiveVenue, Books]:
-    store = Journal(tmp_path, lambda: int(clock() * 1000), fsync=False, **journal)
+def _venue(
+    tmp_path: Path, client: Any, clock: FakeClock, **journal: Any
+) -> tuple[LiveVenue, Books]:
+    store = Journal(tmp_path, clock, fsync=False, **journal)
     store.open("run-1")
     venue = LiveVenue(
         client,
@@ -99,9 +90,7 @@ def _venue(tmp_path: Path, client: Any, clock: Clock, **journal: Any) -> tuple[L
         ClientOrderIds("trading", "btc", "run-1"),
         recv_window_ms=RECV_WINDOW_MS,
         clock=clock,
-        sleep=clock.sleep,
         policy=RetryPolicy(base_delay=0.2, max_delay=1.0, max_attempts=None),
-        rng=random.Random(7),
     )
     books = Books()
     venue.bind(books)
@@ -112,17 +101,17 @@ def _ms(seconds: float) -> int:
     return int(seconds * 1000)  # the signed timestamp is whole milliseconds
 
 
-def _order(venue: LiveVenue, clock: Clock) -> Order:
+def _order(venue: LiveVenue, clock: FakeClock) -> Order:
     return Order(
         venue.new_order_id(), Side.BUY, OrderType.LIMIT, Decimal("0.01"), Decimal("100"),
-        int(clock() * 1000),
+        int(clock.time * 1000),
     )  # fmt: skip
 
 
 async def test_item4_not_found_is_believed_only_a_recv_window_after_the_signed_timestamp(
     tmp_path: Path,
 ) -> None:
-    clock = Clock()
+    clock = FakeClock()
     client = RateLimitedClient(clock)
     venue, books = _venue(tmp_path, client, clock)
     venue.submit(_order(venue, clock))
@@ -139,7 +128,7 @@ async def test_item4_not_found_is_believed_only_a_recv_window_after_the_signed_t
 async def test_item4_without_the_hook_the_failure_time_bounds_the_signed_time(
     tmp_path: Path,
 ) -> None:
-    clock = Clock()
+    clock = FakeClock()
     client = RateLimitedClient(clock)
     venue, _ = _venue(tmp_path, client, clock)
     del venue.client.sign  # a client whose signing the venue cannot see
@@ -153,8 +142,8 @@ async def test_item4_without_the_hook_the_failure_time_bounds_the_signed_time(
 
 
 def test_item11_the_journal_stays_bounded_while_running(tmp_path: Path) -> None:
-    clock = Clock()
-    journal = Journal(tmp_path, lambda: int(clock() * 1000), fsync=False, compact_bytes=4096)
+    clock = FakeClock()
+    journal = Journal(tmp_path, clock, fsync=False, compact_bytes=4096)
     journal.open("run-1")
     open_cid = "keep-me"
     journal.record_intent(open_cid, "buy", "limit", Decimal("1"), Decimal("2"), "mm")
@@ -171,7 +160,7 @@ def test_item11_the_journal_stays_bounded_while_running(tmp_path: Path) -> None:
     assert journal.compactions > 100
     # what a restart reads back: exactly the unresolved intent, with its exchange id
     journal.close()
-    again = Journal(tmp_path, lambda: int(clock() * 1000), fsync=False)
+    again = Journal(tmp_path, clock, fsync=False)
     (pending,) = again.open("run-2")
     assert (pending.cid, pending.status, pending.exchange_id) == (open_cid, "open", "oid-1")
 
@@ -180,8 +169,8 @@ async def test_item4_the_hook_sees_ccxt_binance_sign_its_timestamp(tmp_path: Pat
     """With ccxt's real Binance client: the time noted is the request's signed `timestamp`."""
     client = ccxt_async.binance({"apiKey": "k" * 64, "secret": "s" * 64})
     try:
-        venue, _ = _venue(tmp_path, client, Clock())
-        venue._clock = time.time  # ccxt signs with the real clock
+        venue, _ = _venue(tmp_path, client, FakeClock())
+        venue._clock = SYSTEM_CLOCK  # ccxt signs with the real clock
         cid = venue.new_order_id()
         venue._signing.add(cid)
         request = client.sign(

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import ast
 import ipaddress
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -12,22 +10,21 @@ import pytest
 import yaml
 from node_support import NodeWorld
 
-from hean_sandbox.kubelet.fake_engine import FakeEngine, idle_status
+from engine_support import build_engine
+from hean_contract.report import EngineReport
+from hean_engine.control.runtime import Runtime
+from hean_engine.control.status import status_document
+from hean_sandbox.kubelet.fake_engine import FakeEngine, idle_report
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 ENGINE_PORT = 8080
 WITHIN = 10.0
 
 
-def _real_status_keys() -> list[str]:
-    """The keys of the dict `build_status` returns, read from the engine's source."""
-    source = (REPO_ROOT / "engine" / "hean_engine" / "control" / "status.py").read_text()
-    for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.FunctionDef) and node.name == "build_status":
-            for stmt in ast.walk(node):
-                if isinstance(stmt, ast.Return) and isinstance(stmt.value, ast.Dict):
-                    return [k.value for k in stmt.value.keys if isinstance(k, ast.Constant)]
-    raise AssertionError("build_status returns no dict literal")
+def _real_paper_document() -> dict[str, Any]:
+    """What a real paper engine's GET /status answers (before it has traded)."""
+    engine = build_engine()
+    runtime = Runtime(engine.identity, engine.spec, engine.kernel, "paper", "r")
+    return status_document(runtime)
 
 
 def _pod(name: str, *, port: int | None = ENGINE_PORT, config: str | None = None) -> dict[str, Any]:
@@ -101,17 +98,20 @@ async def test_fake_pod_answers_status_at_its_ip(fake_world: NodeWorld) -> None:
     assert (code, ready["ready"]) == (200, True)
     code, report = await get(f"{base}/status")
     assert code == 200
-    assert list(report) == _real_status_keys()
+    # The real engine's type, and the real engine's document key for key (camelCase).
+    parsed = EngineReport.model_validate(report)
+    assert list(report) == list(_real_paper_document())
+    assert parsed.model_dump(mode="json", by_alias=True) == report
     assert report["name"] == "alpha"
     assert report["generation"] == 3
     assert report["mode"] == "paper"
     assert report["symbol"] == "BTC/USDT"
     assert report["strategy"] == "ema_cross"
-    assert report["risk_state"] == "ACTIVE"
+    assert report["riskState"] == "ACTIVE"
     assert report["paused"] is False
     assert report["balances"] == {"BTC": "0.5", "USDT": "100000"}
     assert report["equity"] == "100000"
-    assert report["open_orders"] == []
+    assert report["openOrders"] == []
     # An idle engine's document does not change between polls.
     assert (await get(f"{base}/status"))[1] == report
 
@@ -127,12 +127,12 @@ async def test_control_toggles_paused_and_risk_state(fake_world: NodeWorld) -> N
     code, answer = await post(f"{base}/control", {"command": "halt"})
     assert (code, answer["risk_state"], answer["paused"]) == (200, "HALTED", True)
     report = (await get(f"{base}/status"))[1]
-    assert (report["risk_state"], report["risk_state_reason"]) == (
+    assert (report["riskState"], report["riskStateReason"]) == (
         "HALTED",
         "control command: halt",
     )
     await post(f"{base}/control", {"command": "reduce"})
-    assert (await get(f"{base}/status"))[1]["risk_state"] == "REDUCING"
+    assert (await get(f"{base}/status"))[1]["riskState"] == "REDUCING"
     code, answer = await post(f"{base}/control", {"command": "resume"})
     # resume only unpauses: the halt stays until the explicit reset
     assert (code, answer["risk_state"], answer["paused"]) == (200, "REDUCING", False)
@@ -149,7 +149,7 @@ async def test_config_paused_and_halt_apply_at_start(fake_world: NodeWorld) -> N
     await create_configmap(fake_world, config)
     pod = await fake_world.start_pod(_pod("gamma-engine", config="gamma-config"))
     report = (await get(f"http://{pod['status']['podIP']}:{ENGINE_PORT}/status"))[1]
-    assert (report["paused"], report["risk_state"]) == (True, "HALTED")
+    assert (report["paused"], report["riskState"]) == (True, "HALTED")
 
 
 async def test_deleting_the_pod_stops_its_engine(fake_world: NodeWorld) -> None:
@@ -197,8 +197,8 @@ async def test_taken_address_moves_the_pod_to_the_next_ip(fake_world: NodeWorld)
         await squatter.stop()
 
 
-def test_idle_status_of_a_live_spec_has_no_paper_balances() -> None:
-    report = idle_status(
+def test_the_idle_report_of_a_live_spec_has_no_paper_balances() -> None:
+    report = idle_report(
         {"spec": {"mode": "live", "paper": {"startingBalances": {"USDT": "5"}}}},
         name="x",
         namespace="default",
@@ -208,4 +208,4 @@ def test_idle_status_of_a_live_spec_has_no_paper_balances() -> None:
         paused=False,
         last_data_time="2024-01-01T00:00:00Z",
     )
-    assert (report["mode"], report["balances"], report["equity"]) == ("live", {}, "0")
+    assert (report.mode, report.balances, report.equity) == ("live", {}, "0")

@@ -163,7 +163,7 @@ async def test_live_engine_trades_only_while_approved(live: Scenario) -> None:
 
         first = await status()
         assert first["mode"] == "live"
-        assert first["last_reconcile"]["result"] == "ok"
+        assert first["lastReconcile"]["result"] == "ok"
 
         async def filled() -> dict[str, Any] | None:
             report = await status()
@@ -173,7 +173,7 @@ async def test_live_engine_trades_only_while_approved(live: Scenario) -> None:
         orders = _our_orders(live)
         assert orders and all(cid.startswith(_prefix(live)) for cid in orders), orders
         assert _sim(live).trades(KEY.api_key)
-        assert report["risk_state"] == "ACTIVE"
+        assert report["riskState"] == "ACTIVE"
 
         async def shown() -> bool:
             # the operator's status poll carries the fill into the TradingEngine
@@ -190,12 +190,12 @@ async def test_live_engine_trades_only_while_approved(live: Scenario) -> None:
 
         async def halted() -> dict[str, Any] | None:
             report = await status()
-            return report if report["risk_state"] == "HALTED" else None
+            return report if report["riskState"] == "HALTED" else None
 
         report = await _until(halted, "the engine to report HALTED")
         # Whichever came first: the operator's halt command, or the engine's own
         # recheck of its mounted approval files (the ConfigMap changes in place).
-        reason = report["risk_state_reason"] or ""
+        reason = report["riskStateReason"] or ""
         assert reason == "control command: halt" or reason.startswith("approval"), reason
 
         async def own_check_revoked() -> dict[str, Any] | None:
@@ -207,14 +207,14 @@ async def test_live_engine_trades_only_while_approved(live: Scenario) -> None:
         report = await _until(own_check_revoked, "the engine's own check to see the revocation")
         assert report["approval"]["valid"] is False
         count = len(_our_orders(live))
-        seen = {report["last_data_time"]}
+        seen = {report["lastDataTime"]}
 
         async def polls_pass() -> bool:
             # three more market-data polls of the engine, the order count unchanged
             assert len(_our_orders(live)) == count, _our_orders(live)[count:]
             current = await status()
-            assert current["risk_state"] == "HALTED"
-            seen.add(current["last_data_time"])
+            assert current["riskState"] == "HALTED"
+            seen.add(current["lastDataTime"])
             return len(seen) > 3
 
         await _until(polls_pass, "three engine polls after the halt")

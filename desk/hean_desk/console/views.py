@@ -540,9 +540,9 @@ def reconcile_panel(engine: Mapping[str, Any], report: EngineReport | None) -> s
         ),
     ]
     rows = [
-        f"<tr><td>{e(ccy)}</td><td class=num>{e(money(v.get('engine')))}</td>"
-        f"<td class=num>{e(money(v.get('exchange')))}</td>"
-        f"<td class=num>{e(money(v.get('difference')))}</td></tr>"
+        f"<tr><td>{e(ccy)}</td><td class=num>{e(money(v.engine))}</td>"
+        f"<td class=num>{e(money(v.exchange))}</td>"
+        f"<td class=num>{e(money(v.difference))}</td></tr>"
         for ccy, v in sorted((last.balances or {}).items())
     ]
     return definition_list(items) + table(

@@ -24,8 +24,6 @@ a key's end of life); then it fails closed as for any other loss.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -36,10 +34,10 @@ from hean_engine.approval.verify import Reason, Verdict, verify
 from hean_engine.control.runtime import ApprovalStatus, Runtime
 from hean_engine.execution.live import GateDecision, LiveGate
 from hean_engine.kernel.engine import KernelEvent, TradingKernel
+from hean_engine.model.clock import SYSTEM_CLOCK, Clock
 from hean_engine.model.errors import ConfigError, UnreadableError
 from hean_engine.model.orders import RiskState
 from hean_engine.model.yamltext import load_one, read_text
-from hean_engine.net.retry import Sleep
 from hean_engine.telemetry.logs import LogThrottle, get_logger
 
 log = get_logger("hean.engine.approval")
@@ -58,7 +56,7 @@ UNCHECKED_GRACE_SECONDS = 30.0
 class ApprovalGate:
     """`LiveGate` over a directory holding `approval.yaml` and `trust/`."""
 
-    def __init__(self, approval_dir: Path, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, approval_dir: Path, clock: Clock = SYSTEM_CLOCK) -> None:
         self.approval_dir = approval_dir
         self._clock = clock
 
@@ -74,7 +72,7 @@ class ApprovalGate:
         `at` (Unix seconds) replaces the gate's clock: the running engine's
         watch passes its own injected clock, so its timers and the verdict agree.
         """
-        now = datetime.fromtimestamp(self._clock() if at is None else at, tz=UTC)
+        now = datetime.fromtimestamp(self._clock.now() if at is None else at, tz=UTC)
         path = self.approval_dir / APPROVAL_FILE
         if not path.exists():
             return Verdict(False, Reason.MALFORMED, f"no LiveApproval at {path}")
@@ -117,8 +115,7 @@ class ApprovalWatch:
         kernel: TradingKernel,
         runtime: Runtime,
         *,
-        clock: Callable[[], float],
-        sleep: Sleep,
+        clock: Clock,
         interval: float = RECHECK_SECONDS,
     ) -> None:
         self.gate = gate
@@ -128,7 +125,6 @@ class ApprovalWatch:
         self.kernel = kernel
         self.runtime = runtime
         self._clock = clock
-        self._sleep = sleep
         self.policy = spec.live.on_approval_loss
         self.next_change: float | None = None
         self.lost_reason: str | None = None
@@ -146,7 +142,7 @@ class ApprovalWatch:
     def check(self) -> ApprovalStatus:
         """Ask the gate now; update /status and act on a loss."""
         self.checks += 1
-        now = self._clock()
+        now = self._clock.now()
         if isinstance(self.gate, ApprovalGate):
             verdict = self.gate.verdict(self.identity, self.spec, at=now)
             status = ApprovalStatus(
@@ -238,13 +234,13 @@ class ApprovalWatch:
         """Seconds until the next check: the regular interval, or sooner at a known change."""
         wait = self.interval
         if self.next_change is not None:
-            wait = min(wait, self.next_change - self._clock())
+            wait = min(wait, self.next_change - self._clock.now())
         return max(wait, 0.0)
 
     async def run(self) -> None:
         """Check, sleep until the next check, forever (the first check is `check()` at start)."""
         while True:
-            await self._sleep(self.delay())
+            await self._clock.sleep(self.delay())
             try:
                 self.check()
             except Exception as exc:
@@ -254,7 +250,7 @@ class ApprovalWatch:
                     False,
                     Reason.MALFORMED.value,
                     f"the approval check failed: {type(exc).__name__}",
-                    checked_at=self._clock(),
+                    checked_at=self._clock.now(),
                 )
                 self.runtime.approval = status
                 self.next_change = None

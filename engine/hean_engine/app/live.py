@@ -20,22 +20,29 @@ Fail closed, in this order:
 from __future__ import annotations
 
 import asyncio
-import random
-from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
 
+from hean_contract.report import (
+    BalanceComparison,
+    ForeignOrder,
+    JournalReport,
+    LiveReport,
+    OrderCounts,
+    ReconcileCounts,
+    ReconcileReport,
+)
 from hean_contract.spec import RiskPolicy
 from hean_engine.app.assembly import Engine
 from hean_engine.control.runtime import Runtime
 from hean_engine.execution.journal import JournaledIntent
 from hean_engine.execution.live_venue import LiveVenue, describe
 from hean_engine.execution.reconcile import Comparison, compare
+from hean_engine.model.clock import Clock
 from hean_engine.model.money import fmt, price_to_decimal
 from hean_engine.model.orders import RiskState
 from hean_engine.model.timefmt import ms_to_iso
-from hean_engine.net.retry import RetryPolicy, Sleep
+from hean_engine.net.retry import RetryPolicy
 from hean_engine.telemetry.logs import get_logger
 
 log = get_logger("hean.engine.live")
@@ -63,6 +70,9 @@ class ReconcileCounters:
             "inconclusive": self.inconclusive,
         }
 
+    def report(self) -> ReconcileCounts:
+        return ReconcileCounts(**self.as_dict())
+
 
 class LiveSession:
     def __init__(
@@ -71,9 +81,7 @@ class LiveSession:
         venue: LiveVenue,
         runtime: Runtime,
         *,
-        clock: Callable[[], float],
-        sleep: Sleep,
-        rng: random.Random | None = None,
+        clock: Clock,
         policy: RetryPolicy | None = None,
     ) -> None:
         self.engine = engine
@@ -81,8 +89,6 @@ class LiveSession:
         self.runtime = runtime
         self.spec = engine.spec.live
         self._clock = clock
-        self._sleep = sleep
-        self._rng = rng or random.Random()
         self._policy = policy or RetryPolicy(base_delay=0.5, max_delay=30.0, max_attempts=None)
         self.counters = ReconcileCounters()
         self.drift_since: float | None = None
@@ -111,7 +117,7 @@ class LiveSession:
                 self.counters.failed += 1
                 self._report("failed", reason=f"start-up: {describe(exc)}")
                 log.warning("start-up reconcile failed", attempt=attempt, error=describe(exc))
-                await self._sleep(self._policy.delay(attempt, None, self._rng))
+                await self._clock.sleep(self._policy.delay(attempt, None, self._clock.rng))
 
     async def _start_once(self, pending: list[JournaledIntent]) -> None:
         venue = self.venue
@@ -159,7 +165,7 @@ class LiveSession:
         while True:
             faulted = await self._wait_interval_or_fault()
             if faulted:
-                await self._sleep(_AFTER_FAULT_SECONDS)
+                await self._clock.sleep(_AFTER_FAULT_SECONDS)
             await self.reconcile_once()
 
     async def _wait_interval_or_fault(self) -> bool:
@@ -172,7 +178,7 @@ class LiveSession:
         if event.is_set():
             return True
         waiter = asyncio.ensure_future(event.wait())
-        timer = asyncio.ensure_future(self._sleep(seconds))
+        timer = asyncio.ensure_future(self._clock.sleep(seconds))
         try:
             done, _ = await asyncio.wait({waiter, timer}, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -216,7 +222,7 @@ class LiveSession:
             return "ok"
         self.counters.drift += 1
         if self.drift_since is None:
-            self.drift_since = self._clock()
+            self.drift_since = self._clock.now()
             log.error("books drifted from the exchange", detail=comparison.summary())
         self._report("drift", comparison=comparison)
         kernel = self.engine.kernel
@@ -230,26 +236,19 @@ class LiveSession:
     def _report(
         self, result: str, *, comparison: Comparison | None = None, reason: str = ""
     ) -> None:
-        now = self._clock()
-        report: dict[str, Any] = {"result": result, "time": ms_to_iso(int(now * 1000))}
-        if reason:
-            report["reason"] = reason
-        if comparison is not None:
-            report["balances"] = {
-                b.currency: {
-                    "engine": fmt(b.engine),
-                    "exchange": fmt(b.exchange),
-                    "difference": fmt(b.difference),
-                }
-                for b in comparison.balances
-            }
-            report["difference_value"] = fmt(comparison.difference_value)
-            report["tolerance"] = fmt(comparison.tolerance)
-            report["foreign_orders"] = comparison.foreign_orders
-            report["summary"] = comparison.summary()
-        if self.drift_since is not None and result == "drift":
-            report["drift_since"] = ms_to_iso(int(self.drift_since * 1000))
-        self.runtime.last_reconcile = report
+        c = comparison
+        drift_since = self.drift_since if result == "drift" else None
+        self.runtime.last_reconcile = ReconcileReport(
+            result=result,
+            time=_iso(self._clock.now()),
+            reason=reason or None,
+            balances=_balances(c) if c is not None else None,
+            difference_value=fmt(c.difference_value) if c is not None else None,
+            tolerance=fmt(c.tolerance) if c is not None else None,
+            foreign_orders=_foreign_orders(c) if c is not None else None,
+            summary=c.summary() if c is not None else None,
+            drift_since=_iso(drift_since) if drift_since is not None else None,
+        )
 
     def _price(self) -> Decimal | None:
         mark = self.engine.ledger.mark_price
@@ -273,33 +272,51 @@ class LiveSession:
             "journal_compactions": self.venue.journal.compactions,
         }
 
-    def status(self) -> dict[str, Any]:
+    def report(self) -> LiveReport:
         """The live part of /status."""
         stats = self.venue.stats
-        return {
-            "reconciles": self.counters.as_dict(),
-            "drift": self.drift_since is not None,
-            "journal": {
-                "path": str(self.venue.journal.path),
-                "writes": self.venue.journal.writes,
-                "unresolved": len(self.venue.journal.intents),
-                "bytes": self.venue.journal.size,
-                "compactions": self.venue.journal.compactions,
-                "recovered": dict(self.journal_recovery),
-            },
-            "orders": {
-                "submissions": stats.submissions,
-                "acknowledged": stats.acks,
-                "unknown_outcomes": stats.unknown_outcomes,
-                "lookups": stats.lookups,
-                "lookups_found": stats.lookups_found,
-                "lookups_absent": stats.lookups_absent,
-                "resends": stats.resends,
-                "duplicates_refused": stats.duplicates_refused,
-                "not_placed": stats.exchange_rejections,
-                "in_flight": self.venue.in_flight,
-                "adopted": stats.adopted,
-                "foreign_fills": stats.foreign_fills,
-            },
-            "exchange_call_failures": stats.call_failures,
-        }
+        journal = self.venue.journal
+        return LiveReport(
+            reconciles=self.counters.report(),
+            drift=self.drift_since is not None,
+            journal=JournalReport(
+                path=str(journal.path),
+                writes=journal.writes,
+                unresolved=len(journal.intents),
+                bytes=journal.size,
+                compactions=journal.compactions,
+                recovered=dict(self.journal_recovery),
+            ),
+            orders=OrderCounts(
+                submissions=stats.submissions,
+                acknowledged=stats.acks,
+                unknown_outcomes=stats.unknown_outcomes,
+                lookups=stats.lookups,
+                lookups_found=stats.lookups_found,
+                lookups_absent=stats.lookups_absent,
+                resends=stats.resends,
+                duplicates_refused=stats.duplicates_refused,
+                not_placed=stats.exchange_rejections,
+                in_flight=self.venue.in_flight,
+                adopted=stats.adopted,
+                foreign_fills=stats.foreign_fills,
+            ),
+            exchange_call_failures=stats.call_failures,
+        )
+
+
+def _iso(seconds: float) -> str:
+    return ms_to_iso(int(seconds * 1000))
+
+
+def _foreign_orders(comparison: Comparison) -> list[ForeignOrder]:
+    return [ForeignOrder.model_validate(order) for order in comparison.foreign_orders]
+
+
+def _balances(comparison: Comparison) -> dict[str, BalanceComparison]:
+    return {
+        b.currency: BalanceComparison(
+            engine=fmt(b.engine), exchange=fmt(b.exchange), difference=fmt(b.difference)
+        )
+        for b in comparison.balances
+    }

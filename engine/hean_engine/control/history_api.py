@@ -1,7 +1,8 @@
 """The engine's read API over its history: GET /orders, /fills, /positions, /equity, /events.
 
-Every route needs the bearer token of POST /control (the same file, read on
-each request): the books are the account's business. Without a token file
+Every route needs the token of POST /control (the same file, read on each
+request; `Authorization: Bearer` or, through the API server's pod proxy,
+`X-Hean-Token`): the books are the account's business. Without a token file
 the routes answer 403, like /control.
 
 Query parameters, all optional; anything else, or a bad value, is a 400 that
@@ -22,10 +23,9 @@ on a nearly full volume) and the writer's backlog and failures.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 from collections.abc import Awaitable, Callable, Iterator
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiohttp import web
@@ -33,14 +33,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from hean_engine.control.metrics import PREFIX
-from hean_engine.control.server import (
-    AUTH,
-    REGISTRY,
-    RUNTIME,
-    _presented_token,
-    _read_token,
-    _refused,
-)
+from hean_engine.control.server import REGISTRY, RUNTIME, _authorize
 from hean_engine.history.recorder import HistoryRecorder
 from hean_engine.history.store import (
     MAX_PAGE,
@@ -54,10 +47,14 @@ from hean_engine.history.store import (
 )
 from hean_engine.model.money import fmt
 from hean_engine.model.timefmt import ms_to_iso
+from hean_engine.telemetry.logs import get_logger
+
+log = get_logger("hean.control.history")
 
 HISTORY = web.AppKey("history", HistoryRecorder)
 DEFAULT_LIMIT = 100
 _WINDOW_PARAMS = frozenset({"from", "to", "limit", "cursor"})
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class BadQuery(Exception):
@@ -82,7 +79,8 @@ def parse_time(name: str, value: str) -> int:
         ) from None
     if moment.tzinfo is None:
         raise BadQuery(f"{name}: {_shown(value)} has no time zone (add Z or an offset)")
-    return int(moment.timestamp() * 1000)
+    # Integer arithmetic: a float timestamp x 1000 can land a millisecond short.
+    return (moment - _EPOCH) // timedelta(milliseconds=1)
 
 
 def _int(name: str, value: str, low: int, high: int) -> int:
@@ -205,23 +203,6 @@ def _json(payload: Any, status: int = 200, headers: dict[str, str] | None = None
     )
 
 
-def _refusal(request: web.Request) -> web.Response | None:
-    """None when the request carries the control token; else the 401/403 to send."""
-    token = _read_token(request.app[AUTH].token_file)
-    if token is None:
-        _refused(request, "history disabled: no token file")
-        return _json({"error": "the history API is disabled: the engine has no control token"}, 403)
-    presented = _presented_token(request)
-    if presented is None or not hmac.compare_digest(
-        presented.encode("ascii"), token.encode("utf-8")
-    ):
-        reason = "missing bearer token" if presented is None else "wrong bearer token"
-        _refused(request, reason)
-        challenge = {"WWW-Authenticate": 'Bearer realm="hean-engine"'}
-        return _json({"error": f"unauthorized: {reason}"}, 401, headers=challenge)
-    return None
-
-
 Reader = Callable[[HistoryRecorder, Window, dict[str, bool]], dict[str, Any]]
 
 
@@ -229,7 +210,9 @@ def _route(
     reader: Reader, flags: frozenset[str] = frozenset()
 ) -> Callable[[web.Request], Awaitable[web.Response]]:
     async def handler(request: web.Request) -> web.Response:
-        refused = _refusal(request)
+        # The control token, as POST /control takes it (bearer, or X-Hean-Token
+        # through the API server's pod proxy); refusals counted as "history".
+        refused = _authorize(request, "history")
         if refused is not None:
             return refused
         try:
@@ -237,8 +220,12 @@ def _route(
         except BadQuery as exc:
             return _json({"error": str(exc)}, 400)
         recorder = request.app[HISTORY]
-        # The store blocks (a disk, a database): never on the event loop.
-        payload = await asyncio.to_thread(reader, recorder, window, flag_values)
+        try:
+            # The store blocks (a disk, a database): never on the event loop.
+            payload = await asyncio.to_thread(reader, recorder, window, flag_values)
+        except Exception as exc:  # a database down: the caller may ask again
+            log.warning("history read failed", path=request.path, error=type(exc).__name__)
+            return _json({"error": f"history store unavailable: {type(exc).__name__}"}, 503)
         return _json(payload)
 
     return handler

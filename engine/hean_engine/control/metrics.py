@@ -130,7 +130,7 @@ class EngineCollector(Collector):
         yield gauge(
             "loop_lag_seconds", "How late the event loop ran a scheduled wake-up.", rt.loop_lag
         )
-        now = rt.clock()
+        now = rt.clock.now()
         data_ms = last_data_ms(rt)
         age = now - data_ms / 1000 if data_ms else now - rt.started
         yield gauge(
@@ -220,14 +220,14 @@ def _live_metrics(
         "Rewrites of the intent journal down to its unresolved intents.",
         values["journal_compactions"],
     )
-    report = rt.last_reconcile or {}
+    report = rt.last_reconcile
     yield gauge(
         "exchange_drift",
         "1 while the books differ from the exchange's beyond the tolerance (or a foreign "
         "order is open).",
-        1 if report.get("result") == "drift" else 0,
+        1 if report is not None and report.result == "drift" else 0,
     )
-    value = report.get("difference_value")
+    value = report.difference_value if report is not None else None
     yield gauge(
         "exchange_drift_value",
         "Difference between the books and the exchange, valued in the quote currency.",
@@ -236,7 +236,7 @@ def _live_metrics(
     yield gauge(
         "foreign_open_orders",
         "Open orders on the account that this engine did not send.",
-        len(report.get("foreign_orders") or ()),
+        len(report.foreign_orders or ()) if report is not None else 0,
     )
     results = CounterMetricFamily(
         f"{PREFIX}_reconciles",

@@ -7,29 +7,28 @@ kernel's state), so they are testable without a network or an exchange.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Literal, Protocol
 
+from hean_contract.commands import Command
+from hean_contract.report import ApprovalReport, LiveReport, ReconcileReport
 from hean_contract.spec import EngineIdentity, TradingEngineSpec
 from hean_engine.data.exchange_feed import FeedHealth
 from hean_engine.kernel.engine import TradingKernel
+from hean_engine.model.clock import SYSTEM_CLOCK, Clock
 from hean_engine.model.orders import RiskState
 from hean_engine.model.timefmt import ms_to_iso
 from hean_engine.telemetry.logs import LogThrottle
 
 RunMode = Literal["paper", "live", "replay"]
-# `resume` only unpauses; `reset-halt` is the one command that lifts a HALTED or
-# REDUCING risk state (the operator sends it only when a user toggles spec.halt).
-Command = Literal["pause", "resume", "reduce", "halt", "reset-halt"]
-COMMANDS: tuple[Command, ...] = ("pause", "resume", "reduce", "halt", "reset-halt")
 
 
 class LiveView(Protocol):
     """What the control layer reads of a live session (`app.live.LiveSession`)."""
 
-    def status(self) -> dict[str, Any]: ...
+    def report(self) -> LiveReport:
+        """The live part of /status."""
+        ...
 
     def metrics(self) -> dict[str, float]:
         """Counters and gauges by metric name (without the prefix)."""
@@ -49,15 +48,16 @@ class ApprovalStatus:
     expires_at: float | None = None  # Unix seconds
     checked_at: float | None = None
 
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "valid": self.valid,
-            "reason": self.reason,
-            "message": self.message,
-            "key_ids": list(self.key_ids),
-            "expires_at": _iso(self.expires_at),
-            "checked_at": _iso(self.checked_at),
-        }
+    def report(self) -> ApprovalReport:
+        """Its part of /status (times as RFC 3339; the seconds stay here for the gauges)."""
+        return ApprovalReport(
+            valid=self.valid,
+            reason=self.reason,
+            message=self.message,
+            key_ids=list(self.key_ids),
+            expires_at=_iso(self.expires_at),
+            checked_at=_iso(self.checked_at),
+        )
 
 
 @dataclass
@@ -82,12 +82,13 @@ class Runtime:
     mode: RunMode
     run_id: str
     feed: FeedHealth | None = None
-    started: float = field(default_factory=time.time)
-    clock: Callable[[], float] = time.time
+    clock: Clock = SYSTEM_CLOCK
+    # Unix seconds; 0 means "when this Runtime was made", on its clock.
+    started: float = 0.0
     # Seconds without a successful market data poll after which the engine is not ready.
     stale_after: float = 180.0
     # Live mode: the result of the last reconcile with the exchange (None until one ran).
-    last_reconcile: dict[str, Any] | None = None
+    last_reconcile: ReconcileReport | None = None
     reconcile_required: bool = False
     # Live mode: the session with the exchange (its /status part and counters).
     live: LiveView | None = None
@@ -98,6 +99,10 @@ class Runtime:
     control_requests: dict[tuple[str, str], int] = field(default_factory=dict)
     connections: ConnectionStats = field(default_factory=ConnectionStats)
 
+    def __post_init__(self) -> None:
+        if not self.started:
+            self.started = self.clock.now()
+
     def readiness(self) -> tuple[bool, str]:
         """Ready once market data flows (and, in live, the startup reconcile passed)."""
         if self.stopping:
@@ -105,11 +110,11 @@ class Runtime:
         feed = self.feed
         if feed is None or feed.last_ok is None:
             return False, "waiting for market data"
-        age = self.clock() - feed.last_ok
+        age = self.clock.now() - feed.last_ok
         if age > self.stale_after:
             return False, f"market data stale: last successful poll {age:.0f}s ago"
         if self.reconcile_required and (
-            self.last_reconcile is None or self.last_reconcile.get("result") != "ok"
+            self.last_reconcile is None or self.last_reconcile.result != "ok"
         ):
             return False, "waiting for a clean reconcile with the exchange"
         return True, "ready"

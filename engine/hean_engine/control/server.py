@@ -40,11 +40,13 @@ import structlog
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from pydantic import ValidationError
 
+from hean_contract.commands import COMMANDS, ControlRequest
 from hean_engine.control.metrics import build_registry
-from hean_engine.control.runtime import COMMANDS, ConnectionStats, Runtime, apply_command
+from hean_engine.control.runtime import ConnectionStats, Runtime, apply_command
 from hean_engine.control.smoke_order import test_order_handler
-from hean_engine.control.status import build_status
+from hean_engine.control.status import status_document
 from hean_engine.model.errors import HeanError
 from hean_engine.telemetry.logs import REDACTOR, get_logger
 
@@ -149,7 +151,7 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 async def status(request: web.Request) -> web.Response:
-    return _json(build_status(request.app[RUNTIME]))
+    return _json(status_document(request.app[RUNTIME]))
 
 
 def _read_token(path: Path | None) -> str | None:
@@ -241,6 +243,21 @@ async def _command_body(request: web.Request, limits: ServerLimits) -> tuple[Any
         return None, _BODY_HINT
 
 
+def _control_request(body: Any) -> tuple[ControlRequest | None, str | None]:
+    """(the request, None) or (None, why it is refused, naming the field)."""
+    try:
+        return ControlRequest.model_validate(body), None
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = first["loc"]
+        if first["type"] == "extra_forbidden" and loc:
+            # The field's name as sent, cut: it is the caller's text.
+            return None, f"{json.dumps(str(loc[0]))[:40]}: not a field (a request has only command)"
+    command = body.get("command") if isinstance(body, dict) else None
+    shown = json.dumps(command)[:40]
+    return None, f"command: must be one of {', '.join(COMMANDS)}, got {shown}"
+
+
 def _authorize(request: web.Request, command: str) -> web.Response | None:
     """None when the request carries the control token; else the 403/401 to send.
 
@@ -275,11 +292,11 @@ async def control(request: web.Request) -> web.Response:
     if problem is not None:
         runtime.count_control("any", "invalid")
         return _json({"error": problem}, 400)
-    command = body.get("command") if isinstance(body, dict) else None
-    if command not in COMMANDS:
+    parsed, problem = _control_request(body)
+    if parsed is None:
         runtime.count_control("any", "invalid")
-        shown = json.dumps(command)[:40]
-        return _json({"error": f"command: must be one of {', '.join(COMMANDS)}, got {shown}"}, 400)
+        return _json({"error": problem}, 400)
+    command = parsed.command
     apply_command(runtime.kernel, command)
     runtime.count_control(command, "ok")
     risk = runtime.kernel.risk

@@ -17,15 +17,14 @@ going through outages (the policy retries for ever) and says so in its
 
 from __future__ import annotations
 
-import asyncio
 import functools
-import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from hean_engine.model.clock import SYSTEM_CLOCK, Clock, now_ms
 from hean_engine.model.market import Candle, Trade
-from hean_engine.net.retry import RetryPolicy, Sleep, call_with_retry, parse_retry_after
+from hean_engine.net.retry import RetryPolicy, call_with_retry, parse_retry_after
 
 
 @dataclass(slots=True)
@@ -57,8 +56,7 @@ class ExchangeFeed:
         timeframe_ms: int,
         settings: FeedSettings = FeedSettings(),
         policy: RetryPolicy = RetryPolicy(max_attempts=None),  # noqa: B008
-        clock: Callable[[], float] = time.time,
-        sleep: Sleep = asyncio.sleep,
+        clock: Clock = SYSTEM_CLOCK,
         on_retry: Callable[[str, int, BaseException, float], None] | None = None,
     ) -> None:
         self._client = client
@@ -68,7 +66,6 @@ class ExchangeFeed:
         self._settings = settings
         self._policy = policy
         self._clock = clock
-        self._sleep = sleep
         self._on_retry = on_retry
         self.health = FeedHealth()
         self._last_candle_ts = -1
@@ -90,13 +87,13 @@ class ExchangeFeed:
             call,
             policy=self._policy,
             what=what,
-            sleep=self._sleep,
+            clock=self._clock,
             retry_after=lambda: parse_retry_after(
-                getattr(self._client, "last_response_headers", None), self._clock()
+                getattr(self._client, "last_response_headers", None), self._clock.now()
             ),
             on_retry=retried,
         )
-        self.health.last_ok = self._clock()
+        self.health.last_ok = self._clock.now()
         self.health.last_error = None
         return result
 
@@ -127,10 +124,10 @@ class ExchangeFeed:
             )
             for candle in self._closed_candles(rows):
                 yield candle
-            await self._sleep(self._settings.poll_interval)
+            await self._clock.sleep(self._settings.poll_interval)
 
     def _closed_candles(self, rows: list[list[Any]]) -> list[Candle]:
-        now_ms = int(self._clock() * 1000)
+        now = now_ms(self._clock)
         grace_ms = int(self._settings.close_grace * 1000)
         rows = sorted((row for row in rows if row and row[0] is not None), key=lambda r: r[0])
         closed: list[Candle] = []
@@ -139,7 +136,7 @@ class ExchangeFeed:
             if ts <= self._last_candle_ts:
                 continue
             is_last = index == len(rows) - 1
-            if is_last and ts + self._tf_ms + grace_ms > now_ms:
+            if is_last and ts + self._tf_ms + grace_ms > now:
                 break  # still open
             candle = _candle(row)
             if candle is None:
@@ -172,7 +169,7 @@ class ExchangeFeed:
             )
             for trade in self._new_trades(rows):
                 yield trade
-            await self._sleep(self._settings.poll_interval)
+            await self._clock.sleep(self._settings.poll_interval)
 
     def _new_trades(self, rows: list[dict[str, Any]]) -> list[Trade]:
         fresh: list[Trade] = []

@@ -29,12 +29,12 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from hean_engine.model.clock import Clock, now_ms
 from hean_engine.model.errors import DataError, HeanError
 from hean_engine.model.money import fmt
 
@@ -86,14 +86,14 @@ class Journal:
     def __init__(
         self,
         directory: Path,
-        clock_ms: Callable[[], int],
+        clock: Clock,
         *,
         fsync: bool = True,
         compact_bytes: int = COMPACT_BYTES,
     ) -> None:
         self.directory = directory
         self.path = directory / FILE_NAME
-        self._clock_ms = clock_ms
+        self._clock = clock
         self._fsync = fsync
         self._file: Any = None
         self.intents: dict[str, JournaledIntent] = {}
@@ -132,7 +132,7 @@ class Journal:
         except OSError as exc:
             raise JournalError(f"cannot open journal {self.path}: {exc.strerror}") from None
         self.compactions += 1
-        self._append({"t": "run", "run": self.run_id, "ts": self._clock_ms()})
+        self._append({"t": "run", "run": self.run_id, "ts": now_ms(self._clock)})
         self.compacted_size = self.size
 
     def _maybe_compact(self) -> None:
@@ -225,7 +225,7 @@ class Journal:
         price: Decimal | None,
         tag: str,
     ) -> JournaledIntent:
-        intent = JournaledIntent(cid, side, type_, quantity, price, tag, self._clock_ms())
+        intent = JournaledIntent(cid, side, type_, quantity, price, tag, now_ms(self._clock))
         self._append(_intent_record(intent))
         self.intents[cid] = intent
         return intent
@@ -242,7 +242,7 @@ class Journal:
             "t": "outcome",
             "cid": cid,
             "status": status,
-            "ts": self._clock_ms(),
+            "ts": now_ms(self._clock),
         }
         if exchange_id is not None:
             record["oid"] = exchange_id

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import random
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -43,12 +42,12 @@ import ccxt
 from hean_engine.execution.client_ids import ClientOrderIds
 from hean_engine.execution.journal import Journal, JournaledIntent
 from hean_engine.execution.venue import OrderRecorder, VenueListener
+from hean_engine.model.clock import SYSTEM_CLOCK, Clock, now_ms
 from hean_engine.model.market import Candle, Trade
 from hean_engine.model.money import ZERO, fmt, price_to_decimal
 from hean_engine.model.orders import Fill, Order, OrderStatus, OrderType, Reject, Side
 from hean_engine.net.retry import (
     RetryPolicy,
-    Sleep,
     is_rate_limit,
     is_transient,
     parse_retry_after,
@@ -132,10 +131,8 @@ class LiveVenue:
         ids: ClientOrderIds,
         *,
         recv_window_ms: int,
-        clock: Callable[[], float] = time.time,
-        sleep: Sleep = asyncio.sleep,
+        clock: Clock = SYSTEM_CLOCK,
         policy: RetryPolicy | None = None,
-        rng: random.Random | None = None,
         on_fault: Callable[[str, BaseException], None] | None = None,
     ) -> None:
         self.client = client
@@ -144,9 +141,7 @@ class LiveVenue:
         self.ids = ids
         self.recv_window_ms = recv_window_ms
         self._clock = clock
-        self._sleep = sleep
         self.policy = policy or RetryPolicy(base_delay=0.2, max_delay=10.0, max_attempts=None)
-        self._rng = rng or random.Random()
         self.on_fault = on_fault
         self._listener: VenueListener | None = None
         self.recorder: OrderRecorder | None = None  # the durable history (exchange ids)
@@ -268,7 +263,7 @@ class LiveVenue:
                     self.idle.set()
 
     def _clock_ms(self) -> int:
-        return int(self._clock() * 1000)
+        return now_ms(self._clock)
 
     async def _place(self, live: LiveOrder) -> None:
         attempts = 0
@@ -289,7 +284,7 @@ class LiveVenue:
                     return
                 self.stats.unknown_outcomes += 1
                 self._fault("create_order", exc)
-                await self._sleep(self._backoff(1, exc))
+                await self._clock.sleep(self._backoff(1, exc))
                 found = await self._lookup(live)
                 if found is not None:
                     self._acked(live, found)
@@ -343,13 +338,13 @@ class LiveVenue:
                         self.stats.lookups_absent += 1
                         return None
                     attempt += 1
-                    await self._sleep(max(wait_ms / 1000, self._backoff(attempt, None)))
+                    await self._clock.sleep(max(wait_ms / 1000, self._backoff(attempt, None)))
                     continue
                 except Exception as exc:
                     # Transient or not (an auth error, a 4xx): never guess. Retry.
                     attempt += 1
                     self._fault("fetch_order", exc)
-                    await self._sleep(self._backoff(attempt, exc))
+                    await self._clock.sleep(self._backoff(attempt, exc))
                     continue
                 self.stats.lookups_found += 1
                 return info
@@ -398,7 +393,7 @@ class LiveVenue:
                     return
                 attempt += 1
                 self._fault("cancel_order", exc)
-                await self._sleep(self._backoff(attempt, exc))
+                await self._clock.sleep(self._backoff(attempt, exc))
                 continue  # a cancel is idempotent: a repeat is -2011 at worst
             self._update_from(live, info)
             return
@@ -622,15 +617,15 @@ class LiveVenue:
                 self._fault(what, exc)
                 if not is_transient(exc) or attempt >= 4:
                     raise
-                await self._sleep(self._backoff(attempt, exc))
+                await self._clock.sleep(self._backoff(attempt, exc))
 
     def _backoff(self, attempt: int, exc: BaseException | None) -> float:
         hint = None
         if exc is not None and (is_rate_limit(exc) or isinstance(exc, ccxt.ExchangeNotAvailable)):
             hint = parse_retry_after(
-                getattr(self.client, "last_response_headers", None), self._clock()
+                getattr(self.client, "last_response_headers", None), self._clock.now()
             )
-        return self.policy.delay(attempt, hint, self._rng)
+        return self.policy.delay(attempt, hint, self._clock.rng)
 
     def _fault(self, what: str, exc: BaseException) -> None:
         self.stats.call_failures += 1

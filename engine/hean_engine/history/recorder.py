@@ -97,7 +97,7 @@ class HistoryRecorder:
         self.retention = retention or Retention()
         self._clock = clock
         self._prune_interval = prune_interval
-        self._retry_delay = retry_delay
+        self.retry_delay = retry_delay
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._seq = store.last_seqs()
         self._exchange_ids: dict[str, str] = {}
@@ -377,16 +377,19 @@ class HistoryRecorder:
                         rows=len(batch),
                         attempt=attempt,
                     )
-                if self._stopping.wait(min(30.0, self._retry_delay * 2 ** min(attempt, 5))):
+                if self._stopping.wait(min(30.0, self.retry_delay * 2 ** min(attempt, 5))):
                     log.error("history write abandoned at shutdown", rows=len(batch))
                     self.written += len(batch)
                     return
         self.written += len(batch)
-        for record in batch:
-            if isinstance(record, FillRecord):
-                _log_fill(record)
-            elif isinstance(record, OrderChange):
-                _log_order(record)
+        try:
+            for record in batch:
+                if isinstance(record, FillRecord):
+                    _log_fill(record)
+                elif isinstance(record, OrderChange):
+                    _log_order(record)
+        except Exception:  # noqa: S110 - a log line must never stop the writer
+            pass
         self._measure()
 
     def _measure(self) -> None:
@@ -505,5 +508,6 @@ def open_history(
         migrated_from=store.schema_migrated_from,
         account_epoch=recorder.epoch,
         continued=recorder.restored is not None,
+        retention_days=recorder.retention.days(),
     )
     return recorder

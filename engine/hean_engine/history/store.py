@@ -21,10 +21,11 @@ Decimal is refused. Times are integer milliseconds, UTC.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
@@ -163,16 +164,19 @@ class Retention:
     orders_days: int | None = None
     fills_days: int | None = None
 
-    def cutoffs(self, now_ms: int) -> dict[str, int]:
-        """table -> the time before which its rows go."""
-        days = {
+    def days(self) -> dict[str, int | None]:
+        """table -> days kept (None: for ever)."""
+        return {
             "equity": self.equity_days,
             "events": self.events_days,
             "positions": self.positions_days,
             "orders": self.orders_days,
             "fills": self.fills_days,
         }
-        return {table: now_ms - d * DAY_MS for table, d in days.items() if d is not None}
+
+    def cutoffs(self, now_ms: int) -> dict[str, int]:
+        """table -> the time before which its rows go."""
+        return {t: now_ms - d * DAY_MS for t, d in self.days().items() if d is not None}
 
 
 # -- exact values ---------------------------------------------------------------------
@@ -240,12 +244,29 @@ class _Backend:
     def lock_schema(self) -> None:
         """Serialize migrations between processes (SQLite: BEGIN IMMEDIATE already does)."""
 
+    def recover(self) -> None:
+        """After a failed statement: reconnect if the connection is gone (SQLite: never)."""
+
     def close(self) -> None:
         self.conn.close()
 
 
 class _PostgresBackend(_Backend):
     kind = "postgresql"
+
+    def __init__(self, conn: Any, connect: Callable[[], Any]) -> None:
+        super().__init__(conn)
+        self._connect = connect
+
+    def recover(self) -> None:
+        # A restarted or failed-over server drops its connections: the next
+        # attempt (the writer retries, a reader asks again) gets a new one.
+        if not (self.conn.closed or self.conn.broken):
+            return
+        with contextlib.suppress(Exception):
+            self.conn.close()
+        with contextlib.suppress(Exception):  # still down: the next attempt tries again
+            self.conn = self._connect()
 
     def sql(self, text: str) -> str:
         return text.replace("?", "%s")
@@ -258,6 +279,15 @@ class _PostgresBackend(_Backend):
     def lock_schema(self) -> None:
         # Engines sharing a database may start together: one migrates, the others wait.
         self.conn.execute("LOCK TABLE schema_version IN EXCLUSIVE MODE")
+
+
+@contextmanager
+def _recovering(backend: _Backend) -> Iterator[None]:
+    try:
+        yield
+    except Exception:
+        backend.recover()
+        raise
 
 
 def _sqlite_path(target: str) -> Path:
@@ -286,15 +316,19 @@ def _connect_postgres(url: str) -> _Backend:
         raise ConfigError(
             ["--history: a PostgreSQL URL needs psycopg (pip install 'hean[postgres]')"]
         ) from None
+
+    def connect() -> Any:
+        return psycopg.connect(url, autocommit=True, connect_timeout=10)
+
     try:
-        conn = psycopg.connect(url, autocommit=True, connect_timeout=10)
+        conn = connect()
     except psycopg.Error as exc:
         # The driver's message names host and database, never the password; the
         # exception's type is enough to act on and can carry nothing secret.
         raise HistoryError(
             f"--history: cannot connect to PostgreSQL at {_safe_url(url)}: {type(exc).__name__}"
         ) from None
-    return _PostgresBackend(conn)
+    return _PostgresBackend(conn, connect)
 
 
 def _safe_url(url: str) -> str:
@@ -364,7 +398,7 @@ class HistoryStore:
     def write(self, records: Sequence[Record]) -> None:
         """Write records in one transaction: all or none."""
         backend = self._writer
-        with backend.lock, backend.transaction():
+        with backend.lock, _recovering(backend), backend.transaction():
             for record in records:
                 self._write_one(backend, record)
 
@@ -487,19 +521,24 @@ class HistoryStore:
         """Delete rows older than the retention allows; table -> rows deleted."""
         deleted: dict[str, int] = {}
         backend = self._writer
-        with backend.lock, backend.transaction():
+        with backend.lock, _recovering(backend), backend.transaction():
             for table, cutoff in retention.cutoffs(now_ms).items():
-                cursor = backend.conn.execute(
-                    backend.sql(f"DELETE FROM {table} WHERE engine = ? AND ts < ?"),  # noqa: S608
-                    (self.engine, cutoff),
-                )
+                sql = f"DELETE FROM {table} WHERE engine = ? AND ts < ?"  # noqa: S608
+                params: tuple[Any, ...] = (self.engine, cutoff)
+                if table in _SEQ_TABLES:
+                    # The newest row stays, so that the next seq (and so a reader's
+                    # cursor) never goes back, however old everything is.
+                    sql += f" AND seq < (SELECT MAX(seq) FROM {table} WHERE engine = ?)"  # noqa: S608 - constants
+                    params += (self.engine,)
+                cursor = backend.conn.execute(backend.sql(sql), params)
                 deleted[table] = max(0, int(cursor.rowcount))
         return deleted
 
     # -- reads (any thread) --------------------------------------------------------------
     def _read(self, text: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
-        with self._reader.lock:
-            return self._reader.query(text, params)
+        reader = self._reader
+        with reader.lock, _recovering(reader):
+            return reader.query(text, params)
 
     def _window(
         self, table: str, columns: str, key: str, window: Window

@@ -11,6 +11,8 @@ MINUTE_MS = 60_000
 # RFC 3339 in UTC to the whole second, `2026-11-25T23:00:00Z`: the one spelling of a
 # `datetime` on the wire (Kubernetes timestamps, approval times).
 ISO_SECONDS_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+# The same with microseconds: Kubernetes' MicroTime (an Event's `eventTime`).
+ISO_MICROS_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 
 # Per-day "YYYY-MM-DDT" prefixes (bounded), and the times of day as text.
@@ -60,6 +62,11 @@ def datetime_to_iso(moment: datetime) -> str:
 def now_iso() -> str:
     """The wall-clock time now, as `datetime_to_iso` spells it."""
     return datetime.now(UTC).strftime(ISO_SECONDS_FORMAT)
+
+
+def now_iso_micros() -> str:
+    """The wall-clock time now, to the microsecond (`ISO_MICROS_FORMAT`)."""
+    return datetime.now(UTC).strftime(ISO_MICROS_FORMAT)
 
 
 def iso_to_ms(text: str) -> int:

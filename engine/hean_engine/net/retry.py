@@ -6,7 +6,8 @@ misbehaves": transient failures (network errors, timeouts, 5xx, rate limits)
 are retried with capped exponential backoff and full jitter; a `Retry-After`
 the exchange sent is honoured (never retried sooner); anything else (bad
 symbol, bad request, authentication) is raised at once, since retrying cannot
-fix it. Sleeping and randomness are injected so that tests run on a fake clock.
+fix it. The waits and their jitter come from the engine's `Clock`, so tests
+run on a fake one.
 """
 
 from __future__ import annotations
@@ -21,9 +22,9 @@ from typing import TypeVar
 
 import ccxt
 
-T = TypeVar("T")
+from hean_engine.model.clock import SYSTEM_CLOCK, Clock
 
-Sleep = Callable[[float], Awaitable[None]]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,8 +101,7 @@ async def call_with_retry(
     *,
     policy: RetryPolicy,
     what: str,
-    sleep: Sleep = asyncio.sleep,
-    rng: random.Random | None = None,
+    clock: Clock = SYSTEM_CLOCK,
     retry_after: Callable[[], float | None] = lambda: None,
     on_retry: Callable[[str, int, BaseException, float], None] | None = None,
 ) -> T:
@@ -109,9 +109,9 @@ async def call_with_retry(
 
     `retry_after` reads the server's hint after a failure (for ccxt: from the
     client's last response headers). `on_retry(what, attempt, exc, delay)` is
-    told before each wait, for logs and metrics.
+    told before each wait, for logs and metrics. The waits are `clock`'s sleeps,
+    their jitter its `rng`.
     """
-    rng = rng if rng is not None else random.Random()
     attempt = 0
     while True:
         try:
@@ -123,10 +123,10 @@ async def call_with_retry(
             if policy.max_attempts is not None and attempt >= policy.max_attempts:
                 raise RetriesExhausted(f"{what}: gave up after {attempt} attempts") from exc
             hint = retry_after() if is_rate_limit(exc) or _is_unavailable(exc) else None
-            delay = policy.delay(attempt, hint, rng)
+            delay = policy.delay(attempt, hint, clock.rng)
             if on_retry is not None:
                 on_retry(what, attempt, exc, delay)
-            await sleep(delay)
+            await clock.sleep(delay)
 
 
 def _is_unavailable(exc: BaseException) -> bool:

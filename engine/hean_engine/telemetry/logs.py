@@ -17,12 +17,13 @@ import logging
 import re
 import sys
 import threading
-import time
 import uuid
-from collections.abc import Callable, Hashable, MutableMapping
+from collections.abc import Hashable, MutableMapping
 from typing import Any, TextIO
 
 import structlog
+
+from hean_engine.model.clock import SYSTEM_CLOCK, Clock
 
 REDACTED = "[REDACTED]"
 _SIGNATURE = re.compile(r"(signature=)[0-9A-Za-z%+/=_-]+")
@@ -73,12 +74,11 @@ class LogThrottle:
     """At most one line per key per `interval` seconds (a flood of refusals, a failing read).
 
     `allow(key)` answers None when the line is to be left out, or how many lines
-    of that key were left out since the last one written (to log with it).
+    of that key were left out since the last one written (to log with it). Time
+    is the engine's `Clock` (a watch on a fake clock throttles on that clock).
     """
 
-    def __init__(
-        self, interval: float = THROTTLE_SECONDS, clock: Callable[[], float] = time.monotonic
-    ) -> None:
+    def __init__(self, interval: float = THROTTLE_SECONDS, clock: Clock = SYSTEM_CLOCK) -> None:
         self.interval = interval
         self._clock = clock
         self._last: dict[Hashable, float] = {}
@@ -86,7 +86,7 @@ class LogThrottle:
         self._lock = threading.Lock()
 
     def allow(self, key: Hashable) -> int | None:
-        now = self._clock()
+        now = self._clock.now()
         with self._lock:
             last = self._last.get(key)
             if last is not None and now - last < self.interval:

@@ -9,6 +9,9 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import aiohttp
+from pydantic import ValidationError
+
+from hean_contract.report import EngineReport
 
 # `reset-halt` lifts a HALTED/REDUCING risk state; it is sent only when a user sets
 # spec.halt from true to false (handlers.engines.halt_changed), never by a poll.
@@ -33,7 +36,18 @@ class EngineClient:
         self._timeout = aiohttp.ClientTimeout(total=timeout)
 
     async def status(self, base_url: str) -> dict[str, Any]:
-        return await self._request("GET", f"{base_url}/status", token=None, body=None)
+        """The engine's report, keyed by `EngineReport`'s field names (snake_case).
+
+        The engine writes camelCase (engine images before it wrote these field
+        names; both validate). The handlers still read the report as a dict by
+        field name until they take the typed `EngineReport`; a document that is
+        not a whole report (a stand-in engine) is passed on as it came.
+        """
+        payload = await self._request("GET", f"{base_url}/status", token=None, body=None)
+        try:
+            return EngineReport.model_validate(payload).model_dump(mode="json")
+        except ValidationError:
+            return payload
 
     async def control(self, base_url: str, token: str, command: Command) -> dict[str, Any]:
         return await self._request(

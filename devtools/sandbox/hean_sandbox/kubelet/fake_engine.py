@@ -14,21 +14,22 @@ What it answers:
 
 - `GET /healthz` `{"status": "ok"}`; `GET /readyz` `{"ready": true, ...}`
   (always ready: the fake pod is reported Ready at once anyway).
-- `GET /status`: the keys of the real document
-  (`hean_engine.control.status.build_status`) for an idle paper engine that
-  has not traded: no position, no orders, no fills; `balances` are the
-  spec's `paper.startingBalances` and `equity` the quote currency's starting
+- `GET /status`: the real engine's report type (`hean_contract.report.EngineReport`,
+  camelCase on the wire) for an idle paper engine that has not traded: no
+  position, no orders, no fills; `balances` are the spec's
+  `paper.startingBalances` and `equity` the quote currency's starting
   balance ("0" when there is none); `mode`, `exchange`, `symbol`, `strategy`
   and `generation` come from the engine config in the pod's ConfigMap (read
   once, on the first request, so starting a fake pod costs no API call);
-  defaults when there is no such ConfigMap. `last_data_time` is the time the
+  defaults when there is no such ConfigMap. `lastDataTime` is the time the
   fake engine started and never moves, so an idle engine's status is stable.
   `spec.paused` and `spec.halt` of that config are honoured at start, as a
   real engine reads them from its config.
-- `POST /control` with `{"command": "pause" | "resume" | "reduce" | "halt" |
-  "reset-halt"}`: changes `paused` / `risk_state` / `risk_state_reason` as the
-  real kernel does (`resume` only unpauses; `reset-halt` alone returns to
-  ACTIVE) and answers as the real engine does. Unlike the real engine it
+- `POST /control` with a `hean_contract.commands.ControlRequest`
+  (`{"command": "pause" | "resume" | "reduce" | "halt" | "reset-halt"}`):
+  changes `paused` / `riskState` / `riskStateReason` as the real kernel
+  does (`resume` only unpauses; `reset-halt` alone returns to ACTIVE) and
+  answers as the real engine does. Unlike the real engine it
   does NOT check the bearer token: any caller may steer a fake engine (the
   sandbox binds only to loopback).
   `commands` keeps what it was told, for tests.
@@ -45,26 +46,24 @@ import json
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
 import yaml
 from aiohttp import web
+from pydantic import ValidationError
 
+from hean_contract.commands import COMMANDS, ControlRequest
+from hean_contract.report import EngineReport
+from hean_engine.model.timefmt import now_iso
 from hean_sandbox.kubelet.api import ApiError, KubeApi
 
 log = logging.getLogger("hean.sandbox.kubelet.fake_engine")
 
-COMMANDS = ("pause", "resume", "reduce", "halt", "reset-halt")
 HTTP_PORT_NAME = "http"
 BIND_ATTEMPTS = 20
 
 ConfigLoader = Callable[[], Awaitable[dict[str, Any] | None]]
-
-
-def _now_iso() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _json(payload: Any, status: int = 200) -> web.Response:
@@ -75,7 +74,7 @@ def _json(payload: Any, status: int = 200) -> web.Response:
     )
 
 
-def idle_status(
+def idle_report(
     manifest: dict[str, Any] | None,
     *,
     name: str,
@@ -85,8 +84,8 @@ def idle_status(
     risk_state_reason: str,
     paused: bool,
     last_data_time: str,
-) -> dict[str, Any]:
-    """The /status document of an idle engine that has not traded (same keys as the real one)."""
+) -> EngineReport:
+    """The report of an idle engine that has not traded (the real engine's type)."""
     meta = (manifest or {}).get("metadata") or {}
     spec = (manifest or {}).get("spec") or {}
     symbol = str((spec.get("market") or {}).get("symbol") or "BTC/USDT")
@@ -96,38 +95,39 @@ def idle_status(
         starting = (spec.get("paper") or {}).get("startingBalances") or {}
         balances = {str(ccy): str(amount) for ccy, amount in sorted(starting.items())}
     quote = symbol.split("/")[-1]
-    return {
-        "name": str(meta.get("name") or name),
-        "namespace": str(meta.get("namespace") or namespace),
-        "generation": int(meta.get("generation") or 1),
-        "run_id": run_id,
-        "mode": mode,
-        "exchange": str((spec.get("exchange") or {}).get("id") or ""),
-        "symbol": symbol,
-        "strategy": str((spec.get("strategy") or {}).get("name") or ""),
-        "ready": True,
-        "ready_reason": "fake engine (sandbox stand-in for scale tests)",
-        "risk_state": risk_state,
-        "risk_state_reason": risk_state_reason,
-        "paused": paused,
-        "position": "0",
-        "balances": balances,
-        "equity": balances.get(quote, "0"),
-        "pnl": "0",
-        "max_drawdown": "0",
-        "fees": "0",
-        "open_orders": [],
-        "orders_submitted": 0,
-        "orders_closed": {},
-        "fills": 0,
-        "rejections": {},
-        "events": 0,
-        "last_data_time": last_data_time,
-        "last_reconcile": None,
-        "live": None,
-        "approval": None,  # the real engine's LiveApproval check: a fake checks nothing
-        "recent_events": [],
-    }
+    return EngineReport(
+        name=str(meta.get("name") or name),
+        namespace=str(meta.get("namespace") or namespace),
+        generation=int(meta.get("generation") or 1),
+        run_id=run_id,
+        mode=mode,
+        exchange=str((spec.get("exchange") or {}).get("id") or ""),
+        symbol=symbol,
+        strategy=str((spec.get("strategy") or {}).get("name") or ""),
+        ready=True,
+        ready_reason="fake engine (sandbox stand-in for scale tests)",
+        risk_state=risk_state,
+        risk_state_reason=risk_state_reason,
+        paused=paused,
+        position="0",
+        balances=balances,
+        equity=balances.get(quote, "0"),
+        pnl="0",
+        max_drawdown="0",
+        fees="0",
+        open_orders=[],
+        orders_submitted=0,
+        orders_closed={},
+        fills=0,
+        rejections={},
+        events=0,
+        last_data_time=last_data_time,
+        # The real engine's reconcile and LiveApproval check: a fake checks nothing.
+        last_reconcile=None,
+        live=None,
+        approval=None,
+        recent_events=[],
+    )
 
 
 class FakeEngine:
@@ -154,7 +154,7 @@ class FakeEngine:
         self._manifest: dict[str, Any] | None = None
         self._loaded = config is None
         self._run_id = f"fake-{uuid.uuid4().hex[:12]}"
-        self._started_at = _now_iso()
+        self._started_at = now_iso()
         self._runner: web.AppRunner | None = None
 
     @property
@@ -212,18 +212,17 @@ class FakeEngine:
 
     async def _status(self, request: web.Request) -> web.Response:
         manifest = await self._manifest_once()
-        return _json(
-            idle_status(
-                manifest,
-                name=self.name,
-                namespace=self.namespace,
-                run_id=self._run_id,
-                risk_state=self.risk_state,
-                risk_state_reason=self.risk_state_reason,
-                paused=self.paused,
-                last_data_time=self._started_at,
-            )
+        report = idle_report(
+            manifest,
+            name=self.name,
+            namespace=self.namespace,
+            run_id=self._run_id,
+            risk_state=self.risk_state,
+            risk_state_reason=self.risk_state_reason,
+            paused=self.paused,
+            last_data_time=self._started_at,
         )
+        return _json(report.model_dump(mode="json", by_alias=True))
 
     async def _control(self, request: web.Request) -> web.Response:
         await self._manifest_once()  # the config's paused/halt apply before any command
@@ -233,9 +232,11 @@ class FakeEngine:
             return _json(
                 {"error": 'body: expected a JSON object such as {"command": "pause"}'}, 400
             )
-        command = body.get("command") if isinstance(body, dict) else None
-        if command not in COMMANDS:
-            shown = json.dumps(command)[:40]
+        try:
+            command = ControlRequest.model_validate(body).command
+        except ValidationError:
+            sent = body.get("command") if isinstance(body, dict) else None
+            shown = json.dumps(sent)[:40]
             return _json(
                 {"error": f"command: must be one of {', '.join(COMMANDS)}, got {shown}"}, 400
             )

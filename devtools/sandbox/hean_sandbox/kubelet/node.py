@@ -67,13 +67,13 @@ import subprocess
 import sys
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 from aiohttp import web
 
+from hean_engine.model.timefmt import now_iso, now_iso_micros
 from hean_sandbox.kubelet.api import ApiError, KubeApi
 from hean_sandbox.kubelet.fake_engine import FakeEngine, start_fake_engine
 
@@ -96,14 +96,6 @@ IMAGES: dict[str, tuple[list[str], list[str]]] = {
     "hean-engine": (["hean"], ["engine", "run", "--help"]),
     "hean-operator": (["hean"], ["operator", "run"]),
 }
-
-
-def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _micro_now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def image_repository(image: str) -> str:
@@ -204,7 +196,7 @@ class PodRun:
     task: asyncio.Task[None] | None = None
     terminator: asyncio.Task[None] | None = None
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
-    started_at: str = field(default_factory=_now)
+    started_at: str = field(default_factory=now_iso)
     process_started: str | None = None  # the current process's start, for startedAt
     fake_engine: FakeEngine | None = None  # fake mode only
     token_expires: float = 0.0  # loop time at which the projected token is 80% used
@@ -260,7 +252,7 @@ class Node:
             await self._http.close()
 
     def _node_status(self) -> dict[str, Any]:
-        now = _now()
+        now = now_iso()
         memory_kib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 1024
         capacity = {
             "cpu": str(os.cpu_count() or 1),
@@ -338,7 +330,7 @@ class Node:
             "spec": {
                 "holderIdentity": self.name,
                 "leaseDurationSeconds": LEASE_SECONDS,
-                "renewTime": _micro_now(),
+                "renewTime": now_iso_micros(),
             },
         }
         try:
@@ -354,7 +346,7 @@ class Node:
         await self.api.request(
             "PATCH",
             f"/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/{self.name}",
-            {"spec": {"holderIdentity": self.name, "renewTime": _micro_now()}},
+            {"spec": {"holderIdentity": self.name, "renewTime": now_iso_micros()}},
             content_type="application/merge-patch+json",
         )
 
@@ -570,7 +562,7 @@ class Node:
                     start_new_session=True,
                 )
             run.ready = False
-            run.process_started = _now()
+            run.process_started = now_iso()
             await self._report(run, running=True, ready=False)
             if run.restarts == 0:
                 await self._event(
@@ -827,7 +819,7 @@ class Node:
     async def _event(self, run: PodRun, kind: str, reason: str, message: str) -> None:
         """A core/v1 Event about the pod, as the kubelet posts them (a courtesy: its
         failure must not stop the pod)."""
-        now = _now()
+        now = now_iso()
         event = {
             "apiVersion": "v1",
             "kind": "Event",
@@ -866,7 +858,7 @@ class Node:
     ) -> None:
         container = run.spec["containers"][0]
         if running:
-            state: dict[str, Any] = {"running": {"startedAt": run.process_started or _now()}}
+            state: dict[str, Any] = {"running": {"startedAt": run.process_started or now_iso()}}
         elif waiting is not None:
             state = {"waiting": {"reason": waiting[0], "message": waiting[1]}}
         else:
@@ -874,15 +866,15 @@ class Node:
                 "terminated": {
                     "exitCode": exit_code or 0,
                     "reason": "Completed" if not exit_code else "Error",
-                    "startedAt": run.process_started or _now(),
-                    "finishedAt": _now(),
+                    "startedAt": run.process_started or now_iso(),
+                    "finishedAt": now_iso(),
                 }
             }
         phase = "Running" if running or run.process_started else "Pending"
         if final:
             phase = "Succeeded" if exit_code == 0 else "Failed"
         condition = "True" if ready else "False"
-        now = _now()
+        now = now_iso()
         status = {
             "phase": phase,
             "hostIP": "127.0.0.1",
