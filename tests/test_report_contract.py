@@ -18,7 +18,10 @@ def test_a_live_reconcile_with_foreign_orders_parses() -> None:
             "summary": "1 foreign open order(s)",
         }
     )
-    assert reconcile.foreign_orders == [{"id": "42", "clientOrderId": "manual-1", "side": "buy"}]
+    assert reconcile.foreign_orders is not None
+    (foreign,) = reconcile.foreign_orders
+    assert (foreign.id, foreign.client_order_id, foreign.side) == ("42", "manual-1", "buy")
+    assert reconcile.balances is not None and reconcile.balances["USDT"].difference == "-1"
 
 
 def test_reports_read_snake_case_and_camel_case() -> None:

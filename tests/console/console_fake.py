@@ -281,6 +281,23 @@ def demo_client() -> FakeClient:
     )
     client.add(engine_object("research", "sol", phase="Paused", equity="25000", pnl="0"))
     client.reports["desk/btc"] = report_for("desk", "btc")
+    client.reports["desk/eth-live"] = report_for(
+        "desk",
+        "eth-live",
+        mode="live",
+        lastReconcile={
+            "result": "drift",
+            "time": "2026-01-02T03:00:00Z",
+            "balances": {
+                "USDT": {"engine": "5234.25", "exchange": "5230.75", "difference": "-3.5"}
+            },
+            "differenceValue": "3.5",
+            "tolerance": "1",
+            "foreignOrders": [{"id": "77", "clientOrderId": "by-hand-1", "side": "sell"}],
+            "summary": "USDT differs by 3.5; 1 foreign open order(s)",
+            "driftSince": "2026-01-02T02:59:00Z",
+        },
+    )
     client.history[("desk/btc", "fills")] = [
         fill("t-1", "buy", "29950.12", "0.25", "2026-01-02T03:01:00Z"),
         fill("t-2", "buy", "29960.5", "0.25", "2026-01-02T03:02:00Z"),

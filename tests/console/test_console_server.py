@@ -112,6 +112,17 @@ async def test_engine_page_renders_every_panel(console: Console) -> None:
     assert "engine pod running" in page
 
 
+async def test_a_live_engines_reconcile_shows_each_currency_and_foreign_orders(
+    console: Console,
+) -> None:
+    _, client = console
+    page = await (await client.get("/engines/desk/eth-live")).text()
+    panel = page[page.index('id="panel-reconcile"') :]
+    assert "USDT differs by 3.5; 1 foreign open order(s)" in panel
+    assert "5,234.25" in panel and "5,230.75" in panel and "-3.5" in panel
+    assert re.search(r"<dt>Foreign orders</dt><dd>1</dd>", panel)
+
+
 async def test_fill_filter_by_side(console: Console) -> None:
     _, client = console
     page = await (await client.get("/engines/desk/btc?side=sell")).text()
