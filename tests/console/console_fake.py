@@ -138,6 +138,7 @@ class FakeClient:
         self.forbid_list = False
         self.report_reads = 0
         self.listed = threading.Event()  # set by every list of the engines
+        self.history_reads: list[tuple[str, str | None]] = []  # (what, since) of each read
         self._watch: queue.Queue[tuple[str, dict[str, Any]] | None] = queue.Queue()
 
     def add(self, engine: dict[str, Any]) -> str:
@@ -197,6 +198,7 @@ class FakeClient:
         limit: int | None = None,
     ) -> list[dict[str, Any]]:
         with self.lock:
+            self.history_reads.append((what, since))
             rows = list(self.history.get((f"{namespace}/{name}", what), []))
         rows = [
             r
@@ -264,7 +266,11 @@ def approval(namespace: str, engine: str, expires: str, *, valid: bool = True) -
 def demo_client() -> FakeClient:
     """Three engines in two namespaces: a paper one trading, a live one drifting, a paused one."""
     client = FakeClient()
-    client.add(engine_object("desk", "btc", equity="100012.5", pnl="12.5"))
+    client.add(
+        engine_object(
+            "desk", "btc", equity="100012.5", pnl="12.5", lastDataTime="2026-01-02T03:05:00Z"
+        )
+    )
     client.add(
         engine_object(
             "desk",

@@ -12,7 +12,14 @@ import pytest
 from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient, TestServer
 from click.testing import CliRunner
-from console_fake import CONTROL_TOKEN, SECRET_DATA, FakeClient, demo_client, engine_object
+from console_fake import (
+    CONTROL_TOKEN,
+    SECRET_DATA,
+    FakeClient,
+    demo_client,
+    engine_object,
+    fill,
+)
 
 from hean_desk.console import console as console_command
 from hean_desk.console import make_app
@@ -180,6 +187,29 @@ async def test_sse_engine_stream_sends_new_fills(console: Console) -> None:
         assert 'data-trade-id="t-4"' in panels["fills"] and "30,020.5" in panels["fills"]
         assert "summary" not in panels  # unchanged panels are not sent again
         assert fake.report_reads > reads  # the report is read again for the open page
+
+
+async def test_an_open_page_reads_only_newer_fills_and_recent_equity(console: Console) -> None:
+    fake, client = console
+    async with client.get("/events", params={"engine": "desk/btc"}) as stream:
+        await next_event(stream, lambda name, d: name == "panels" and "fills" in d)
+        # equity: 500 one-minute candles before the last market data (its day starts later)
+        assert ("equity", "2026-01-01T18:45:00Z") in fake.history_reads
+        assert ("fills", None) in fake.history_reads
+        with fake.lock:
+            fake.history_reads.clear()
+            fake.history[("desk/btc", "fills")] += [
+                fill("t-5", "buy", "30001", "0.1", "2026-01-02T03:05:00Z"),
+                # recorded later, with an earlier exchange time: still shown
+                fill("t-4", "sell", "30000.5", "0.1", "2026-01-02T03:02:30Z"),
+            ]
+        _, panels = await next_event(
+            stream, lambda name, d: name == "panels" and "t-4" in d.get("fills", "")
+        )
+        assert 'data-trade-id="t-5"' in panels["fills"]
+        assert panels["fills"].count('data-trade-id="t-3"') == 1  # read again, shown once
+        # from five minutes before the newest fill seen (03:03)
+        assert ("fills", "2026-01-02T02:58:00Z") in fake.history_reads
 
 
 async def test_actions_patch_the_spec_with_the_token_and_origin(console: Console) -> None:

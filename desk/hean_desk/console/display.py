@@ -8,8 +8,12 @@ separators added. Charts are drawn with Decimal coordinates too (svg.py).
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from hean_contract.spec import TIMEFRAMES
 
 HUNDRED = Decimal(100)
 DASH = "—"
@@ -102,6 +106,33 @@ def _span(seconds: int) -> str:
     if minutes:
         return f"{minutes}m"
     return f"{secs}s"
+
+
+def rfc3339(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def last_data_time(engine: Mapping[str, Any]) -> datetime | None:
+    """The time of the engine's latest market data, as its status says (market time:
+    a replayed or simulated market's clock, not this machine's)."""
+    return parse_time((engine.get("status") or {}).get("lastDataTime"))
+
+
+def candles_before(engine: Mapping[str, Any], count: int, *, from_day_start: bool) -> str | None:
+    """RFC 3339 time `count` candles before the engine's latest market data (and no
+    later than that day's 00:00 UTC when `from_day_start`); None when unknown.
+
+    History is paged oldest first, so a chart of recent points asks from here rather
+    than reading an engine's whole history on every refresh."""
+    last = last_data_time(engine)
+    market = (engine.get("spec") or {}).get("market") or {}
+    step = TIMEFRAMES.get(str(market.get("timeframe") or ""))
+    if last is None or step is None:
+        return None
+    start = last - timedelta(milliseconds=step * count)
+    if from_day_start:
+        start = min(start, last.replace(hour=0, minute=0, second=0, microsecond=0))
+    return rfc3339(start)
 
 
 def redact(text: str) -> str:

@@ -25,7 +25,7 @@ from decimal import Decimal
 from functools import partial
 from typing import Any
 
-from hean_desk.console.display import decimal_or_none
+from hean_desk.console.display import candles_before, decimal_or_none
 from hean_desk.console.source import ConsoleClient, WatchEvent
 from hean_desk.console.views import key_of
 
@@ -103,9 +103,15 @@ class EngineHub:
             return
         self._seeded.add(key)
         namespace, name = key.split("/", 1)
+        engine = self.engines.get(key, {})
         try:
             points = await asyncio.to_thread(
-                self.client.engine_history, namespace, name, "equity", limit=SPARK_POINTS
+                self.client.engine_history,
+                namespace,
+                name,
+                "equity",
+                # pages are oldest first: ask for the recent ones
+                since=candles_before(engine, SPARK_POINTS, from_day_start=False),
             )
         except Exception as exc:  # an engine not running yet has no history to read
             LOG.debug("no equity history for %s: %s", key, exc)
@@ -113,7 +119,7 @@ class EngineHub:
             return
         values = [v for v in (decimal_or_none(p.get("equity")) for p in points) if v is not None]
         series = self.equity.setdefault(key, deque(maxlen=SPARK_POINTS))
-        merged = values + [v for v in series if not values or v != values[-1]]
+        merged = values[-SPARK_POINTS:] + [v for v in series if not values or v != values[-1]]
         series.clear()
         series.extend(merged[-SPARK_POINTS:])
 

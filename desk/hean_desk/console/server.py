@@ -21,7 +21,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from importlib import resources
 from typing import Any
 
@@ -29,12 +29,15 @@ from aiohttp import web
 
 from hean_contract.report import EngineReport
 from hean_desk.console import views
+from hean_desk.console.display import candles_before, last_data_time, parse_time, rfc3339
 from hean_desk.console.live import EngineHub
 from hean_desk.console.source import ConsoleClient, Refusal, refusal_of
 
 LOG = logging.getLogger("hean_desk.console")
 CSRF_HEADER = "X-Hean-Csrf"
 FILLS_SHOWN = 200
+CHART_POINTS = 500  # candles of equity on an engine's page
+FILL_OVERLAP = timedelta(minutes=5)
 KEEPALIVE_SECONDS = 15.0
 MIN_REFRESH = 0.5  # seconds between two reads of an open engine page's data
 SECURITY_HEADERS = {
@@ -216,24 +219,68 @@ async def _attempt(console: Console, method: Callable[..., Any], *args: Any, **k
         return refusal_of(exc)
 
 
+@dataclass
+class FillBook:
+    """The fills an open engine page has read: a refresh asks only for the newer ones.
+
+    They are asked from a little before the newest one seen (a fill recorded late with
+    an earlier exchange time is still found) and told apart by their trade id."""
+
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    ids: set[str] = field(default_factory=set)
+
+    def since(self, filters: views.FillFilter) -> str | None:
+        if not self.rows or filters.until:
+            return filters.since or None
+        newest = parse_time(str(self.rows[-1].get("time") or ""))
+        if newest is None:
+            return filters.since or None
+        return rfc3339(newest - FILL_OVERLAP)
+
+    def merge(self, fresh: list[dict[str, Any]], filters: views.FillFilter) -> list[dict[str, Any]]:
+        if filters.until:  # a closed window: read whole each time
+            return fresh
+        for row in fresh:
+            trade = str(row.get("tradeId"))
+            if trade not in self.ids:
+                self.ids.add(trade)
+                self.rows.append(row)
+        return self.rows
+
+
+async def _fills(
+    console: Console, namespace: str, name: str, filters: views.FillFilter, book: FillBook
+) -> list[dict[str, Any]] | Refusal:
+    fresh = await _attempt(
+        console,
+        console.client.engine_history,
+        namespace,
+        name,
+        "fills",
+        since=book.since(filters),
+        until=filters.until or None,
+    )
+    return fresh if isinstance(fresh, Refusal) else book.merge(list(fresh), filters)
+
+
 async def engine_panels(
-    console: Console, namespace: str, name: str, filters: views.FillFilter
+    console: Console,
+    namespace: str,
+    name: str,
+    filters: views.FillFilter,
+    book: FillBook | None = None,
 ) -> dict[str, str]:
-    """Every panel of the engine page. Raises when the engine itself cannot be read."""
+    """Every panel of the engine page. Raises when the engine itself cannot be read.
+
+    `book`: the fills read before for this page (a live stream keeps one)."""
     client = console.client
     engine = await console.call(client.get_engine, namespace, name)
+    # the chart's points, and the whole market day for the daily loss
+    equity_since = candles_before(engine, CHART_POINTS, from_day_start=True)
     report, fills, equity, events, logs = await asyncio.gather(
         _attempt(console, client.engine_report, namespace, name),
-        _attempt(
-            console,
-            client.engine_history,
-            namespace,
-            name,
-            "fills",
-            since=filters.since or None,
-            until=filters.until or None,
-        ),
-        _attempt(console, client.engine_history, namespace, name, "equity"),
+        _fills(console, namespace, name, filters, book or FillBook()),
+        _attempt(console, client.engine_history, namespace, name, "equity", since=equity_since),
         _attempt(console, client.events, namespace, name),
         _attempt(console, client.logs, namespace, name),
     )
@@ -248,7 +295,8 @@ async def engine_panels(
     spec = engine.get("spec") or {}
     mode = str((engine.get("status") or {}).get("mode") or spec.get("mode") or "")
     now = datetime.now(UTC)
-    today = now.strftime("%Y-%m-%dT00:00:00")
+    # the engine's day is its market's (a replayed market's clock is not this machine's)
+    today = (last_data_time(engine) or now).strftime("%Y-%m-%dT00:00:00")
     risk = spec.get("risk") or {}
 
     def or_refusal(value: Any, render: Callable[[Any], str]) -> str:
@@ -351,6 +399,7 @@ async def _engine_stream(
 ) -> None:
     key = f"{namespace}/{name}"
     sent: dict[str, str] = {}
+    book = FillBook()
     loop = asyncio.get_running_loop()
     due = last = loop.time()
     while True:
@@ -366,7 +415,7 @@ async def _engine_stream(
             continue
         last = loop.time()
         try:
-            panels = await engine_panels(console, namespace, name, filters)
+            panels = await engine_panels(console, namespace, name, filters, book)
         except Exception as exc:
             await _send(response, "refused", {"message": refusal_of(exc).message})
             panels = {}
