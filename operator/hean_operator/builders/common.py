@@ -26,6 +26,7 @@ CONTROL_DIR = "/etc/hean/control"
 CONTROL_TOKEN_KEY = "token"  # noqa: S105 - the key name in the Secret, not a secret
 CREDENTIALS_DIR = "/etc/hean/credentials"
 JOURNAL_DIR = "/var/lib/hean/journal"
+HISTORY_DIR = "/var/lib/hean/history"
 
 # Suffixes of the children's names (`<engine>-<suffix>`; the Service is `<engine>`).
 CHILD_SUFFIXES = ("config", "control", "engine", "approval")
