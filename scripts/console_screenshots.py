@@ -28,10 +28,10 @@ from typing import Any
 import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from hean_desk.client import DeskClient
 from playwright.async_api import Page, async_playwright
 
 from hean_contract.spec import parse_spec
+from hean_desk.client import DeskClient
 from hean_desk.console.desk_source import DeskSource
 from hean_desk.console.server import run
 from hean_engine.approval.manifest import approval_manifest
