@@ -3,6 +3,9 @@
 `resume` only unpauses. `reset-halt` is the one command that lifts a HALTED or
 REDUCING risk state, and the operator sends it only when a user sets
 `spec.halt` from true to false: never a poll, a reconcile or a restart.
+`reset-paper-account` starts a paper engine's account again from its starting
+balances; the operator sends it only when a user changes
+`spec.paper.resetRequest`, never on a restart, a reconcile or a pause/resume.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from typing import Literal, get_args
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
-Command = Literal["pause", "resume", "reduce", "halt", "reset-halt"]
+Command = Literal["pause", "resume", "reduce", "halt", "reset-halt", "reset-paper-account"]
 COMMANDS: tuple[Command, ...] = get_args(Command)
 
 

@@ -290,6 +290,15 @@ class PaperSpec(CamelModel):
         le=10_000,
         description="Simulated market order slippage against the order, in basis points.",
     )
+    reset_request: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=253,
+        description="Change this to any new value to reset the paper account to "
+        "startingBalances (once, while the engine runs; an Event PaperAccountReset says so). "
+        "The account otherwise continues across restarts and spec changes; orders, fills and "
+        "equity history are kept. Not a restart: the pod stays. Ignored in live mode.",
+    )
 
     @field_validator("starting_balances")
     @classmethod
@@ -300,6 +309,64 @@ class PaperSpec(CamelModel):
             if amount < 0:
                 raise ValueError(f"balance of {currency} must not be negative, got {amount}")
         return value
+
+
+# A Kubernetes resource quantity of bytes, as a PersistentVolumeClaim's request takes it.
+QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$"
+# A DNS-1123 subdomain: the names of Secrets and StorageClasses.
+DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
+
+
+class PostgresHistorySpec(CamelModel):
+    """Where a PostgreSQL URL for the engine's history is kept: a key of a Secret."""
+
+    secret_name: str = Field(
+        description="Name of a Secret in the engine's namespace holding the URL "
+        "(postgresql://user:password@host:5432/db), for example a CloudNativePG "
+        "cluster's `<cluster>-app` Secret.",
+        min_length=1,
+        max_length=253,
+        pattern=DNS_SUBDOMAIN_PATTERN,
+    )
+    key: str = Field(
+        default="uri",
+        description="The Secret's key holding the URL (CloudNativePG's app Secret calls it uri).",
+        min_length=1,
+        max_length=253,
+        pattern=r"^[-._a-zA-Z0-9]+$",
+    )
+
+
+class StorageSpec(CamelModel):
+    """Where the engine keeps its history (orders, fills, equity, the paper account)."""
+
+    storage_class_name: str | None = Field(
+        default=None,
+        description="StorageClass of the engine's PersistentVolumeClaim `<engine>-history`. "
+        "Default: the cluster's default StorageClass. Read when the claim is created.",
+        min_length=1,
+        max_length=253,
+        pattern=DNS_SUBDOMAIN_PATTERN,
+    )
+    size: str = Field(
+        default="1Gi",
+        description="The claim's size (a Kubernetes quantity). Read when the claim is created.",
+        max_length=32,
+        pattern=QUANTITY_PATTERN,
+    )
+    postgres: PostgresHistorySpec | None = Field(
+        default=None,
+        description="Keep the history in PostgreSQL instead: the URL is read from this "
+        "Secret key (never written into the pod's arguments). No claim is made then.",
+    )
+
+    @model_validator(mode="after")
+    def _one_backend(self) -> StorageSpec:
+        if self.postgres is not None and self.storage_class_name is not None:
+            raise ValueError(
+                f"{NESTED_MARK}storageClassName: not used with postgres (choose one backend)"
+            )
+        return self
 
 
 class LiveSpec(CamelModel):
@@ -390,6 +457,11 @@ class TradingEngineSpec(CamelModel):
     live: LiveSpec = Field(
         default_factory=LiveSpec,
         description="Live mode: reconciliation with the exchange and what drift does.",
+    )
+    storage: StorageSpec = Field(
+        default_factory=StorageSpec,
+        description="The engine's durable history: a PersistentVolumeClaim (the default) "
+        "or a PostgreSQL database. The claim is owned by the TradingEngine and deleted with it.",
     )
     paused: bool = Field(
         default=False,

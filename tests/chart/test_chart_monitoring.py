@@ -29,6 +29,8 @@ from hean_operator.builders.common import EngineRef, labels
 Rendered = Callable[[str], list[dict[str, Any]]]
 
 ENGINE_METRICS_PY = REPO_ROOT / "engine" / "hean_engine" / "control" / "metrics.py"
+# The history's metrics (the store's size, its volume) are collected beside its read API.
+HISTORY_METRICS_PY = REPO_ROOT / "engine" / "hean_engine" / "control" / "history_api.py"
 OPERATOR_METRICS_PY = REPO_ROOT / "operator" / "hean_operator" / "metrics.py"
 RUNBOOKS = REPO_ROOT / "docs" / "runbooks"
 
@@ -71,14 +73,18 @@ def _exposed(name: str, kind: str) -> set[str]:
 
 
 def _engine_metrics() -> set[str]:
-    tree = ast.parse(ENGINE_METRICS_PY.read_text())
     prefix = next(
         node.value.value
-        for node in ast.walk(tree)
+        for node in ast.walk(ast.parse(ENGINE_METRICS_PY.read_text()))
         if isinstance(node, ast.Assign)
         and any(isinstance(t, ast.Name) and t.id == "PREFIX" for t in node.targets)
         and isinstance(node.value, ast.Constant)
     )
+    return _metrics_of(ENGINE_METRICS_PY, prefix) | _metrics_of(HISTORY_METRICS_PY, prefix)
+
+
+def _metrics_of(path: Path, prefix: str) -> set[str]:
+    tree = ast.parse(path.read_text())
     found: set[str] = set()
     for node in ast.walk(tree):
         if not isinstance(node, ast.Call) or not node.args:

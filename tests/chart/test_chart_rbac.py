@@ -38,6 +38,7 @@ API_GROUPS = {
     "secrets": "",
     "services": "",
     "pods": "",
+    "persistentvolumeclaims": "",
     "events": "",
     "namespaces": "",
     ENGINES: GROUP,

@@ -305,3 +305,70 @@ async def test_the_token_header_of_the_pod_proxy_is_accepted(
         assert len((await response.json())["items"]) == 3
     async with client.get("/fills", headers={"X-Hean-Token": "nope-nope"}) as response:
         assert response.status == 401
+
+
+async def test_the_volume_free_and_capacity_are_metrics_for_sqlite_only(
+    client: TestClient[Any, Any], recorder: HistoryRecorder
+) -> None:
+    recorder.on_event(KernelEvent(T0, "paused", "trading paused"))
+    assert recorder.flush()
+    async with client.get("/metrics") as response:
+        text = await response.text()
+    values = {
+        line.split("{", 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("hean_engine_history_volume_")
+    }
+    if recorder.store.kind == "sqlite":
+        free = values["hean_engine_history_volume_free_bytes"]
+        capacity = values["hean_engine_history_volume_capacity_bytes"]
+        assert 0 < free <= capacity
+        assert (free, capacity) == recorder.volume
+    else:  # the database server's disk is not the engine's volume
+        assert values == {}
+
+
+async def test_reset_paper_account_is_a_control_command_that_keeps_the_history(
+    recorder: HistoryRecorder, tmp_path: Path
+) -> None:
+    from functools import partial
+
+    from hean_engine.app.nodes import _reset_paper_account
+
+    token = tmp_path / "token"
+    token.write_text(TOKEN)
+    spec = parse_spec(spec_dict())
+    runtime = Runtime(
+        identity=EngineIdentity(name="api", namespace="default"),
+        spec=spec,
+        kernel=recorder.kernel,
+        mode="paper",
+        run_id="r1",
+    )
+    app = build_app(runtime, token)
+    register_history_routes(app, recorder)
+    client: TestClient[Any, Any] = TestClient(TestServer(app))
+    await client.start_server()
+    try:
+        body = {"command": "reset-paper-account"}
+        # no account to reset (a live engine, or no history): refused, nothing changed
+        async with client.post("/control", json=body, headers=AUTH) as response:
+            assert response.status == 409
+            assert "only a paper engine with a history" in (await response.json())["error"]
+        assert recorder.epoch == 0
+        seed_fills(recorder, 3)
+        recorder.kernel.ledger.set_balances({"USDT": Decimal(1), "BTC": Decimal(2)})
+        runtime.reset_paper_account = partial(_reset_paper_account, recorder, spec)
+        async with client.post("/control", json=body, headers=AUTH) as response:
+            assert response.status == 200
+            assert (await response.json())["command"] == "reset-paper-account"
+        assert recorder.epoch == 1
+        starting = dict(spec.paper.starting_balances)
+        assert {c: v for c, v in recorder.kernel.ledger.balances().items() if v} == starting
+        assert recorder.flush()
+        status, fills = await get(client, "/fills")
+        assert status == 200 and len(fills["items"]) == 3  # the history stays
+        status, found = await get(client, "/events")
+        assert "paper_account_reset" in [e["kind"] for e in found["items"]]
+    finally:
+        await client.close()

@@ -11,8 +11,14 @@ import yaml
 from hean_contract.spec import parse_manifest, parse_spec
 from hean_operator.builders.approval import approval_data, build_approval_configmap
 from hean_operator.builders.common import EngineRef, selector
-from hean_operator.builders.config import build_configmap, build_control_secret, engine_manifest
+from hean_operator.builders.config import (
+    build_configmap,
+    build_control_secret,
+    engine_manifest,
+    spec_revision,
+)
 from hean_operator.builders.pod import EngineImage, build_pod, build_service
+from hean_operator.builders.storage import build_history_claim
 
 ENGINE = EngineRef(name="btc", namespace="trading", uid="uid-1", generation=3)
 
@@ -86,8 +92,11 @@ def test_paper_pod_runs_the_engine_with_config_and_token_and_no_credentials() ->
     assert volumes["config"]["configMap"]["name"] == "btc-config"
     assert volumes["control"]["secret"]["secretName"] == "btc-control"
     assert "credentials" not in volumes
-    # the engine keeps its books and serves them (GET /fills, ...) from a volume of its own
-    assert "emptyDir" in volumes["history"]
+    # the engine keeps its books and serves them (GET /fills, ...) from its own claim
+    assert volumes["history"] == {
+        "name": "history",
+        "persistentVolumeClaim": {"claimName": "btc-history"},
+    }
     mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
     assert mounts["history"] == "/var/lib/hean/history"
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
@@ -186,3 +195,83 @@ def test_engine_resources_flags_parse_and_name_bad_pairs() -> None:
         _resources("engine_limits", "memory")
     assert "name=quantity" in str(info.value)
     assert info.value.param_hint == "--engine-limits"
+
+
+# -- issue 15: the engine's history on its own claim, or in PostgreSQL ------------------
+
+
+def test_the_history_claim_is_owned_and_asks_for_the_default_class_unless_one_is_named() -> None:
+    claim = build_history_claim(ENGINE, _spec().storage)
+    _owned_by_engine(claim)
+    assert claim["metadata"]["name"] == "btc-history"
+    assert claim["spec"] == {
+        "accessModes": ["ReadWriteOnce"],
+        "resources": {"requests": {"storage": "1Gi"}},
+    }  # no storageClassName at all: the cluster's default StorageClass
+    named = _spec(storage={"storageClassName": "fast-ssd", "size": "5Gi"}).storage
+    spec = build_history_claim(ENGINE, named)["spec"]
+    assert (spec["storageClassName"], spec["resources"]["requests"]["storage"]) == (
+        "fast-ssd",
+        "5Gi",
+    )
+
+
+def test_a_longest_engine_name_keeps_the_claims_name_within_63() -> None:
+    from hean_operator.builders.common import MAX_NAME_LENGTH, name_problems
+
+    name = "e" * MAX_NAME_LENGTH
+    assert name_problems(name) == []
+    engine = EngineRef(name=name, namespace="trading", uid="u", generation=1)
+    assert len(engine.history_claim_name) <= 63
+
+
+POSTGRES_URL = "postgresql://hean:pa55-w0rd@db.example:5432/hean"
+
+
+def test_with_postgres_the_url_comes_from_the_secret_by_reference_and_there_is_no_claim() -> None:
+    spec = _spec(storage={"postgres": {"secretName": "history-db", "key": "url"}})
+    pod = build_pod(ENGINE, spec, EngineImage())
+    (container,) = pod["spec"]["containers"]
+    assert "--history" not in container["command"]  # the CLI reads HEAN_HISTORY instead
+    (env,) = [e for e in container["env"] if e["name"] == "HEAN_HISTORY"]
+    assert env == {
+        "name": "HEAN_HISTORY",
+        "valueFrom": {"secretKeyRef": {"name": "history-db", "key": "url"}},
+    }
+    assert "history" not in {v["name"] for v in pod["spec"]["volumes"]}
+    assert "history" not in {m["name"] for m in container["volumeMounts"]}
+    # CloudNativePG's app Secret keeps its URL under `uri`: the default key
+    default = _spec(storage={"postgres": {"secretName": "cluster-app"}})
+    (env,) = [
+        e
+        for e in build_pod(ENGINE, default, EngineImage())["spec"]["containers"][0]["env"]
+        if e["name"] == "HEAN_HISTORY"
+    ]
+    assert env["valueFrom"]["secretKeyRef"] == {"name": "cluster-app", "key": "uri"}
+
+
+def test_the_postgres_url_is_never_in_anything_the_operator_builds() -> None:
+    """Only the Secret's name is in the spec; whatever the Secret holds, the pod, the
+    ConfigMap and the claim-less children carry a reference, never a value."""
+    spec = _spec(storage={"postgres": {"secretName": "history-db"}})
+    built = [build_pod(ENGINE, spec, EngineImage()), build_configmap(ENGINE, spec)]
+    for obj in built:
+        text = str(obj)
+        assert "postgresql://" not in text and "pa55-w0rd" not in text
+    assert "HEAN_HISTORY" not in str(built[0]["spec"]["containers"][0]["command"])
+
+
+def test_storage_refuses_a_class_with_postgres_and_a_bad_size() -> None:
+    from hean_contract.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"storage\.storageClassName: not used with postgres"):
+        _spec(storage={"storageClassName": "x", "postgres": {"secretName": "db"}})
+    with pytest.raises(ConfigError, match=r"storage\.size"):
+        _spec(storage={"size": "lots"})
+
+
+def test_a_reset_request_and_the_claims_size_restart_nothing_postgres_does() -> None:
+    base = spec_revision(_spec())
+    assert spec_revision(_spec(paper={"resetRequest": "2026-12-06"})) == base
+    assert spec_revision(_spec(storage={"size": "5Gi"})) == base
+    assert spec_revision(_spec(storage={"postgres": {"secretName": "db"}})) != base

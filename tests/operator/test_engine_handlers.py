@@ -113,7 +113,13 @@ async def operator(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Operator]:
 async def test_a_create_costs_its_children_and_one_status_write(operator: Operator) -> None:
     await operator.reconcile()
     children = [w for w in operator.cluster.writes if w[1] != "tradingengines/status"]
-    assert sorted(kind for _, kind in children) == ["configmaps", "pods", "secrets", "services"]
+    assert sorted(kind for _, kind in children) == [
+        "configmaps",
+        "persistentvolumeclaims",
+        "pods",
+        "secrets",
+        "services",
+    ]
     assert operator.status_writes() == 1
     status = operator.status()
     assert (status["phase"], status["observedGeneration"]) == ("Starting", 1)
@@ -249,3 +255,43 @@ async def test_deletion_halts_the_engine_and_forgets_it(operator: Operator) -> N
     assert operator.engine.commands == ["halt"]
     assert ("N", "Deleted") in operator.events
     assert not operator.ctx.revisions and UID not in operator.ctx.status._observed
+
+
+async def test_a_paper_account_is_reset_only_when_the_user_changes_reset_request(
+    operator: Operator,
+) -> None:
+    first = {**operator.cluster.engine(NS, NAME)["spec"], "paper": {"resetRequest": "one"}}
+    operator.cluster.engine(NS, NAME)["spec"] = first
+    await operator.reconcile()  # a create with a resetRequest already set: no reset
+    operator.pod_runs()
+    await operator.reconcile("resume")  # nor an operator restart
+    old, new = operator.set_spec(paused=True)  # nor a pause/resume
+    await operator.reconcile("update", body=new, old=old["spec"], new=new["spec"])
+    await operator.poll()
+    assert "reset-paper-account" not in operator.engine.commands
+    operator.events.clear()
+    old, new = operator.set_spec(paused=False, paper={"resetRequest": "two"})
+    await operator.reconcile("update", body=new, old=old["spec"], new=new["spec"])
+    assert operator.engine.commands[-1] == "reset-paper-account"
+    assert operator.engine.commands.count("reset-paper-account") == 1
+    assert ("N", "PaperAccountReset") in operator.events
+    assert operator.status()[FIELD] == '{"spec":' + handlers_spec_json(new)
+    # clearing the field resets nothing
+    old, new = operator.set_spec(paper={})
+    await operator.reconcile("update", body=new, old=old["spec"], new=new["spec"])
+    assert operator.engine.commands.count("reset-paper-account") == 1
+
+
+async def test_a_reset_waits_for_a_ready_engine_and_leaves_the_spec_unhandled(
+    operator: Operator,
+) -> None:
+    await operator.reconcile()  # the pod exists but is not Ready
+    handled = operator.status()[FIELD]
+    old, new = operator.set_spec(paper={"resetRequest": "now"})
+    with pytest.raises(kopf.TemporaryError, match="Ready to reset"):
+        await operator.reconcile("update", body=new, old=old["spec"], new=new["spec"])
+    assert operator.status()[FIELD] == handled  # kopf retries: the reset is still owed
+    assert operator.engine.commands == []
+    operator.pod_runs()
+    await operator.reconcile("update", body=operator.body(), old=old["spec"], new=new["spec"])
+    assert operator.engine.commands == ["reset-paper-account"]

@@ -104,7 +104,6 @@ async def test_item8_the_poll_replaces_an_evicted_pod_with_an_event_and_a_metric
     assert cluster.writes[-1] == ("delete", "pods")
     assert [(kind, reason) for kind, reason, _ in events] == [
         ("Warning", "PodFailed"),
-        ("Warning", "PaperAccountReset"),
     ]
     assert runtime.metrics.pods_replaced.labels(reason="Evicted")._value.get() == 1
     cluster.finish_deletions()

@@ -36,16 +36,20 @@ def _engine(generation: int) -> EngineRef:
     return EngineRef(name="btc", namespace="default", uid="u1", generation=generation)
 
 
-def test_first_reconcile_creates_four_children_then_nothing() -> None:
+def test_first_reconcile_creates_five_children_then_nothing() -> None:
     cluster = StoreCluster()
     out = ensure_children(cluster, _engine(1), parse_spec(SPEC), EngineImage())
     assert sorted(kind for _, kind in cluster.writes) == [
         "configmaps",
+        "persistentvolumeclaims",
         "pods",
         "secrets",
         "services",
     ]
-    assert out.writes == 4
+    # the claim first: the scheduler holds the pod back until it is bound
+    kinds = [kind for _, kind in cluster.writes]
+    assert kinds.index("persistentvolumeclaims") < kinds.index("pods")
+    assert out.writes == 5
     assert out.waiting is None
     assert ensure_children(cluster, _engine(1), parse_spec(SPEC), EngineImage()).writes == 0
 
@@ -121,7 +125,7 @@ def test_item7_children_of_an_earlier_engine_of_the_same_name_are_not_adopted() 
     changed = {**SPEC, "risk": {**SPEC["risk"], "maxOrderNotional": "2000"}}
     out = ensure_children(cluster, recreated, parse_spec(changed), EngineImage())
     assert cluster.writes == []
-    assert len(out.taken) == 4  # until the garbage collector removes the old engine's
+    assert len(out.taken) == 5  # until the garbage collector removes the old engine's
 
 
 def test_item7_the_approval_configmap_is_not_replaced_when_someone_else_owns_it() -> None:
@@ -151,7 +155,8 @@ def test_item8_an_evicted_pod_is_deleted_then_replaced() -> None:
     out = ensure_children(cluster, _engine(1), parse_spec(SPEC), EngineImage())
     assert cluster.writes == [("delete", "pods")]
     assert out.replaced == "Failed: Evicted"
-    assert [reason for reason, _ in out.warnings] == ["PodFailed", "PaperAccountReset"]
+    # the paper account is on the claim: the new pod continues it, nothing to warn of
+    assert [reason for reason, _ in out.warnings] == ["PodFailed"]
     assert out.waiting is not None  # the new pod only once the failed one is gone
     again = ensure_children(cluster, _engine(1), parse_spec(SPEC), EngineImage())
     assert again.writes == 0 and again.replaced is None and len(cluster.pods()) == 1
@@ -162,14 +167,51 @@ def test_item8_an_evicted_pod_is_deleted_then_replaced() -> None:
     assert "status" not in new
 
 
-# -- issue 14 item 12: a paper engine's new pod starts a new paper account: say so ------------
+# -- issue 15: the history's claim; a new pod continues the paper account -----------------
 
 
-def test_item12_a_spec_change_of_a_paper_engine_warns_that_its_account_resets() -> None:
+def test_a_spec_change_keeps_the_claim_and_warns_of_no_account_reset() -> None:
     cluster = StoreCluster()
     ensure_children(cluster, _engine(1), parse_spec(SPEC), EngineImage())
+    claim = cluster.get("persistentvolumeclaims", "default", "btc-history")
+    assert claim is not None
     changed = {**SPEC, "risk": {**SPEC["risk"], "maxOrderNotional": "2000"}}
+    cluster.writes.clear()
     out = ensure_children(cluster, _engine(2), parse_spec(changed), EngineImage())
-    (reset,) = [message for reason, message in out.warnings if reason == "PaperAccountReset"]
-    assert "startingBalances" in reset and "lost" in reset
-    assert out.replaced is None  # a spec change is not a failure
+    assert out.warnings == [] and out.replaced is None
+    # the ConfigMap takes the new spec, the pod goes; the claim is neither replaced nor deleted
+    assert cluster.writes == [("replace", "configmaps"), ("delete", "pods")]
+    cluster.finish_deletions()
+    ensure_children(cluster, _engine(2), parse_spec(changed), EngineImage())
+    assert cluster.get("persistentvolumeclaims", "default", "btc-history") == claim
+    (pod,) = cluster.pods()
+    (volume,) = [v for v in pod["spec"]["volumes"] if v["name"] == "history"]
+    assert volume["persistentVolumeClaim"] == {"claimName": "btc-history"}
+
+
+def test_a_claim_of_the_same_name_owned_by_no_one_is_name_taken() -> None:
+    cluster = StoreCluster()
+    theirs = _unrelated("persistentvolumeclaims", "btc-history")
+    cluster.objects[("persistentvolumeclaims", "default", "btc-history")] = copy.deepcopy(theirs)
+    out = ensure_children(cluster, _engine(1), parse_spec(SPEC), EngineImage())
+    assert cluster.writes == []
+    assert out.taken == [
+        "PersistentVolumeClaim btc-history (not created by this engine (no controller owner))"
+    ]
+
+
+def test_with_postgres_there_is_no_claim_and_a_left_claim_is_kept() -> None:
+    cluster = StoreCluster()
+    ensure_children(cluster, _engine(1), parse_spec(SPEC), EngineImage())
+    postgres = {**SPEC, "storage": {"postgres": {"secretName": "history-db"}}}
+    cluster.finish_deletions()
+    out = ensure_children(cluster, _engine(2), parse_spec(postgres), EngineImage())
+    assert out.waiting is not None  # the pod of the SQLite spec goes first
+    cluster.finish_deletions()
+    ensure_children(cluster, _engine(2), parse_spec(postgres), EngineImage())
+    # the data on the claim is never deleted implicitly: it goes with the engine
+    assert cluster.get("persistentvolumeclaims", "default", "btc-history") is not None
+    assert ("delete", "persistentvolumeclaims") not in cluster.writes
+    fresh = StoreCluster()
+    ensure_children(fresh, _engine(1), parse_spec(postgres), EngineImage())
+    assert not [w for w in fresh.writes if w[1] == "persistentvolumeclaims"]

@@ -199,3 +199,26 @@ async def node_world(workdir: Path, *, fake: bool) -> AsyncIterator[NodeWorld]:
             for path in (f"/api/v1/nodes/{name}", f"/api/v1/namespaces/{namespace}"):
                 with contextlib.suppress(urllib.error.HTTPError):
                     await asyncio.to_thread(cluster.request, "DELETE", path)
+
+
+@contextlib.asynccontextmanager
+async def local_path_provisioner(world: NodeWorld, root: Path) -> AsyncIterator[Any]:
+    """The sandbox's provisioner for the world's namespace and node (as `Sandbox` runs it)."""
+    from hean_sandbox.provisioner import LocalPathProvisioner
+
+    provisioner = LocalPathProvisioner(
+        KubeApi(world.http.session, world.cluster.url, ssl_context=world.cluster.ssl_context()),
+        root,
+        world.node.name,
+        frozenset({world.namespace}),
+    )
+    ready = asyncio.Event()
+    task = asyncio.create_task(provisioner.run(ready))
+    await asyncio.wait_for(ready.wait(), 30)
+    try:
+        yield provisioner
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await provisioner.remove_all()

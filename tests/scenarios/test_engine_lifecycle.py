@@ -92,11 +92,12 @@ async def test_spec_change_replaces_the_pod_never_running_two(scenario: Scenario
     )
     assert max_concurrent_pods(events, "btc") == 1
     assert engine_pod_uids(events, "btc") == {new}
-    # a paper engine's new pod starts its account afresh: the user is told (issue 14 item 12)
+    # the new pod continues the paper account from the engine's claim (issue 15): no
+    # reset, so nothing to warn of
     listed = (await scenario.kubectl("get", "events", "-o", "json")).json()["items"]
-    (reset,) = [e for e in listed if e["reason"] == "PaperAccountReset"]
-    assert reset["type"] == "Warning" and reset["involvedObject"]["name"] == "btc"
-    assert "startingBalances" in reset["message"]
+    assert not [e for e in listed if e["reason"] == "PaperAccountReset"]
+    claim = second["spec"]["volumes"]
+    assert {"name": "history", "persistentVolumeClaim": {"claimName": "btc-history"}} in claim
 
 
 async def test_pause_and_resume_without_a_restart(scenario: Scenario) -> None:

@@ -8,6 +8,10 @@ It composes parts that each work alone:
 - a node (`hean_sandbox.kubelet`) that joins it as `system:node:<name>` and
   runs the pods bound to it as local processes (or, with `fake_pods`, only
   reports engine pods Running and Ready, as KWOK does);
+- a local-path provisioner (`hean_sandbox.provisioner`) for the default
+  StorageClass `hean-local`: each claim in the sandbox's namespaces gets a
+  directory under the workdir as its PersistentVolume, which the node mounts
+  (an engine's history outlives its pods, as on a cluster);
 - HEAN installed with the real `helm install` of `charts/hean`: the CRDs, the
   operator's ServiceAccount, RBAC and Deployment, so the operator runs as a
   pod (created by the controller manager, bound by the scheduler) that talks
@@ -41,9 +45,10 @@ import yaml
 
 from hean_sandbox.controlplane.build import Binaries, ensure_binaries
 from hean_sandbox.controlplane.cluster import ControlPlane
-from hean_sandbox.kubelet.api import KubeApi
+from hean_sandbox.kubelet.api import ApiError, KubeApi
 from hean_sandbox.kubelet.node import Node, full_repository, mount_namespace_command
 from hean_sandbox.kubelet.podnet import local_pod_network
+from hean_sandbox.provisioner import LocalPathProvisioner
 
 log = logging.getLogger("hean.sandbox")
 
@@ -113,12 +118,20 @@ class Sandbox:
         self.exchange: Any = None
         self._session: aiohttp.ClientSession | None = None
         self._node_task: asyncio.Task[None] | None = None
+        self.provisioner: LocalPathProvisioner | None = None
+        self._provisioner_task: asyncio.Task[None] | None = None
+        self._admin_session: aiohttp.ClientSession | None = None
         self.node_name = options.node_name or f"hean-node-{uuid.uuid4().hex[:6]}"
 
     # -- what tests and the CLI read ---------------------------------------------
     @property
     def pods_dir(self) -> Path:
         return self.options.workdir / "pods"
+
+    @property
+    def volumes_dir(self) -> Path:
+        """Where the provisioner keeps the directories of the sandbox's PersistentVolumes."""
+        return self.options.workdir / "volumes"
 
     @property
     def kubectl_path(self) -> Path:
@@ -151,6 +164,7 @@ class Sandbox:
         for namespace in {options.namespace, options.operator_namespace, *self._watched()}:
             await asyncio.to_thread(_ensure_namespace, cp, namespace)
         await self._start_node()
+        await self._start_provisioner()
         if options.exchange_sim is not None:
             await self._start_exchange(options.exchange_sim)
         if options.operator:
@@ -200,6 +214,39 @@ class Sandbox:
             waiter.cancel()
             self._node_task.result()  # raises what stopped the node
             raise SandboxError("the node stopped before it was ready")
+
+    async def _start_provisioner(self) -> None:
+        cp = self.control_plane
+        assert cp is not None
+        # The provisioner acts for the cluster (it creates PersistentVolumes, which are
+        # cluster-wide), as a provisioner's ServiceAccount with its ClusterRole would.
+        self._admin_session = aiohttp.ClientSession()
+        namespaces = frozenset({self.options.namespace, *self._watched()})
+        admin = KubeApi(self._admin_session, cp.url, ssl_context=cp.ssl_context())
+        self.provisioner = LocalPathProvisioner(admin, self.volumes_dir, self.node_name, namespaces)
+        ready = asyncio.Event()
+        self._provisioner_task = asyncio.create_task(
+            self.provisioner.run(ready), name="local-path-provisioner"
+        )
+        waiter = asyncio.create_task(ready.wait())
+        done, _ = await asyncio.wait(
+            {waiter, self._provisioner_task}, return_when=asyncio.FIRST_COMPLETED
+        )
+        if self._provisioner_task in done:
+            waiter.cancel()
+            self._provisioner_task.result()
+            raise SandboxError("the volume provisioner stopped before it was ready")
+
+    async def _stop_provisioner(self) -> None:
+        if self._provisioner_task is not None:
+            self._provisioner_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._provisioner_task
+        if self.provisioner is not None and not self._owns_control_plane:
+            with contextlib.suppress(OSError, aiohttp.ClientError, TimeoutError, ApiError):
+                await asyncio.wait_for(self.provisioner.remove_all(), 30)
+        if self._admin_session is not None:
+            await self._admin_session.close()
 
     async def _start_exchange(self, sim: ExchangeSimOptions) -> None:
         from hean_sim.exchange import SimConfig, SimExchange
@@ -389,6 +436,7 @@ class Sandbox:
             with contextlib.suppress(OSError, RuntimeError):
                 namespaces = {options.namespace, options.operator_namespace, *self._watched()}
                 await asyncio.to_thread(_delete_node_and_namespaces, cp, self.node_name, namespaces)
+        await self._stop_provisioner()
         if self._session is not None:
             await self._session.close()
         if self.exchange is not None:

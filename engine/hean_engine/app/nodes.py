@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -105,6 +106,10 @@ class TradingNode:
         recorder = self._open_history()
         if recorder is not None:
             register_history_routes(server.app, recorder)
+            if recorder.paper:
+                runtime.reset_paper_account = functools.partial(
+                    _reset_paper_account, recorder, spec
+                )
         # --------------------------------------------------------------------------
         tasks: list[asyncio.Task[None]] = []
         try:
@@ -412,6 +417,14 @@ def _log_events(engine: Engine) -> None:
     engine.kernel.listeners.append(
         lambda event: log.info("engine event", kind=event.kind, detail=event.detail)
     )
+
+
+def _reset_paper_account(recorder: HistoryRecorder, spec: TradingEngineSpec) -> None:
+    """The `reset-paper-account` command: the account starts again from the spec's
+    starting balances (as the spec says now); the history is kept."""
+    state = recorder.reset_paper_account(dict(spec.paper.starting_balances))
+    shown = {currency: str(amount) for currency, amount in state.balances.items()}
+    log.info("paper account reset", epoch=state.epoch, balances=shown)
 
 
 def _task(coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:

@@ -16,8 +16,10 @@ names the parameter and the problem:
 
 A page is `{"items": [...], "nextCursor": "..." or null}`, oldest first, keys
 in camelCase, money as exact decimal strings, times as RFC 3339 UTC.
-`/metrics` gains `hean_engine_history_bytes` (the store's size, for an alert
-on a nearly full volume) and the writer's backlog and failures.
+`/metrics` gains `hean_engine_history_bytes` (the store's size), the free
+and total bytes of an SQLite store's volume (`hean_engine_history_volume_free_bytes`,
+`..._capacity_bytes`: the chart's alert on a filling volume) and the writer's
+backlog and failures.
 """
 
 from __future__ import annotations
@@ -271,6 +273,22 @@ class HistoryCollector(Collector):
         )
         size.add_metric(self._labels, rec.store_bytes)
         yield size
+        volume = rec.volume
+        if volume is not None:  # SQLite: the filesystem it lives on (the engine's PVC)
+            free = GaugeMetricFamily(
+                f"{PREFIX}_history_volume_free_bytes",
+                "Bytes the engine may still write on the history store's volume (statvfs).",
+                labels=labels,
+            )
+            free.add_metric(self._labels, volume[0])
+            yield free
+            capacity = GaugeMetricFamily(
+                f"{PREFIX}_history_volume_capacity_bytes",
+                "Size of the history store's volume in bytes (statvfs).",
+                labels=labels,
+            )
+            capacity.add_metric(self._labels, volume[1])
+            yield capacity
         pending = GaugeMetricFamily(
             f"{PREFIX}_history_pending_rows",
             "Rows recorded but not yet committed to the history store.",

@@ -7,6 +7,7 @@ kernel's state), so they are testable without a network or an exchange.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -98,6 +99,10 @@ class Runtime:
     stopping: bool = False
     control_requests: dict[tuple[str, str], int] = field(default_factory=dict)
     connections: ConnectionStats = field(default_factory=ConnectionStats)
+    # A paper engine with a history: starts its account again from the spec's starting
+    # balances (the `reset-paper-account` command). None: nothing to reset (a live
+    # engine, or no history: then every start is a fresh account anyway).
+    reset_paper_account: Callable[[], None] | None = None
 
     def __post_init__(self) -> None:
         if not self.started:
@@ -124,8 +129,25 @@ class Runtime:
         self.control_requests[key] = self.control_requests.get(key, 0) + 1
 
 
-def apply_command(kernel: TradingKernel, command: Command) -> None:
-    if command == "pause":
+class CommandUnavailable(Exception):
+    """The command does not apply to this engine (a 409 with this message)."""
+
+
+def apply_command(
+    kernel: TradingKernel,
+    command: Command,
+    reset_paper_account: Callable[[], None] | None = None,
+) -> None:
+    """Change the running engine as `command` says; CommandUnavailable when it cannot
+    (`reset_paper_account` is the runtime's, None where there is no account to reset)."""
+    if command == "reset-paper-account":
+        if reset_paper_account is None:
+            raise CommandUnavailable(
+                "reset-paper-account: only a paper engine with a history (--history) has an "
+                "account to reset"
+            )
+        reset_paper_account()
+    elif command == "pause":
         kernel.pause()
     elif command == "resume":
         kernel.resume()

@@ -44,7 +44,12 @@ from pydantic import ValidationError
 
 from hean_contract.commands import COMMANDS, ControlRequest
 from hean_engine.control.metrics import build_registry
-from hean_engine.control.runtime import ConnectionStats, Runtime, apply_command
+from hean_engine.control.runtime import (
+    CommandUnavailable,
+    ConnectionStats,
+    Runtime,
+    apply_command,
+)
 from hean_engine.control.smoke_order import test_order_handler
 from hean_engine.control.status import status_document
 from hean_engine.model.errors import HeanError
@@ -297,7 +302,11 @@ async def control(request: web.Request) -> web.Response:
         runtime.count_control("any", "invalid")
         return _json({"error": problem}, 400)
     command = parsed.command
-    apply_command(runtime.kernel, command)
+    try:
+        apply_command(runtime.kernel, command, runtime.reset_paper_account)
+    except CommandUnavailable as exc:
+        runtime.count_control(command, "unavailable")
+        return _json({"error": str(exc)}, 409)
     runtime.count_control(command, "ok")
     risk = runtime.kernel.risk
     log.info("control command", command=command, peer=peer, risk_state=risk.state.value)

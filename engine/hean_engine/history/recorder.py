@@ -117,6 +117,8 @@ class HistoryRecorder:
         self.written = 0
         self.write_failures = 0
         self.store_bytes = 0
+        # (free, capacity) of the store's volume in bytes; None for PostgreSQL or unread.
+        self.volume: tuple[int, int] | None = None
         self._next_prune = 0.0
 
     # -- start-up -----------------------------------------------------------------------
@@ -235,7 +237,7 @@ class HistoryRecorder:
 
         The running books take them at once; the PnL baseline is set again at the
         next valuation. Orders, fills and equity points stay. The control command
-        `reset-paper-account` will call this; it is not in the command list yet.
+        `reset-paper-account` calls this (`app.nodes`), and only it.
         """
         if not self.paper:
             raise ValueError("only a paper account can be reset")
@@ -395,6 +397,8 @@ class HistoryRecorder:
     def _measure(self) -> None:
         with contextlib.suppress(Exception):
             self.store_bytes = self.store.size_bytes()
+        with contextlib.suppress(OSError):
+            self.volume = self.store.volume_bytes()
 
     def _maybe_prune(self) -> None:
         now = self._clock()

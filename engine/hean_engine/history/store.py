@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -679,6 +680,18 @@ class HistoryStore:
             [],
         )
         return int(rows[0][0])
+
+    def volume_bytes(self) -> tuple[int, int] | None:
+        """(free, capacity) of the filesystem holding an SQLite store, in bytes; None for
+        PostgreSQL (its server's disk is the database's business, not the engine's).
+
+        Free is what an unprivileged process may still write (statvfs's f_bavail): the
+        engine runs as a non-root user, so the root reserve is not its to fill.
+        """
+        if self.kind != "sqlite":
+            return None
+        stats = os.statvfs(Path(self.location).parent)
+        return stats.f_bavail * stats.f_frsize, stats.f_blocks * stats.f_frsize
 
     def close(self) -> None:
         for backend in (self._writer, self._reader):

@@ -39,4 +39,6 @@ FORBIDDEN: Final = "Forbidden"  # RBAC refused one of the operator's calls
 NOT_APPROVED: Final = "NotApproved"  # a live engine's approvals are not valid (Warning)
 APPROVAL_LOST: Final = "ApprovalLost"  # a running engine lost its approval (Warning)
 DELETED: Final = "Deleted"
+# A paper account was reset because the user changed spec.paper.resetRequest (Normal).
+PAPER_ACCOUNT_RESET: Final = "PaperAccountReset"
 DELETE_UNCONFIRMED: Final = "DeleteUnconfirmed"

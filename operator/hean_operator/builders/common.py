@@ -29,7 +29,7 @@ JOURNAL_DIR = "/var/lib/hean/journal"
 HISTORY_DIR = "/var/lib/hean/history"
 
 # Suffixes of the children's names (`<engine>-<suffix>`; the Service is `<engine>`).
-CHILD_SUFFIXES = ("config", "control", "engine", "approval")
+CHILD_SUFFIXES = ("config", "control", "engine", "approval", "history")
 # Kubernetes names that must be DNS-1035 labels (the Service, label values) have
 # at most 63 characters; an engine name of at most this length keeps every
 # child's name within 63 too. The CRD refuses longer names at admission, and the
@@ -66,6 +66,11 @@ class EngineRef:
         # engine pod exists, because a replacement cannot be created until the
         # old pod is gone (docs/operator.md: "one pod per account").
         return f"{self.name}-engine"
+
+    @property
+    def history_claim_name(self) -> str:
+        # The PersistentVolumeClaim with the engine's history (storage.py).
+        return f"{self.name}-history"
 
 
 def labels(engine: EngineRef, component: str) -> dict[str, str]:

@@ -26,8 +26,16 @@ LIVE_FIELDS = frozenset({"paused", "halt"})
 def spec_revision(spec: TradingEngineSpec) -> str:
     """A short hash of everything in the spec that needs a restart to change."""
     # An absent image is left out, so that specs written before `image` existed
-    # keep their revision (an operator upgrade replaces no pod).
-    exclude = set(LIVE_FIELDS) | ({"image"} if spec.image is None else set())
+    # keep their revision (an operator upgrade replaces no pod); so is `storage`
+    # without PostgreSQL (the claim's class and size are read only when it is
+    # created, and a spec from before `storage` keeps its revision).
+    # `paper.resetRequest` is a command, sent through the control API, never a restart.
+    exclude: dict[str, Any] = dict.fromkeys(LIVE_FIELDS, True)
+    if spec.image is None:
+        exclude["image"] = True
+    if spec.storage.postgres is None:
+        exclude["storage"] = True
+    exclude["paper"] = {"reset_request": True}
     data = spec.model_dump(mode="json", by_alias=True, exclude=exclude)
     canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]

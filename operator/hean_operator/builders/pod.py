@@ -18,7 +18,6 @@ from hean_operator.builders.common import (
     CONTROL_PORT,
     CONTROL_TOKEN_KEY,
     CREDENTIALS_DIR,
-    HISTORY_DIR,
     JOURNAL_DIR,
     EngineRef,
     metadata,
@@ -26,6 +25,7 @@ from hean_operator.builders.common import (
 )
 from hean_operator.builders.config import spec_revision
 from hean_operator.builders.images import engine_image_ref
+from hean_operator.builders.storage import history_args, history_env, history_volume
 
 # Kubernetes' default path of a container's termination message.
 TERMINATION_MESSAGE_PATH = "/dev/termination-log"
@@ -56,8 +56,7 @@ def engine_command(engine: EngineRef, spec: TradingEngineSpec, image: EngineImag
         str(CONTROL_PORT),
         "--control-token-file",
         f"{CONTROL_DIR}/{CONTROL_TOKEN_KEY}",
-        "--history",
-        HISTORY_DIR,
+        *history_args(spec.storage),
     ]
     if spec.mode is Mode.LIVE:
         command += [
@@ -105,10 +104,13 @@ def build_pod(
         mounts.append({"name": "journal", "mountPath": JOURNAL_DIR})
         volumes.append({"name": "journal", "emptyDir": {"sizeLimit": "64Mi"}})
     # The engine's books and their read API (GET /fills, ...: what `kubectl hean` and
-    # the console show). An emptyDir for now: it survives a crashed container, not a
-    # replaced pod; the per-engine PersistentVolumeClaim of issue 15 item 1 replaces it.
-    mounts.append({"name": "history", "mountPath": HISTORY_DIR})
-    volumes.append({"name": "history", "emptyDir": {"sizeLimit": "256Mi"}})
+    # the console show), on the engine's PersistentVolumeClaim: they outlive the pod,
+    # so a replaced pod continues the paper account (builders.storage). With
+    # PostgreSQL there is no volume: the URL comes through the environment.
+    claim = history_volume(engine, spec.storage)
+    if claim:
+        mounts.append(claim[0])
+        volumes.append(claim[1])
     if spec.mode is Mode.LIVE:
         # The engine checks its LiveApproval again itself, from these files.
         mounts.append({"name": "approval", "mountPath": APPROVAL_DIR, "readOnly": True})
@@ -133,6 +135,7 @@ def build_pod(
             # The engine's reason for refusing to start (an unknown strategy, bad
             # params) becomes the container's termination message, in its status.
             {"name": TERMINATION_MESSAGE_ENV, "value": TERMINATION_MESSAGE_PATH},
+            *history_env(spec.storage),
         ],
         "terminationMessagePath": TERMINATION_MESSAGE_PATH,
         # A crash without a message (a traceback) still leaves its last log lines.

@@ -1,4 +1,5 @@
-"""Make an engine's children match its spec: ConfigMap, control Secret, Service, one pod.
+"""Make an engine's children match its spec: ConfigMap, control Secret, Service, the
+history's PersistentVolumeClaim (unless it is kept in PostgreSQL), one pod.
 
 Level-triggered and idempotent: called on create, update, resume and by the
 status timer, it compares what exists with what should, and does only the
@@ -18,6 +19,12 @@ Only what the engine owns is ever changed: an object of a child's name whose
 controller owner reference is not this engine (an unrelated ConfigMap
 `app-config` when the engine is `app`) is left exactly as it is, and nothing
 at all is written for the engine (`Outcome.taken` names the objects).
+
+The PersistentVolumeClaim is only ever created: its class and size are read
+when it is made (a claim's class cannot change, and growing one is the
+StorageClass's business), and a spec that moves the history to PostgreSQL
+leaves the claim, and the data on it, where it is. It goes with the engine
+(its owner reference: the garbage collector deletes it).
 
 A pod that failed (evicted, its node lost: phase Failed or Succeeded; the
 pod's restartPolicy never lets the engine itself end there) is deleted, and
@@ -42,6 +49,7 @@ from hean_operator.builders.common import (
 )
 from hean_operator.builders.config import build_configmap, build_control_secret, spec_revision
 from hean_operator.builders.pod import EngineImage, build_pod, build_service
+from hean_operator.builders.storage import build_history_claim, needs_claim
 from hean_operator.engines.pods import failure_reason
 from hean_operator.kube.cluster import Cluster, Conflict
 
@@ -69,7 +77,13 @@ class NameTaken(Exception):
         self.taken = taken
 
 
-KINDS = {"configmaps": "ConfigMap", "secrets": "Secret", "services": "Service", "pods": "Pod"}
+KINDS = {
+    "configmaps": "ConfigMap",
+    "secrets": "Secret",
+    "services": "Service",
+    "pods": "Pod",
+    "persistentvolumeclaims": "PersistentVolumeClaim",
+}
 
 
 def taken_message(taken: list[str]) -> str:
@@ -113,6 +127,9 @@ def ensure_children(
     ]
     if spec.mode is Mode.LIVE:
         names.append(("configmaps", approval_configmap_name(engine)))
+    claim = ("persistentvolumeclaims", engine.history_claim_name)
+    if needs_claim(spec.storage):
+        names.append(claim)
     current = {key: cluster.get(key[0], engine.namespace, key[1]) for key in names}
     out.taken = [
         f"{KINDS[kind]} {name} ({owner_description(obj)})"
@@ -126,6 +143,9 @@ def ensure_children(
         _create(cluster, "secrets", build_control_secret(engine, secrets.token_urlsafe(32)), out)
     if current[("services", engine.service_name)] is None:
         _create(cluster, "services", build_service(engine), out)
+    if needs_claim(spec.storage) and current[claim] is None:
+        # Before the pod, which the scheduler holds back until its claim is bound.
+        _create(cluster, claim[0], build_history_claim(engine, spec.storage), out)
     data: Mapping[str, str] | None = None
     if spec.mode is Mode.LIVE:
         data = approval.data if approval is not None else {}
@@ -222,15 +242,6 @@ def _ensure_pod(
                         "Replacing",
                         f"spec generation {engine.generation}: stopping the engine pod of "
                         f"generation {old} before starting the new one",
-                    )
-                )
-            if spec.mode is not Mode.LIVE:
-                out.warnings.append(
-                    (
-                        "PaperAccountReset",
-                        "the new engine pod starts a fresh paper account: equity back to "
-                        "spec.paper.startingBalances, PnL, position, orders and trade history "
-                        "of the old pod are lost (docs/concepts.md)",
                     )
                 )
         out.waiting = f"waiting for the engine pod of generation {old} to terminate"

@@ -3,8 +3,9 @@ the status writer.
 
 - create / spec change / operator start (`reconcile`): make the engine's children
   for the spec, tell a running engine a change of `spec.paused` or `spec.halt`
-  (from true to false: the user's explicit reset), and write the status with
-  the spec handled (kopf's diff base, `status.lastHandledSpec`);
+  (from true to false: the user's explicit reset) or of
+  `spec.paper.resetRequest` (the user's explicit paper account reset), and write
+  the status with the spec handled (kopf's diff base, `status.lastHandledSpec`);
 - a timer per engine (`poll_engine`): read its pod and `GET /status`, write the
   status, re-assert pause/halt, and heal missing or failed children;
 - an engine pod turning Ready (`engine_pod_ready`): poll its engine at once;
@@ -377,6 +378,48 @@ async def _steer(
         raise kopf.TemporaryError(f"could not reach the engine: {exc}", delay=2) from None
 
 
+def reset_requested(old: Any, new: Any) -> str | None:
+    """The new `spec.paper.resetRequest` when the user changed it to a value, else None.
+
+    Only a change of a handled spec counts: a create, an operator restart (resume)
+    and the timer never reset an account, and clearing the field resets nothing.
+    """
+    before = (dict(old or {}).get("paper") or {}).get("resetRequest")
+    after = (dict(new or {}).get("paper") or {}).get("resetRequest")
+    return str(after) if after and after != before else None
+
+
+async def _reset_paper_account(
+    ctx: OperatorContext,
+    body: Mapping[str, Any],
+    engine: EngineRef,
+    revision: str,
+    request: str,
+) -> None:
+    """Send `reset-paper-account` to the engine pod of this spec revision, once it is Ready.
+
+    Until then kopf retries (the spec stays unhandled, so an operator restarted
+    meanwhile still owes the reset); the engine answers only once it applied it.
+    """
+    pod, ip = pod_view(await _pod(ctx, engine), revision, engine)
+    if ip is None or not pod.ready:
+        raise kopf.TemporaryError(
+            "waiting for the engine pod to be Ready to reset its paper account", delay=2
+        )
+    try:
+        await ctx.engines.send(engine, ip, "reset-paper-account")
+    except EngineUnreachable as exc:
+        raise kopf.TemporaryError(f"could not reset the paper account: {exc}", delay=2) from None
+    events.normal(
+        body,
+        reasons.PAPER_ACCOUNT_RESET,
+        truncate_message(
+            f"paper account reset to spec.paper.startingBalances (resetRequest {request!r}); "
+            "orders, fills and equity history are kept"
+        ),
+    )
+
+
 def _control_changed(old: Any, new: Any) -> bool:
     before, after = dict(old or {}), dict(new or {})
     return any(bool(before.get(k)) != bool(after.get(k)) for k in ("paused", "halt"))
@@ -419,6 +462,14 @@ async def reconcile(
         except kopf.TemporaryError as exc:
             ctx.metrics.errors.labels(handler="control").inc()
             unsteered = exc  # the status is written; the spec is handled once it is told
+    request = reset_requested(old, new) if reason == "update" else None
+    if unsteered is None and request is not None and model.mode is Mode.PAPER:
+        ctx.metrics.reconciles.labels(handler="control").inc()
+        try:
+            await _reset_paper_account(ctx, body, engine, revision, request)
+        except kopf.TemporaryError as exc:
+            ctx.metrics.errors.labels(handler="control").inc()
+            unsteered = exc
     pod_missing = False
     if outcome.blocked is not None:
         pod = await _pod(ctx, engine)

@@ -24,6 +24,9 @@ VERBS: dict[str, tuple[str, ...]] = {
     # list/watch: the operator watches engine pods to poll an engine the moment
     # its pod turns Ready, instead of at the next timer tick.
     "pods": ("get", "create", "delete", "list", "watch"),
+    # The history's claim is only created (never changed or deleted: it goes with
+    # its engine through the garbage collector).
+    "persistentvolumeclaims": ("get", "create"),
     # get: the status writer reads the engine again when its write met a newer one (409)
     ENGINES: ("get",),
     # patch, with metadata.resourceVersion in the patch: a write over a newer status
@@ -154,4 +157,5 @@ _SINGULAR = {
     "secrets": "secret",
     "services": "service",
     "pods": "pod",
+    "persistentvolumeclaims": "persistent_volume_claim",
 }

@@ -89,6 +89,21 @@ class KubeApi:
                 if line.strip():
                     yield json.loads(line)
 
+    async def watch(self, path: str, params: dict[str, str]) -> AsyncIterator[dict[str, Any]]:
+        """The events of a watch of `path` (params carry `watch=true` and the version)."""
+        async with self._session.get(
+            self._server + path,
+            params=params,
+            headers=self._headers,
+            ssl=self._ssl,
+            timeout=aiohttp.ClientTimeout(total=None, sock_read=None),
+        ) as response:
+            if response.status >= 400:
+                raise ApiError(response.status, (await response.text())[:300])
+            async for line in response.content:
+                if line.strip():
+                    yield json.loads(line)
+
     async def get(self, path: str) -> dict[str, Any] | None:
         try:
             found: dict[str, Any] = await self.request("GET", path)

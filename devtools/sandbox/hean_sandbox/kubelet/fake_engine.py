@@ -26,9 +26,11 @@ What it answers:
   `spec.paused` and `spec.halt` of that config are honoured at start, as a
   real engine reads them from its config.
 - `POST /control` with a `hean_contract.commands.ControlRequest`
-  (`{"command": "pause" | "resume" | "reduce" | "halt" | "reset-halt"}`):
-  changes `paused` / `riskState` / `riskStateReason` as the real kernel
-  does (`resume` only unpauses; `reset-halt` alone returns to ACTIVE) and
+  (`{"command": "pause" | "resume" | "reduce" | "halt" | "reset-halt" |
+  "reset-paper-account"}`): changes `paused` / `riskState` / `riskStateReason`
+  as the real kernel does (`resume` only unpauses; `reset-halt` alone returns
+  to ACTIVE; `reset-paper-account` changes nothing here: a fake account never
+  moves from its starting balances) and
   answers as the real engine does. Unlike the real engine it
   does NOT check the bearer token: any caller may steer a fake engine (the
   sandbox binds only to loopback).
@@ -249,6 +251,8 @@ class FakeEngine:
             self.risk_state, self.risk_state_reason = "ACTIVE", "reset-halt command"
         elif command == "reduce":
             self.risk_state, self.risk_state_reason = "REDUCING", "control command: reduce"
+        elif command == "reset-paper-account":
+            pass  # the fake account is always at its starting balances
         else:
             self.risk_state, self.risk_state_reason = "HALTED", "control command: halt"
         return _json(

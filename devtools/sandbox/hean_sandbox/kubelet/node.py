@@ -24,6 +24,9 @@ a client certificate, limited by the Node authorizer and NodeRestriction):
   token requested through the TokenRequest API and bound to the pod (so a pod
   talks to the API server as its ServiceAccount) and renewed at 80% of its
   lifetime; ConfigMaps and Secrets are kept current while the pod runs;
+  a persistentVolumeClaim is its bound PersistentVolume's host directory
+  (hostPath or local, as `hean_sandbox.provisioner` makes them), not a
+  directory of the pod's, so its files outlive the pod;
 - mounts: where the node can make a private mount namespace (`unshare`), the
   pod gets its own `/run` and each volume mounted under `/run` or `/var/run`
   appears at its real path (the service-account token at
@@ -690,9 +693,18 @@ class Node:
 
     # -- volumes and environment ---------------------------------------------------
     async def _materialise_volumes(self, run: PodRun) -> dict[str, Path]:
-        """Write each volume to a directory; returns mountPath -> local directory."""
+        """Write each volume to a directory; returns mountPath -> local directory.
+
+        A persistentVolumeClaim is not written: it is the directory of the claim's
+        PersistentVolume (`_claim_directory`), shared by every pod that uses the
+        claim over time, so its files outlive each pod."""
         volumes: dict[str, Path] = {}
         for volume in run.spec.get("volumes", []):
+            if "persistentVolumeClaim" in volume:
+                volumes[volume["name"]] = await self._claim_directory(
+                    run, volume["persistentVolumeClaim"]
+                )
+                continue
             target = run.directory / "volumes" / volume["name"]
             target.mkdir(parents=True, exist_ok=True)
             files = await self._volume_files(run, volume)
@@ -704,6 +716,35 @@ class Node:
             if mount["name"] in volumes:
                 mounts[mount["mountPath"]] = volumes[mount["name"]]
         return mounts
+
+    async def _claim_directory(self, run: PodRun, source: dict[str, Any]) -> Path:
+        """The host directory of a bound claim's PersistentVolume (hostPath or local), as
+        the kubelet mounts it; a ValueError (retried by `_prepare`) until it is bound.
+        The Node authorizer lets the node read a claim and its volume once a pod bound
+        to it uses them."""
+        name = source["claimName"]
+        claim = await self.api.get(
+            f"/api/v1/namespaces/{run.namespace}/persistentvolumeclaims/{name}"
+        )
+        if claim is None:
+            raise ValueError(f'persistentvolumeclaim "{name}" not found')
+        volume_name = (claim.get("spec") or {}).get("volumeName")
+        if not volume_name or (claim.get("status") or {}).get("phase") != "Bound":
+            raise ValueError(f'persistentvolumeclaim "{name}" is not bound')
+        volume = await self.api.get(f"/api/v1/persistentvolumes/{volume_name}")
+        if volume is None:
+            raise ValueError(f'persistentvolume "{volume_name}" not found')
+        spec = volume.get("spec") or {}
+        path = (spec.get("hostPath") or spec.get("local") or {}).get("path")
+        if not path:
+            raise ValueError(
+                f'persistentvolume "{volume_name}": this node mounts only hostPath and local '
+                "volumes"
+            )
+        directory = Path(path)
+        # hostPath type DirectoryOrCreate
+        await asyncio.to_thread(directory.mkdir, parents=True, exist_ok=True)
+        return directory
 
     async def _volume_files(self, run: PodRun, volume: dict[str, Any]) -> dict[str, bytes] | None:
         """A volume's files (path -> bytes); None for volumes with no source (emptyDir)."""
