@@ -25,7 +25,7 @@ from engine_support import (
     spec_dict,
     write_lines,
 )
-from hean_engine.app.progress import ProgressBar, render, time_fraction
+from hean_engine.app.progress import ProgressBar, file_fraction, render, time_fraction
 from hean_engine.app.recording import parse_rfc3339
 from hean_engine.cli import main
 from hean_engine.model.timefmt import ms_to_iso
@@ -291,3 +291,17 @@ def test_progress_bar_draws_on_its_stream_and_ends_the_line() -> None:
     bar.stop()
     text = stream.getvalue()
     assert text.startswith("\r[") and " 50%" in text and text.endswith("\n")
+
+
+@pytest.mark.skipif(not Path("/proc/self/fdinfo").is_dir(), reason="Linux /proc only")
+def test_file_fraction_follows_the_readers_offset(tmp_path: Path) -> None:
+    data = tmp_path / "data.bin"
+    data.write_bytes(b"x" * 1000)
+    fraction = file_fraction(data)
+    assert fraction() is None  # not open yet
+    with data.open("rb", buffering=0) as stream:
+        stream.read(250)
+        assert fraction() == 0.25
+        stream.read(250)
+        assert fraction() == 0.5
+    assert fraction() == 1.0  # read and closed: done

@@ -96,7 +96,7 @@ def replay(
                 feed_trades(data, on_trade)
     finally:
         gc.set_threshold(*thresholds)
-    if wrapped and not seen.delivered:
+    if wrapped and not kernel.events:
         raise _empty_window(data, window, seen)
     wall = time.perf_counter() - started
     summary = summarize(engine, wall)
