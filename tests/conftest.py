@@ -27,6 +27,7 @@ from engine_support import (
     spec_dict,
 )
 from hean_engine.app.assembly import Engine
+from history_support import PostgresServer, postgres_bin_dir
 
 # -- engine core: data, specs, simulated engines ----------------------------------
 
@@ -89,3 +90,32 @@ def scripted_sim_engine() -> Callable[..., tuple[Engine, ScriptedStrategy]]:
 def _stop_the_cluster_at_the_end() -> Iterator[None]:
     yield
     stop_shared_control_plane()
+
+
+# -- history: a store on each backend (tests/history_support.py) ------------------
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A real PostgreSQL server from Debian's binaries, for the whole session."""
+    bin_dir = postgres_bin_dir()
+    if bin_dir is None:
+        pytest.skip(
+            "PostgreSQL binaries not found under /usr/lib/postgresql/*/bin "
+            "(apt install postgresql): the PostgreSQL history backend is not tested"
+        )
+    server = PostgresServer(bin_dir)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def history_target(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Where a fresh history store lives: an SQLite file, or a new PostgreSQL database."""
+    if request.param == "sqlite":
+        return str(tmp_path / "history.sqlite3")
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    return server.new_database()

@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 import pytest
 
 from hean_contract.spec import EngineIdentity, TradingEngineSpec, parse_spec
+from hean_contract.strategies import StrategyParams
 from hean_engine.app.assembly import Engine, build_simulated_engine
 from hean_engine.model.market import Candle, MarketEvent, Trade
 from hean_engine.model.orders import Fill, Order, OrderIntent
@@ -150,7 +151,7 @@ class ScriptedStrategy(Strategy):
     consumes: ClassVar[DataKind] = "candles"
 
     def __init__(self, ctx: StrategyContext) -> None:
-        super().__init__(ctx)
+        super().__init__(ctx, StrategyParams())
         self.events: list[MarketEvent] = []
         self.fills: list[Fill] = []
         self.closed: list[Order] = []

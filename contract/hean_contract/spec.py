@@ -18,7 +18,7 @@ import re
 from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import (
     BaseModel,
@@ -38,9 +38,11 @@ from hean_contract.fields import NESTED_MARK, CamelModel, Count, NonNegativeDeci
 from hean_contract.fields import POSITIVE_PATTERN as POSITIVE_PATTERN
 from hean_contract.strategies import (
     BUILTIN_STRATEGIES,
+    NAME_MAX_LENGTH,
+    NAME_PATTERN,
     StrategyParams,
+    bad_name_message,
     name_description,
-    unknown_strategy_message,
 )
 
 API_VERSION = "hean.io/v1alpha1"
@@ -76,14 +78,18 @@ def known_exchange_ids() -> frozenset[str]:
 class ExchangeSpec(CamelModel):
     id: str = Field(
         default="binance",
-        description="ccxt exchange id (for example binance, kraken, bitfinex).",
+        description=(
+            "ccxt exchange id (for example binance, okx, kraken). Paper mode takes any; "
+            "a live engine trades on binance or okx (others are refused at its start)."
+        ),
         min_length=1,
         max_length=64,
     )
     credentials_secret: str | None = Field(
         default=None,
         description=(
-            "Live mode only: name of a Secret holding the keys `apiKey` and `secret`. "
+            "Live mode only: name of a Secret holding the keys `apiKey` and `secret` "
+            "(and `password`, the API key's passphrase, for okx). "
             "Keys are never written inline in the spec."
         ),
         min_length=1,
@@ -160,34 +166,60 @@ class MarketSpec(CamelModel):
         return TIMEFRAMES[self.timeframe]
 
 
+P = TypeVar("P", bound=StrategyParams)
+
+
+def _name_schema(schema: dict[str, Any]) -> None:
+    # The list of built-in strategies is the registry's (hean_contract.strategies),
+    # filled in whenever a schema is generated; the pattern lets the CRD refuse a
+    # malformed name. A well-formed name the registry does not list is accepted:
+    # it may be a strategy installed in the engine's image, which the engine checks.
+    schema.update(description=name_description(), pattern=NAME_PATTERN, maxLength=NAME_MAX_LENGTH)
+
+
 class StrategySpec(CamelModel):
-    name: str = Field(
-        # The list of strategies is the registry's (hean_contract.strategies),
-        # filled in whenever a schema is generated.
-        json_schema_extra=lambda schema: schema.update(description=name_description()),
-    )
+    name: str = Field(json_schema_extra=_name_schema)
     params: dict[str, Any] = Field(
         default_factory=dict, description="Strategy parameters; see the strategy's documentation."
     )
 
     @field_validator("name")
     @classmethod
-    def _known_strategy(cls, value: str) -> str:
-        if value not in BUILTIN_STRATEGIES:
-            raise ValueError(unknown_strategy_message(value))
+    def _well_formed_name(cls, value: str) -> str:
+        if not re.fullmatch(NAME_PATTERN, value):
+            raise ValueError(bad_name_message(value))
         return value
 
     @model_validator(mode="after")
     def _valid_params(self) -> StrategySpec:
-        try:
-            self.typed_params()
-        except ValidationError as exc:
-            raise ValueError(NESTED_MARK + _format_nested(exc, "params")) from None
+        # Only a built-in's params can be checked here; an installed strategy's
+        # are checked by the engine with its own model (`params_as`) at start-up.
+        if self.name in BUILTIN_STRATEGIES:
+            try:
+                self.typed_params()
+            except ValidationError as exc:
+                raise ValueError(NESTED_MARK + _format_nested(exc, "params")) from None
         return self
 
+    @property
+    def builtin(self) -> bool:
+        """Whether the name is a built-in strategy's (whose params the spec has checked)."""
+        return self.name in BUILTIN_STRATEGIES
+
     def typed_params(self) -> StrategyParams:
-        """The params validated by the registered strategy's own model."""
+        """The params validated by the built-in strategy's model (KeyError for another name)."""
         return BUILTIN_STRATEGIES[self.name].params.model_validate(self.params)
+
+    def params_as(self, model: type[P]) -> P:
+        """The params validated by `model` (an installed strategy's `params_model`).
+
+        Raises ConfigError with one `spec.strategy.params.<field>: problem` line
+        per problem, as the spec's own validation words them.
+        """
+        try:
+            return model.model_validate(self.params)
+        except ValidationError as exc:
+            raise ConfigError(_expand(exc, "spec.strategy.params")) from None
 
     @field_serializer("params", when_used="json")
     def _params_without_floats(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -312,8 +344,34 @@ class LiveSpec(CamelModel):
     )
 
 
+# A container image reference as Docker's grammar has it:
+# [domain[:port]/]path[:tag][@sha256:digest]. The first component is a domain only
+# if it has a dot or a port (or is localhost); path components are lower case.
+_IMAGE_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_DOMAIN_LABEL = r"[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?"
+_DOMAIN = (
+    rf"(?:{_DOMAIN_LABEL}(?:\.{_DOMAIN_LABEL})+(?::[0-9]{{1,5}})?"
+    rf"|{_DOMAIN_LABEL}:[0-9]{{1,5}}|localhost)"
+)
+IMAGE_PATTERN = (
+    rf"^(?:{_DOMAIN}/)?{_IMAGE_COMPONENT}(?:/{_IMAGE_COMPONENT})*"
+    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$"
+)
+
+
 class TradingEngineSpec(CamelModel):
     """What an engine trades, how, and within which limits."""
+
+    image: str | None = Field(
+        default=None,
+        description="The engine's container image, for a strategy that is not built in: "
+        "an image derived from the HEAN engine image with the strategy's package installed "
+        "(docs/strategies.md). Its repository must be one the operator allows (Helm value "
+        "engine.allowedImageRepositories), or the engine is Invalid. Default: the operator's "
+        "engine image.",
+        max_length=512,
+        pattern=IMAGE_PATTERN,
+    )
 
     mode: Mode = Field(
         default=Mode.PAPER,

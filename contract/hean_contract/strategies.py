@@ -3,8 +3,8 @@
 Each entry names a strategy, the pydantic model of its `params` and a
 one-line summary. From this registry alone come:
 
-- the spec's validation (`StrategySpec` in `hean_contract.spec`: a known name,
-  params valid for its model);
+- the spec's validation (`StrategySpec` in `hean_contract.spec`: a built-in
+  name's params are valid for its model);
 - the CRD's CEL rules on `spec.strategy` and the description of
   `spec.strategy.name` (`hean_operator.crds.tradingengine`), including the
   defaults a cross-field rule falls back to when a parameter is absent;
@@ -12,11 +12,18 @@ one-line summary. From this registry alone come:
 - and, in the engine, the implementation classes (`hean_engine.strategy.registry`
   maps the same names to classes; a test proves the two key sets equal).
 
-Adding a strategy is adding one `StrategyInfo` to `BUILTIN_STRATEGIES` (and
-its class to the engine). The operator imports this module, never strategy
-code: so the parameter models live here, not beside their implementations.
-Consumers read `BUILTIN_STRATEGIES` when they run, not when they are imported,
-so a registry extended later (user strategies from entry points) reaches them all.
+Users' strategies are not listed here: the operator cannot import their code.
+They are Python packages installed into the engine's image and found by the
+engine through the entry-point group `ENTRY_POINT_GROUP` (name = the value of
+`spec.strategy.name`, object = the strategy class). The spec and the CRD
+accept any name of `NAME_PATTERN`'s form with params that are an object; the
+engine validates the rest at start-up with the installed strategy's own model.
+
+Adding a built-in strategy is adding one `StrategyInfo` to `BUILTIN_STRATEGIES`
+(its class to the engine, and its entry point to pyproject.toml). The operator
+imports this module, never strategy code: so the parameter models live here,
+not beside their implementations. Consumers read `BUILTIN_STRATEGIES` when
+they run, not when they are imported (tests extend it).
 """
 
 from __future__ import annotations
@@ -127,19 +134,46 @@ BUILTIN_STRATEGIES: dict[str, StrategyInfo] = _registry(
 )
 
 
+# The entry-point group a strategy is registered in (the issue's contract).
+ENTRY_POINT_GROUP = "hean.strategies"
+
+# The form of every strategy name, built-in or installed: a Python-identifier-like
+# entry point name in lower case (what the spec and the CRD check for a name they
+# do not know). 63 characters at most, as a Kubernetes label value.
+NAME_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
+NAME_MAX_LENGTH = 63
+
+
 def strategy_names() -> list[str]:
     """The registered names, in registration order."""
     return list(BUILTIN_STRATEGIES)
 
 
-def unknown_strategy_message(name: str) -> str:
-    """What the spec says about a name no strategy is registered under."""
-    return f"unknown strategy {name!r} (known: {', '.join(sorted(BUILTIN_STRATEGIES))})"
+def bad_name_message(name: str) -> str:
+    """What the spec says about a name no strategy could be registered under."""
+    return (
+        f"{name!r} is not a strategy name: lower-case letters, digits and underscores, "
+        f"starting with a letter, at most {NAME_MAX_LENGTH} characters"
+    )
+
+
+def unknown_strategy_message(name: str, installed: list[str]) -> str:
+    """What the engine says when no installed strategy has the spec's name."""
+    return (
+        f"unknown strategy {name!r}: no strategy of that name is installed in this engine "
+        f"(installed: {', '.join(sorted(installed)) or 'none'}); a strategy package "
+        f"registers its class under the entry-point group {ENTRY_POINT_GROUP}"
+    )
 
 
 def name_description() -> str:
-    """The description of `spec.strategy.name`: every strategy with its summary."""
+    """The description of `spec.strategy.name`: every built-in strategy, then the others."""
     listed = [f"{info.name} ({info.summary})" for info in BUILTIN_STRATEGIES.values()]
     if len(listed) > 1:
         listed = [", ".join(listed[:-1]) + " or " + listed[-1]]
-    return f"Strategy name: {listed[0] if listed else 'none registered'}."
+    builtin = listed[0] if listed else "none built in"
+    return (
+        f"Strategy name: {builtin}; or the name of a strategy installed in the engine's "
+        f"image (an entry point in the group {ENTRY_POINT_GROUP}), whose params the engine "
+        "checks at start-up."
+    )

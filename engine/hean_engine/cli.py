@@ -257,6 +257,27 @@ def _write_report(path: Path, report: Any) -> None:
     envvar="HEAN_JOURNAL_DIR",
     help="Live mode: directory for the order intent journal (a volume that survives restarts).",
 )
+@click.option(
+    "--history",
+    envvar="HEAN_HISTORY",
+    help="Keep orders, fills, positions, equity and events, and serve them (GET /fills, ...): "
+    "a directory or SQLite file on the engine's volume, or a postgresql:// URL (give a URL "
+    "with a password through HEAN_HISTORY from a Secret, not on the command line).",
+)
+@click.option(
+    "--history-series-days",
+    type=click.IntRange(min=1),
+    default=90,
+    show_default=True,
+    envvar="HEAN_HISTORY_SERIES_DAYS",
+    help="Days the history keeps equity points, events and position snapshots.",
+)
+@click.option(
+    "--history-books-days",
+    type=click.IntRange(min=1),
+    envvar="HEAN_HISTORY_BOOKS_DAYS",
+    help="Days the history keeps orders and fills (default: for ever).",
+)
 def run(
     config_path: Path,
     host: str,
@@ -265,6 +286,9 @@ def run(
     credentials_dir: Path | None,
     approval_dir: Path | None,
     journal_dir: Path | None,
+    history: str | None,
+    history_series_days: int,
+    history_books_days: int | None,
 ) -> None:
     """Run the engine (paper, or live through the LiveGate) until SIGTERM."""
     from hean_engine.app.approval_gate import ApprovalGate
@@ -272,6 +296,7 @@ def run(
     from hean_engine.app.nodes import RunOptions
     from hean_engine.app.run import run_engine
     from hean_engine.execution.live import DenyAllGate, LiveGate
+    from hean_engine.history.store import Retention
 
     with user_errors():
         identity, spec = load_config(config_path)
@@ -284,6 +309,14 @@ def run(
             control_token_file=control_token_file,
             credentials_dir=credentials_dir,
             journal_dir=journal_dir,
+            history=history or None,
+            history_retention=Retention(
+                equity_days=history_series_days,
+                events_days=history_series_days,
+                positions_days=history_series_days,
+                orders_days=history_books_days,
+                fills_days=history_books_days,
+            ),
         )
         run_engine(identity, spec, options)
 

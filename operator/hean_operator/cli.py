@@ -156,6 +156,13 @@ def operator_group() -> None:
     help="Resource limits of engine pods (empty: none).",
 )
 @click.option(
+    "--engine-allowed-repository",
+    "engine_allowed_repositories",
+    multiple=True,
+    help="An image repository a TradingEngine's spec.image may name, besides the engine "
+    "image's own; `REGISTRY/PATH/*` allows every repository below PATH. Repeatable.",
+)
+@click.option(
     "--metrics-port", default=8000, show_default=True, type=int, help="0 disables /metrics."
 )
 @click.option(
@@ -201,6 +208,7 @@ def run_operator_command(
     engine_pull_policy: str,
     engine_requests: dict[str, str],
     engine_limits: dict[str, str],
+    engine_allowed_repositories: tuple[str, ...],
     metrics_port: int,
     liveness_port: int,
     log_format: str,
@@ -228,6 +236,7 @@ def run_operator_command(
         pull_policy=engine_pull_policy,
         requests=engine_requests,
         limits=engine_limits,
+        allowed_repositories=engine_allowed_repositories,
     )
     if engine_image:
         image = dataclasses.replace(image, image=engine_image)

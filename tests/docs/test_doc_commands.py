@@ -57,6 +57,18 @@ RULES: list[Rule] = [
         "tests/approval/test_security_doc.py runs them all, in order, in one directory",
     ),
     Rule(rf"{_HEAN} crds (generate|reference) --out \S+ --check", "local", "drift check"),
+    Rule(
+        rf"{_HEAN} engine replay --config examples/strategies/hean-rsi/\S+ .*",
+        "allowed",
+        "needs the example strategy package installed; tests/test_example_strategy.py "
+        "installs it into a throwaway directory and runs this replay",
+    ),
+    Rule(
+        r"pip install \./examples/strategies/hean-rsi",
+        "allowed",
+        "installs into the reader's environment, with its build backend from the package "
+        "index; the tests install the package into throwaway directories",
+    ),
     Rule(rf"{_HEAN} engine replay .*", "local", "replays the shared recorded data"),
     Rule(
         r"helm (lint charts/hean|template hean charts/hean)( .*)?",
@@ -113,7 +125,7 @@ RULES: list[Rule] = [
         "runs the same command as the sandbox's engine pod, against the exchange simulator)",
     ),
     Rule(
-        rf"{_HEAN} sim exchange --port .*",
+        rf"{_HEAN} sim exchange (--protocol [a-z]+ )?--port .*",
         "allowed",
         "serves until stopped: tests/sim/test_sim_cli.py starts every `hean sim exchange` "
         "command of docs/exchange-simulator.md, trades against it with ccxt and stops it",

@@ -30,8 +30,10 @@ class AllowGate:
         return GateDecision(True, "test approval")
 
 
-def live_spec() -> TradingEngineSpec:
-    return parse_spec(spec_dict(mode="live", exchange={"credentialsSecret": "keys"}))
+def live_spec(exchange_id: str = "binance") -> TradingEngineSpec:
+    return parse_spec(
+        spec_dict(mode="live", exchange={"id": exchange_id, "credentialsSecret": "keys"})
+    )
 
 
 def credentials(tmp_path: Path) -> Path:
@@ -67,6 +69,22 @@ def test_an_allowed_live_start_needs_a_journal_directory(tmp_path: Path, logs: i
     assert gate.asked == 1
     assert "--journal-dir: required in live mode" in str(info.value)
     assert API_KEY not in str(info.value) and SECRET not in str(info.value)
+
+
+def test_a_live_start_on_an_exchange_without_a_venue_entry_is_refused_by_name(
+    tmp_path: Path, logs: io.StringIO
+) -> None:
+    # Paper mode takes any ccxt exchange; the live path needs its venue entry.
+    options = RunOptions(
+        credentials_dir=credentials(tmp_path),
+        journal_dir=tmp_path / "journal",
+        gate=AllowGate(),
+        configure_logs=False,
+    )
+    with pytest.raises(ConfigError) as info:
+        run_engine(EngineIdentity(), live_spec("bitfinex"), options)
+    assert "spec.exchange.id: live trading supports binance, okx" in str(info.value)
+    assert not (tmp_path / "journal").exists()
 
 
 def test_serve_asks_the_gate_too_so_no_caller_gets_around_it(tmp_path: Path) -> None:

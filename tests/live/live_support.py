@@ -1,4 +1,10 @@
-"""A live engine in-process against the exchange simulator, through ccxt's real binance client.
+"""A live engine in-process against the exchange simulator, through ccxt's real clients.
+
+Every test here runs once per protocol the simulator speaks (`PROTOCOLS`:
+Binance's and OKX's REST API, each through ccxt's own client for that
+exchange); `Proto` holds what a test needs to know about each (paths, the
+client-id parameter, the signature error's code), so the assertions are the
+same for both.
 
 The simulator runs in step mode: each market-data request moves its replay
 one candle on, so the engine's own polling drives the market and nothing in a
@@ -30,17 +36,68 @@ from hean_engine.app.run import RunOptions, serve
 from hean_engine.control.runtime import Runtime
 from hean_engine.data.exchange_feed import FeedSettings
 from hean_engine.data.files import read_candles
+from hean_engine.execution.client_ids import ClientOrderIds
 from hean_engine.execution.live import GateDecision, LiveGate
 from hean_engine.net.exchange import create_client
 from hean_engine.net.retry import RetryPolicy
+from hean_engine.net.venues import VENUES
 from hean_engine.telemetry.logs import REDACTOR, configure_logging
 from hean_sim.exchange import SimConfig, SimExchange, point_ccxt_at
 from hean_sim.exchange.config import ApiKey
 
 API_KEY = "live-canary-apikey-5Dq2rX8wzT1"
 SECRET = "live-canary-secret-Hk39vQpL0aZ7mN"
+PASSPHRASE = "live-canary-passphrase-Qw7eR"
 CANDLES = 600
 START_BALANCES = {"USDT": Decimal(10_000), "BTC": Decimal(0)}
+PROTOCOLS = ("binance", "okx")
+# OKX's per-endpoint limits multiplied by this in the simulator: the engines
+# here run without ccxt's rate limiter (as against Binance, whose default
+# weight limit is what these tests run under; rate limits are the
+# simulator's own tests' subject).
+OKX_RATE_LIMIT_FACTOR = 50
+
+
+@dataclass(frozen=True)
+class Proto:
+    """What a test needs to know about one protocol."""
+
+    name: str
+    order_path: str  # the request ccxt's create_order makes
+    trades_path: str  # the request ccxt's fetch_my_trades makes
+    cid_param: str  # create_order's client order id parameter
+    bad_signature_code: str  # the code of a wrong signature's refusal
+
+    def credentials(self) -> dict[str, str]:
+        creds = {"apiKey": API_KEY, "secret": SECRET}
+        if self.name == "okx":
+            creds["password"] = PASSPHRASE
+        return creds
+
+    def client_ids(self, namespace: str, name: str, run_id: str) -> ClientOrderIds:
+        """Ids as an engine on this exchange makes them."""
+        rule = VENUES[self.name].client_ids
+        return ClientOrderIds(
+            namespace, name, run_id, separator=rule.separator, allowed=rule.pattern
+        )
+
+    def hand_id(self, text: str) -> str:
+        """A client order id someone trading by hand might pick, legal here."""
+        return text if self.name == "binance" else "".join(c for c in text if c.isalnum())
+
+    def unlimited(self) -> dict[str, int]:
+        """Simulator settings that take the rate limits out of a test's way."""
+        if self.name == "okx":
+            return {"rate_limit_factor": 1_000_000}
+        return {"weight_limit": 10_000_000}
+
+
+PROTOS = {
+    "binance": Proto("binance", "/api/v3/order", "/api/v3/myTrades", "newClientOrderId", "-1022"),
+    "okx": Proto(
+        "okx", "/api/v5/trade/batch-orders", "/api/v5/trade/fills-history", "clOrdId", "50113"
+    ),
+}
 
 
 class AllowGate:
@@ -48,10 +105,10 @@ class AllowGate:
         return GateDecision(True, "test gate")
 
 
-def live_spec(endpoint: str, **overrides: Any) -> TradingEngineSpec:
+def live_spec(endpoint: str, protocol: str = "binance", **overrides: Any) -> TradingEngineSpec:
     base = spec_dict(
         mode="live",
-        exchange={"id": "binance", "endpoint": endpoint, "credentialsSecret": "keys"},
+        exchange={"id": protocol, "endpoint": endpoint, "credentialsSecret": "keys"},
         market={"symbol": "BTC/USDT", "timeframe": "1m"},
         strategy={"params": {"fast": 2, "slow": 3, "quantity": "0.01"}},
         # Tests call reconcile_once themselves; the recvWindow is short so that a
@@ -67,16 +124,19 @@ def live_spec(endpoint: str, **overrides: Any) -> TradingEngineSpec:
 
 
 def signed_client(sim: SimExchange, key: ApiKey | None = None) -> Any:
-    """A ccxt binance client with keys, pointed at the simulator (someone trading by hand)."""
-    key = key or ApiKey(API_KEY, SECRET)
-    client = ccxt_async.binance(
-        {
-            "apiKey": key.api_key,
-            "secret": key.secret,
-            "enableRateLimit": False,
-            "options": {"defaultType": "spot", "fetchMarkets": ["spot"]},
-        }
-    )
+    """A ccxt client for the simulator's protocol, with keys, pointed at the simulator
+    (someone trading by hand)."""
+    protocol = sim.config.protocol
+    key = key or ApiKey(API_KEY, SECRET, PASSPHRASE)
+    config: dict[str, Any] = {
+        "apiKey": key.api_key,
+        "secret": key.secret,
+        "enableRateLimit": False,
+        "options": dict(VENUES[protocol].ccxt_options),
+    }
+    if protocol == "okx":
+        config["password"] = key.passphrase
+    client = getattr(ccxt_async, protocol)(config)
     point_ccxt_at(client, sim.url)
     return client
 
@@ -104,7 +164,9 @@ class LiveRun:
         return [json.loads(line) for line in self.logs.getvalue().splitlines() if line]
 
 
-async def make_sim(tmp_path: Path, *, candles: int = CANDLES, **config: Any) -> SimExchange:
+async def make_sim(
+    tmp_path: Path, *, protocol: str = "binance", candles: int = CANDLES, **config: Any
+) -> SimExchange:
     data = tmp_path / "candles.csv"
     if not data.exists():
         write_lines(data, head_lines(require_shared_file(BTCUSD_CANDLES), candles + 1))
@@ -115,8 +177,12 @@ async def make_sim(tmp_path: Path, *, candles: int = CANDLES, **config: Any) -> 
             symbol="BTC/USDT",
             speed=None,  # step mode: the engine's polls move the market
             start=datetime.fromtimestamp(first.ts / 1000 + 30 * 60, tz=UTC),
-            keys=config.pop("keys", [ApiKey(API_KEY, SECRET)]),
+            keys=config.pop("keys", [ApiKey(API_KEY, SECRET, PASSPHRASE)]),
             balances=dict(START_BALANCES),
+            protocol="okx" if protocol == "okx" else "binance",
+            rate_limit_factor=config.pop(
+                "rate_limit_factor", OKX_RATE_LIMIT_FACTOR if protocol == "okx" else 1
+            ),
             **config,
         )
     )
@@ -136,16 +202,20 @@ async def run_live(
     limit_seconds: float = 60.0,
     gate: LiveGate | None = None,
     approval_recheck_seconds: float = 5.0,
+    history: str | None = None,
 ) -> Runtime:
     """Serve a live engine until `during(run)` returns; the engine is stopped after it."""
+    proto = PROTOS[run.spec.exchange.id]
+    window = VENUES[proto.name].recv_window
     client = create_client(
         run.spec.exchange,
-        credentials={"apiKey": API_KEY, "secret": SECRET},
-        options={"recvWindow": run.spec.live.recv_window_ms},
+        credentials=proto.credentials(),
+        options={window.name: run.spec.live.recv_window_ms} if window.how == "option" else None,
     )
     client.enableRateLimit = False  # the simulator's weight limit is what is tested
     REDACTOR.register(API_KEY)
     REDACTOR.register(SECRET)
+    REDACTOR.register(PASSPHRASE)
     configure_logging(stream=run.logs, engine="live-test", run_id=run_id)
     stop = asyncio.Event()
     ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -164,6 +234,7 @@ async def run_live(
         approval_recheck_seconds=approval_recheck_seconds,
         journal_dir=run.journal_dir,
         configure_logs=False,
+        history=history,
     )
     task = asyncio.create_task(
         serve(

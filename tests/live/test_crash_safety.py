@@ -12,7 +12,9 @@ random few milliseconds. After every restart and at the end:
 - once trading is paused and the order in flight has finished, the books the
   engine reports equal the simulator's exactly.
 
-A failing seed is replayed with HEAN_CRASH_SEED=<seed>.
+Once per protocol (Binance's and OKX's, each through ccxt's own client), with
+the same seed and the same number of kills. A failing seed is replayed with
+HEAN_CRASH_SEED=<seed>.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from typing import Any
 
 import aiohttp
 import yaml
-from live_support import API_KEY, SECRET, live_spec, make_sim
+from live_support import API_KEY, PASSPHRASE, SECRET, Proto, live_spec, make_sim
 
 from hean_sim.exchange import SimExchange
 from hean_sim.exchange.faults import FaultPlan
@@ -151,8 +153,8 @@ class Engine:
             await asyncio.sleep(0.01)
 
 
-def _write_config(tmp_path: Path, sim: SimExchange) -> None:
-    spec = live_spec(sim.url).model_dump(mode="json", by_alias=True)
+def _write_config(tmp_path: Path, sim: SimExchange, proto: Proto) -> None:
+    spec = live_spec(sim.url, proto.name).model_dump(mode="json", by_alias=True)
     manifest = {
         "apiVersion": "hean.io/v1alpha1",
         "kind": "TradingEngine",
@@ -164,6 +166,8 @@ def _write_config(tmp_path: Path, sim: SimExchange) -> None:
     credentials.mkdir()
     (credentials / "apiKey").write_text(API_KEY)
     (credentials / "secret").write_text(SECRET)
+    if "password" in proto.credentials():
+        (credentials / "password").write_text(PASSPHRASE)
     (tmp_path / "token").write_text(TOKEN)
 
 
@@ -217,13 +221,13 @@ async def _ready(engine: Engine, http: aiohttp.ClientSession) -> bool:
 
 
 async def test_sigkill_at_random_points_never_duplicates_an_order_or_loses_a_fill(
-    tmp_path: Path,
+    tmp_path: Path, proto: Proto
 ) -> None:
     rng = random.Random(SEED)
     # Requests are not rate limited here (see live_engine_process.py).
-    sim = await make_sim(tmp_path, candles=20_000, weight_limit=10_000_000)
+    sim = await make_sim(tmp_path, protocol=proto.name, candles=20_000, **proto.unlimited())
     sim.faults = FaultPlan.parse("drop=0.25,reset=0.03", seed=SEED)
-    _write_config(tmp_path, sim)
+    _write_config(tmp_path, sim, proto)
     zygote = Zygote()
     await zygote.start()
     engines: list[Engine] = []

@@ -4,7 +4,8 @@ Server errors, 429 bursts, connection resets, timeouts, and order requests
 executed but answered with a dropped connection, seeded. The engine must stay
 up, keep trading, never mistake a fault for drift, and end reconciled: its
 books equal the simulator's, every order on the account is one of its intents,
-and nothing is left in flight.
+and nothing is left in flight. Once per protocol (Binance's, OKX's), with the
+same faults in each exchange's own error shapes.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from live_support import API_KEY, LiveRun, live_spec, make_sim, run_live, until
+from live_support import API_KEY, LiveRun, Proto, live_spec, make_sim, run_live, until
 
 from hean_engine.model.orders import RiskState
 from hean_sim.exchange.faults import Fault, FaultPlan
@@ -24,8 +25,8 @@ REQUESTS = 3000
 FAULTS = "5xx=0.07,429=0.03:2,reset=0.04,timeout=0.03:20ms,drop=0.05"
 
 
-async def test_a_fifth_of_requests_failing_loses_nothing(tmp_path: Path) -> None:
-    sim = await make_sim(tmp_path, candles=20_000, weight_limit=10_000_000)
+async def test_a_fifth_of_requests_failing_loses_nothing(tmp_path: Path, proto: Proto) -> None:
+    sim = await make_sim(tmp_path, protocol=proto.name, candles=20_000, **proto.unlimited())
     plan = FaultPlan.parse(FAULTS, seed=SEED)
     plan.retry_after = 0  # honoured like any other; a 1 s wait per 429 would only slow the test
     sim.faults = plan
@@ -37,7 +38,7 @@ async def test_a_fifth_of_requests_failing_loses_nothing(tmp_path: Path) -> None
         return draw(method, path, mutates)
 
     plan.draw = counting_draw  # type: ignore[method-assign]
-    run = LiveRun(sim, live_spec(sim.url), tmp_path / "journal")
+    run = LiveRun(sim, live_spec(sim.url, proto.name), tmp_path / "journal")
     observed: dict[str, object] = {}
 
     async def during(run: LiveRun) -> None:
@@ -76,7 +77,8 @@ async def test_a_fifth_of_requests_failing_loses_nothing(tmp_path: Path) -> None
     assert (ledger.position, ledger.quote) == (totals["BTC"], totals["USDT"])
     orders = Counter(o.client_order_id for o in sim.orders(API_KEY))
     assert max(orders.values()) == 1
-    assert all(cid.startswith("hean-") for cid in orders)
+    ids = proto.client_ids("default", "live-test", "run00001aaaa")
+    assert all(ids.is_ours(cid) for cid in orders)
     stats = run.session.venue.stats
     assert stats.unknown_outcomes > 0 and stats.lookups_found > 0
     assert len({f.trade_id for f in runtime.kernel.fills}) == len(sim.trades(API_KEY))

@@ -14,9 +14,17 @@ from hypothesis import strategies as st
 from engine_support import FakeClock
 from hean_engine.execution.client_ids import ClientOrderIds, engine_tag, valid
 from hean_engine.execution.journal import FILE_NAME, Journal, JournalError
+from hean_engine.net.venues import VENUES
 
 D = Decimal
 BINANCE_CLIENT_ID = re.compile(r"^[.A-Z:/a-z0-9_-]{1,36}$")
+# OKX's clOrdId: 1 to 32 letters and digits.
+OKX_CLIENT_ID = re.compile(r"^[A-Za-z0-9]{1,32}$")
+
+
+def _okx_ids(namespace: str, name: str, run: str) -> ClientOrderIds:
+    rule = VENUES["okx"].client_ids
+    return ClientOrderIds(namespace, name, run, separator=rule.separator, allowed=rule.pattern)
 
 
 def _journal(directory: Path, clock: FakeClock) -> Journal:
@@ -127,3 +135,40 @@ def test_runs_never_share_ids_and_other_engines_orders_are_foreign() -> None:
     assert not one.is_ours(other.next())
     assert not one.is_ours("web_3f6286480b194b079870ac75fb6978b7")
     assert not one.is_ours(None)
+
+
+def test_client_ids_are_deterministic_and_legal_on_okx() -> None:
+    ids = _okx_ids("trading", "btc-momentum", "0f3a9c2b1d4e")
+    first = [ids.next() for _ in range(3)]
+    again = _okx_ids("trading", "btc-momentum", "0f3a9c2b1d4e")
+    assert [again.next() for _ in range(3)] == first
+    tag = engine_tag("trading", "btc-momentum")
+    assert first == [f"hean{tag}0f3a9c2b1", f"hean{tag}0f3a9c2b2", f"hean{tag}0f3a9c2b3"]
+    assert all(OKX_CLIENT_ID.match(cid) for cid in first)
+    # Binance's format has dashes, which OKX refuses: the venue's pattern says so.
+    with pytest.raises(ValueError, match="not one the exchange accepts"):
+        ClientOrderIds("a", "b", "run1", allowed=VENUES["okx"].client_ids.pattern).next()
+
+
+def test_without_separators_a_short_run_part_is_padded_so_runs_never_collide() -> None:
+    # Unpadded, run "ab" with sequence number 36*1+12 ("1c") and run "ab1" with
+    # sequence number 12 ("c") would both end "ab1c".
+    short, longer = _okx_ids("ns", "e", "ab"), _okx_ids("ns", "e", "ab1")
+    short.seq, longer.seq = 36 + 11, 11
+    assert short.next() != longer.next()
+    assert short.run_prefix.endswith("ab000000")
+
+
+@given(
+    namespace=st.from_regex(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", fullmatch=True),
+    name=st.from_regex(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", fullmatch=True),
+    run=st.text(alphabet="0123456789abcdef", min_size=1, max_size=12),
+    seq=st.integers(min_value=1, max_value=36**8 - 1),
+)
+def test_client_ids_stay_within_okxs_limit(namespace: str, name: str, run: str, seq: int) -> None:
+    ids = _okx_ids(namespace, name, run)
+    ids.seq = seq - 1
+    cid = ids.next()
+    assert OKX_CLIENT_ID.match(cid), cid
+    assert ids.is_ours(cid)
+    assert not _okx_ids(namespace, name + "x", run).is_ours(cid)

@@ -15,9 +15,11 @@ import pytest
 from live_support import (
     API_KEY,
     FAST_RETRY,
+    PASSPHRASE,
     SECRET,
     AllowGate,
     LiveRun,
+    Proto,
     live_spec,
     make_sim,
     run_live,
@@ -27,7 +29,6 @@ from live_support import (
 
 from hean_contract.spec import EngineIdentity
 from hean_engine.app.run import RunOptions, serve
-from hean_engine.execution.client_ids import ClientOrderIds
 from hean_engine.execution.live_venue import CLOCK_SKEW_MS
 from hean_engine.model.errors import HeanError
 from hean_engine.model.orders import RiskState
@@ -35,7 +36,7 @@ from hean_engine.net.exchange import create_client
 from hean_engine.telemetry.logs import REDACTOR, configure_logging
 from hean_sim.exchange.config import ApiKey
 
-ORDER_PATH = "/api/v3/order"
+BALANCE_PATHS = {"binance": "/api/v3/account", "okx": "/api/v5/account/balance"}
 
 
 async def _settle(run: LiveRun) -> str:
@@ -61,9 +62,11 @@ def _assert_one_order_per_intent(run: LiveRun) -> None:
     assert counts and max(counts.values()) == 1, counts.most_common(3)
 
 
-async def test_a_live_engine_trades_and_its_books_equal_the_exchange(tmp_path: Path) -> None:
-    sim = await make_sim(tmp_path)
-    run = LiveRun(sim, live_spec(sim.url), tmp_path / "journal")
+async def test_a_live_engine_trades_and_its_books_equal_the_exchange(
+    tmp_path: Path, proto: Proto
+) -> None:
+    sim = await make_sim(tmp_path, protocol=proto.name)
+    run = LiveRun(sim, live_spec(sim.url, proto.name), tmp_path / "journal")
     observed: dict[str, object] = {}
 
     async def during(run: LiveRun) -> None:
@@ -88,11 +91,11 @@ async def test_a_live_engine_trades_and_its_books_equal_the_exchange(tmp_path: P
     _assert_books_equal_exchange(run)
     _assert_one_order_per_intent(run)
     # Every order the simulator holds is this engine's, fills are booked once each.
-    ids = ClientOrderIds("default", "live-test", "run00001aaaa")
+    ids = proto.client_ids("default", "live-test", "run00001aaaa")
     assert all(ids.is_ours(o.client_order_id) for o in sim.orders(API_KEY))
     fills = runtime.kernel.fills
     assert len({f.trade_id for f in fills}) == len(fills) == len(sim.trades(API_KEY))
-    # Binance charges the asset received: buys pay their fee in BTC.
+    # Both charge the asset received: buys pay their fee in BTC.
     assert {f.fee_asset for f in fills if f.side.value == "buy"} == {"BTC"}
     status = observed["status"]
     assert isinstance(status, dict)
@@ -109,18 +112,23 @@ async def test_a_live_engine_trades_and_its_books_equal_the_exchange(tmp_path: P
     )
     assert "hean_engine_exchange_drift{" in metrics
     text = run.logs.getvalue() + json.dumps(status) + metrics
-    assert API_KEY not in text and SECRET not in text
+    assert API_KEY not in text and SECRET not in text and PASSPHRASE not in text
 
 
 async def _trade_through(
-    tmp_path: Path, fault: str, times: int, fills: int, sends: list[tuple[str, float]]
+    tmp_path: Path,
+    proto: Proto,
+    fault: str,
+    times: int,
+    fills: int,
+    sends: list[tuple[str, float]],
 ) -> LiveRun:
     """Trade until `fills` fills with the next `times` order requests failing as `fault`,
     then settle; the run, for its counters. `sends` gets (client id, monotonic time)
     of every order request the engine makes."""
-    sim = await make_sim(tmp_path)
-    sim.faults.force(fault, times, method="POST", path=ORDER_PATH)
-    run = LiveRun(sim, live_spec(sim.url), tmp_path / "journal")
+    sim = await make_sim(tmp_path, protocol=proto.name)
+    sim.faults.force(fault, times, method="POST", path=proto.order_path)
+    run = LiveRun(sim, live_spec(sim.url, proto.name), tmp_path / "journal")
 
     async def during(run: LiveRun) -> None:
         assert run.runtime is not None
@@ -129,7 +137,7 @@ async def _trade_through(
         create = client.create_order
 
         async def recording(*args: Any, **kwargs: Any) -> Any:
-            sends.append((args[5]["newClientOrderId"], time.monotonic()))
+            sends.append((args[5][proto.cid_param], time.monotonic()))
             return await create(*args, **kwargs)
 
         client.create_order = recording
@@ -148,10 +156,10 @@ async def _trade_through(
 
 
 async def test_a_response_dropped_after_execution_never_becomes_a_second_order(
-    tmp_path: Path,
+    tmp_path: Path, proto: Proto
 ) -> None:
     sends: list[tuple[str, float]] = []
-    run = await _trade_through(tmp_path, "drop", 3, 4, sends)
+    run = await _trade_through(tmp_path, proto, "drop", 3, 4, sends)
     stats = run.session.venue.stats
     assert len({cid for cid, _ in sends}) == len(sends)  # no intent was sent twice
     assert stats.unknown_outcomes >= 3
@@ -160,10 +168,10 @@ async def test_a_response_dropped_after_execution_never_becomes_a_second_order(
 
 
 async def test_a_request_that_never_arrived_is_sent_again_only_after_the_recv_window(
-    tmp_path: Path,
+    tmp_path: Path, proto: Proto
 ) -> None:
     sends: list[tuple[str, float]] = []
-    run = await _trade_through(tmp_path, "reset", 2, 2, sends)
+    run = await _trade_through(tmp_path, proto, "reset", 2, 2, sends)
     stats = run.session.venue.stats
     assert stats.resends >= 2 and stats.lookups_absent >= 2
     # Each resend reuses the client id and waits out recvWindow (200 ms) + 1 s of skew
@@ -182,9 +190,9 @@ async def test_a_request_that_never_arrived_is_sent_again_only_after_the_recv_wi
     ("policy", "state"), [("halt", RiskState.HALTED), ("reduce", RiskState.REDUCING)]
 )
 async def test_a_foreign_order_is_drift_and_moves_the_risk_state(
-    tmp_path: Path, policy: str, state: RiskState
+    tmp_path: Path, proto: Proto, policy: str, state: RiskState
 ) -> None:
-    sim = await make_sim(tmp_path)
+    sim = await make_sim(tmp_path, protocol=proto.name)
     # Placed by hand on the same account before the engine starts.
     hand = signed_client(sim)
     try:
@@ -196,11 +204,13 @@ async def test_a_foreign_order_is_drift_and_moves_the_risk_state(
             "buy",
             "0.1",
             str((price / 2).quantize(Decimal("0.01"))),
-            {"newClientOrderId": "by-hand-1"},
+            {proto.cid_param: proto.hand_id("by-hand-1")},
         )
     finally:
         await hand.close()
-    run = LiveRun(sim, live_spec(sim.url, live={"onDrift": policy}), tmp_path / "journal")
+    run = LiveRun(
+        sim, live_spec(sim.url, proto.name, live={"onDrift": policy}), tmp_path / "journal"
+    )
 
     readiness: list[tuple[bool, str]] = []
 
@@ -217,16 +227,18 @@ async def test_a_foreign_order_is_drift_and_moves_the_risk_state(
         await sim.stop()
     report = runtime.last_reconcile
     assert report is not None and report.result == "drift"
-    assert [o.client_order_id for o in report.foreign_orders or []] == ["by-hand-1"]
+    assert [o.client_order_id for o in report.foreign_orders or []] == [proto.hand_id("by-hand-1")]
     assert runtime.kernel.risk.state is state
     assert "foreign open order" in runtime.kernel.risk.state_reason
     assert not runtime.kernel.open  # the foreign order was reported, not adopted
     assert readiness == [(False, "waiting for a clean reconcile with the exchange")]
 
 
-async def test_a_balance_changed_behind_the_engines_back_halts_it(tmp_path: Path) -> None:
-    sim = await make_sim(tmp_path)
-    run = LiveRun(sim, live_spec(sim.url), tmp_path / "journal")
+async def test_a_balance_changed_behind_the_engines_back_halts_it(
+    tmp_path: Path, proto: Proto
+) -> None:
+    sim = await make_sim(tmp_path, protocol=proto.name)
+    run = LiveRun(sim, live_spec(sim.url, proto.name), tmp_path / "journal")
     observed: dict[str, object] = {}
 
     async def during(run: LiveRun) -> None:
@@ -252,11 +264,11 @@ async def test_a_balance_changed_behind_the_engines_back_halts_it(tmp_path: Path
 
 
 async def test_the_engine_stays_not_ready_and_sends_nothing_until_the_exchange_answers(
-    tmp_path: Path,
+    tmp_path: Path, proto: Proto
 ) -> None:
-    sim = await make_sim(tmp_path)
-    sim.faults.force("503", 6, method="GET", path="/api/v3/account")
-    run = LiveRun(sim, live_spec(sim.url), tmp_path / "journal")
+    sim = await make_sim(tmp_path, protocol=proto.name)
+    sim.faults.force("503", 6, method="GET", path=BALANCE_PATHS[proto.name])
+    run = LiveRun(sim, live_spec(sim.url, proto.name), tmp_path / "journal")
     seen: list[tuple[bool, str]] = []
 
     async def during(run: LiveRun) -> None:
@@ -282,16 +294,18 @@ async def test_the_engine_stays_not_ready_and_sends_nothing_until_the_exchange_a
     assert runtime.last_reconcile.result in ("ok", "inconclusive")
 
 
-async def test_a_restart_resolves_the_journal_by_client_order_id(tmp_path: Path) -> None:
-    sim = await make_sim(tmp_path)
+async def test_a_restart_resolves_the_journal_by_client_order_id(
+    tmp_path: Path, proto: Proto
+) -> None:
+    sim = await make_sim(tmp_path, protocol=proto.name)
     journal_dir = tmp_path / "journal"
-    ids = ClientOrderIds("default", "live-test", "previous1234")
+    ids = proto.client_ids("default", "live-test", "previous1234")
     executed, never_sent = ids.next(), ids.next()
     hand = signed_client(sim)
     try:
         await hand.load_markets()
         await hand.create_order(
-            "BTC/USDT", "market", "buy", "0.01", None, {"newClientOrderId": executed}
+            "BTC/USDT", "market", "buy", "0.01", None, {proto.cid_param: executed}
         )
     finally:
         await hand.close()
@@ -322,7 +336,7 @@ async def test_a_restart_resolves_the_journal_by_client_order_id(tmp_path: Path)
         },
     ]
     (journal_dir / "journal.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
-    run = LiveRun(sim, live_spec(sim.url), journal_dir)
+    run = LiveRun(sim, live_spec(sim.url, proto.name), journal_dir)
     started_at = time.monotonic()
 
     async def during(run: LiveRun) -> None:
@@ -344,40 +358,47 @@ async def test_a_restart_resolves_the_journal_by_client_order_id(tmp_path: Path)
 
 
 async def test_a_wrong_secret_is_a_clear_start_failure_that_never_shows_the_keys(
-    tmp_path: Path,
+    tmp_path: Path, proto: Proto
 ) -> None:
-    # The account exists with another secret: every signed request gets -1022.
-    sim = await make_sim(tmp_path, keys=[ApiKey(API_KEY, "a-different-secret-0000")])
+    # The account exists with another secret: every signed request is refused
+    # (Binance -1022, OKX 50113).
+    sim = await make_sim(
+        tmp_path,
+        protocol=proto.name,
+        keys=[ApiKey(API_KEY, "a-different-secret-0000", PASSPHRASE)],
+    )
     logs = io.StringIO()
     configure_logging(stream=logs)
     REDACTOR.register(API_KEY)
     REDACTOR.register(SECRET)
-    client = create_client(
-        live_spec(sim.url).exchange, credentials={"apiKey": API_KEY, "secret": SECRET}
-    )
+    REDACTOR.register(PASSPHRASE)
+    client = create_client(live_spec(sim.url, proto.name).exchange, credentials=proto.credentials())
     options = RunOptions(
         host="127.0.0.1", port=0, gate=AllowGate(), journal_dir=tmp_path / "j", retry=FAST_RETRY
     )
     try:
         with pytest.raises(HeanError) as info:
-            await serve(EngineIdentity(name="e"), live_spec(sim.url), options, client=client)
+            await serve(
+                EngineIdentity(name="e"), live_spec(sim.url, proto.name), options, client=client
+            )
     finally:
         await sim.stop()
         configure_logging()
     message = str(info.value)
-    assert "AuthenticationError" in message and "-1022" in message
+    assert "AuthenticationError" in message and proto.bad_signature_code in message
     assert not sim.orders(API_KEY)
     everything = message + logs.getvalue()
     assert SECRET not in everything and API_KEY not in everything
+    assert PASSPHRASE not in everything
 
 
 async def test_ccxt_errors_quoting_signed_urls_reach_the_logs_without_signature_or_keys(
-    tmp_path: Path,
+    tmp_path: Path, proto: Proto
 ) -> None:
-    sim = await make_sim(tmp_path)
+    sim = await make_sim(tmp_path, protocol=proto.name)
     # A 502 makes ccxt quote the whole signed request URL in its exception.
-    sim.faults.force("502", 3, method="GET", path="/api/v3/myTrades")
-    run = LiveRun(sim, live_spec(sim.url), tmp_path / "journal")
+    sim.faults.force("502", 3, method="GET", path=proto.trades_path)
+    run = LiveRun(sim, live_spec(sim.url, proto.name), tmp_path / "journal")
 
     async def during(run: LiveRun) -> None:
         await until(lambda: sim.faults.pending == 0, "the 502s")
@@ -388,8 +409,10 @@ async def test_ccxt_errors_quoting_signed_urls_reach_the_logs_without_signature_
     finally:
         await sim.stop()
     text = run.logs.getvalue()
-    quoted = [line for line in text.splitlines() if "/api/v3/myTrades" in line]
+    quoted = [line for line in text.splitlines() if proto.trades_path in line]
     assert quoted, "ccxt's error text (with the URL) was logged"
-    assert any("signature=[REDACTED]" in line for line in quoted)
-    assert all("signature=[REDACTED]" in line for line in quoted if "signature=" in line)
-    assert API_KEY not in text and SECRET not in text
+    if proto.name == "binance":
+        # Binance signs in the query string, so the quoted URL carries the signature.
+        assert any("signature=[REDACTED]" in line for line in quoted)
+        assert all("signature=[REDACTED]" in line for line in quoted if "signature=" in line)
+    assert API_KEY not in text and SECRET not in text and PASSPHRASE not in text

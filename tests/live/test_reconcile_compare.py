@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import pytest
+from live_support import Proto
+
 from hean_engine.execution.client_ids import ClientOrderIds
 from hean_engine.execution.reconcile import compare
 from hean_engine.portfolio.ledger import Ledger
@@ -49,10 +52,15 @@ def test_a_difference_within_the_tolerance_is_not_drift() -> None:
     assert over.balance_drift and over.drift
 
 
-def test_a_foreign_open_order_is_drift_and_ours_are_not() -> None:
+# What other software puts on a shared account: a web order, and ccxt's own
+# id for an okx order sent without one (its broker id and 16 hex digits).
+@pytest.mark.parametrize("stranger", ["web_123", "6b9ad766b55dBCDE0a1b2c3d4e5f6a7b"])
+def test_a_foreign_open_order_is_drift_and_ours_are_not(proto: Proto, stranger: str) -> None:
+    """On each exchange's id format: this engine's order is ours, the other is foreign."""
+    ids = proto.client_ids("ns", "e", "abcdef123456")
     ours = {
         "id": "1",
-        "clientOrderId": IDS.next(),
+        "clientOrderId": ids.next(),
         "side": "buy",
         "type": "limit",
         "amount": 0.1,
@@ -60,20 +68,20 @@ def test_a_foreign_open_order_is_drift_and_ours_are_not() -> None:
     }
     foreign = {
         "id": "2",
-        "clientOrderId": "web_123",
+        "clientOrderId": stranger,
         "side": "sell",
         "type": "limit",
         "amount": 0.2,
         "price": 101.25,
     }
     result = compare(
-        _ledger("1", "10"), {"BTC": D(1), "USDT": D(10)}, [ours, foreign], IDS.is_ours, D(1), D(0)
+        _ledger("1", "10"), {"BTC": D(1), "USDT": D(10)}, [ours, foreign], ids.is_ours, D(1), D(0)
     )
     assert result.drift and not result.balance_drift
     assert result.foreign_orders == [
         {
             "id": "2",
-            "client_order_id": "web_123",
+            "client_order_id": stranger,
             "side": "sell",
             "type": "limit",
             "amount": "0.2",

@@ -19,6 +19,7 @@ from cluster_support import shared_control_plane, unique
 from hean_sandbox.controlplane.cluster import ControlPlane
 from hean_sandbox.kubelet.api import KubeApi
 from hean_sandbox.kubelet.node import Node, mount_namespace_command
+from hean_sandbox.kubelet.podnet import local_pod_network
 
 
 @dataclass
@@ -184,6 +185,7 @@ async def node_world(workdir: Path, *, fake: bool) -> AsyncIterator[NodeWorld]:
             serving=(serving.cert, serving.key),
             client_ca=cluster.ca_path,
             mount_prefix=await asyncio.to_thread(mount_namespace_command),
+            pod_network=(await asyncio.to_thread(local_pod_network))[0],
         )
         started = asyncio.Event()
         task = asyncio.create_task(node.run(started))

@@ -197,12 +197,14 @@ async def make_sandbox_scenario(
     watch_namespaces: Sequence[str] | None = None,
     accounts: Sequence[ApiKey] = (),
     balances: Mapping[str, Decimal] | None = None,
+    image_venvs: Mapping[str, Path] | None = None,
 ) -> tuple[Scenario, asyncio.Task[None]]:
     """A sandbox on the session's control plane: a fresh namespace, a node of its own
     and a Helm release of the chart in that namespace, watching it (or
     `watch_namespaces`); `values` are more Helm values. `accounts`: API key pairs
     the exchange simulator holds (for live engines), each with `balances` (None:
-    the simulator's default)."""
+    the simulator's default). `image_venvs`: users' images the node plays with
+    virtual environments (allowed in the chart too)."""
     sim = None
     if exchange:
         data = write_lines(
@@ -224,6 +226,7 @@ async def make_sandbox_scenario(
         values=values or {},
         exchange_sim=sim,
         control_plane=cluster,
+        image_venvs=image_venvs or {},
     )
     box = Sandbox(options)
     try:

@@ -145,6 +145,20 @@ def _client(url: str, api_key: str, secret: str) -> Any:
     return exchange
 
 
+def _okx_client(url: str, api_key: str, secret: str, passphrase: str) -> Any:
+    exchange = ccxt_async.okx(
+        {
+            "apiKey": api_key,
+            "secret": secret,
+            "password": passphrase,
+            "enableRateLimit": False,
+            "options": {"fetchMarkets": {"types": ["spot"]}},
+        }
+    )
+    point_ccxt_at(exchange, url)
+    return exchange
+
+
 async def test_serves_trades_and_stops_on_sigterm(
     tmp_path: Path, candles: Path, processes: list[SimProcess]
 ) -> None:
@@ -229,7 +243,9 @@ def _doc_commands() -> list[str]:
             fenced = line.strip() in ("```bash", "```sh", "```shell")
             continue
         command = line.strip()
-        if fenced and re.match(r"(\.venv/bin/)?hean sim exchange --port ", command):
+        if fenced and re.match(
+            r"(\.venv/bin/)?hean sim exchange (--protocol [a-z]+ )?--port ", command
+        ):
             found.append(command)
     return found
 
@@ -251,7 +267,12 @@ async def test_documented_commands_serve(
     sim = SimProcess(f"exec {runnable}", work, tmp_path / "stderr.log")
     processes.append(sim)
     url = sim.wait_listening()
-    exchange = _client(url, *_private_credentials(Path(sim.said("credentials: "))))
+    credentials = Path(sim.said("credentials: "))
+    api_key, secret = _private_credentials(credentials)
+    if "--protocol okx" in command:
+        exchange = _okx_client(url, api_key, secret, (credentials / "password").read_text())
+    else:
+        exchange = _client(url, api_key, secret)
     exchange.timeout = 30_000  # the fault spec may hold a request for up to 2 s
     try:
         for _ in range(10):
@@ -332,3 +353,34 @@ def test_a_bad_flag_exits_2_from_the_installed_command(tmp_path: Path) -> None:
     )
     assert done.returncode == 2
     assert "Invalid value for '--data'" in done.stderr
+
+
+async def test_speaks_okx_with_the_passphrase_it_wrote(
+    tmp_path: Path, candles: Path, processes: list[SimProcess]
+) -> None:
+    args = [
+        *("sim", "exchange", "--protocol", "okx", "--port", "0", "--data", str(candles)),
+        *("--speed", "max", "--balances", "USDT=5000,BTC=0.5"),
+    ]
+    sim = SimProcess([str(HEAN), *args], tmp_path, tmp_path / "stderr.log")
+    processes.append(sim)
+    url = sim.wait_listening()
+    assert any(line.startswith("simulated OKX spot BTC/USDT") for line in sim.lines)
+    credentials = Path(sim.said("credentials: "))
+    api_key, secret = _private_credentials(credentials)
+    # OKX's third credential, under ccxt's name for it: a Secret's `password` key.
+    assert stat.S_IMODE((credentials / "password").stat().st_mode) == 0o600
+    passphrase = (credentials / "password").read_text()
+    assert load_keys(credentials / "keys.json")[0].passphrase == passphrase
+    exchange = _okx_client(url, api_key, secret, passphrase)
+    try:
+        await exchange.load_markets()
+        balance = await exchange.fetch_balance()
+        assert (balance["USDT"]["free"], balance["BTC"]["free"]) == (5000.0, 0.5)
+        order = await exchange.create_order("BTC/USDT", "market", "buy", 0.01, None)
+        assert (await exchange.fetch_order(order["id"], "BTC/USDT"))["status"] == "closed"
+    finally:
+        await exchange.close()
+    assert sim.stop() == 0, sim.output()
+    output = sim.output()
+    assert secret not in output and passphrase not in output

@@ -79,6 +79,16 @@ def build(bin_dir: Path) -> None:
     help="Exchange simulator: data seconds per wall second.",
 )
 @click.option(
+    "--image-venv",
+    "image_venvs",
+    multiple=True,
+    callback=lambda ctx, param, value: _image_venvs(value),
+    metavar="IMAGE=VENV",
+    help="Run engine pods of IMAGE (a reference, or a repository for any tag) with the "
+    "Python of the virtual environment VENV, where hean and a strategy package are "
+    "installed; the repository is allowed in spec.image (repeatable).",
+)
+@click.option(
     "--apply",
     "manifests",
     multiple=True,
@@ -95,6 +105,7 @@ def up(
     exchange_data: Path | None,
     exchange_port: int,
     exchange_speed: float,
+    image_venvs: dict[str, Path],
     manifests: tuple[Path, ...],
 ) -> None:
     """Run the sandbox in the foreground until SIGINT/SIGTERM; stopping it stops every
@@ -114,6 +125,7 @@ def up(
             if exchange_data is not None
             else None
         ),
+        image_venvs=image_venvs,
         say=_say,
     )
     try:
@@ -183,3 +195,20 @@ def _relative(path: Path) -> str:
 def _say(text: str) -> None:
     click.echo(text)
     sys.stdout.flush()
+
+
+def _image_venvs(pairs: tuple[str, ...]) -> dict[str, Path]:
+    """`IMAGE=VENV` pairs; a bad pair is a usage error naming it."""
+    venvs: dict[str, Path] = {}
+    for pair in pairs:
+        image, sep, venv = pair.partition("=")
+        if not sep or not image or not venv:
+            raise click.BadParameter(f"{pair!r}: expected IMAGE=VENV", param_hint="--image-venv")
+        python = Path(venv) / "bin" / "python"
+        if not python.exists():
+            raise click.BadParameter(
+                f"{pair!r}: {python} does not exist (VENV must be a virtual environment)",
+                param_hint="--image-venv",
+            )
+        venvs[image] = Path(venv).absolute()
+    return venvs

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import ssl
 import urllib.error
@@ -41,7 +42,10 @@ import yaml
 from hean_sandbox.controlplane.build import Binaries, ensure_binaries
 from hean_sandbox.controlplane.cluster import ControlPlane
 from hean_sandbox.kubelet.api import KubeApi
-from hean_sandbox.kubelet.node import Node, mount_namespace_command
+from hean_sandbox.kubelet.node import Node, full_repository, mount_namespace_command
+from hean_sandbox.kubelet.podnet import local_pod_network
+
+log = logging.getLogger("hean.sandbox")
 
 if TYPE_CHECKING:
     from hean_sim.exchange.config import ApiKey
@@ -87,6 +91,11 @@ class SandboxOptions:
     # A running control plane to join (tests share one); None: start one.
     control_plane: ControlPlane | None = None
     node_name: str | None = None
+    # Users' images (a reference, or a repository for any tag) -> the virtual
+    # environment that plays each on the node: one with hean and the user's
+    # strategy package installed. Their repositories are added to the chart's
+    # engine.allowedImageRepositories, so that engines may name them in spec.image.
+    image_venvs: Mapping[str, Path] = field(default_factory=dict)
     say: Callable[[str], None] = _quiet
 
 
@@ -162,6 +171,13 @@ class Sandbox:
         )
         context = ssl.create_default_context(cafile=str(cp.ca_path))
         context.load_cert_chain(str(client.cert), str(client.key))
+        pod_network, why = await asyncio.to_thread(local_pod_network)
+        if pod_network is None:
+            log.warning(
+                "pods get loopback addresses: the API server's pod proxy (kubectl hean) "
+                "cannot reach them (%s)",
+                why,
+            )
         self._session = aiohttp.ClientSession()
         assert self.binaries is not None
         self.node = Node(
@@ -173,6 +189,8 @@ class Sandbox:
             serving=(serving.cert, serving.key),
             client_ca=cp.ca_path,
             mount_prefix=await asyncio.to_thread(mount_namespace_command),
+            pod_network=pod_network,
+            image_venvs=dict(self.options.image_venvs),
         )
         ready = asyncio.Event()
         self._node_task = asyncio.create_task(self.node.run(ready), name=f"node-{name}")
@@ -205,6 +223,9 @@ class Sandbox:
             # No Prometheus operator here: its CRDs are absent, and the chart
             # checks for them itself (monitoring.apiCheck).
         }
+        if options.image_venvs:
+            repositories = sorted({full_repository(image) for image in options.image_venvs})
+            values["engine"] = {"allowedImageRepositories": repositories}
         return _merge(values, dict(options.values))
 
     async def helm(self, *args: str, check: bool = True) -> tuple[int, str]:

@@ -1,6 +1,7 @@
 """`hean sim`: simulators to rehearse a configuration against, on one machine.
 
-`hean sim exchange` serves the Binance spot simulator (public market data
+`hean sim exchange` serves the spot exchange simulator, speaking Binance's or
+(`--protocol okx`) OKX's REST API (public market data
 replayed from a recorded file, signed trading on simulated accounts, seeded
 fault injection) until SIGTERM or SIGINT, then exits 0. Bad flags exit 2 with
 the flag named. The one line `listening on URL` is printed last, once the
@@ -33,6 +34,7 @@ from hean_sim.exchange import (
     load_keys,
     write_credentials,
 )
+from hean_sim.exchange.config import PROTOCOLS, Protocol
 from hean_sim.exchange.records import RecordError, check_readable
 from hean_sim.exchange.times import iso_to_ms
 
@@ -107,6 +109,21 @@ def _fee(value: str, flag: str) -> Decimal:
 
 @sim.command()
 @click.option(
+    "--protocol",
+    type=click.Choice(PROTOCOLS),
+    default="binance",
+    show_default=True,
+    help="Whose REST API to speak (signing, errors, ids, rate limits) over the same "
+    "market, accounts and matching.",
+)
+@click.option(
+    "--rate-limit-factor",
+    type=click.IntRange(1, None),
+    default=1,
+    show_default=True,
+    help="okx: multiply every per-endpoint request limit by this.",
+)
+@click.option(
     "--port",
     type=click.IntRange(0, 65535),
     required=True,
@@ -150,15 +167,16 @@ def _fee(value: str, flag: str) -> Decimal:
     "keys_file",
     type=click.Path(path_type=Path, dir_okay=False),
     default=None,
-    help='JSON list of {"apiKey": ..., "secret": ...}: one account per pair.',
+    help='JSON list of {"apiKey": ..., "secret": ...} (plus "passphrase" for okx): '
+    "one account per pair.",
 )
 @click.option(
     "--credentials-dir",
     type=click.Path(path_type=Path, file_okay=False),
     default=None,
     help="Without --keys: where to write the generated key pair (files apiKey, secret, "
-    "keys.json), usable as the engine's --credentials-dir. Default: a new private "
-    "temporary directory, removed on exit.",
+    "password (the passphrase okx needs), keys.json), usable as the engine's "
+    "--credentials-dir. Default: a new private temporary directory, removed on exit.",
 )
 @click.option("--maker-fee", default="0.001", show_default=True, help="Maker commission rate.")
 @click.option("--taker-fee", default="0.001", show_default=True, help="Taker commission rate.")
@@ -170,6 +188,8 @@ def _fee(value: str, flag: str) -> Decimal:
 )
 @click.option("--seed", type=int, default=None, help="Seed of the fault injection's randomness.")
 def exchange(
+    protocol: Protocol,
+    rate_limit_factor: int,
     port: int,
     host: str,
     data: Path,
@@ -184,7 +204,7 @@ def exchange(
     faults: str,
     seed: int | None,
 ) -> None:
-    """Serve a simulated Binance spot exchange (REST) until SIGTERM/SIGINT."""
+    """Serve a simulated spot exchange (Binance's or OKX's REST API) until SIGTERM/SIGINT."""
     if not data.is_file():
         hint = ""
         if data == DEFAULT_DATA:
@@ -217,6 +237,8 @@ def exchange(
             balances=_balances(balances),
             maker_fee=_fee(maker_fee, "--maker-fee"),
             taker_fee=_fee(taker_fee, "--taker-fee"),
+            protocol=protocol,
+            rate_limit_factor=rate_limit_factor,
         )
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="'--symbol'") from None
@@ -265,7 +287,8 @@ async def _serve(
         sys.exit(1)
     try:
         speed = "max (step mode)" if config.speed is None else f"{config.speed:g}x"
-        _say(f"simulated Binance spot {config.symbol} replaying {config.data} at speed {speed}")
+        name = _NAMES[config.protocol]
+        _say(f"simulated {name} spot {config.symbol} replaying {config.data} at speed {speed}")
         if keys_file is not None:
             _say(f"accounts: {len(config.keys)} from {keys_file}")
         else:
@@ -278,6 +301,9 @@ async def _serve(
     finally:
         log.info("stopping the exchange simulator")
         await simulator.stop()
+
+
+_NAMES = {"binance": "Binance", "okx": "OKX"}
 
 
 def _say(text: str) -> None:

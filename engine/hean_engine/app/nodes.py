@@ -30,6 +30,7 @@ from hean_contract.spec import EngineIdentity, Mode, TradingEngineSpec
 from hean_engine.app.approval_gate import RECHECK_SECONDS, ApprovalWatch
 from hean_engine.app.assembly import Engine, build_live_engine, build_simulated_engine
 from hean_engine.app.live import LiveSession
+from hean_engine.control.history_api import register_history_routes
 from hean_engine.control.runtime import RunMode, Runtime
 from hean_engine.control.server import ControlServer
 from hean_engine.data.exchange_feed import ExchangeFeed, FeedSettings
@@ -37,10 +38,14 @@ from hean_engine.execution.client_ids import ClientOrderIds
 from hean_engine.execution.journal import Journal, JournaledIntent
 from hean_engine.execution.live import DenyAllGate, LiveGate, require_live_approval
 from hean_engine.execution.live_venue import LiveVenue
+from hean_engine.history.recorder import HistoryRecorder, open_history
+from hean_engine.history.store import Retention
 from hean_engine.model.clock import Clock
 from hean_engine.model.errors import ConfigError, HeanError
 from hean_engine.net.exchange import create_client
 from hean_engine.net.retry import RetriesExhausted, RetryPolicy, call_with_retry
+from hean_engine.net.venues import UnsupportedExchange
+from hean_engine.net.venues import venue as live_venue_of
 from hean_engine.telemetry.logs import REDACTOR, get_logger
 
 log = get_logger("hean.engine")
@@ -71,6 +76,11 @@ class RunOptions:
     approval_recheck_seconds: float = RECHECK_SECONDS
     log_level: str = "info"
     configure_logs: bool = True
+    # --history: the durable books and the read API (a path on the engine's volume,
+    # or a PostgreSQL URL); None leaves them off.
+    history: str | None = None
+    # How long the history keeps rows (--history-series-days, --history-books-days).
+    history_retention: Retention = field(default_factory=Retention)
 
 
 @dataclass
@@ -91,6 +101,11 @@ class TradingNode:
         server = ControlServer(
             runtime, self.options.host, self.options.port, self.options.control_token_file
         )
+        # -- history (issue 15): the durable books and GET /orders, /fills, ... --
+        recorder = self._open_history()
+        if recorder is not None:
+            register_history_routes(server.app, recorder)
+        # --------------------------------------------------------------------------
         tasks: list[asyncio.Task[None]] = []
         try:
             await self._open()
@@ -130,6 +145,8 @@ class TradingNode:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await server.stop()
+            if recorder is not None:
+                await asyncio.to_thread(recorder.close)  # writes what is queued
             self._close()
             with contextlib.suppress(Exception):
                 await self.client.close()
@@ -142,6 +159,23 @@ class TradingNode:
             pnl=str(ledger.pnl),
         )
         return runtime
+
+    def _open_history(self) -> HistoryRecorder | None:
+        """The store at `--history`, its recorder attached to the kernel (None: off)."""
+        if self.options.history is None:
+            return None
+        identity = self.runtime.identity
+        return open_history(
+            self.options.history,
+            self.engine.kernel,
+            namespace=identity.namespace,
+            name=identity.name,
+            run_id=self.runtime.run_id,
+            paper=self.spec.mode is not Mode.LIVE,
+            timeframe_ms=self.spec.market.timeframe_ms,
+            retention=self.options.history_retention,
+            clock=self.clock.now,
+        )
 
     # What a mode adds to the lifetime: nothing, by default.
     async def _open(self) -> None:
@@ -204,12 +238,15 @@ class LiveNode(TradingNode):
         self.venue.journal.close()
 
 
-def read_credentials(directory: Path | None) -> dict[str, str]:
-    """apiKey and secret from a mounted Secret's directory; values are registered as secrets."""
+def read_credentials(
+    directory: Path | None, keys: tuple[str, ...] = ("apiKey", "secret")
+) -> dict[str, str]:
+    """`keys` (the venue's: apiKey, secret, and OKX's password) from a mounted Secret's
+    directory; values are registered as secrets."""
     if directory is None:
         raise ConfigError(["--credentials-dir: required in live mode (a mounted Secret)"])
     values: dict[str, str] = {}
-    for key in ("apiKey", "secret"):
+    for key in keys:
         path = directory / key
         try:
             value = path.read_text(encoding="utf-8").strip()
@@ -269,23 +306,38 @@ def _live_node(
     client: Any,
 ) -> LiveNode:
     require_live_approval(options.gate, identity, spec)
-    credentials = read_credentials(options.credentials_dir) if client is None else None
+    try:
+        quirks = live_venue_of(spec.exchange.id)
+    except UnsupportedExchange as exc:
+        raise ConfigError([f"spec.exchange.id: {exc}"]) from None
+    credentials = (
+        read_credentials(options.credentials_dir, quirks.credentials) if client is None else None
+    )
     if options.journal_dir is None:
         raise ConfigError(["--journal-dir: required in live mode (a volume for the journal)"])
     if client is None:
+        window = quirks.recv_window
         client = create_client(
             spec.exchange,
             credentials=credentials,
-            options={"recvWindow": spec.live.recv_window_ms},
+            options={window.name: spec.live.recv_window_ms} if window.how == "option" else None,
         )
+    ids = quirks.client_ids
     venue = LiveVenue(
         client,
         spec.market.symbol,
         Journal(options.journal_dir, clock),
-        ClientOrderIds(identity.namespace, identity.name, run_id),
+        ClientOrderIds(
+            identity.namespace,
+            identity.name,
+            run_id,
+            separator=ids.separator,
+            allowed=ids.pattern,
+        ),
         recv_window_ms=spec.live.recv_window_ms,
         clock=clock,
         policy=options.retry,
+        venue=quirks,
     )
     engine = build_live_engine(identity, spec, venue)
     feed = _feed(client, spec, options, clock)

@@ -26,6 +26,7 @@ DOMAIN = b"hean-live-approval-v1\n"
 # What the spec hash covers: everything that decides what and how much is
 # traded. `paused`, `halt` and `paper` are left out on purpose: pausing or
 # halting an engine only makes it safer and must not invalidate its approval.
+# `image`, when set, is covered too (`spec_document`).
 TRADING_FIELDS = ("mode", "exchange", "market", "strategy", "risk", "live")
 
 # RFC 3339 UTC with second precision: the one spelling a signed time may have.
@@ -59,7 +60,13 @@ def canonical_json(value: Any) -> bytes:
 def spec_document(spec: TradingEngineSpec) -> dict[str, Any]:
     """The part of a spec that the hash covers, as the JSON the hash is taken over."""
     dumped = spec.model_dump(mode="json", by_alias=True)
-    return {key: dumped[key] for key in TRADING_FIELDS}
+    document = {key: dumped[key] for key in TRADING_FIELDS}
+    # The image is the code that trades (a user's strategy lives in it), so an
+    # approval covers it; absent, it is left out, so that the hash of a spec
+    # without one is what it was before `image` existed.
+    if spec.image is not None:
+        document["image"] = spec.image
+    return document
 
 
 def spec_hash(spec: TradingEngineSpec) -> str:

@@ -1,11 +1,17 @@
 """The engine's HTTP server (aiohttp): /healthz, /readyz, /metrics, /status, /control.
 
-Only POST /control changes anything, and only with the bearer token from the
-token file (mounted from a Secret by the operator). The token is read from the
-file on each request, so a rotated Secret takes effect without a restart, and
-compared in constant time. A refused attempt is logged with its reason and the
-peer, never with what was sent (and at most once per peer and reason every
-`THROTTLE_SECONDS`: a flood of refusals is one line and a count).
+Only POST /control (and POST /test-order, paper engines only) changes anything,
+and only with the bearer token from the token file (mounted from a Secret by
+the operator). The token is sent as `Authorization: Bearer TOKEN`, or as
+`X-Hean-Token: TOKEN` by clients that reach the engine through the Kubernetes
+API server's pod or service proxy (`kubectl hean`): the API server removes the
+Authorization header of every request it authenticated, whatever the
+credential (client certificate or token), so that header never arrives there.
+The token is read from the file on each request, so a rotated Secret takes
+effect without a restart, and compared in constant time. A refused attempt is
+logged with its reason and the peer, never with what was sent (and at most
+once per peer and reason every `THROTTLE_SECONDS`: a flood of refusals is one
+line and a count).
 
 Nobody on the network can take the engine down through this server
 (`ServerLimits`): at most `max_connections` connections are open at once (the
@@ -39,6 +45,7 @@ from pydantic import ValidationError
 from hean_contract.commands import COMMANDS, ControlRequest
 from hean_engine.control.metrics import build_registry
 from hean_engine.control.runtime import ConnectionStats, Runtime, apply_command
+from hean_engine.control.smoke_order import test_order_handler
 from hean_engine.control.status import status_document
 from hean_engine.model.errors import HeanError
 from hean_engine.telemetry.logs import REDACTOR, get_logger
@@ -160,8 +167,17 @@ def _read_token(path: Path | None) -> str | None:
     return token
 
 
+# The header that carries the control token through the API server's proxy (see
+# the module docstring); it takes precedence over Authorization when both are sent.
+TOKEN_HEADER = "X-Hean-Token"  # noqa: S105 - a header name, not a secret
+
+
 def _presented_token(request: web.Request) -> str | None:
-    """The bearer token sent, "" when the header is not one, None when there is none."""
+    """The token sent (X-Hean-Token, else a bearer token), "" when malformed, None if none."""
+    custom = request.headers.get(TOKEN_HEADER)
+    if custom is not None and custom.strip():
+        value = custom.strip()
+        return value if value.isascii() and value.isprintable() else ""
     header = request.headers.get("Authorization", "")
     scheme, _, value = header.partition(" ")
     if scheme.lower() != "bearer" or not value.strip():
@@ -242,12 +258,16 @@ def _control_request(body: Any) -> tuple[ControlRequest | None, str | None]:
     return None, f"command: must be one of {', '.join(COMMANDS)}, got {shown}"
 
 
-async def control(request: web.Request) -> web.Response:
+def _authorize(request: web.Request, command: str) -> web.Response | None:
+    """None when the request carries the control token; else the 403/401 to send.
+
+    `command` labels the refusal in the control request counter ("any" for
+    /control, whose command is not read before the caller is authorized).
+    """
     runtime = request.app[RUNTIME]
-    peer = request.remote or "unknown"
     token = _read_token(request.app[AUTH].token_file)
     if token is None:
-        runtime.count_control("any", "disabled")
+        runtime.count_control(command, "disabled")
         _refused(request, "control disabled: no token file")
         return _json({"error": "control is disabled: the engine has no control token"}, 403)
     presented = _presented_token(request)
@@ -255,10 +275,19 @@ async def control(request: web.Request) -> web.Response:
         presented.encode("ascii"), token.encode("utf-8")
     ):
         reason = "missing bearer token" if presented is None else "wrong bearer token"
-        runtime.count_control("any", "unauthorized")
+        runtime.count_control(command, "unauthorized")
         _refused(request, reason)
         challenge = {"WWW-Authenticate": 'Bearer realm="hean-engine"'}
         return _error(f"unauthorized: {reason}", 401, headers=challenge)
+    return None
+
+
+async def control(request: web.Request) -> web.Response:
+    runtime = request.app[RUNTIME]
+    peer = request.remote or "unknown"
+    refused = _authorize(request, "any")
+    if refused is not None:
+        return refused
     body, problem = await _command_body(request, request.app[LIMITS])
     if problem is not None:
         runtime.count_control("any", "invalid")
@@ -298,6 +327,12 @@ def build_app(
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/status", status)
     app.router.add_post("/control", control)
+    app.router.add_post(
+        "/test-order",
+        test_order_handler(
+            _authorize, lambda r: _command_body(r, r.app[LIMITS]), lambda r: r.app[RUNTIME]
+        ),
+    )
     return app
 
 
@@ -385,6 +420,11 @@ class ControlServer:
         self._runner: web.AppRunner | None = None
         self._server: asyncio.Server | None = None
         self.port: int | None = None
+
+    @property
+    def app(self) -> web.Application:
+        """The aiohttp app, for routes added before `start` (the history read API)."""
+        return self._app
 
     async def start(self) -> None:
         limits = self.limits

@@ -6,19 +6,24 @@ How a submission goes, and why:
    track what the exchange will hold); the intent is journaled and fsync'ed.
 2. One sender task sends submissions and cancels in the kernel's order.
 3. If a send fails in a way that leaves its outcome unknown (timeout,
-   connection reset, 5xx, rate limit), the order is looked up by its client
-   order id BEFORE any new attempt. "Not found" is only believed once the
-   exchange's recvWindow (plus clock skew) has passed since the last attempt
-   was signed: after that the exchange refuses the request even if it is still
-   on its way. The time is taken when ccxt signs the request (a hook on the
-   client's `sign`, after ccxt's rate limiter has queued it, which can take
-   seconds), or, if the hook did not see it, when the attempt failed: never
-   before the signed timestamp. Until then the lookup is repeated. A lookup that fails is
-   retried for as long as it takes: an intent is never assumed absent.
+   connection reset, 5xx), the order is looked up by its client order id
+   BEFORE any new attempt. "Not found" is only believed once the request's
+   deadline (the recvWindow, plus clock skew) has passed since the last
+   attempt was signed: after that the exchange refuses the request even if it
+   is still on its way. The deadline reaches the exchange as the venue table
+   says (`net.venues`: Binance's signed `recvWindow`, OKX's `expTime` header,
+   added here when ccxt signs). The time is taken when ccxt signs the request
+   (a hook on the client's `sign`, after ccxt's rate limiter has queued it,
+   which can take seconds), or, if the hook did not see it, when the attempt
+   failed: never before the signed timestamp. Until then the lookup is
+   repeated. A lookup that fails is retried for as long as it takes: an
+   intent is never assumed absent. What an exchange's error code means for an
+   order (a duplicate, an unknown outcome, certainly not placed, a rate limit
+   to wait out and resend at once) is the venue table's too.
 4. A resend reuses the client order id, so even a request that slipped
    through is refused as a duplicate while it is open.
-5. Fills come from one source only, the account's trade list (by trade id,
-   never twice), and exact: ccxt's numbers are converted through their
+5. Fills come from one source only, the account's trade list (paged by the
+   venue's cursor, each trade booked once), and exact: ccxt's numbers are converted through their
    shortest repr, which gives back the exchange's decimal text.
 
 Orders on the account without this engine's id prefix are foreign: reported,
@@ -41,7 +46,7 @@ import ccxt
 
 from hean_engine.execution.client_ids import ClientOrderIds
 from hean_engine.execution.journal import Journal, JournaledIntent
-from hean_engine.execution.venue import VenueListener
+from hean_engine.execution.venue import OrderRecorder, VenueListener
 from hean_engine.model.clock import SYSTEM_CLOCK, Clock, now_ms
 from hean_engine.model.market import Candle, Trade
 from hean_engine.model.money import ZERO, fmt, price_to_decimal
@@ -52,6 +57,7 @@ from hean_engine.net.retry import (
     is_transient,
     parse_retry_after,
 )
+from hean_engine.net.venues import VENUES, Outcome, Venue
 from hean_engine.telemetry.logs import REDACTOR, get_logger
 
 log = get_logger("hean.engine.live")
@@ -59,9 +65,8 @@ log = get_logger("hean.engine.live")
 T = TypeVar("T")
 
 # Binance accepts timestamps up to 1 s ahead of its clock; allow as much skew
-# the other way before trusting a "not found".
+# the other way before trusting a "not found" (on any exchange).
 CLOCK_SKEW_MS = 1000
-TRADES_PAGE = 1000
 # Send attempts per intent. After the last one the intent is only looked up.
 MAX_SEND_ATTEMPTS = 5
 _EPSILON = Decimal("1e-18")
@@ -134,8 +139,10 @@ class LiveVenue:
         clock: Clock = SYSTEM_CLOCK,
         policy: RetryPolicy | None = None,
         on_fault: Callable[[str, BaseException], None] | None = None,
+        venue: Venue = VENUES["binance"],
     ) -> None:
         self.client = client
+        self.venue = venue
         self.symbol = symbol
         self.journal = journal
         self.ids = ids
@@ -144,17 +151,21 @@ class LiveVenue:
         self.policy = policy or RetryPolicy(base_delay=0.2, max_delay=10.0, max_attempts=None)
         self.on_fault = on_fault
         self._listener: VenueListener | None = None
+        self.recorder: OrderRecorder | None = None  # the durable history (exchange ids)
         self.stats = LiveStats()
         self.by_cid: dict[str, LiveOrder] = {}
         self.by_oid: dict[str, LiveOrder] = {}
         self.foreign_oids: set[str] = set()
-        self.cursor = -1  # the newest trade id booked (-1: none yet)
+        # The newest trade booked, as the venue pages trades (Binance: the trade
+        # id; OKX: the fill's billId); -1: none yet.
+        self.cursor = -1
         self.queue: asyncio.Queue[tuple[str, LiveOrder]] = asyncio.Queue()
         self.sync_wanted = asyncio.Event()
         self.sync_lock = asyncio.Lock()
         self.idle = asyncio.Event()
         self.idle.set()
         self.dust = ZERO  # set from the market by `configure_market`
+        self.min_notional = ZERO  # likewise, where the venue enforces one
         # Client ids of submissions in flight, and when ccxt signed each one.
         self._signing: set[str] = set()
         self._signed_ms: dict[str, int] = {}
@@ -165,7 +176,9 @@ class LiveVenue:
 
         ccxt's rate limiter may hold a request for seconds before it is signed
         (with a timestamp of then); the hook runs right after `sign`, so the time
-        it notes is never earlier than the signed timestamp.
+        it notes is never earlier than the signed timestamp. Where the venue
+        sends the deadline as a header (OKX's `expTime`, not part of the
+        signature), the hook adds it: that time plus the recvWindow.
         """
         original = getattr(self.client, "sign", None)
         if not callable(original):
@@ -173,14 +186,25 @@ class LiveVenue:
         signing = self._signing
         signed = self._signed_ms
         clock_ms = self._clock_ms
+        window = self.venue.recv_window
+        header = window.name if window.how == "header" else None
+        recv_window_ms = self.recv_window_ms
 
         def sign(*args: Any, **kwargs: Any) -> Any:
             result = original(*args, **kwargs)
+            path = args[0] if args else kwargs.get("path")
+            method = args[2] if len(args) > 2 else kwargs.get("method", "GET")
             params = args[3] if len(args) > 3 else kwargs.get("params")
-            if signing and isinstance(params, dict):
-                for value in params.values():
-                    if isinstance(value, str) and value in signing:
-                        signed[value] = clock_ms()
+            if not signing:
+                return result
+            for value in _param_values(params):
+                if value in signing:
+                    now = signed[value] = clock_ms()
+                    placing = (method, path) in window.requests
+                    if header is not None and placing and isinstance(result, dict):
+                        headers = dict(result.get("headers") or {})
+                        headers[header] = str(now + recv_window_ms)
+                        result["headers"] = headers
             return result
 
         self.client.sign = sign
@@ -193,6 +217,9 @@ class LiveVenue:
         # Quantities are multiples of the step, so anything below the smallest
         # order cannot be traded; `dust` is the largest such amount (<= comparisons).
         self.dust = max(ZERO, smallest - _EPSILON)
+        if self.venue.min_notional:
+            cost = (market.get("limits") or {}).get("cost") or {}
+            self.min_notional = to_decimal(cost.get("min"))
 
     # -- the Venue protocol (synchronous: called by the kernel) ----------------
     def bind(self, listener: VenueListener) -> None:
@@ -204,7 +231,8 @@ class LiveVenue:
     def submit(self, order: Order) -> None:
         cid = order.id
         quantity, price = self._to_precision(order)
-        if quantity <= 0:
+        if quantity <= 0 or (price is not None and quantity * price < self.min_notional):
+            # Below the market's smallest order: the exchange would refuse it.
             order.status = OrderStatus.REJECTED
             order.reason = Reject.INVALID_QUANTITY.value
             self._closed(order)
@@ -273,21 +301,23 @@ class LiveVenue:
             try:
                 info = await self._create(live)
             except Exception as exc:
-                if not is_transient(exc):
-                    if _is_duplicate(exc):
-                        # An earlier attempt reached the exchange and is open there.
-                        self.stats.duplicates_refused += 1
-                        self._acked(live, await self._lookup(live, must_exist=True))
-                        return
+                outcome = self.venue.placement_outcome(exc, is_transient(exc))
+                if outcome is Outcome.DUPLICATE:
+                    # An earlier attempt reached the exchange and is open there.
+                    self.stats.duplicates_refused += 1
+                    self._acked(live, await self._lookup(live, must_exist=True))
+                    return
+                if outcome is Outcome.NOT_PLACED:
                     self._reject(live, "rejected", describe(exc))
                     return
-                self.stats.unknown_outcomes += 1
                 self._fault("create_order", exc)
                 await self._clock.sleep(self._backoff(1, exc))
-                found = await self._lookup(live)
-                if found is not None:
-                    self._acked(live, found)
-                    return
+                if outcome is Outcome.UNKNOWN:
+                    self.stats.unknown_outcomes += 1
+                    found = await self._lookup(live)
+                    if found is not None:
+                        self._acked(live, found)
+                        return
                 if attempts >= MAX_SEND_ATTEMPTS:
                     self._reject(live, "absent", f"not placed after {attempts} attempts")
                     return
@@ -308,7 +338,7 @@ class LiveVenue:
                 order.side.value,
                 fmt(order.quantity),
                 fmt(order.price) if order.price is not None else None,
-                {"newClientOrderId": live.cid},
+                {self.venue.client_ids.param: live.cid},
             )
         except Exception:
             # The recvWindow runs from the signed timestamp, not from the call;
@@ -329,7 +359,7 @@ class LiveVenue:
                 self.stats.lookups += 1
                 try:
                     info = await self.client.fetch_order(
-                        None, self.symbol, {"origClientOrderId": live.cid}
+                        None, self.symbol, {self.venue.client_ids.lookup_param: live.cid}
                     )
                 except ccxt.OrderNotFound:
                     wait_ms = live.sent_ms + self.recv_window_ms + CLOCK_SKEW_MS - self._clock_ms()
@@ -357,6 +387,8 @@ class LiveVenue:
         self.stats.acks += 1
         self.stats.ack_seconds.append(time.perf_counter() - live.journaled_at)
         self.journal.record_outcome(live.cid, "open", oid)
+        if self.recorder is not None:
+            self.recorder.on_order(live.order, "acknowledged", oid)
         self._update_from(live, info)
 
     def _reject(self, live: LiveOrder, status: str, reason: str) -> None:
@@ -391,7 +423,7 @@ class LiveVenue:
                 attempt += 1
                 self._fault("cancel_order", exc)
                 await self._clock.sleep(self._backoff(attempt, exc))
-                continue  # a cancel is idempotent: a repeat is -2011 at worst
+                continue  # a cancel is idempotent: a repeat is "order not found" at worst
             self._update_from(live, info)
             return
 
@@ -436,26 +468,27 @@ class LiveVenue:
         await self.poll_orders()
 
     async def poll_trades(self) -> None:
+        venue = self.venue
+        page = venue.trades.page
         while True:
-            cursor = self.cursor
             trades = await self._read(
                 "fetch_my_trades",
                 functools.partial(
                     self.client.fetch_my_trades,
                     self.symbol,
                     None,
-                    TRADES_PAGE,
-                    {"fromId": cursor + 1},
+                    page,
+                    venue.trades_after(self.cursor),
                 ),
             )
-            trades = sorted(trades, key=lambda t: int(t["id"]))
+            trades = sorted(trades, key=venue.trade_cursor)
             for trade in trades:
-                trade_id = int(trade["id"])
-                if trade_id <= self.cursor:
+                position = venue.trade_cursor(trade)
+                if position <= self.cursor:
                     continue
                 await self._book(trade)
-                self.cursor = trade_id
-            if len(trades) < TRADES_PAGE:
+                self.cursor = position
+            if len(trades) < page:
                 return
 
     async def _book(self, trade: Any) -> None:
@@ -542,6 +575,8 @@ class LiveVenue:
         self.by_cid[cid] = live
         self.by_oid[str(info["id"])] = live
         self.stats.adopted += 1
+        if self.recorder is not None:
+            self.recorder.on_order(order, "adopted", live.exchange_id or "")
         assert self._listener is not None
         self._listener.adopt(order)
         return live
@@ -581,17 +616,20 @@ class LiveVenue:
         return outcome
 
     async def latest_trade_id(self) -> int:
+        """The newest trade's cursor (the venue's paging position; -1: no trade yet)."""
         trades = await self._read(
             "fetch_my_trades", lambda: self.client.fetch_my_trades(self.symbol, None, 1)
         )
-        return max((int(t["id"]) for t in trades), default=-1)
+        return max((self.venue.trade_cursor(t) for t in trades), default=-1)
 
     async def trades_after(self, trade_id: int) -> bool:
+        """Whether a trade after cursor `trade_id` exists."""
+        params = self.venue.trades_after(trade_id)
         trades = await self._read(
             "fetch_my_trades",
-            lambda: self.client.fetch_my_trades(self.symbol, None, 1, {"fromId": trade_id + 1}),
+            lambda: self.client.fetch_my_trades(self.symbol, None, 1, params),
         )
-        return any(int(t["id"]) > trade_id for t in trades)
+        return any(self.venue.trade_cursor(t) > trade_id for t in trades)
 
     async def balances(self) -> dict[str, Decimal]:
         raw = await self._read("fetch_balance", self.client.fetch_balance)
@@ -638,5 +676,13 @@ class LiveVenue:
         return sum(1 for live in self.by_cid.values() if live.exchange_status == "pending")
 
 
-def _is_duplicate(exc: BaseException) -> bool:
-    return "Duplicate order sent" in str(exc)
+def _param_values(params: Any) -> list[str]:
+    """The string values of a request's parameters (a dict, or OKX's batch: a list of dicts)."""
+    items = params if isinstance(params, list) else [params]
+    return [
+        value
+        for item in items
+        if isinstance(item, dict)
+        for value in item.values()
+        if isinstance(value, str)
+    ]

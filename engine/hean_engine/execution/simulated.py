@@ -43,6 +43,10 @@ class SimulatedVenue:
         self._seq += 1
         return f"o{self._seq}"
 
+    def continue_ids(self, last: int) -> None:
+        """Number the next order after `last` (a paper account's ids continue across runs)."""
+        self._seq = max(self._seq, last)
+
     def bind(self, listener: VenueListener) -> None:
         self._listener = listener
 

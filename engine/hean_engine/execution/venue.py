@@ -21,6 +21,20 @@ class VenueListener(Protocol):
         ...
 
 
+class OrderRecorder(Protocol):
+    """Where order state changes and fills go to be kept (`history.recorder`).
+
+    Optional everywhere (None in replay): the kernel and the live venue call it
+    only when one is set, so a replay pays nothing for it.
+    """
+
+    def on_order(self, order: Order, change: str, exchange_order_id: str = "") -> None: ...
+
+    def on_fill(self, order: Order, fill: Fill) -> None:
+        """Called after the ledger booked the fill (its balances include it)."""
+        ...
+
+
 class Venue(Protocol):
     # The largest quantity that cannot be traded here (below the smallest order).
     dust: Decimal

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
-from hean_engine.execution.venue import Venue
+from hean_engine.execution.venue import OrderRecorder, Venue
 from hean_engine.model.market import Candle, Trade
 from hean_engine.model.money import price_to_decimal
 from hean_engine.model.orders import (
@@ -59,6 +59,7 @@ class TradingKernel:
         # The latest notable events, for /status; bounded so a long run cannot grow it.
         self.recent_events: deque[KernelEvent] = deque(maxlen=100)
         self.listeners: list[Callable[[KernelEvent], None]] = []
+        self.recorder: OrderRecorder | None = None  # the durable history; None in replay
         self._warming = False
         venue.bind(self)
 
@@ -126,6 +127,10 @@ class TradingKernel:
         return self.ledger.position
 
     @property
+    def balances(self) -> dict[str, Decimal]:
+        return self.ledger.balances()
+
+    @property
     def dust(self) -> Decimal:
         return self.venue.dust
 
@@ -153,6 +158,8 @@ class TradingKernel:
         )
         self.orders_submitted += 1
         self.open[order.id] = order
+        if self.recorder is not None:
+            self.recorder.on_order(order, "submitted")
         venue.submit(order)
         return order
 
@@ -169,6 +176,8 @@ class TradingKernel:
     def on_fill(self, order: Order, fill: Fill) -> None:
         self.ledger.apply_fill(fill)
         self.fills.append(fill)
+        if self.recorder is not None:
+            self.recorder.on_fill(order, fill)
         if order.status is not OrderStatus.OPEN:
             self._close(order)
         change = self.risk.on_equity(fill.ts)
@@ -179,6 +188,8 @@ class TradingKernel:
 
     def on_order_closed(self, order: Order) -> None:
         self._close(order)
+        if self.recorder is not None:
+            self.recorder.on_order(order, order.status.value)
         if self.strategy is not None:
             self.strategy.on_order_closed(order)
 

@@ -1,10 +1,10 @@
 """Building ccxt clients for an engine: quirks as data, endpoints rewritten.
 
-Per-exchange differences live in `QUIRKS` (data, not branches), in the spirit
-of freqtrade: options that make a client fetch only what a spot engine needs.
-`exchange.endpoint` points every API URL of a client at another host (the
-exchange simulator, a proxy), keeping the paths, so ccxt's own request
-building, signing and parsing run unchanged.
+Per-exchange differences live in `net.venues` (data, not branches): the
+options that make a client fetch only what a spot engine needs, and which of
+its API URLs `exchange.endpoint` rewrites. The endpoint points those URLs at
+another host (the exchange simulator, a proxy), keeping the paths, so ccxt's
+own request building, signing and parsing run unchanged.
 """
 
 from __future__ import annotations
@@ -15,14 +15,24 @@ from urllib.parse import urlsplit, urlunsplit
 import ccxt.async_support as ccxt_async
 
 from hean_contract.spec import ExchangeSpec
-
-# Options per ccxt exchange id, merged under the client's options.
-QUIRKS: dict[str, dict[str, Any]] = {
-    # Spot only: without this, load_markets also calls the futures APIs (fapi, dapi).
-    "binance": {"defaultType": "spot", "fetchMarkets": ["spot"]},
-}
+from hean_engine.net.venues import VENUES, options_for
 
 DEFAULT_TIMEOUT_MS = 10_000
+
+
+def rewrite_api_urls(exchange_id: str, urls: Any, endpoint: str) -> Any:
+    """ccxt's `urls['api']` with the exchange's API URLs moved onto `endpoint`.
+
+    The venue table names the keys (OKX: `rest`); an exchange without an entry,
+    or with none named, has every URL moved.
+    """
+    venue = VENUES.get(exchange_id)
+    keys = venue.url_keys if venue is not None else ()
+    if not keys or not isinstance(urls, dict):
+        return rewrite_urls(urls, endpoint)
+    return {
+        key: rewrite_urls(value, endpoint) if key in keys else value for key, value in urls.items()
+    }
 
 
 def rewrite_urls(urls: Any, endpoint: str) -> Any:
@@ -61,7 +71,7 @@ def create_client(
     config: dict[str, Any] = {
         "enableRateLimit": True,
         "timeout": timeout_ms,
-        "options": {**QUIRKS.get(spec.id, {}), **(options or {})},
+        "options": {**options_for(spec.id), **(options or {})},
     }
     if credentials:
         config.update(credentials)
@@ -69,5 +79,5 @@ def create_client(
     if spec.testnet:
         client.set_sandbox_mode(True)
     elif spec.endpoint is not None:
-        client.urls["api"] = rewrite_urls(client.urls["api"], spec.endpoint)
+        client.urls["api"] = rewrite_api_urls(spec.id, client.urls["api"], spec.endpoint)
     return client

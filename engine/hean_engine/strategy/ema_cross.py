@@ -25,10 +25,10 @@ class EmaCross(Strategy):
     name: ClassVar[str] = "ema_cross"
     consumes: ClassVar[DataKind] = "candles"
     params_model: ClassVar[type[EmaCrossParams]] = EmaCrossParams
+    params: EmaCrossParams
 
     def __init__(self, ctx: StrategyContext, params: EmaCrossParams) -> None:
-        super().__init__(ctx)
-        self.params = params
+        super().__init__(ctx, params)
         self._fa = 2.0 / (params.fast + 1)
         self._fk = 1.0 - self._fa
         self._sa = 2.0 / (params.slow + 1)

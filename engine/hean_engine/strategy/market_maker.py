@@ -24,10 +24,10 @@ class MarketMaker(Strategy):
     name: ClassVar[str] = "market_maker"
     consumes: ClassVar[DataKind] = "trades"
     params_model: ClassVar[type[MarketMakerParams]] = MarketMakerParams
+    params: MarketMakerParams
 
     def __init__(self, ctx: StrategyContext, params: MarketMakerParams) -> None:
-        super().__init__(ctx)
-        self.params = params
+        super().__init__(ctx, params)
         self._ema = Ema(params.window)
         self._requote_frac = float(params.requote_bps / BPS)
         self._quoted_at: float | None = None  # the reference the live quotes were placed at

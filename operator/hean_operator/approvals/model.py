@@ -64,7 +64,8 @@ class LiveApprovalSpec(_Camel):
     spec_hash: str = Field(
         pattern=r"^[0-9a-f]{64}$",
         description="SHA-256 (lowercase hex) of the engine's trading spec (mode, exchange, "
-        "market, strategy, risk, live): any change of those fields voids the approval.",
+        "market, strategy, risk, live, and image when set): any change of those fields voids "
+        "the approval.",
     )
     not_before: str = Field(
         pattern=RFC3339_Z,

@@ -25,7 +25,10 @@ LIVE_FIELDS = frozenset({"paused", "halt"})
 
 def spec_revision(spec: TradingEngineSpec) -> str:
     """A short hash of everything in the spec that needs a restart to change."""
-    data = spec.model_dump(mode="json", by_alias=True, exclude=set(LIVE_FIELDS))
+    # An absent image is left out, so that specs written before `image` existed
+    # keep their revision (an operator upgrade replaces no pod).
+    exclude = set(LIVE_FIELDS) | ({"image"} if spec.image is None else set())
+    data = spec.model_dump(mode="json", by_alias=True, exclude=exclude)
     canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 

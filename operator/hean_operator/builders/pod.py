@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from hean_contract.errors import TERMINATION_MESSAGE_ENV
 from hean_contract.spec import Mode, TradingEngineSpec
 from hean_operator.builders.approval import APPROVAL_DIR, approval_volume
 from hean_operator.builders.common import (
@@ -23,6 +24,10 @@ from hean_operator.builders.common import (
     selector,
 )
 from hean_operator.builders.config import spec_revision
+from hean_operator.builders.images import engine_image_ref
+
+# Kubernetes' default path of a container's termination message.
+TERMINATION_MESSAGE_PATH = "/dev/termination-log"
 
 
 @dataclass(frozen=True)
@@ -34,6 +39,9 @@ class EngineImage:
     command: tuple[str, ...] = ("hean",)
     requests: dict[str, str] = field(default_factory=lambda: {"cpu": "100m", "memory": "128Mi"})
     limits: dict[str, str] = field(default_factory=lambda: {"memory": "512Mi"})
+    # Repositories a spec's `image` may come from besides `image`'s own
+    # (builders.images; Helm value engine.allowedImageRepositories).
+    allowed_repositories: tuple[str, ...] = ()
 
 
 def engine_command(engine: EngineRef, spec: TradingEngineSpec, image: EngineImage) -> list[str]:
@@ -66,7 +74,11 @@ def build_pod(
     image: EngineImage,
     approval: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The engine pod; `approval` is the data of the engine's approval ConfigMap (live)."""
+    """The engine pod; `approval` is the data of the engine's approval ConfigMap (live).
+
+    It runs `spec.image` when the spec names one the operator allows (a
+    ConfigError naming `spec.image` otherwise), else the operator's engine image.
+    """
     meta = metadata(engine, engine.pod_name, "engine")
     meta["annotations"] = {
         ANNOTATION_GENERATION: str(engine.generation),
@@ -104,11 +116,19 @@ def build_pod(
     probe_port = {"port": "http"}
     container = {
         "name": "engine",
-        "image": image.image,
+        "image": engine_image_ref(spec, image),
         "imagePullPolicy": image.pull_policy,
         "command": engine_command(engine, spec, image),
         "ports": [{"name": "http", "containerPort": CONTROL_PORT, "protocol": "TCP"}],
-        "env": [{"name": "PYTHONUNBUFFERED", "value": "1"}],
+        "env": [
+            {"name": "PYTHONUNBUFFERED", "value": "1"},
+            # The engine's reason for refusing to start (an unknown strategy, bad
+            # params) becomes the container's termination message, in its status.
+            {"name": TERMINATION_MESSAGE_ENV, "value": TERMINATION_MESSAGE_PATH},
+        ],
+        "terminationMessagePath": TERMINATION_MESSAGE_PATH,
+        # A crash without a message (a traceback) still leaves its last log lines.
+        "terminationMessagePolicy": "FallbackToLogsOnError",
         "readinessProbe": {
             "httpGet": {"path": "/readyz", **probe_port},
             "periodSeconds": 5,

@@ -8,7 +8,14 @@ The phase answers "what is this engine doing?" at a glance in `kubectl get`:
 | Terminating | the resource is being deleted |
 | Pending | no engine pod exists yet |
 | Starting | the pod exists but the engine is not ready (or its status is unknown) |
-| Failed | the pod failed, or keeps crashing, or a child's name is taken |
+| Failed | the pod failed or keeps crashing, the engine refused its spec, a child's name is taken |
+
+An engine refuses its spec at start-up (exit status 2, its reason as the
+container's termination message) for what only it can check: a strategy that
+is not installed in its image, or params that strategy's model refuses. The
+phase is then Failed (not Invalid: the operator keeps observing the pod, whose
+image may change) and the SpecValid condition is False, reason
+RefusedByEngine, with the engine's reason naming the field.
 | Halted | the engine's risk state is HALTED (by itself or by `spec.halt`) |
 | Paused | the engine is paused |
 | Running | the engine is ready and trading |
@@ -19,6 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from hean_contract.errors import EXIT_INVALID
 from hean_contract.status import (
     Condition,
     ConditionStatus,
@@ -41,6 +49,25 @@ class PodView:
     restarts: int = 0
     waiting_reason: str = ""  # e.g. CrashLoopBackOff
     failure: str = ""  # the pod ended (Failed/Succeeded) and why, e.g. "Failed: Evicted"
+    # The engine refused its spec at start-up (`refused_message`): why, naming the field.
+    refused: str = ""
+
+
+def refused_message(pod: dict[str, Any] | None) -> str:
+    """Why the engine refused its spec, from its container's last termination ("" if it did not).
+
+    An engine exits with status 2 and writes its reason as the termination
+    message when its configuration cannot run: checks only the engine can make,
+    such as a strategy installed in its image and that strategy's params.
+    """
+    statuses = ((pod or {}).get("status") or {}).get("containerStatuses") or [{}]
+    container = statuses[0]
+    for state in (container.get("state") or {}, container.get("lastState") or {}):
+        terminated = state.get("terminated") or {}
+        if terminated.get("exitCode") == EXIT_INVALID:
+            message = str(terminated.get("message") or "").strip()
+            return message or f"the engine exited with status {EXIT_INVALID} (invalid spec)"
+    return ""
 
 
 @dataclass(frozen=True)
@@ -68,6 +95,8 @@ def derive_phase(obs: Observation) -> tuple[Phase, str]:
     pod = obs.pod
     if not pod.exists:
         return Phase.PENDING, obs.blocked or "the engine pod is being created"
+    if pod.refused and not pod.ready:
+        return Phase.FAILED, f"the engine refused its spec: {pod.refused}"
     if pod.failure:
         return Phase.FAILED, f"the engine pod failed ({pod.failure}): replacing it"
     if pod.phase == "Failed":
@@ -111,12 +140,13 @@ def _condition(
 def derive_conditions(obs: Observation, previous: list[Condition], now: str) -> list[Condition]:
     prev = {c.type: c for c in previous}
     gen = obs.generation
+    refused = obs.pod.refused if not obs.pod.ready else ""
     conds = [
         _condition(
             ConditionType.SPEC_VALID,
-            ConditionStatus.TRUE,
-            "Valid",
-            "the spec is valid",
+            ConditionStatus.FALSE if refused else ConditionStatus.TRUE,
+            "RefusedByEngine" if refused else "Valid",
+            refused or "the spec is valid",
             gen,
             prev,
             now,

@@ -10,10 +10,15 @@ a client certificate, limited by the Node authorizer and NodeRestriction):
 - runs only images it knows: HEAN's own (`…/hean-engine`, `…/hean-operator`,
   any registry and tag) map to the `hean` entry point of this Python
   environment, with the image's entrypoint and default arguments when the
-  pod gives none; any other image is `ErrImagePull`/`ImagePullBackOff` with an
-  Event, never a silent success;
-- gives the pod a loopback IP of its own (127.B.x.y, see IpAllocator), so that
-  pods can all listen on the same port, as in a cluster;
+  pod gives none; an image given in `image_venvs` (a user's image derived from
+  the engine image, by reference or by repository) runs the engine image's
+  entrypoint with that virtual environment's Python instead, where the user's
+  strategy package is installed; any other image is
+  `ErrImagePull`/`ImagePullBackOff` with an Event, never a silent success;
+- gives the pod a local IP of its own (see IpAllocator), so that pods can all
+  listen on the same port, as in a cluster: from `pod_network` when the
+  sandbox could make that range local (podnet.py; the API server's pod proxy
+  reaches only such addresses), else a loopback one (127.B.x.y);
 - writes the pod's volumes into a directory per pod: ConfigMap, Secret,
   emptyDir, downwardAPI and projected volumes, the projected service-account
   token requested through the TokenRequest API and bound to the pod (so a pod
@@ -30,7 +35,10 @@ a client certificate, limited by the Node authorizer and NodeRestriction):
   real address: there is no Service routing), `POD_IP`, `POD_NAME`,
   `POD_NAMESPACE` and `HEAN_HOST` (the address HEAN processes bind to);
 - runs the readiness probe (httpGet) and reports phase, podIP, restarts,
-  container state and the Ready condition through the status subresource;
+  container state (with the last termination, its exit code and termination
+  message: the file at `terminationMessagePath`, which is rewritten to a file
+  of the pod's wherever the container's env names it) and the Ready condition
+  through the status subresource;
 - restarts the process per `restartPolicy` with a capped backoff, showing
   CrashLoopBackOff while it waits;
 - on deletion sends SIGTERM, waits the grace period, then SIGKILL, and only
@@ -50,6 +58,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import ipaddress
 import itertools
 import logging
 import os
@@ -106,26 +115,62 @@ def image_entrypoint(image: str) -> tuple[list[str], list[str]] | None:
     return IMAGES.get(image_repository(image))
 
 
+def full_repository(image: str) -> str:
+    """`registry:5000/team/engine:1.2@sha256:…` -> `registry:5000/team/engine`."""
+    name = image.split("@", 1)[0]
+    slash, colon = name.rfind("/"), name.rfind(":")
+    return name[:colon] if colon > slash else name
+
+
+def venv_for(image: str, venvs: dict[str, Path]) -> Path | None:
+    """The virtual environment standing in for `image`: by exact reference, else repository."""
+    return venvs.get(image) or venvs.get(full_repository(image))
+
+
+# Kubernetes' default `terminationMessagePath`.
+TERMINATION_MESSAGE_PATH = "/dev/termination-log"
+# What the kubelet keeps of a termination message.
+TERMINATION_MESSAGE_BYTES = 4096
+
+
 class IpAllocator:
-    """Every pod its own loopback address, e.g. 127.57.0.2, 127.57.0.3, ...
+    """Every pod its own local address, e.g. 127.57.0.2, 127.57.0.3, ...
 
     Several sandboxes (or tests) may run on one machine at once, so each node
     starts in a random /16 of 127.0.0.0/8 and skips any address on which one of
-    `ports` is already taken: two pods never contend for one address.
+    `ports` is already taken: two pods never contend for one address. With a
+    `network` (podnet.py: a range made local so that the API server proxies to
+    it), addresses come from there instead, from a random place in it.
     """
 
-    def __init__(self, ports: tuple[int, ...] = (8080,), block: int | None = None) -> None:
-        self._block = block if block is not None else random.randint(2, 254)
+    def __init__(
+        self,
+        ports: tuple[int, ...] = (8080,),
+        block: int | None = None,
+        network: ipaddress.IPv4Network | None = None,
+    ) -> None:
+        self._network = network
+        if network is not None:
+            self._block = block if block is not None else random.randrange(network.num_addresses)
+        else:
+            self._block = block if block is not None else random.randint(2, 254)
         self._ports = ports
         self._counter = itertools.count(1)
 
+    def _candidate(self, n: int) -> str | None:
+        network = self._network
+        if network is None:
+            return f"127.{self._block}.{n // 250}.{n % 250 + 1}"
+        address = network.network_address + (self._block + n) % network.num_addresses
+        # .0 and .255 look like network and broadcast addresses to people: skipped
+        return None if int(address) % 256 in (0, 255) else str(address)
+
     def next(self) -> str:
         for _ in range(65_000):
-            n = next(self._counter)
-            ip = f"127.{self._block}.{n // 250}.{n % 250 + 1}"
-            if all(_free(ip, port) for port in self._ports):
+            ip = self._candidate(next(self._counter))
+            if ip is not None and all(_free(ip, port) for port in self._ports):
                 return ip
-        raise RuntimeError("no free loopback address left for another pod")
+        raise RuntimeError("no free local address left for another pod")
 
 
 def _free(ip: str, port: int) -> bool:
@@ -179,6 +224,13 @@ class PodRun:
     process_started: str | None = None  # the current process's start, for startedAt
     fake_engine: FakeEngine | None = None  # fake mode only
     token_expires: float = 0.0  # loop time at which the projected token is 80% used
+    # The container's last termination (exitCode, reason, message, times): lastState.
+    last_terminated: dict[str, Any] | None = None
+
+    @property
+    def termination_log(self) -> Path:
+        """Where the container's `terminationMessagePath` is on this node."""
+        return self.directory / "termination-log"
 
 
 class Node:
@@ -193,14 +245,20 @@ class Node:
         serving: tuple[Path, Path] | None = None,
         client_ca: Path | None = None,
         mount_prefix: list[str] | None = None,
+        pod_network: ipaddress.IPv4Network | None = None,
+        image_venvs: dict[str, Path] | None = None,
     ) -> None:
         self.api = api
+        # A user's image (reference or repository) -> the virtual environment that
+        # plays it: the engine image's entrypoint, run by that environment's Python.
+        self.image_venvs = dict(image_venvs or {})
         self.name = name
         self.workdir = workdir
         self.fake = fake
         self.kubelet_version = kubelet_version
         self.pods: dict[str, PodRun] = {}  # by uid
-        self._ips = IpAllocator()
+        self._ips = IpAllocator(network=pod_network)
+        self.pod_network = pod_network
         self._http: aiohttp.ClientSession | None = None
         self._serving = serving
         self._client_ca = client_ca
@@ -445,7 +503,9 @@ class Node:
 
     async def _supervise(self, run: PodRun) -> None:
         container = run.spec["containers"][0]
-        entrypoint = image_entrypoint(container.get("image", ""))
+        venv = venv_for(container.get("image", ""), self.image_venvs)
+        # A user's image is derived from the engine image: it has that entrypoint.
+        entrypoint = IMAGES["hean-engine"] if venv else image_entrypoint(container.get("image", ""))
         if entrypoint is None:
             await self._refuse_image(run, container)
             return
@@ -468,7 +528,7 @@ class Node:
         if args_part is None:
             args_part = [] if container.get("command") else entrypoint[1]
         command = [_rewrite(arg, rewrites) for arg in [*command_part, *args_part]]
-        command = _resolve(command)
+        command = _resolve(command, venv)
         if binds:
             command = [*(self._mount_prefix or []), *_bind_script(binds), *command]
         policy = run.spec.get("restartPolicy", "Always")
@@ -510,7 +570,8 @@ class Node:
         known = ", ".join(sorted(IMAGES))
         message = (
             f'Failed to pull image "{image}": the HEAN sandbox node has no container runtime; '
-            f"it runs only HEAN's own images ({known}) as local processes"
+            f"it runs only HEAN's own images ({known}) as local processes, and images mapped "
+            "to a virtual environment (hean sandbox up --image-venv IMAGE=VENV)"
         )
         await self._report(run, running=False, waiting=("ErrImagePull", message))
         await self._event(run, "Warning", "Failed", message)
@@ -529,6 +590,7 @@ class Node:
         while not run.stopping.is_set():
             log_path = run.directory / "logs" / f"{container['name']}.log"
             log_path.parent.mkdir(parents=True, exist_ok=True)
+            run.termination_log.unlink(missing_ok=True)  # each start writes its own
             with log_path.open("ab") as logfile:
                 run.process = await asyncio.create_subprocess_exec(
                     *command,
@@ -556,6 +618,7 @@ class Node:
                 log.warning("readiness probe of %s/%s failed: %s", run.namespace, run.name, exc)
             if run.stopping.is_set():
                 return
+            run.last_terminated = _terminated(run, container, code, log_path)
             failed = code != 0
             if policy == "Never" or (policy == "OnFailure" and not failed):
                 await self._report(run, running=False, exit_code=code, final=True)
@@ -774,6 +837,12 @@ class Node:
                 env[item["name"]] = str(item["value"])
             elif "valueFrom" in item:
                 env[item["name"]] = await self._value_from(run, item["valueFrom"])
+        # The container's termination message file is the pod's own here, where
+        # the env names it (as HEAN's engine learns it: HEAN_TERMINATION_MESSAGE_PATH).
+        message_path = container.get("terminationMessagePath", TERMINATION_MESSAGE_PATH)
+        for key, value in env.items():
+            if value == message_path:
+                env[key] = str(run.termination_log)
         return env
 
     async def _value_from(self, run: PodRun, source: dict[str, Any]) -> str:
@@ -840,7 +909,8 @@ class Node:
             state = {"waiting": {"reason": waiting[0], "message": waiting[1]}}
         else:
             state = {
-                "terminated": {
+                "terminated": run.last_terminated
+                or {
                     "exitCode": exit_code or 0,
                     "reason": "Completed" if not exit_code else "Error",
                     "startedAt": run.process_started or now_iso(),
@@ -873,6 +943,11 @@ class Node:
                     "started": running,
                     "restartCount": run.restarts,
                     "state": state,
+                    **(
+                        {"lastState": {"terminated": run.last_terminated}}
+                        if run.last_terminated is not None and "terminated" not in state
+                        else {}
+                    ),
                 }
             ],
         }
@@ -881,6 +956,32 @@ class Node:
         except ApiError as exc:
             if exc.status != 404:
                 raise
+
+
+def _terminated(
+    run: PodRun, container: dict[str, Any], code: int, log_path: Path
+) -> dict[str, Any]:
+    """A container's termination as the kubelet reports it, with its message: the file
+    the container wrote, or (FallbackToLogsOnError, a failure) the end of its log."""
+    message = ""
+    with contextlib.suppress(OSError):
+        message = run.termination_log.read_bytes()[:TERMINATION_MESSAGE_BYTES].decode(
+            "utf-8", "replace"
+        )
+    fallback = container.get("terminationMessagePolicy") == "FallbackToLogsOnError"
+    if not message and fallback and code != 0:
+        with contextlib.suppress(OSError):
+            lines = log_path.read_bytes().splitlines()[-80:]
+            message = b"\n".join(lines)[-2048:].decode("utf-8", "replace")
+    terminated: dict[str, Any] = {
+        "exitCode": code,
+        "reason": "Completed" if code == 0 else "Error",
+        "startedAt": run.process_started or now_iso(),
+        "finishedAt": now_iso(),
+    }
+    if message:
+        terminated["message"] = message
+    return terminated
 
 
 def _is_engine_pod(pod: dict[str, Any]) -> bool:
@@ -934,10 +1035,12 @@ def _rewrite(arg: str, mounts: dict[str, Path]) -> str:
     return arg
 
 
-def _resolve(command: list[str]) -> list[str]:
-    """`hean` runs from this interpreter's environment, so a venv needs no activation."""
+def _resolve(command: list[str], venv: Path | None = None) -> list[str]:
+    """`hean` runs from this interpreter's environment (or the image's virtual
+    environment), so a venv needs no activation."""
     if command and command[0] == "hean":
-        return [sys.executable, "-m", "hean_engine.cli", *command[1:]]
+        python = str(venv / "bin" / "python") if venv is not None else sys.executable
+        return [python, "-m", "hean_engine.cli", *command[1:]]
     return command
 
 

@@ -23,14 +23,16 @@ from hean_sim.exchange.numbers import ZERO
 
 _KEY_ALPHABET = string.ascii_letters + string.digits
 KEY_LENGTH = 64  # Binance's API keys and HMAC secrets are 64 letters and digits
+PASSPHRASE_LENGTH = 24  # OKX's passphrase is the user's choice; any length is checked alike
+
+
+def _random(length: int) -> str:
+    return "".join(secrets.choice(_KEY_ALPHABET) for _ in range(length))
 
 
 def generate_key_pair() -> ApiKey:
-    """A fresh random key pair in Binance's format."""
-    return ApiKey(
-        "".join(secrets.choice(_KEY_ALPHABET) for _ in range(KEY_LENGTH)),
-        "".join(secrets.choice(_KEY_ALPHABET) for _ in range(KEY_LENGTH)),
-    )
+    """A fresh random key pair in Binance's format, with a passphrase for OKX."""
+    return ApiKey(_random(KEY_LENGTH), _random(KEY_LENGTH), _random(PASSPHRASE_LENGTH))
 
 
 @dataclass(frozen=True)
@@ -122,6 +124,8 @@ class KeysFileError(ValueError):
 def load_keys(path: Path) -> list[ApiKey]:
     """The key pairs of a JSON file `[{"apiKey": "...", "secret": "..."}, ...]`.
 
+    An entry may carry a `passphrase` (OKX's third credential) too.
+
     Messages name the file and the entry (1-based) but never quote a secret.
     """
     try:
@@ -138,10 +142,11 @@ def load_keys(path: Path) -> list[ApiKey]:
         where = f"{path}: entry {number}"
         if not isinstance(entry, dict):
             raise KeysFileError(f'{where}: expected an object {{"apiKey": ..., "secret": ...}}')
-        unknown = sorted(set(entry) - {"apiKey", "secret"})
+        unknown = sorted(set(entry) - {"apiKey", "secret", "passphrase"})
         if unknown:
             raise KeysFileError(f"{where}: unknown field(s) {', '.join(unknown)}")
-        for name in ("apiKey", "secret"):
+        names = ["apiKey", "secret"] + (["passphrase"] if "passphrase" in entry else [])
+        for name in names:
             value = entry.get(name)
             if not isinstance(value, str) or not value.strip():
                 raise KeysFileError(f"{where}: {name!r} must be a non-empty string")
@@ -151,24 +156,28 @@ def load_keys(path: Path) -> list[ApiKey]:
         if api_key in seen:
             raise KeysFileError(f"{where}: apiKey {api_key!r} is listed twice")
         seen.add(api_key)
-        keys.append(ApiKey(api_key, entry["secret"]))
+        keys.append(ApiKey(api_key, entry["secret"], entry.get("passphrase", "")))
     return keys
 
 
 def write_credentials(directory: Path, key: ApiKey) -> None:
     """A directory usable as the engine's `--credentials-dir` (a mounted Secret's layout).
 
-    The directory is made private (0700), the files `apiKey`, `secret` and
-    `keys.json` (the simulator's `--keys` format) owner-only (0600); each file
-    is created with that mode, so the secret is never readable by others.
+    The directory is made private (0700), the files `apiKey`, `secret`,
+    `password` (the passphrase, under ccxt's name for it; only for a key that
+    has one) and `keys.json` (the simulator's `--keys` format) owner-only
+    (0600); each file is created with that mode, so no secret is ever readable
+    by others.
     """
     directory.mkdir(parents=True, exist_ok=True)
     directory.chmod(0o700)
-    contents = {
-        "apiKey": key.api_key,
-        "secret": key.secret,
-        "keys.json": json.dumps([{"apiKey": key.api_key, "secret": key.secret}], indent=2) + "\n",
-    }
+    entry = {"apiKey": key.api_key, "secret": key.secret}
+    if key.passphrase:
+        entry["passphrase"] = key.passphrase
+    contents = {"apiKey": key.api_key, "secret": key.secret}
+    if key.passphrase:
+        contents["password"] = key.passphrase
+    contents["keys.json"] = json.dumps([entry], indent=2) + "\n"
     for name, text in contents.items():
         path = directory / name
         path.unlink(missing_ok=True)  # a fresh file gets the mode below, not an old one's

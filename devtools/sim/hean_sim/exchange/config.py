@@ -14,6 +14,10 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Literal
 
+# The REST protocols the simulator speaks (`hean sim exchange --protocol`).
+PROTOCOLS = ("binance", "okx")
+Protocol = Literal["binance", "okx"]
+
 # The wall clock the simulator reads: seconds since the epoch, as `time.time` gives.
 WallSeconds = Callable[[], float]
 
@@ -23,13 +27,17 @@ DEFAULT_FEE_RATE = Decimal("0.001")
 
 @dataclass(frozen=True)
 class ApiKey:
-    """One Binance API key pair; every pair is its own account on the simulator.
+    """One API key pair; every pair is its own account on the simulator.
 
-    The secret never appears in `repr` (and so in logs or test failure output).
+    `passphrase` is OKX's third credential (chosen when a key is created;
+    ccxt calls it `password`); the Binance protocol ignores it. Neither the
+    secret nor the passphrase appears in `repr` (and so in logs or test
+    failure output).
     """
 
     api_key: str
     secret: str = field(repr=False)
+    passphrase: str = field(default="", repr=False)
 
 
 @dataclass
@@ -59,6 +67,11 @@ class SimConfig:
     balances: every new account's starting balances by asset; None gives
         10000 of the quote asset and 0 of the base asset.
     maker_fee / taker_fee: commission rates (Binance's default 0.1% each).
+    protocol: whose REST API is served over the shared market, accounts and
+        matching: `binance` (the default) or `okx` (see `hean_sim.exchange.okx`).
+    rate_limit_factor: OKX only: every per-endpoint request limit is multiplied
+        by it (tests that are not about rate limits raise it, as they raise
+        `weight_limit` for Binance).
     """
 
     data: Path
@@ -81,6 +94,8 @@ class SimConfig:
     balances: Mapping[str, Decimal] | None = None
     maker_fee: Decimal = DEFAULT_FEE_RATE
     taker_fee: Decimal = DEFAULT_FEE_RATE
+    protocol: Protocol = "binance"
+    rate_limit_factor: int = 1
 
     def __post_init__(self) -> None:
         self.data = Path(self.data)
@@ -100,6 +115,12 @@ class SimConfig:
             raise ValueError(f"speed must be positive or None (step mode), got {self.speed!r}")
         if self.weight_limit < 1:
             raise ValueError(f"weight_limit must be at least 1, got {self.weight_limit!r}")
+        if self.protocol not in PROTOCOLS:
+            known = ", ".join(PROTOCOLS)
+            raise ValueError(f"protocol must be one of {known}, got {self.protocol!r}")
+        if self.rate_limit_factor < 1:
+            factor = self.rate_limit_factor
+            raise ValueError(f"rate_limit_factor must be at least 1, got {factor!r}")
         if self.ban_after < 1:
             raise ValueError(f"ban_after must be at least 1, got {self.ban_after!r}")
 
@@ -110,6 +131,11 @@ class SimConfig:
     @property
     def quote_asset(self) -> str:
         return self.symbol.split("/", 1)[1].upper()
+
+    @property
+    def inst_id(self) -> str:
+        """OKX's instrument id: the assets joined by a dash (`BTC-USDT`)."""
+        return f"{self.base_asset}-{self.quote_asset}"
 
     @property
     def symbol_id(self) -> str:

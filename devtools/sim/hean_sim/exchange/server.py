@@ -1,14 +1,14 @@
-"""`SimExchange`: the aiohttp server that puts a `MarketState` behind Binance's paths.
+"""`SimExchange`: the aiohttp server that puts a `MarketState` behind an exchange's paths.
 
-One catch-all route dispatches on (method, path) to the registered
-`Endpoint`s, so endpoint sets can be added at any time (the private half
-registers its own) and every request, known or not, goes through the same
-steps: injected faults first (latency, then at most one failure; see
-`faults`), then matching of resting orders up to the market's current time,
-find the endpoint (404 with Binance's error JSON if none), charge its
-weight to the client's IP (429 / 418 when over the limit), run the handler
-(a `BinanceError` becomes Binance's error response), and report the used
-weight in `X-MBX-USED-WEIGHT-1M`.
+Whose paths is the protocol's choice (`SimConfig.protocol`: `binance.py` or
+`okx.py`, both over the same market, accounts and matching engine). One
+catch-all route dispatches on (method, path) to the registered `Endpoint`s,
+so endpoint sets can be added at any time, and every request, known or not,
+goes through the same steps: injected faults first (latency, then at most one
+failure, in the protocol's error shapes; see `faults`), then matching of
+resting orders up to the market's current time, then the protocol
+(`ExchangeProtocol.serve`): its rate limits, the handler, its error bodies
+and headers.
 
 The methods after `stop` are the test and operations hooks: accounts,
 balances, orders and trades as the exchange sees them (matched up to now),
@@ -24,49 +24,36 @@ import socket
 import struct
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from decimal import Decimal
+from typing import Protocol
 
 from aiohttp import web
 
-from hean_sim.exchange import errors
 from hean_sim.exchange.accounts import Account, Balance, generate_key_pair
-from hean_sim.exchange.auth import Authenticator
+from hean_sim.exchange.binance import BinanceProtocol
 from hean_sim.exchange.config import ApiKey, SimConfig
 from hean_sim.exchange.endpoints import Endpoint
 from hean_sim.exchange.faults import Fault, FaultPlan
 from hean_sim.exchange.market import MarketState
 from hean_sim.exchange.model import AccountTrade, Order
+from hean_sim.exchange.okx import OkxProtocol
 from hean_sim.exchange.orders import OrderEngine
-from hean_sim.exchange.private import STATE_CHANGING, PrivateApi
-from hean_sim.exchange.public import PublicApi
-from hean_sim.exchange.weights import Admission, Verdict, WeightLimiter
+from hean_sim.exchange.protocol import ExchangeProtocol
 
 log = logging.getLogger(__name__)
 
-USED_WEIGHT_HEADER = "X-MBX-USED-WEIGHT-1M"
-LEGACY_USED_WEIGHT_HEADER = "X-MBX-USED-WEIGHT"
-
 
 class SimExchange:
-    """A fake Binance spot exchange replaying one recorded market."""
+    """A fake spot exchange (Binance's or OKX's REST API) replaying one recorded market."""
 
     def __init__(self, config: SimConfig, faults: FaultPlan | None = None) -> None:
         self.config = config
         self.market = MarketState(config)
-        self.limiter = WeightLimiter(
-            config.weight_limit,
-            config.clock,
-            ban_seconds=config.ban_seconds,
-            ban_after=config.ban_after,
-        )
         self.matching = OrderEngine(self.market, config)
         for key in config.keys:
             self.matching.add_account(key)
-        self.auth = Authenticator(self.matching.accounts, self.market.wall_ms)
-        self.public = PublicApi(self.market)
-        self.private = PrivateApi(self.matching, self.auth, config.clock)
+        self.protocol = _protocol(config, self.matching)
         self.endpoints: dict[tuple[str, str], Endpoint] = {}
-        self.register(self.public.endpoints())
-        self.register(self.private.endpoints())
+        self.register(self.protocol.endpoints())
         # Replaceable at any time (`sim.faults = FaultPlan.parse(...)`).
         self.faults = faults if faults is not None else FaultPlan()
         # How injected latency waits; tests replace it to record delays
@@ -80,6 +67,11 @@ class SimExchange:
         """Serve more endpoints (a later registration of a path replaces the earlier)."""
         for endpoint in endpoints:
             self.endpoints[(endpoint.method, endpoint.path)] = endpoint
+
+    @property
+    def limiter(self) -> _UsedByIp:
+        """The protocol's rate limiter (what `used(ip)` it has counted)."""
+        return self.protocol
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -118,7 +110,7 @@ class SimExchange:
         if delay > 0:
             await self.sleep(delay)
         key = (request.method, request.path)
-        fault = self.faults.draw(request.method, request.path, key in STATE_CHANGING)
+        fault = self.faults.draw(request.method, request.path, key in self.protocol.state_changing)
         if fault is not None and fault is not Fault.DROP:
             log.info("injected fault %s into %s %s", fault, request.method, request.path)
             return await self._inject(request, fault)
@@ -137,77 +129,17 @@ class SimExchange:
             # the client's own timeout expires first.
             await self._sleep(self.faults.hold)
             _close(request)
-        elif fault is Fault.E500:
-            return errors.error_response(
-                500, errors.UNKNOWN, "An unknown error occurred while processing the request."
-            )
         elif fault is Fault.E502:
             return web.Response(status=502, text=_BAD_GATEWAY, content_type="text/html")
-        elif fault is Fault.E503:
-            return errors.error_response(
-                503,
-                errors.DISCONNECTED,
-                "Internal error; unable to process your request. Please try again.",
-                {"Retry-After": str(self.faults.retry_after)},
-            )
-        elif fault is Fault.TOO_MANY:
-            ip = request.remote or "unknown"
-            refused = self._refusal(Admission(Verdict.TOO_MANY, 0, self.faults.retry_after))
-            self._report_weight(refused, self.limiter.used(ip))
-            return refused
+        elif fault in (Fault.E500, Fault.E503, Fault.TOO_MANY):
+            return self.protocol.fault_response(fault, request, self.faults.retry_after)
         # The connection is gone: aiohttp drops whatever is returned.
         return web.Response(status=599)
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         self.matching.sync()
-        ip = request.remote or "unknown"
         endpoint = self.endpoints.get((request.method, request.path))
-        if endpoint is None:
-            response: web.StreamResponse = errors.not_found(request.method, request.path).response()
-            self._report_weight(response, self.limiter.used(ip))
-            return response
-        try:
-            weight = endpoint.weight(request.query)
-        except errors.BinanceError:
-            weight = 1  # the handler will report the bad parameter
-        decision = self.limiter.admit(ip, weight)
-        if decision.verdict is not Verdict.OK:
-            response = self._refusal(decision)
-        else:
-            try:
-                response = await endpoint.handler(request)
-            except errors.BinanceError as exc:
-                response = exc.response()
-            except Exception:
-                log.exception("simulator endpoint %s %s failed", request.method, request.path)
-                response = errors.error_response(
-                    500,
-                    errors.UNKNOWN,
-                    "An unknown error occurred while processing the request.",
-                )
-        self._report_weight(response, decision.used)
-        return response
-
-    def _refusal(self, decision: Admission) -> web.Response:
-        limit = self.config.weight_limit
-        headers = {"Retry-After": str(decision.retry_after)}
-        if decision.verdict is Verdict.BANNED:
-            msg = (
-                f"Way too much request weight used; IP banned until "
-                f"{decision.banned_until_ms}. Please use WebSocket Streams for live "
-                "updates to avoid bans."
-            )
-            return errors.error_response(418, errors.TOO_MANY_REQUESTS, msg, headers)
-        msg = (
-            f"Too much request weight used; current limit is {limit} request weight per "
-            "1 MINUTE. Please use WebSocket Streams for live updates to avoid polling the API."
-        )
-        return errors.error_response(429, errors.TOO_MANY_REQUESTS, msg, headers)
-
-    @staticmethod
-    def _report_weight(response: web.StreamResponse, used: int) -> None:
-        response.headers[USED_WEIGHT_HEADER] = str(used)
-        response.headers[LEGACY_USED_WEIGHT_HEADER] = str(used)
+        return await self.protocol.serve(request, endpoint)
 
     # -- test and operations hooks ------------------------------------------
 
@@ -268,6 +200,16 @@ class SimExchange:
         return self.matching.fill(account, order, qty).snapshot()
 
 
+class _UsedByIp(Protocol):
+    def used(self, ip: str) -> int: ...
+
+
+def _protocol(config: SimConfig, matching: OrderEngine) -> ExchangeProtocol:
+    if config.protocol == "okx":
+        return OkxProtocol(config, matching)
+    return BinanceProtocol(config, matching)
+
+
 def _close(request: web.Request, *, reset: bool = False) -> None:
     """Close the request's connection without a response; `reset` sends a TCP RST."""
     transport = request.transport
@@ -298,7 +240,7 @@ async def serve_forever(
     """Run a simulator until cancelled."""
     sim = SimExchange(config, faults)
     await sim.start(host, port)
-    log.info("simulated Binance spot %s at %s", config.symbol, sim.url)
+    log.info("simulated %s spot %s at %s", config.protocol, config.symbol, sim.url)
     try:
         await asyncio.Event().wait()
     finally:

@@ -1,0 +1,429 @@
+"""DeskClient: TradingEngines, their reports and history, with the user's own kubeconfig.
+
+Everything goes through the Kubernetes API server as the user the kubeconfig
+names (client certificate, token, exec plugin: whatever kubectl would use),
+so RBAC decides what the desk may do and no new credential exists:
+
+- the objects: TradingEngines, LiveApprovals, Events, the engine pod's log;
+- an engine's own API (`GET /status`, the history routes, `POST /test-order`)
+  through the API server's pod proxy,
+  `/api/v1/namespaces/NS/pods/NAME-engine:8080/proxy/PATH` (RBAC: `get` or
+  `create` on `pods/proxy`). The engine wants its control token for anything
+  beyond /status's health: the desk reads it from the engine's Secret
+  `NAME-control` with the user's RBAC (`get` on `secrets`) and sends it as
+  `X-Hean-Token`, because the API server removes the Authorization header of
+  every request it authenticated. The token stays in this object's memory: it
+  is never printed, logged or put in an error message.
+
+A refusal by RBAC becomes a DeskError that says which verb on which resource
+the user lacks. Methods are synchronous (the Kubernetes client is); the
+console calls them from worker threads.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator, Mapping
+from typing import Any, Literal, cast
+
+from kubernetes import client
+from kubernetes import config as kube_config
+from kubernetes.client.exceptions import ApiException
+from pydantic import ValidationError
+from urllib3.exceptions import HTTPError
+
+from hean_contract.report import EngineReport
+from hean_contract.spec import API_VERSION
+from hean_desk.errors import EXIT_USAGE, DeskError
+from hean_desk.views import HISTORY_KINDS, ApprovalView, EngineView, KubeEvent
+
+GROUP, VERSION = API_VERSION.split("/")
+ENGINES = "tradingengines"
+APPROVALS = "liveapprovals"
+# The engine container's HTTP port (hean_operator.builders: CONTROL_PORT, named "http").
+# A pod proxy needs the number: the API server does not resolve port names for pods.
+ENGINE_PORT = 8080
+TOKEN_KEY = "token"  # noqa: S105 - the key's name in the Secret, not a secret
+TOKEN_HEADER = "X-Hean-Token"  # noqa: S105 - a header name
+PAGE_SIZE = 1000  # the engine's largest page
+TIMEOUT = (5.0, 30.0)  # connect, read (seconds)
+
+
+def pod_name(engine: str) -> str:
+    return f"{engine}-engine"
+
+
+def secret_name(engine: str) -> str:
+    return f"{engine}-control"
+
+
+class DeskClient:
+    """One user's view of the cluster, from their kubeconfig (and optional context)."""
+
+    def __init__(self, kubeconfig: str | None = None, context: str | None = None) -> None:
+        try:
+            configuration = client.Configuration()
+            kube_config.load_kube_config(  # type: ignore[no-untyped-call]
+                config_file=kubeconfig, context=context, client_configuration=configuration
+            )
+            _, active = kube_config.list_kube_config_contexts(config_file=kubeconfig)  # type: ignore[no-untyped-call]
+        except (kube_config.ConfigException, OSError, TypeError, ValueError) as exc:
+            where = kubeconfig or "$KUBECONFIG or ~/.kube/config"
+            flag = "--context" if context else "--kubeconfig"
+            raise DeskError(
+                f"{flag}: no usable cluster configuration in {where}: {exc}", EXIT_USAGE
+            ) from None
+        if context is not None:
+            contexts, _ = kube_config.list_kube_config_contexts(config_file=kubeconfig)  # type: ignore[no-untyped-call]
+            active = next((c for c in contexts if c.get("name") == context), active)
+        self.api = client.ApiClient(configuration)
+        self.default_namespace = str(
+            ((active or {}).get("context") or {}).get("namespace") or "default"
+        )
+        self._core = client.CoreV1Api(self.api)
+        self._custom = client.CustomObjectsApi(self.api)
+        self._tokens: dict[tuple[str, str], str] = {}
+
+    def close(self) -> None:
+        self.api.close()  # type: ignore[no-untyped-call]
+
+    # -- TradingEngines -------------------------------------------------------------
+
+    def list_engines(self, namespace: str | None) -> list[EngineView]:
+        """The engines in `namespace` (None: every namespace the user may list), by name."""
+        where = namespace or "all namespaces"
+        with _translated("list", "tradingengines.hean.io", where):
+            if namespace is None:
+                found = self._custom.list_cluster_custom_object(GROUP, VERSION, ENGINES)
+            else:
+                found = self._custom.list_namespaced_custom_object(
+                    GROUP, VERSION, namespace, ENGINES
+                )
+        items = cast(dict[str, Any], found).get("items") or []
+        views = [EngineView.from_object(item) for item in items]
+        return sorted(views, key=lambda v: (v.namespace, v.name))
+
+    def get_engine(self, namespace: str, name: str) -> EngineView:
+        with _translated("get", "tradingengines.hean.io", namespace, engine=name):
+            found = self._custom.get_namespaced_custom_object(
+                GROUP, VERSION, namespace, ENGINES, name
+            )
+        return EngineView.from_object(cast(dict[str, Any], found))
+
+    def patch_spec(self, namespace: str, name: str, patch: Mapping[str, Any]) -> EngineView:
+        """A JSON merge patch of the engine's spec (pause, resume, halt), as `kubectl patch`."""
+        body = {"spec": dict(patch)}
+        with _translated("patch", "tradingengines.hean.io", namespace, engine=name):
+            text = self._raw(
+                "PATCH",
+                f"/apis/{GROUP}/{VERSION}/namespaces/{{namespace}}/{ENGINES}/{{name}}",
+                {"namespace": namespace, "name": name},
+                {},
+                {"Content-Type": "application/merge-patch+json"},
+                body,
+            )
+        updated = json.loads(text)
+        return EngineView.from_object(cast(dict[str, Any], updated))
+
+    # -- the engine's own API, through the pod proxy ---------------------------------
+
+    def engine_report(self, namespace: str, name: str) -> EngineReport:
+        """The engine's `GET /status`, parsed (snake_case or camelCase on the wire)."""
+        payload = self._engine_get(namespace, name, "status", {})
+        try:
+            return EngineReport.model_validate(payload)
+        except ValidationError as exc:
+            raise DeskError(
+                f"engine {namespace}/{name}: its /status is not a report this client reads "
+                f"({exc.error_count()} problems, first: {exc.errors()[0]['loc']})"
+            ) from None
+
+    def engine_history(
+        self,
+        namespace: str,
+        name: str,
+        what: str,
+        since: str | None = None,
+        until: str | None = None,
+        limit: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """Rows of /fills, /orders, /positions, /equity or /events, oldest first.
+
+        `since`/`until`: RFC 3339 or epoch milliseconds, [since, until). Pages are
+        followed through `nextCursor` until there is none, or `limit` rows are read.
+        """
+        if what not in HISTORY_KINDS:
+            raise DeskError(f"history: {what!r} is not one of {', '.join(HISTORY_KINDS)}")
+        rows: list[dict[str, Any]] = []
+        for page in self._pages(namespace, name, what, since, until, limit):
+            rows.extend(page)
+            if limit is not None and len(rows) >= limit:
+                return rows[:limit]
+        return rows
+
+    def _pages(
+        self,
+        namespace: str,
+        name: str,
+        what: str,
+        since: str | None,
+        until: str | None,
+        limit: int | None,
+    ) -> Iterator[list[dict[str, Any]]]:
+        query: dict[str, str] = {"limit": str(min(limit or PAGE_SIZE, PAGE_SIZE))}
+        if since is not None:
+            query["from"] = since
+        if until is not None:
+            query["to"] = until
+        while True:
+            payload = self._engine_get(namespace, name, what, query, token=True)
+            items = payload.get("items") if isinstance(payload, dict) else None
+            if not isinstance(items, list):
+                raise DeskError(f"engine {namespace}/{name}: /{what} is not a page of items")
+            yield [item for item in items if isinstance(item, dict)]
+            cursor = payload.get("nextCursor")
+            if not cursor:
+                return
+            query["cursor"] = str(cursor)
+
+    def test_order(self, namespace: str, name: str, side: str, quantity: str) -> dict[str, Any]:
+        """One market order through a paper engine's `POST /test-order` (the engine refuses
+        it for a live engine too)."""
+        body = {"side": side, "quantity": quantity}
+        answer = self._engine_call(namespace, name, "POST", "test-order", {}, body, token=True)
+        if not isinstance(answer, dict):
+            raise DeskError(f"engine {namespace}/{name}: /test-order did not answer an object")
+        return answer
+
+    def _engine_get(
+        self, namespace: str, name: str, path: str, query: Mapping[str, str], token: bool = False
+    ) -> Any:
+        return self._engine_call(namespace, name, "GET", path, query, None, token=token)
+
+    def _engine_call(
+        self,
+        namespace: str,
+        name: str,
+        method: str,
+        path: str,
+        query: Mapping[str, str],
+        body: Any,
+        *,
+        token: bool,
+    ) -> Any:
+        headers: dict[str, str] = {}
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        if token:
+            headers[TOKEN_HEADER] = self._token(namespace, name)
+        verb = "get" if method == "GET" else "create"
+        pod = pod_name(name)
+        try:
+            text = self._raw(
+                method,
+                f"/api/v1/namespaces/{{namespace}}/pods/{{pod}}:{ENGINE_PORT}/proxy/{path}",
+                {"namespace": namespace, "pod": pod},
+                query,
+                headers,
+                body,
+            )
+        except ApiException as exc:
+            raise _proxy_error(exc, verb, namespace, name, path) from None
+        except HTTPError as exc:
+            raise DeskError(f"the cluster is unreachable: {type(exc).__name__}") from None
+        try:
+            return json.loads(text)
+        except ValueError:
+            raise DeskError(f"engine {namespace}/{name}: /{path} did not answer JSON") from None
+
+    def _raw(
+        self,
+        method: str,
+        path: str,
+        path_params: Mapping[str, str],
+        query: Mapping[str, str],
+        headers: Mapping[str, str],
+        body: Any,
+    ) -> str:
+        """One request with the kubeconfig's credentials; the body's text, or ApiException."""
+        request = self.api.param_serialize(
+            method=method,
+            resource_path=path,
+            path_params=dict(path_params),
+            query_params=list(query.items()),
+            header_params={"Accept": "application/json", **headers},
+            body=body,
+            auth_settings=["BearerToken"],
+        )
+        response = self.api.call_api(*request, _request_timeout=TIMEOUT)
+        response.read()  # type: ignore[no-untyped-call]
+        data = response.data or b""
+        if not 200 <= response.status <= 299:
+            raise ApiException(http_resp=response)
+        return data.decode("utf-8", errors="replace")
+
+    def _token(self, namespace: str, name: str) -> str:
+        """The engine's control token from its Secret (read once, kept in memory only)."""
+        key = (namespace, name)
+        if key not in self._tokens:
+            secret = secret_name(name)
+            with _translated(
+                "get",
+                f"secrets/{secret}",
+                namespace,
+                engine=name,
+                needed="the engine's control token (for its history and test orders)",
+            ):
+                found = self._core.read_namespaced_secret(secret, namespace)
+            encoded = (found.data or {}).get(TOKEN_KEY)
+            if not encoded:
+                raise DeskError(f"secret {namespace}/{secret} has no {TOKEN_KEY!r} key")
+            self._tokens[key] = base64.b64decode(encoded).decode("utf-8").strip()
+        return self._tokens[key]
+
+    # -- Kubernetes Events, logs, approvals -------------------------------------------
+
+    def events(self, namespace: str, name: str) -> list[KubeEvent]:
+        """The Events about the TradingEngine (the operator's), oldest first."""
+        selector = f"involvedObject.name={name},involvedObject.kind=TradingEngine"
+        with _translated("list", "events", namespace):
+            found = self._core.list_namespaced_event(namespace, field_selector=selector)
+        events = [_event(e) for e in found.items or []]
+        return sorted(events, key=lambda e: e.time)
+
+    def logs(self, namespace: str, name: str, tail: int | None) -> str:
+        """The engine container's log (the last `tail` lines; None: all of it)."""
+        with _translated("get", "pods/log", namespace, engine=name):
+            text = self._core.read_namespaced_pod_log(
+                pod_name(name), namespace, tail_lines=tail, _request_timeout=TIMEOUT
+            )
+        return str(text)
+
+    def list_approvals(self, namespace: str | None) -> list[ApprovalView]:
+        where = namespace or "all namespaces"
+        with _translated("list", "liveapprovals.hean.io", where):
+            if namespace is None:
+                found = self._custom.list_cluster_custom_object(GROUP, VERSION, APPROVALS)
+            else:
+                found = self._custom.list_namespaced_custom_object(
+                    GROUP, VERSION, namespace, APPROVALS
+                )
+        items = cast(dict[str, Any], found).get("items") or []
+        views = [ApprovalView.from_object(item) for item in items]
+        return sorted(views, key=lambda v: (v.namespace, v.expires_at, v.name))
+
+    def create_approval(self, manifest: dict[str, Any]) -> ApprovalView:
+        namespace = manifest["metadata"]["namespace"]
+        with _translated("create", "liveapprovals.hean.io", namespace):
+            created = self._custom.create_namespaced_custom_object(
+                GROUP, VERSION, namespace, APPROVALS, manifest
+            )
+        return ApprovalView.from_object(cast(dict[str, Any], created))
+
+
+def _event(event: Any) -> KubeEvent:
+    moment = event.last_timestamp or event.event_time or event.first_timestamp
+    if moment is None and event.metadata is not None:
+        moment = event.metadata.creation_timestamp
+    time = moment.strftime("%Y-%m-%dT%H:%M:%SZ") if moment is not None else ""
+    return KubeEvent(
+        time=time,
+        type=str(event.type or ""),
+        reason=str(event.reason or ""),
+        message=str(event.message or ""),
+        count=int(event.count or 1),
+    )
+
+
+class _translated:
+    """Turns the Kubernetes client's errors into DeskErrors a person can act on."""
+
+    def __init__(
+        self,
+        verb: str,
+        resource: str,
+        namespace: str,
+        *,
+        engine: str | None = None,
+        needed: str | None = None,
+    ) -> None:
+        self.verb, self.resource, self.namespace = verb, resource, namespace
+        self.engine, self.needed = engine, needed
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, _: Any
+    ) -> Literal[False]:
+        if isinstance(exc, ApiException):
+            raise self._error(exc) from None
+        if isinstance(exc, HTTPError):
+            raise DeskError(f"the cluster is unreachable: {type(exc).__name__}") from None
+        return False
+
+    def _error(self, exc: ApiException) -> DeskError:
+        message = _status_message(exc)
+        if exc.status == 404 and self.engine is not None:
+            what = "TradingEngine" if "tradingengines" in self.resource else self.resource
+            return DeskError(
+                f"no {what} {self.engine!r} in namespace {self.namespace!r}"
+                if what == "TradingEngine"
+                else f"{what} of engine {self.engine!r} not found in namespace "
+                f"{self.namespace!r}: {message}"
+            )
+        if exc.status == 403:
+            why = f" (needed for {self.needed})" if self.needed else ""
+            return DeskError(
+                f"forbidden: your Kubernetes user may not {self.verb} {self.resource} in "
+                f"{_where(self.namespace)}{why}: {message}"
+            )
+        if exc.status == 401:
+            return DeskError(f"the API server did not accept your credentials: {message}")
+        return DeskError(f"{self.verb} {self.resource} failed ({exc.status}): {message}")
+
+
+def _where(namespace: str) -> str:
+    return namespace if namespace == "all namespaces" else f"namespace {namespace!r}"
+
+
+def _status_message(exc: ApiException) -> str:
+    """The API server's own explanation (its Status object's message), else the reason."""
+    try:
+        body = json.loads(exc.body or "")
+    except (TypeError, ValueError):
+        return str(exc.reason or exc.status)
+    if isinstance(body, dict):
+        message = body.get("message") or body.get("error")
+        if isinstance(message, str) and message:
+            return message[:500]
+    return str(exc.reason or exc.status)
+
+
+def _proxy_error(exc: ApiException, verb: str, namespace: str, name: str, path: str) -> DeskError:
+    """An error on the way to the engine or from it, said by who said it."""
+    message = _status_message(exc)
+    where = f"engine {namespace}/{name}"
+    if exc.status == 403 and "pods/proxy" in message:
+        return DeskError(
+            f"forbidden: your Kubernetes user may not {verb} pods/proxy in namespace "
+            f"{namespace!r} (needed to reach the engine's API): {message}"
+        )
+    if exc.status == 404:
+        if message.startswith("pods ") and "not found" in message:
+            return DeskError(f"{where} has no running pod ({pod_name(name)}): {message}")
+        return DeskError(f"{where} has no /{path} (an engine image older than this client?)")
+    if exc.status == 400 and "address not allowed" in message:
+        return DeskError(
+            f"{where}: the API server will not proxy to its pod's address (a loopback or "
+            "link-local IP); see docs/desk.md"
+        )
+    if exc.status in (502, 503):
+        return DeskError(f"{where} is not answering through the API server's proxy: {message}")
+    if exc.status == 401:
+        return DeskError(
+            f"{where} refused the control token from secret {secret_name(name)} "
+            "(was it just rotated? try again)"
+        )
+    return DeskError(f"{where}: /{path} answered {exc.status}: {message}")

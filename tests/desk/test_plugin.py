@@ -1,0 +1,337 @@
+"""`kubectl hean` without a cluster: formatting, arguments and errors, on a fake DeskClient."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from cluster_support import engine_manifest
+from hean_contract.report import EngineReport
+from hean_desk import plugin, render
+from hean_desk.errors import DeskError
+from hean_desk.views import ApprovalView, EngineView, KubeEvent
+from hean_engine.approval.payload import spec_hash
+from hean_engine.approval.sign import generate_key
+
+NS = "desk"
+
+
+def engine_object(name: str = "btc", mode: str = "paper", **status: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "hean.io/v1alpha1",
+        "kind": "TradingEngine",
+        "metadata": {
+            "name": name,
+            "namespace": NS,
+            "uid": f"uid-{name}",
+            "generation": 3,
+            "creationTimestamp": "2026-01-01T00:00:00Z",
+        },
+        "spec": {**engine_manifest(name, None, NS)["spec"], "mode": mode},
+        "status": {
+            "phase": "Running",
+            "mode": mode,
+            "equity": "100012.5",
+            "pnl": "12.5",
+            "riskState": "ACTIVE",
+            "openOrders": 1,
+            "position": "0.25",
+            "reconcile": {"result": "ok", "time": "2026-01-02T00:00:00Z"},
+            # written by a newer operator: ignored, not a failure
+            "someFutureField": {"x": 1},
+            **status,
+        },
+    }
+
+
+# Both wire spellings of the report: snake_case (today) and camelCase (branch i13-engine).
+REPORT_SNAKE: dict[str, Any] = {
+    "name": "btc",
+    "namespace": NS,
+    "generation": 3,
+    "run_id": "r1",
+    "mode": "paper",
+    "exchange": "binance",
+    "symbol": "BTC/USDT",
+    "strategy": "ema_cross",
+    "ready": True,
+    "ready_reason": "ready",
+    "risk_state": "ACTIVE",
+    "paused": False,
+    "position": "0.25",
+    "balances": {"BTC": "0.25", "USDT": "75000.1"},
+    "equity": "100012.5",
+    "pnl": "12.5",
+    "max_drawdown": "3.1",
+    "fees": "0.75",
+    "open_orders": [
+        {
+            "id": "o-2",
+            "side": "sell",
+            "type": "limit",
+            "quantity": "0.1",
+            "remaining": "0.1",
+            "price": "101000.5",
+            "created": "2026-01-02T00:01:00Z",
+        }
+    ],
+    "orders_submitted": 2,
+    "orders_closed": {"filled": 1},
+    "fills": 1,
+    "rejections": {},
+    "events": 10,
+}
+REPORT_CAMEL = {
+    "runId": "r1",
+    "readyReason": "ready",
+    "riskState": "ACTIVE",
+    "maxDrawdown": "3.1",
+    "openOrders": REPORT_SNAKE["open_orders"],
+    "ordersSubmitted": 2,
+    "ordersClosed": {},
+    **{k: v for k, v in REPORT_SNAKE.items() if "_" not in k},
+}
+FILLS = [
+    {
+        "tradeId": "t1",
+        "orderId": "x-1",
+        "clientOrderId": "o-1",
+        "side": "buy",
+        "price": "100000.10",
+        "quantity": "0.25",
+        "fee": "0.025",
+        "feeCurrency": "BTC",
+        "time": "2026-01-02T00:00:00Z",
+        "runId": "r1",
+    },
+]
+EQUITY = [
+    {"time": f"2026-01-02T00:0{i}:00Z", "equity": e, "pnl": str(Decimal(e) - 100000)}
+    for i, e in enumerate(["100000", "100010", "99990", "100012.5"])
+]
+
+
+@dataclass
+class FakeDesk:
+    """The Desk protocol over in-memory objects; records what the commands changed."""
+
+    engines: dict[str, dict[str, Any]] = field(default_factory=dict)
+    report: dict[str, Any] = field(default_factory=lambda: dict(REPORT_SNAKE))
+    history: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    patches: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    orders: list[tuple[str, str, str]] = field(default_factory=list)
+    created: list[dict[str, Any]] = field(default_factory=list)
+    forbid_patch: bool = False
+    default_namespace: str = NS
+
+    def _engine(self, namespace: str, name: str) -> dict[str, Any]:
+        if namespace != NS or name not in self.engines:
+            raise DeskError(f"no TradingEngine {name!r} in namespace {namespace!r}")
+        return self.engines[name]
+
+    def list_engines(self, namespace: str | None) -> list[EngineView]:
+        return [EngineView.from_object(o) for o in self.engines.values()]
+
+    def get_engine(self, namespace: str, name: str) -> EngineView:
+        return EngineView.from_object(self._engine(namespace, name))
+
+    def engine_report(self, namespace: str, name: str) -> EngineReport:
+        self._engine(namespace, name)
+        return EngineReport.model_validate(self.report)
+
+    def engine_history(
+        self,
+        namespace: str,
+        name: str,
+        what: str,
+        since: str | None = None,
+        until: str | None = None,
+        limit: int | None = None,
+    ) -> list[dict[str, Any]]:
+        self._engine(namespace, name)
+        rows = self.history.get(what, [])
+        return rows[:limit] if limit else rows
+
+    def patch_spec(self, namespace: str, name: str, patch: dict[str, Any]) -> EngineView:
+        if self.forbid_patch:
+            raise DeskError("forbidden: your Kubernetes user may not patch tradingengines.hean.io")
+        obj = self._engine(namespace, name)
+        obj["spec"].update(patch)
+        self.patches.append((name, patch))
+        return EngineView.from_object(obj)
+
+    def events(self, namespace: str, name: str) -> list[KubeEvent]:
+        return [KubeEvent("2026-01-02T00:00:00Z", "Normal", "Running", "engine running", 1)]
+
+    def logs(self, namespace: str, name: str, tail: int | None) -> str:
+        return '{"event": "fill"}\n'
+
+    def list_approvals(self, namespace: str | None) -> list[ApprovalView]:
+        return []
+
+    def create_approval(self, manifest: dict[str, Any]) -> ApprovalView:
+        self.created.append(manifest)
+        return ApprovalView.from_object(manifest)
+
+    def test_order(self, namespace: str, name: str, side: str, quantity: str) -> dict[str, Any]:
+        self.orders.append((name, side, quantity))
+        return {"order": {"id": "o-9", "side": side, "quantity": quantity}, "mode": "paper"}
+
+
+@pytest.fixture
+def desk(monkeypatch: pytest.MonkeyPatch) -> FakeDesk:
+    fake = FakeDesk(engines={"btc": engine_object()}, history={"fills": FILLS, "equity": EQUITY})
+    monkeypatch.setattr(plugin, "desk_factory", lambda kubeconfig, context: fake)
+    return fake
+
+
+def run(*args: str, stdin: str | None = None) -> Any:
+    return CliRunner().invoke(plugin.cli, list(args), input=stdin, prog_name="kubectl hean")
+
+
+def test_trades_json_is_the_contract(desk: FakeDesk) -> None:
+    result = run("trades", "btc", "-n", NS, "-o", "json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output) == FILLS
+
+
+def test_status_json_has_the_contract_fields_from_either_report_spelling(desk: FakeDesk) -> None:
+    for report in (REPORT_SNAKE, REPORT_CAMEL):
+        desk.report = report
+        result = run("status", "btc", "-n", NS, "-o", "json")
+        assert result.exit_code == 0, result.output
+        doc = json.loads(result.output)
+        assert doc["phase"] == "Running" and doc["riskState"] == "ACTIVE"
+        assert (doc["equity"], doc["pnl"]) == ("100012.5", "12.5")
+        assert doc["positions"] == [{"symbol": "BTC/USDT", "quantity": "0.25"}]
+        assert [o["id"] for o in doc["openOrders"]] == ["o-2"]
+        assert doc["openOrders"][0]["price"] == "101000.5"
+        assert doc["lastFills"] == FILLS
+        assert doc["reconcile"]["result"] == "ok"
+
+
+def test_status_text_is_a_report_for_people(desk: FakeDesk) -> None:
+    result = run("status", "btc", "-n", NS)
+    assert result.exit_code == 0, result.output
+    text = result.output
+    assert f"Engine {NS}/btc" in text
+    for line in (
+        "Phase:                Running",
+        "Equity:               100012.5",
+        "PnL:                  12.5",
+        "Balance USDT:         75000.1",
+    ):
+        assert line in text
+    assert "101000.5" in text and "100000.10" in text  # open order, last fill, exact
+
+
+def test_status_falls_back_to_the_operators_copy_when_the_engine_is_unreachable(
+    desk: FakeDesk, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def unreachable(namespace: str, name: str) -> EngineReport:
+        raise DeskError("engine desk/btc has no running pod")
+
+    monkeypatch.setattr(desk, "engine_report", unreachable)
+    doc = json.loads(run("status", "btc", "-n", NS, "-o", "json").output)
+    assert (doc["equity"], doc["riskState"]) == ("100012.5", "ACTIVE")
+    assert doc["reportError"] == "engine desk/btc has no running pod"
+
+
+def test_status_table_of_all_engines(desk: FakeDesk) -> None:
+    desk.engines["eth"] = engine_object("eth", phase="Paused")
+    result = run("status", "-n", NS)
+    header, *rows = result.output.splitlines()
+    assert header.split()[:6] == ["NAME", "MODE", "PHASE", "RISK", "EQUITY", "PNL"]
+    assert [r.split()[:3] for r in rows] == [
+        ["btc", "paper", "Running"],
+        ["eth", "paper", "Paused"],
+    ]
+    yaml_rows = yaml.safe_load(run("status", "-A", "-o", "yaml").output)
+    assert [r["name"] for r in yaml_rows] == ["btc", "eth"]
+
+
+def test_pnl_draws_a_sparkline(desk: FakeDesk) -> None:
+    result = run("pnl", "btc", "-n", NS)
+    assert result.exit_code == 0
+    assert render.sparkline([e["equity"] for e in EQUITY]) in result.output
+    assert render.sparkline(["1", "2", "3", "2"]) == "▁▄█▄"
+    assert render.sparkline(["5", "5"]) == "▅▅" and render.sparkline([]) == ""
+
+
+def test_actions_ask_first_naming_engine_and_namespace(desk: FakeDesk) -> None:
+    declined = run("halt", "btc", "-n", NS, stdin="n\n")
+    assert declined.exit_code == 2 and desk.patches == []
+    assert f"engine btc in namespace {NS}" in declined.output
+    assert run("pause", "btc", "-n", NS, "--yes").exit_code == 0
+    assert run("resume", "btc", "-n", NS, "-y").exit_code == 0
+    assert desk.patches == [("btc", {"paused": True}), ("btc", {"paused": False, "halt": False})]
+
+
+def test_test_order_is_refused_for_live_engines_before_any_request(desk: FakeDesk) -> None:
+    desk.engines["live1"] = engine_object("live1", mode="live")
+    refused = run("test-order", "live1", "-n", NS)
+    assert refused.exit_code == 2 and "live engine" in refused.output
+    assert desk.orders == []
+    ok = run("test-order", "btc", "-n", NS, "--quantity", "0.002", "--side", "sell")
+    assert ok.exit_code == 0 and desk.orders == [("btc", "sell", "0.002")]
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (("test-order", "btc", "--quantity", "-1"), "--quantity"),
+        (("test-order", "btc", "--quantity", "1e9"), "--quantity"),
+        (("trades", "btc", "--since", "yesterday"), "--since"),
+        (("trades", "btc", "--until", "2026-01-01T00:00:00"), "--until"),
+        (("trades", "btc", "--limit", "0"), "--limit"),
+        (("status", "btc", "-o", "xml"), "--output"),
+        (("status", "btc", "-A"), "-A"),
+        (("trades",), "ENGINE"),
+    ],
+)
+def test_bad_input_names_the_option_and_exits_2(
+    desk: FakeDesk, args: tuple[str, ...], named: str
+) -> None:
+    result = run(*args)
+    assert result.exit_code == 2, result.output
+    assert named in result.output
+    assert "Traceback" not in result.output
+
+
+def test_an_unknown_engine_exits_1_with_its_name(desk: FakeDesk) -> None:
+    result = run("trades", "nope", "-n", NS)
+    assert result.exit_code == 1
+    assert result.output == f"error: no TradingEngine 'nope' in namespace '{NS}'\n"
+
+
+def test_approve_signs_the_current_spec_with_the_engines_code(
+    desk: FakeDesk, tmp_path: Path
+) -> None:
+    private, _ = generate_key(tmp_path, "alice")
+    result = run("approve", "btc", "-n", NS, "--key", str(private), "--ttl", "2h")
+    assert result.exit_code == 0, result.output
+    (manifest,) = desk.created
+    assert manifest["spec"]["engineUid"] == "uid-btc"
+    assert [s["keyId"] for s in manifest["spec"]["signatures"]] == ["alice"]
+    from hean_contract.spec import parse_manifest
+
+    _, spec = parse_manifest(engine_object())
+    assert manifest["spec"]["specHash"] == spec_hash(spec)
+    assert private.read_text() not in result.output
+    bad_key = run("approve", "btc", "-n", NS, "--key", str(tmp_path / "missing.key"))
+    assert bad_key.exit_code == 2 and "--key" in bad_key.output
+
+
+def test_a_missing_console_says_so(desk: FakeDesk, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "hean_desk.console", None)  # not importable
+    result = run("console", "--port", "8000")
+    assert result.exit_code == 2
+    assert "hean_desk.console" in result.output and "Traceback" not in result.output
