@@ -213,18 +213,19 @@ def replays(draw: st.DrawFn) -> tuple[list[tuple[int, float]], list[Fill]]:
     times = [T0 + HOUR * sum(gaps[:k]) for k in range(len(closes))]
     points = [(t, float(c)) for t, c in zip(times, closes, strict=True)]
     fills: list[Fill] = []
-    held = D(0)
+    held, cash = D(0), USD.quote
     for k, c in enumerate(closes[1:], start=1):
         action = draw(st.sampled_from(["none", "buy", "sell"]))
         ts = points[k][0]
         fee = D(draw(st.sampled_from(["0", "0.001"])))
-        if action == "buy" and not held:
-            qty = D(draw(st.integers(min_value=1, max_value=5)))
+        affordable = int(cash / (c * (1 + fee)))  # as the venue's funds check: never below zero
+        if action == "buy" and not held and affordable >= 1:
+            qty = D(draw(st.integers(min_value=1, max_value=min(5, affordable))))
             fills.append(fill(ts, "buy", str(c), str(qty), str(D(c) * qty * fee)))
-            held = qty
+            held, cash = qty, cash - D(c) * qty * (1 + fee)
         elif action == "sell" and held:
             fills.append(fill(ts, "sell", str(c), str(held), str(D(c) * held * fee)))
-            held = D(0)
+            held, cash = D(0), cash + D(c) * held * (1 - fee)
     return points, fills
 
 
