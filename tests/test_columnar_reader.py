@@ -76,7 +76,7 @@ def test_ordinary_files_take_the_columnar_path_and_match_the_line_reader(
     assert got == list(LINE_CANDLES(path))
     assert len(got) == len(rows)
     fed: list[Any] = []
-    feed_candles(path, fed.append)  # the replay's push form
+    feed_candles(path, fed.extend)  # the replay's push form
     assert fed == got
 
     trades = _trade_rows(ROWS_PAST_ONE_BLOCK)
@@ -85,7 +85,7 @@ def test_ordinary_files_take_the_columnar_path_and_match_the_line_reader(
     assert line_reader_calls == []
     assert got_trades == list(LINE_TRADES(path))
     fed = []
-    feed_trades(path, fed.append)
+    feed_trades(path, fed.extend)
     assert fed == got_trades
 
 
@@ -142,7 +142,7 @@ def test_bad_row_in_a_later_block_names_its_line(
     assert len(delivered) == bad_index
     fed: list[Any] = []
     with pytest.raises(DataError) as info:
-        feed_candles(path, fed.append)
+        feed_candles(path, fed.extend)
     assert (info.value.line, info.value.problem) == (line, problem)
     assert fed == delivered
     assert line_reader_calls == ["_read_candles_by_line"] * 2  # read, then feed
@@ -266,7 +266,7 @@ def test_spacing_finds_a_gap_that_is_not_whole_steps_and_stops_there(
     path = write_lines(tmp_path / "c.csv", [CANDLE_HEADER, *rows])
     spacing = files.Spacing(60_000)
     seen: list[Any] = []
-    files.feed_candles(path, seen.append, spacing)
+    files.feed_candles(path, seen.extend, spacing)
     assert spacing.misfit == 90_000  # 1.5 steps after the last whole minute
     assert spacing.mismatch() == 90_000
     assert len(seen) <= 30_000  # the odd candle itself is never delivered
@@ -274,6 +274,6 @@ def test_spacing_finds_a_gap_that_is_not_whole_steps_and_stops_there(
     hourly = write_lines(tmp_path / "h.csv", [CANDLE_HEADER, *_candle_rows(500, step_minutes=60)])
     spacing = files.Spacing(60_000)
     seen.clear()
-    files.feed_candles(hourly, seen.append, spacing)
+    files.feed_candles(hourly, seen.extend, spacing)
     assert (spacing.misfit, spacing.smallest, spacing.mismatch()) == (None, 3_600_000, 3_600_000)
     assert len(seen) == 500  # whole steps: all delivered; the replay refuses it at the end

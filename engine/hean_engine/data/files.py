@@ -25,7 +25,7 @@ import gzip
 import math
 import zlib
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from itertools import islice
 from pathlib import Path
@@ -296,14 +296,21 @@ class Spacing:
 
 
 def feed_candles(
-    path: Path | str, on_candle: Callable[[Candle], object], spacing: Spacing | None = None
+    path: Path | str,
+    on_candles: Callable[[Sequence[Candle]], object],
+    spacing: Spacing | None = None,
 ) -> None:
-    """`read_candles`, pushed: calls `on_candle` with each candle (the replay's loop).
+    """`read_candles`, pushed: calls `on_candles` with the candles in order, a block at a time.
 
     The same rows, order and errors as `read_candles`, without a generator
-    between the reader and the kernel (a resumption per candle saved). With
-    `spacing`, the candles' spacing is measured too, and no candle is delivered
-    after a gap that is not a whole number of its steps (`spacing.misfit`).
+    between the reader and the kernel, and one call per block of the columnar
+    reader (`TradingKernel.on_candles` steps through it in one frame). Rows
+    that only the line-by-line reader can vouch for are pushed one at a time,
+    each before the next row is read (so the rows before a bad one have been
+    delivered when its DataError is raised, as with `read_candles`). With
+    `spacing`, the candles' spacing is measured too, and no candle is
+    delivered after a gap that is not a whole number of its steps
+    (`spacing.misfit`).
     """
     path = Path(path)
     done = 0
@@ -311,36 +318,34 @@ def feed_candles(
         for block in _candle_blocks(path, spacing.gaps if spacing is not None else None):
             if spacing is not None and spacing.misfit is not None:
                 return
-            deque(map(on_candle, block), maxlen=0)
+            on_candles(block)
             done += len(block)
         if done:
             return
     except Fallback:
         pass
-    by_line: Iterator[Candle] = _skip(_read_candles_by_line(path), done)
-    if spacing is None:
-        deque(map(on_candle, by_line), maxlen=0)
-        return
-    for line_candle in by_line:
-        spacing.candle(line_candle.ts)
-        if spacing.misfit is not None:
-            return
-        on_candle(line_candle)
+    for line_candle in _skip(_read_candles_by_line(path), done):
+        if spacing is not None:
+            spacing.candle(line_candle.ts)
+            if spacing.misfit is not None:
+                return
+        on_candles((line_candle,))
 
 
-def feed_trades(path: Path | str, on_trade: Callable[[Trade], object]) -> None:
-    """`read_trades`, pushed: calls `on_trade` with each trade (see `feed_candles`)."""
+def feed_trades(path: Path | str, on_trades: Callable[[Sequence[Trade]], object]) -> None:
+    """`read_trades`, pushed: calls `on_trades` a block at a time (see `feed_candles`)."""
     path = Path(path)
     done = 0
     try:
         for block in _trade_blocks(path):
-            deque(map(on_trade, block), maxlen=0)
+            on_trades(block)
             done += len(block)
         if done:
             return
     except Fallback:
         pass
-    deque(map(on_trade, _skip(_read_trades_by_line(path), done)), maxlen=0)
+    for line_trade in _skip(_read_trades_by_line(path), done):
+        on_trades((line_trade,))
 
 
 def _skip(rows: Iterator[Any], count: int) -> Iterator[Any]:
