@@ -41,6 +41,7 @@ DataKind = Literal["candles", "trades"]
 CANDLE_HEADER = b"timestamp,open,high,low,close,volume"
 TRADE_HEADER = b"timestamp,side,price,amount"
 _BLOCK = 1 << 22
+CHUNK_ROWS = 2048  # candles or trades made and delivered at a time by the columnar path
 _INF = math.inf
 _DOT = ord(".")
 _Z = ord("Z")
@@ -178,46 +179,48 @@ def detect_kind(path: Path) -> DataKind:
 def _candle_blocks(
     path: Path, on_gaps: Callable[[Any], None] | None = None
 ) -> Iterator[list[Candle]]:
-    """The columnar reader's candles, a list per block (raises Fallback, see columnar).
+    """The columnar reader's candles, a list per chunk (raises Fallback, see columnar).
 
     One construction for both `read_candles` (a generator) and `feed_candles`
     (pushed into the kernel): slot assignment without __init__ costs half a
-    constructor call.
+    constructor call. A checked block of rows becomes candles `CHUNK_ROWS` at a
+    time, so that few candles are alive when the garbage collector's young
+    generation is collected (its cost is the objects it finds alive).
     """
     new = Candle.__new__
-    for ts_, open_, high_, low_, close_, volume_ in arrow_batches(
-        path, "candles", CANDLE_HEADER, _open_fast, on_gaps=on_gaps
-    ):
-        block: list[Candle] = []
-        append = block.append
-        for ts, op, hi, low, cl, vol in zip(ts_, open_, high_, low_, close_, volume_, strict=True):
-            candle = new(Candle)
-            candle.ts = ts
-            candle.open = op
-            candle.high = hi
-            candle.low = low
-            candle.close = cl
-            candle.volume = vol
-            append(candle)
-        yield block
+    for columns in arrow_batches(path, "candles", CANDLE_HEADER, _open_fast, on_gaps=on_gaps):
+        rows = zip(*columns, strict=True)
+        for _ in range(0, len(columns[0]), CHUNK_ROWS):
+            block: list[Candle] = []
+            append = block.append
+            for ts, op, hi, low, cl, vol in islice(rows, CHUNK_ROWS):
+                candle = new(Candle)
+                candle.ts = ts
+                candle.open = op
+                candle.high = hi
+                candle.low = low
+                candle.close = cl
+                candle.volume = vol
+                append(candle)
+            yield block
 
 
 def _trade_blocks(path: Path) -> Iterator[list[Trade]]:
-    """The columnar reader's trades, a list per block (see `_candle_blocks`)."""
+    """The columnar reader's trades, a list per chunk (see `_candle_blocks`)."""
     new = Trade.__new__
-    for ts_, buyer_taker_, price_, amount_ in arrow_batches(
-        path, "trades", TRADE_HEADER, _open_fast
-    ):
-        block: list[Trade] = []
-        append = block.append
-        for ts, buyer_taker, price, amount in zip(ts_, buyer_taker_, price_, amount_, strict=True):
-            trade = new(Trade)
-            trade.ts = ts
-            trade.buyer_taker = buyer_taker
-            trade.price = price
-            trade.amount = amount
-            append(trade)
-        yield block
+    for columns in arrow_batches(path, "trades", TRADE_HEADER, _open_fast):
+        rows = zip(*columns, strict=True)
+        for _ in range(0, len(columns[0]), CHUNK_ROWS):
+            block: list[Trade] = []
+            append = block.append
+            for ts, buyer_taker, price, amount in islice(rows, CHUNK_ROWS):
+                trade = new(Trade)
+                trade.ts = ts
+                trade.buyer_taker = buyer_taker
+                trade.price = price
+                trade.amount = amount
+                append(trade)
+            yield block
 
 
 def read_candles(path: Path | str) -> Iterator[Candle]:

@@ -58,8 +58,7 @@ class SimulatedVenue:
 
     def cancel(self, order: Order) -> None:
         for book in (self._market, self._limits):
-            if order in book:
-                book.remove(order)
+            if _take(book, order):
                 order.status = OrderStatus.CANCELED
                 self._closed(order)
                 return
@@ -119,7 +118,7 @@ class SimulatedVenue:
         for order in list(market):
             if order.status is not _OPEN:
                 continue
-            market.remove(order)
+            _take(market, order)
             factor = self._buy_factor if order.side is _BUY else self._sell_factor
             self._fill(order, order.remaining, base_price * factor, ts, "taker", None)
 
@@ -136,7 +135,7 @@ class SimulatedVenue:
         side = order.side
         if not self._funds_check(side, quantity, price, fee):
             if book is not None:
-                book.remove(order)
+                _take(book, order)
             order.status = OrderStatus.REJECTED
             order.reason = Reject.INSUFFICIENT_BALANCE.value
             self._closed(order)
@@ -145,7 +144,7 @@ class SimulatedVenue:
         if filled >= order.quantity:
             order.status = _FILLED
             if book is not None:
-                book.remove(order)
+                _take(book, order)
         listener = self._listener
         assert listener is not None
         listener.on_fill(order, Fill(ts, order.id, side, price, quantity, fee, liquidity))
@@ -153,3 +152,20 @@ class SimulatedVenue:
     def _closed(self, order: Order) -> None:
         assert self._listener is not None
         self._listener.on_order_closed(order)
+
+
+def _take(book: list[Order], order: Order) -> bool:
+    """Remove this very order from `book`; False if it is not there.
+
+    By identity: `list.remove` and `in` compare with Order's dataclass `==`,
+    which builds a tuple of every field for each other order they pass (only
+    the order itself has its id, so the result is the same).
+    """
+    if book and book[0] is order:
+        del book[0]
+        return True
+    for index, other in enumerate(book):
+        if other is order:
+            del book[index]
+            return True
+    return False

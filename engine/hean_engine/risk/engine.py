@@ -88,72 +88,73 @@ class RiskEngine:
         money (`price_to_decimal`) only if the check needs it; `open_orders` is
         read, never kept (the kernel passes a view of its own).
         """
-        reason = self._check(intent, mark, open_orders, now)
-        if reason is None:
-            self._recent_submits.append(now)
-        else:
-            self.rejections[reason.value] += 1
-        return reason
-
-    def _check(
-        self, intent: OrderIntent, mark: float | None, open_orders: Collection[Order], now: int
-    ) -> Reject | None:
         if self.paused:
-            return Reject.PAUSED
+            return self._reject(Reject.PAUSED)
         state = self.state
         if state is _HALTED:
-            return Reject.HALTED
+            return self._reject(Reject.HALTED)
         quantity = intent.quantity
         if quantity <= ZERO:
-            return Reject.INVALID_QUANTITY
+            return self._reject(Reject.INVALID_QUANTITY)
         # A sell shrinks a spot long position; a buy grows it.
         reduces = intent.side is _SELL
         if state is _REDUCING and not reduces:
-            return Reject.REDUCING
+            return self._reject(Reject.REDUCING)
         spec = self.spec
         if len(open_orders) >= spec.max_open_orders:
-            return Reject.MAX_OPEN_ORDERS
+            return self._reject(Reject.MAX_OPEN_ORDERS)
         recent = self._recent_submits
         horizon = now - _MINUTE_MS
         while recent and recent[0] <= horizon:
             recent.popleft()
         if len(recent) >= spec.max_orders_per_minute:
-            return Reject.MAX_ORDERS_PER_MINUTE
-        ref_price = intent.price
-        if ref_price is None:
-            if mark is None:
-                return Reject.NO_PRICE
-            ref_price = price_to_decimal(mark)
-        notional = quantity * ref_price
+            return self._reject(Reject.MAX_ORDERS_PER_MINUTE)
+        limit = intent.price
+        if limit is None and mark is None:
+            return self._reject(Reject.NO_PRICE)
         ledger = self.ledger
         if reduces:
+            # A sell is checked on quantities alone: what the position holds beyond
+            # the working sells.
             reserved = ZERO
-            if open_orders:
-                reserved = sum((o.remaining for o in open_orders if o.side is _SELL), ZERO)
+            for o in open_orders:
+                if o.side is _SELL:
+                    reserved = reserved + o.remaining
             if quantity + reserved > ledger.position:
-                return Reject.INSUFFICIENT_BALANCE
+                return self._reject(Reject.INSUFFICIENT_BALANCE)
+            recent.append(now)
             return None
         # Exits are never blocked by the size limits: they only apply to orders
         # that add exposure.
+        market_price = None  # the mark as money, converted when first needed
+        if limit is None:
+            assert mark is not None  # (NO_PRICE above)
+            ref_price = market_price = price_to_decimal(mark)
+        else:
+            ref_price = limit
+        notional = quantity * ref_price
         if notional > spec.max_order_notional:
-            return Reject.MAX_ORDER_NOTIONAL
+            return self._reject(Reject.MAX_ORDER_NOTIONAL)
         pending_buys = reserved_quote = ZERO
-        if open_orders:
-            pending_buys = sum((o.remaining for o in open_orders if o.side is _BUY), ZERO)
-            # Working market buys will pay about the market price, not this order's limit.
-            market_price = (
-                ref_price if mark is None or intent.price is None else price_to_decimal(mark)
-            )
-            reserved_quote = sum(
-                (
-                    o.remaining * (o.price if o.price is not None else market_price)
-                    for o in open_orders
-                    if o.side is _BUY
-                ),
-                ZERO,
-            )
+        for o in open_orders:
+            if o.side is _BUY:
+                remaining = o.remaining
+                pending_buys = pending_buys + remaining
+                pay = o.price
+                if pay is None:
+                    # A working market buy pays about the market price, not this
+                    # order's limit.
+                    if market_price is None:
+                        market_price = ref_price if mark is None else price_to_decimal(mark)
+                    pay = market_price
+                reserved_quote = reserved_quote + remaining * pay
         if (ledger.position + pending_buys + quantity) * ref_price > spec.max_position_notional:
-            return Reject.MAX_POSITION_NOTIONAL
+            return self._reject(Reject.MAX_POSITION_NOTIONAL)
         if (notional + reserved_quote) * self._fee_factor > ledger.quote:
-            return Reject.INSUFFICIENT_BALANCE
+            return self._reject(Reject.INSUFFICIENT_BALANCE)
+        recent.append(now)
         return None
+
+    def _reject(self, reason: Reject) -> Reject:
+        self.rejections[reason.value] += 1
+        return reason
