@@ -25,7 +25,7 @@ from hean_engine.data.files import feed_candles, feed_trades, read_candles, read
 from hean_engine.model.errors import DataError
 
 START = datetime(2017, 1, 1, tzinfo=UTC)
-ROWS_PAST_ONE_BLOCK = 40_000  # about 1.7 MB of candle rows: two columnar blocks
+ROWS_PAST_ONE_BLOCK = 40_000  # about 1.7 MB of candle rows: several columnar blocks
 # The line-by-line readers themselves (the fixture below spies on the module's names).
 LINE_CANDLES = files._read_candles_by_line
 LINE_TRADES = files._read_trades_by_line
@@ -131,7 +131,7 @@ def test_bad_row_in_a_later_block_names_its_line(
     tmp_path: Path, gz: bool, bad: str, problem: str, line_reader_calls: list[str]
 ) -> None:
     rows = _candle_rows(ROWS_PAST_ONE_BLOCK)
-    bad_index = ROWS_PAST_ONE_BLOCK - 3_000  # in the second columnar block
+    bad_index = ROWS_PAST_ONE_BLOCK - 3_000  # in a later columnar block
     rows[bad_index] = bad.replace("2017-01-25T00:00:00Z", rows[bad_index].split(",")[0])
     path = write_lines(tmp_path / "c.csv", [CANDLE_HEADER, *rows], gz=gz)
     line = bad_index + 2  # after the header, 1-based
