@@ -76,8 +76,11 @@ def test_ordinary_files_take_the_columnar_path_and_match_the_line_reader(
     assert got == list(LINE_CANDLES(path))
     assert len(got) == len(rows)
     fed: list[Any] = []
-    feed_candles(path, fed.extend)  # the replay's push form
+    feed_candles(path, fed.append)  # the replay's push form
     assert fed == got
+    listed: list[Any] = []
+    feed_candles(path, fed.append, on_candles=listed.extend)  # and its lists
+    assert listed == got
 
     trades = _trade_rows(ROWS_PAST_ONE_BLOCK)
     path = write_lines(tmp_path / "t.csv", ([TRADE_HEADER] if header else []) + trades, gz=gz)
@@ -85,8 +88,11 @@ def test_ordinary_files_take_the_columnar_path_and_match_the_line_reader(
     assert line_reader_calls == []
     assert got_trades == list(LINE_TRADES(path))
     fed = []
-    feed_trades(path, fed.extend)
+    feed_trades(path, fed.append)
     assert fed == got_trades
+    listed = []
+    feed_trades(path, fed.append, on_trades=listed.extend)
+    assert listed == got_trades
 
 
 def _read_until_error(path: Path, reader: Any = read_candles) -> tuple[list[Any], DataError]:
@@ -142,10 +148,15 @@ def test_bad_row_in_a_later_block_names_its_line(
     assert len(delivered) == bad_index
     fed: list[Any] = []
     with pytest.raises(DataError) as info:
-        feed_candles(path, fed.extend)
+        feed_candles(path, fed.append)
     assert (info.value.line, info.value.problem) == (line, problem)
     assert fed == delivered
-    assert line_reader_calls == ["_read_candles_by_line"] * 2  # read, then feed
+    listed: list[Any] = []
+    with pytest.raises(DataError) as info:
+        feed_candles(path, fed.append, on_candles=listed.extend)
+    assert (info.value.line, info.value.problem) == (line, problem)
+    assert listed == delivered
+    assert line_reader_calls == ["_read_candles_by_line"] * 3  # read, then feed twice
 
 
 def test_corrupt_gzip_in_the_middle_is_a_data_error(tmp_path: Path) -> None:
@@ -266,7 +277,7 @@ def test_spacing_finds_a_gap_that_is_not_whole_steps_and_stops_there(
     path = write_lines(tmp_path / "c.csv", [CANDLE_HEADER, *rows])
     spacing = files.Spacing(60_000)
     seen: list[Any] = []
-    files.feed_candles(path, seen.extend, spacing)
+    files.feed_candles(path, seen.append, spacing)
     assert spacing.misfit == 90_000  # 1.5 steps after the last whole minute
     assert spacing.mismatch() == 90_000
     assert len(seen) <= 30_000  # the odd candle itself is never delivered
@@ -274,6 +285,6 @@ def test_spacing_finds_a_gap_that_is_not_whole_steps_and_stops_there(
     hourly = write_lines(tmp_path / "h.csv", [CANDLE_HEADER, *_candle_rows(500, step_minutes=60)])
     spacing = files.Spacing(60_000)
     seen.clear()
-    files.feed_candles(hourly, seen.extend, spacing)
+    files.feed_candles(hourly, seen.append, spacing)
     assert (spacing.misfit, spacing.smallest, spacing.mismatch()) == (None, 3_600_000, 3_600_000)
     assert len(seen) == 500  # whole steps: all delivered; the replay refuses it at the end

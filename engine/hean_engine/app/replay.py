@@ -48,12 +48,12 @@ def run_replay(
     try:
         if kind == "candles":
             spacing = Spacing(spec.market.timeframe_ms)
-            feed_candles(data, kernel.on_candles, spacing)
+            feed_candles(data, kernel.on_candle, spacing, on_candles=kernel.on_candles)
             mismatch = spacing.mismatch()
             if mismatch is not None:
                 raise _timeframe_mismatch(spec, data, mismatch)
         else:
-            feed_trades(data, kernel.on_trades)
+            feed_trades(data, kernel.on_trade, on_trades=kernel.on_trades)
     finally:
         gc.set_threshold(*thresholds)
     wall = time.perf_counter() - started

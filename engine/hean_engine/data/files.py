@@ -300,55 +300,80 @@ class Spacing:
 
 def feed_candles(
     path: Path | str,
-    on_candles: Callable[[Sequence[Candle]], object],
+    on_candle: Callable[[Candle], object],
     spacing: Spacing | None = None,
+    on_candles: Callable[[Sequence[Candle]], object] | None = None,
 ) -> None:
-    """`read_candles`, pushed: calls `on_candles` with the candles in order, a block at a time.
+    """`read_candles`, pushed: calls `on_candle` with each candle (the replay's loop).
 
     The same rows, order and errors as `read_candles`, without a generator
-    between the reader and the kernel, and one call per block of the columnar
-    reader (`TradingKernel.on_candles` steps through it in one frame). Rows
-    that only the line-by-line reader can vouch for are pushed one at a time,
-    each before the next row is read (so the rows before a bad one have been
-    delivered when its DataError is raised, as with `read_candles`). With
-    `spacing`, the candles' spacing is measured too, and no candle is
-    delivered after a gap that is not a whole number of its steps
+    between the reader and the kernel. Given `on_candles`, the candles go to it
+    a list at a time instead (`TradingKernel.on_candles` steps through a list
+    in one frame): the columnar reader's in chunks, the line-by-line reader's
+    one at a time, each before the next row is read (so the rows before a bad
+    one have been delivered when its DataError is raised, as with
+    `read_candles`). With `spacing`, the candles' spacing is measured too, and
+    no candle is delivered after a gap that is not a whole number of its steps
     (`spacing.misfit`).
     """
     path = Path(path)
+    deliver = on_candles if on_candles is not None else _each(on_candle)
     done = 0
     try:
         for block in _candle_blocks(path, spacing.gaps if spacing is not None else None):
             if spacing is not None and spacing.misfit is not None:
                 return
-            on_candles(block)
+            deliver(block)
             done += len(block)
         if done:
             return
     except Fallback:
         pass
-    for line_candle in _skip(_read_candles_by_line(path), done):
+    by_line: Iterator[Candle] = _skip(_read_candles_by_line(path), done)
+    if spacing is None and on_candles is None:
+        deque(map(on_candle, by_line), maxlen=0)
+        return
+    for line_candle in by_line:
         if spacing is not None:
             spacing.candle(line_candle.ts)
             if spacing.misfit is not None:
                 return
-        on_candles((line_candle,))
+        deliver((line_candle,))
 
 
-def feed_trades(path: Path | str, on_trades: Callable[[Sequence[Trade]], object]) -> None:
-    """`read_trades`, pushed: calls `on_trades` a block at a time (see `feed_candles`)."""
+def feed_trades(
+    path: Path | str,
+    on_trade: Callable[[Trade], object],
+    on_trades: Callable[[Sequence[Trade]], object] | None = None,
+) -> None:
+    """`read_trades`, pushed: calls `on_trade` with each trade, or `on_trades` with
+    lists of them (see `feed_candles`)."""
     path = Path(path)
+    deliver = on_trades if on_trades is not None else _each(on_trade)
     done = 0
     try:
         for block in _trade_blocks(path):
-            on_trades(block)
+            deliver(block)
             done += len(block)
         if done:
             return
     except Fallback:
         pass
-    for line_trade in _skip(_read_trades_by_line(path), done):
+    by_line = _skip(_read_trades_by_line(path), done)
+    if on_trades is None:
+        deque(map(on_trade, by_line), maxlen=0)
+        return
+    for line_trade in by_line:
         on_trades((line_trade,))
+
+
+def _each(on_event: Callable[[Any], object]) -> Callable[[Sequence[Any]], object]:
+    """A per-event callback as a per-list one."""
+
+    def each(events: Sequence[Any]) -> None:
+        deque(map(on_event, events), maxlen=0)
+
+    return each
 
 
 def _skip(rows: Iterator[Any], count: int) -> Iterator[Any]:
