@@ -184,10 +184,8 @@ class TradingKernel:
     def on_fill(self, order: Order, fill: Fill) -> None:
         self.ledger.apply_fill(fill)
         self.fills.append(fill)
-        status = order.status
-        if status is not _OPEN:
-            self.open.pop(order.id, None)  # _close, inlined
-            self.orders_by_status[status._value_] += 1
+        if order.status is not _OPEN:
+            self._close(order)
         change = self.risk.on_equity(fill.ts)
         if change is not None:
             self._apply(change)
