@@ -20,7 +20,7 @@ carried in from an earlier stretch (found among float candidates, then
 checked exactly), for a stretch's troughs and peaks that are carried on, and
 for the drawdowns whose float depth is within 1e-9 of the deepest (of which
 the exact deepest is taken). Each mark's equity is also kept as a float, for
-the charts. tests/report/test_report_stats.py checks the result against a
+the charts. tests/engine/report/test_report_stats.py checks the result against a
 plain mark-by-mark exact walk.
 """
 
