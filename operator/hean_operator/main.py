@@ -6,9 +6,11 @@ import asyncio
 import logging
 import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import kopf
+from kubernetes import client as kube_client
 from kubernetes import config as kube_config
 from prometheus_client import start_http_server
 
@@ -23,6 +25,9 @@ from hean_operator.settings import OperatorSettings
 from hean_operator.status.handled import HandledSpecStorage, RetryProgressStorage
 
 FINALIZER = "hean.io/finalizer"
+# Threads for the handlers' blocking API calls, and as many pooled connections to
+# the API server (a call that finds the pool empty would open a new TLS connection).
+API_THREADS = 32
 # kopf's "Timer '...' succeeded" lines of these timers: one per engine per tick says
 # nothing (status changes are Events and logged); failures still show.
 QUIET_TIMERS = ("poll", "approvals")
@@ -47,11 +52,14 @@ def _retries_are_warnings(record: logging.LogRecord) -> bool:
 def _load_kube_config(kubeconfig: str | None) -> None:
     if kubeconfig:
         kube_config.load_kube_config(config_file=kubeconfig)  # type: ignore[no-untyped-call]
-        return
-    try:
-        kube_config.load_incluster_config()  # type: ignore[no-untyped-call]
-    except kube_config.ConfigException:
-        kube_config.load_kube_config()  # type: ignore[no-untyped-call]
+    else:
+        try:
+            kube_config.load_incluster_config()  # type: ignore[no-untyped-call]
+        except kube_config.ConfigException:
+            kube_config.load_kube_config()  # type: ignore[no-untyped-call]
+    configuration = kube_client.Configuration.get_default_copy()
+    configuration.connection_pool_maxsize = API_THREADS + 8
+    kube_client.Configuration.set_default(configuration)
 
 
 def configure_kopf(
@@ -80,6 +88,12 @@ def build_registry(settings: OperatorSettings, context: OperatorContext) -> kopf
     @kopf.on.startup(registry=registry)
     async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
         configure_kopf(settings, context.handled)
+        # The handlers' blocking API calls run in the loop's default executor
+        # (asyncio.to_thread): asyncio sizes it by CPUs (6 threads on 2 cores),
+        # which queues a hundred engines' calls, each mostly waiting on the API server.
+        asyncio.get_running_loop().set_default_executor(
+            ThreadPoolExecutor(max_workers=API_THREADS, thread_name_prefix="api")
+        )
         await context.engines.open()
         memo[CONTEXT] = context
         watcher = await _read_trust(context)

@@ -20,6 +20,7 @@ from operator_fakes import FakeCluster, make_context, memo
 from test_reconcile_children import SPEC
 
 from hean_operator.context import OperatorContext
+from hean_operator.engines.pods import indexed_pod, pod_index_entry
 from hean_operator.handlers import engines as handlers
 from hean_operator.status.handled import FIELD, HandledSpecStorage
 from hean_sandbox.kubelet.fake_engine import FakeEngine
@@ -295,3 +296,27 @@ async def test_a_reset_waits_for_a_ready_engine_and_leaves_the_spec_unhandled(
     operator.pod_runs()
     await operator.reconcile("update", body=operator.body(), old=old["spec"], new=new["spec"])
     assert operator.engine.commands == ["reset-paper-account"]
+
+
+def test_the_pod_index_holds_what_the_status_logic_reads() -> None:
+    """The timer reads an engine's pod from kopf's index of the watched pods: the
+    entry must carry what `pod_view` reads (owner, revision, readiness, IP)."""
+    pod = {
+        "metadata": {
+            "namespace": NS,
+            "name": f"{NAME}-engine",
+            "annotations": {"hean.io/spec-revision": "r1"},
+            "ownerReferences": [{"uid": "u", "controller": True, "kind": "TradingEngine"}],
+        },
+        "spec": {"containers": [{"name": "engine"}]},
+        "status": {"phase": "Running", "podIP": "10.0.0.7"},
+    }
+    entry = pod_index_entry(pod)
+    assert list(entry) == [(NS, f"{NAME}-engine")]
+    index = {key: [value] for key, value in entry.items()}
+    found = indexed_pod(index, NS, f"{NAME}-engine")
+    assert found is not None
+    assert found["metadata"]["ownerReferences"] == pod["metadata"]["ownerReferences"]
+    assert found["status"]["podIP"] == "10.0.0.7" and "spec" not in found
+    assert indexed_pod(index, NS, "other-engine") is None
+    assert indexed_pod({}, NS, f"{NAME}-engine") is None

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -76,6 +77,9 @@ class NameTaken(Exception):
         super().__init__("; ".join(taken))
         self.taken = taken
 
+
+# Threads for the children's reads (blocking client calls), shared by all engines.
+_READS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="children-read")
 
 KINDS = {
     "configmaps": "ConfigMap",
@@ -130,7 +134,9 @@ def ensure_children(
     claim = ("persistentvolumeclaims", engine.history_claim_name)
     if needs_claim(spec.storage):
         names.append(claim)
-    current = {key: cluster.get(key[0], engine.namespace, key[1]) for key in names}
+    # The reads at once: they are independent, and each is a round trip to the API server.
+    found = list(_READS.map(lambda key: cluster.get(key[0], engine.namespace, key[1]), names))
+    current = dict(zip(names, found, strict=True))
     out.taken = [
         f"{KINDS[kind]} {name} ({owner_description(obj)})"
         for (kind, name), obj in current.items()

@@ -7,7 +7,7 @@ never polled and never sent the engine's control token.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -92,3 +92,26 @@ def pod_view(
         refused=refused_message(pod) if current else "",
     )
     return view, status.get("podIP") if current else None
+
+
+# kopf's index of the engine pods by (namespace, name), filled from the watch the
+# operator keeps on them anyway (`engine_pod_ready`): the status timer reads an
+# engine's pod from it instead of asking the API server every tick, which at a
+# hundred engines was most of the API server's load.
+POD_INDEX = "engine_pods_by_name"
+PodKey = tuple[str, str]
+PodIndex = Mapping[PodKey, Iterable[Mapping[str, Any]]]
+
+
+def pod_index_entry(body: Mapping[str, Any]) -> dict[PodKey, dict[str, Any]]:
+    """The index's entry for one pod: what `pod_view` reads of it, as plain data."""
+    meta = body.get("metadata") or {}
+    entry = {"metadata": dict(meta), "status": dict(body.get("status") or {})}
+    return {(str(meta.get("namespace")), str(meta.get("name"))): entry}
+
+
+def indexed_pod(index: PodIndex, namespace: str, name: str) -> Mapping[str, Any] | None:
+    """The pod of that name as last watched, or None if there is none."""
+    for pod in index.get((namespace, name), ()):
+        return pod
+    return None

@@ -58,7 +58,16 @@ from hean_operator.children.ensure import (
 )
 from hean_operator.context import CONTEXT, OperatorContext, engine_ref
 from hean_operator.engines.api import CommandRefused, EngineUnreachable, with_reply
-from hean_operator.engines.pods import MISSING, PodView, is_ready, pod_view
+from hean_operator.engines.pods import (
+    MISSING,
+    POD_INDEX,
+    PodIndex,
+    PodView,
+    indexed_pod,
+    is_ready,
+    pod_index_entry,
+    pod_view,
+)
 from hean_operator.kube import events
 from hean_operator.metrics import OperatorMetrics
 from hean_operator.settings import OperatorSettings
@@ -321,6 +330,15 @@ async def _pod(ctx: OperatorContext, engine: EngineRef) -> dict[str, Any] | None
     return await asyncio.to_thread(ctx.cluster.get, "pods", engine.namespace, engine.pod_name)
 
 
+async def _watched_pod(
+    ctx: OperatorContext, engine: EngineRef, pods: PodIndex | None
+) -> Mapping[str, Any] | None:
+    """The engine's pod from kopf's index of the watched pods (no API call), or read."""
+    if pods is None:
+        return await _pod(ctx, engine)
+    return indexed_pod(pods, engine.namespace, engine.pod_name)
+
+
 # -- steering pause and halt -------------------------------------------------------
 
 
@@ -516,7 +534,7 @@ async def poll_engine(
         return
     observed_at = time.monotonic()
     approval = approval_view(ctx, engine, model, index)
-    pod, ip = pod_view(await _pod(ctx, engine), revision, engine)
+    pod, ip = pod_view(await _watched_pod(ctx, engine, kwargs.get(POD_INDEX)), revision, engine)
     if not pod.exists and "observedGeneration" not in status:
         # The create handler has not finished yet: nothing to report (a status
         # written now would race the one it writes).
@@ -638,6 +656,10 @@ async def _halt_for_deletion(ctx: OperatorContext, body: kopf.Body, engine: Engi
         events.normal(body, reasons.DELETED, "engine halted with no open orders")
 
 
+def _index_pod(body: kopf.Body, **_: Any) -> dict[tuple[str, str], dict[str, Any]]:
+    return pod_index_entry(body)
+
+
 def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> None:
     resource = (GROUP, VERSION, ENGINES)
     # One change handler: the spec's children and its pause/halt in one run, so kopf
@@ -649,6 +671,9 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> Non
     kopf.on.event("", "v1", "pods", registry=registry, labels={LABEL_COMPONENT: "engine"})(
         engine_pod_ready
     )
+    kopf.index(
+        "", "v1", "pods", registry=registry, id=POD_INDEX, labels={LABEL_COMPONENT: "engine"}
+    )(_index_pod)
     kopf.timer(
         *resource,
         registry=registry,

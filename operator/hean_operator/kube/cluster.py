@@ -8,6 +8,7 @@ the official client (blocking; handlers run it in kopf's thread pool).
 
 from __future__ import annotations
 
+import json
 from typing import Any, Protocol, cast
 
 from kubernetes import client
@@ -82,14 +83,19 @@ class KubernetesCluster:
     def _call(self, verb: str, kind: str, **kwargs: Any) -> Any:
         method = getattr(self._core, f"{verb}_namespaced_{_SINGULAR[kind]}")
         try:
-            result = method(**kwargs)
+            # The answer as JSON, not as the client's model objects: the operator
+            # works on plain dicts, and building then flattening a Pod model costs
+            # milliseconds of CPU per call (a third of the operator's CPU when a
+            # hundred engines are created at once on two cores).
+            response = method(**kwargs, _preload_content=False)
         except ApiException as exc:
             if exc.status == 404 and verb in ("read", "delete"):
                 return None
             if exc.status == 409:
                 raise Conflict(f"{verb} {kind}: {exc.reason}") from None
             raise
-        return self._api.sanitize_for_serialization(result)  # type: ignore[no-untyped-call]
+        data = response.data
+        return json.loads(data) if data else None
 
     def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         found: dict[str, Any] | None = self._call("read", kind, name=name, namespace=namespace)

@@ -1,6 +1,6 @@
 """Every object the chart renders, judged by the real apiserver (server-side dry run).
 
-tests/chart validates the rendered manifests offline against published
+tests/repo/chart validates the rendered manifests offline against published
 OpenAPI schemas of Kubernetes 1.29-1.33 (kubernetes-validate); this sends them
 to the pinned kube-apiserver with strict field validation and a server-side
 dry run, so its own decoding, defaulting, validation and admission run, and
@@ -18,7 +18,7 @@ from real_cluster_support import CHART_DIR, Kube
 
 
 def _values(namespace: str) -> dict[str, dict[str, Any]]:
-    """Value sets of tests/chart's scenarios, with namespaces that exist here (and no
+    """Value sets of tests/repo/chart's scenarios, with namespaces that exist here (and no
     PriorityClass, which admission would look up)."""
     return {
         "defaults": {},

@@ -1,7 +1,7 @@
 """The Tiltfile, evaluated with starlark-pyo3 against recorded stubs of Tilt's API.
 
 Nothing is built or deployed (no Docker, no cluster): the stubs record what
-the Tiltfile asks Tilt for (tests/tilt/tilt_stubs.py), `helm()` renders the
+the Tiltfile asks Tilt for (tests/repo/tilt/tilt_stubs.py), `helm()` renders the
 chart with the helm binary the chart tests use, and the checks below compare
 the result with the Dockerfiles, the chart and the operator's code.
 """
@@ -37,11 +37,11 @@ from tilt_stubs import (
 
 from hean_operator.builders.common import CONTROL_PORT, EngineRef, labels
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 TILTFILE = REPO_ROOT / "Tiltfile"
 ENGINE_DOCKERFILE = REPO_ROOT / "docker" / "engine.Dockerfile"
 OPERATOR_DOCKERFILE = REPO_ROOT / "docker" / "operator.Dockerfile"
-CHART_SUPPORT = REPO_ROOT / "tests" / "chart" / "chart_support.py"
+CHART_SUPPORT = REPO_ROOT / "tests" / "repo" / "chart" / "chart_support.py"
 CONTEXT = "kind-hean"
 
 

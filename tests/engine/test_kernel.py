@@ -178,3 +178,44 @@ def test_assembly_builds_the_spec_strategy() -> None:
     mm = build_engine(spec_dict("market_maker"))
     assert isinstance(mm.strategy, MarketMaker) and mm.strategy.consumes == "trades"
     assert mm.ledger.base == "BTC" and mm.ledger.quote_ccy == "USD"
+
+
+def test_a_block_of_events_is_the_same_steps_as_one_event_at_a_time() -> None:
+    """`on_candles`/`on_trades` (the replay's blocks) and `on_candle`/`on_trade` (paper and
+    live) are one step: the same fills, books, drawdown and notable events."""
+    import random
+
+    from hean_engine.app.replay import summarize
+
+    rng = random.Random(12)
+    price, candles, trades = 100.0, [], []
+    for i in range(6000):
+        close = round(max(price + rng.uniform(-1.5, 1.5), 1.0), 2)
+        high, low = max(price, close) + 0.5, max(min(price, close) - 0.5, 0.01)
+        candles.append(candle(i, price, high, low, close))
+        trades.append(trade(i * 997, close, 0.5 + (i % 7), "buy" if i % 3 else "sell"))
+        price = close
+    spec = spec_dict(
+        strategy={"params": {"fast": 3, "slow": 8, "quantity": "0.5"}},
+        risk={"maxDailyLoss": "40", "maxDrawdownPct": "5"},
+    )
+    mm = spec_dict(
+        "market_maker",
+        strategy={"params": {"quantity": "1", "spreadBps": "5", "requoteBps": "2"}},
+        risk={"maxDailyLoss": "40", "maxOrdersPerMinute": 20},
+    )
+    for spec_, events, one, block in (
+        (spec, candles, "on_candle", "on_candles"),
+        (mm, trades, "on_trade", "on_trades"),
+    ):
+        singly, blocks = build_engine(spec_), build_engine(spec_)
+        for event in events:
+            getattr(singly.kernel, one)(event)
+        start = 0
+        while start < len(events):
+            size = rng.choice([1, 2, 50, 2048])
+            getattr(blocks.kernel, block)(events[start : start + size])
+            start += size
+        assert singly.kernel.fills and summarize(singly, 1.0) == summarize(blocks, 1.0)
+        assert list(singly.kernel.recent_events) == list(blocks.kernel.recent_events)
+        assert singly.kernel.events == blocks.kernel.events == len(events)

@@ -21,7 +21,7 @@ import yaml
 
 from hean_sandbox.controlplane.build import BuildError, ensure_binaries
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 CHART_DIR = REPO_ROOT / "charts" / "hean"
 RELEASE = "hean"
 NAMESPACE = "hean-system"

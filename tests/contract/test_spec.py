@@ -132,7 +132,7 @@ BAD_CONFIGS: dict[str, tuple[Mutation, str]] = {
     ),
     "unknown mode": (_set("mode", "replay"), "spec.mode: Input should be 'paper' or 'live'"),
     # (A well-formed name the registry does not list may be a strategy installed
-    # in the engine's image: the engine checks it, tests/test_strategy_plugins.py.)
+    # in the engine's image: the engine checks it, tests/engine/test_strategy_plugins.py.)
     "malformed strategy name": (
         _set("strategy.name", "Rsi-Reversion"),
         "spec.strategy.name: 'Rsi-Reversion' is not a strategy name: lower-case letters",

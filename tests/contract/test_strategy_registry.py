@@ -31,7 +31,7 @@ from hean_engine.strategy.registry import STRATEGY_CLASSES
 from hean_operator.crds.reference import render_reference
 from hean_operator.crds.tradingengine import build_tradingengine_crd, strategy_rules
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class ToyParams(StrategyParams):

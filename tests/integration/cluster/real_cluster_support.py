@@ -1,4 +1,4 @@
-"""Helpers of the tests that only a real cluster can answer (tests/cluster).
+"""Helpers of the tests that only a real cluster can answer (tests/integration/cluster).
 
 Everything runs against the session's control plane (tests/cluster_support.py:
 etcd, kube-apiserver, kube-controller-manager and kube-scheduler built from the
@@ -34,7 +34,7 @@ from hean_sandbox.controlplane.build import Binaries
 from hean_sandbox.controlplane.cluster import ControlPlane
 from hean_sandbox.up import Sandbox, SandboxOptions
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 CHART_DIR = REPO_ROOT / "charts" / "hean"
 CRD_DIR = CHART_DIR / "crds"
 CRDS = ("tradingengines.hean.io", "liveapprovals.hean.io")

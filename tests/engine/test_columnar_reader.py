@@ -25,7 +25,7 @@ from hean_engine.data.files import feed_candles, feed_trades, read_candles, read
 from hean_engine.model.errors import DataError
 
 START = datetime(2017, 1, 1, tzinfo=UTC)
-ROWS_PAST_ONE_BLOCK = 40_000  # about 1.7 MB of candle rows: two columnar blocks
+ROWS_PAST_ONE_BLOCK = 40_000  # about 1.7 MB of candle rows: several columnar blocks
 # The line-by-line readers themselves (the fixture below spies on the module's names).
 LINE_CANDLES = files._read_candles_by_line
 LINE_TRADES = files._read_trades_by_line
@@ -78,6 +78,9 @@ def test_ordinary_files_take_the_columnar_path_and_match_the_line_reader(
     fed: list[Any] = []
     feed_candles(path, fed.append)  # the replay's push form
     assert fed == got
+    listed: list[Any] = []
+    feed_candles(path, fed.append, on_candles=listed.extend)  # and its lists
+    assert listed == got
 
     trades = _trade_rows(ROWS_PAST_ONE_BLOCK)
     path = write_lines(tmp_path / "t.csv", ([TRADE_HEADER] if header else []) + trades, gz=gz)
@@ -87,6 +90,9 @@ def test_ordinary_files_take_the_columnar_path_and_match_the_line_reader(
     fed = []
     feed_trades(path, fed.append)
     assert fed == got_trades
+    listed = []
+    feed_trades(path, fed.append, on_trades=listed.extend)
+    assert listed == got_trades
 
 
 def _read_until_error(path: Path, reader: Any = read_candles) -> tuple[list[Any], DataError]:
@@ -131,7 +137,7 @@ def test_bad_row_in_a_later_block_names_its_line(
     tmp_path: Path, gz: bool, bad: str, problem: str, line_reader_calls: list[str]
 ) -> None:
     rows = _candle_rows(ROWS_PAST_ONE_BLOCK)
-    bad_index = ROWS_PAST_ONE_BLOCK - 3_000  # in the second columnar block
+    bad_index = ROWS_PAST_ONE_BLOCK - 3_000  # in a later columnar block
     rows[bad_index] = bad.replace("2017-01-25T00:00:00Z", rows[bad_index].split(",")[0])
     path = write_lines(tmp_path / "c.csv", [CANDLE_HEADER, *rows], gz=gz)
     line = bad_index + 2  # after the header, 1-based
@@ -145,7 +151,12 @@ def test_bad_row_in_a_later_block_names_its_line(
         feed_candles(path, fed.append)
     assert (info.value.line, info.value.problem) == (line, problem)
     assert fed == delivered
-    assert line_reader_calls == ["_read_candles_by_line"] * 2  # read, then feed
+    listed: list[Any] = []
+    with pytest.raises(DataError) as info:
+        feed_candles(path, fed.append, on_candles=listed.extend)
+    assert (info.value.line, info.value.problem) == (line, problem)
+    assert listed == delivered
+    assert line_reader_calls == ["_read_candles_by_line"] * 3  # read, then feed twice
 
 
 def test_corrupt_gzip_in_the_middle_is_a_data_error(tmp_path: Path) -> None:

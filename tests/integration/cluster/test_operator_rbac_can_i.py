@@ -1,7 +1,7 @@
 """What the chart's RBAC lets the operator's ServiceAccount do, asked of the real
 authorizer (`kubectl auth can-i --as=system:serviceaccount:<ns>:<sa>`).
 
-tests/chart/test_chart_rbac.py checks the rendered rules against the operator's
+tests/repo/chart/test_chart_rbac.py checks the rendered rules against the operator's
 call table; this asks the apiserver (`--authorization-mode=Node,RBAC`) what
 those rules mean once installed: every call in `VERBS`, `TRUST_VERBS` and
 kopf's own calls is allowed where the operator makes it, and what it must never
@@ -31,8 +31,8 @@ from real_cluster_support import CHART_DIR, NOWHERE, Failed, Kube, Question, wai
 from cluster_support import unique
 from hean_operator.kube.cluster import TRUST_VERBS, VERBS
 
-_CHART_TESTS = Path(__file__).resolve().parents[1] / "chart"
-if str(_CHART_TESTS) not in sys.path:  # tests/chart is on sys.path only when collected
+_CHART_TESTS = Path(__file__).resolve().parents[2] / "repo" / "chart"
+if str(_CHART_TESTS) not in sys.path:  # tests/repo/chart is on sys.path only when collected
     sys.path.insert(0, str(_CHART_TESTS))
 from test_chart_rbac import (  # noqa: E402  (kopf's calls, as the chart tests list them)
     API_GROUPS,

@@ -54,13 +54,13 @@ RULES: list[Rule] = [
         r"|rm trust/\S+\.pub|printf '[^']*' > trust/policy\.yaml",
         "allowed",
         "the LiveApproval walkthrough: each step needs the files of the steps before it; "
-        "tests/approval/test_security_doc.py runs them all, in order, in one directory",
+        "tests/engine/approval/test_security_doc.py runs them all, in order, in one directory",
     ),
     Rule(rf"{_HEAN} crds (generate|reference) --out \S+ --check", "local", "drift check"),
     Rule(
         rf"{_HEAN} engine replay --config examples/strategies/hean-rsi/\S+ .*",
         "allowed",
-        "needs the example strategy package installed; tests/test_example_strategy.py "
+        "needs the example strategy package installed; tests/engine/test_example_strategy.py "
         "installs it into a throwaway directory and runs this replay",
     ),
     Rule(
@@ -134,7 +134,7 @@ RULES: list[Rule] = [
         rf"{_HEAN} engine run --config sim-live-engine\.yaml .*",
         "allowed",
         "a live engine needs a signed LiveApproval for its uid and spec (--approval-dir); "
-        "tests/live runs the live path against the exchange simulator, with approvals "
+        "tests/integration/live runs the live path against the exchange simulator, with approvals "
         "(test_live_approval.py) and with a gate that allows",
     ),
     Rule(r"kind (create|delete) cluster --name hean", "allowed", "needs Docker and kind"),
@@ -148,7 +148,7 @@ RULES: list[Rule] = [
     Rule(
         r"helm (upgrade hean charts/hean|uninstall hean) -n hean-system",
         "allowed",
-        "changes the release the rest of the walkthrough uses; tests/cluster runs helm "
+        "changes the release the rest of the walkthrough uses; tests/integration/cluster runs helm "
         "install, upgrade and uninstall of the chart on the real control plane",
     ),
     Rule(
@@ -176,7 +176,7 @@ def _of_kind(*kinds: str) -> list[DocCommand]:
 
 @pytest.fixture(scope="module")
 def helm(tmp_path_factory: pytest.TempPathFactory) -> Helm:
-    """chart_support's helm, extracted once into pytest's cache as tests/chart do."""
+    """chart_support's helm, extracted once into pytest's cache as tests/repo/chart do."""
     found = find_helm()
     if found is None:
         pytest.fail("no helm binary: `hean sandbox build` builds it from cluster/ (needs Go)")
@@ -232,7 +232,7 @@ def test_every_doc_command_is_run_or_allowlisted() -> None:
     unknown = [f"{c.where}: {c.text}" for c in COMMANDS if rule_for(c) is None]
     assert not unknown, (
         "commands in the docs that the docs test neither runs nor allowlists; add a rule "
-        "to RULES in tests/docs/test_doc_commands.py (a way to run it, or the reason "
+        "to RULES in tests/repo/docs/test_doc_commands.py (a way to run it, or the reason "
         "it cannot run in a test):\n" + "\n".join(unknown)
     )
 

@@ -8,7 +8,7 @@ Each command gets the first rule (`RULES` in test_doc_commands.py) whose
 pattern matches it, of one of these kinds:
 
 - `local`: run here with bash, in a mirror of the repository (below);
-- `helm`: run here with the helm binary of tests/chart/chart_support.py;
+- `helm`: run here with the helm binary of tests/repo/chart/chart_support.py;
 - `sandbox-up`: the sandbox itself, started once in the background;
 - `sandbox`: run with bash against that sandbox, in document order
   (getting-started's walkthrough first), with the runbooks' stand-in names
@@ -40,7 +40,7 @@ from pathlib import Path
 from engine_support import REPO_ROOT, SHARED_DATA_DIR
 
 _CHART_TESTS = Path(__file__).resolve().parents[1] / "chart"
-if str(_CHART_TESTS) not in sys.path:  # tests/chart is on sys.path only when collected
+if str(_CHART_TESTS) not in sys.path:  # tests/repo/chart is on sys.path only when collected
     sys.path.insert(0, str(_CHART_TESTS))
 from chart_support import Helm as Helm  # noqa: E402  (re-exported for the tests)
 from chart_support import find_helm as find_helm  # noqa: E402

@@ -33,6 +33,8 @@ from hean_engine.model.orders import (
     RiskState,
     Side,
 )
+from hean_engine.portfolio.ledger import Ledger
+from hean_engine.risk.engine import RiskEngine
 
 D = Decimal
 
@@ -449,3 +451,159 @@ def test_a_breach_always_halts_and_the_halt_sticks(
 
     run_session(engine, kind, steps, after_step=after_step)  # type: ignore[arg-type]
     assert engine.risk.rejections["halted"] == 0 or halted_at
+
+
+# -- the pre-trade check against its straightforward form ----------------------------------
+
+
+def _reference_check(
+    risk: RiskEngine,
+    intent: OrderIntent,
+    mark: float | None,
+    open_orders: list[Order],
+    now: int,
+) -> Any:
+    """The check as first written (sums over the open orders, the mark converted up
+    front): the streamlined `RiskEngine.check` must give the same answer."""
+    price = D(repr(mark)) if mark is not None else None
+    spec, ledger = risk.spec, risk.ledger
+    if risk.paused:
+        return "paused"
+    if risk.state is RiskState.HALTED:
+        return "halted"
+    if intent.quantity <= 0:
+        return "invalid_quantity"
+    reduces = intent.side is Side.SELL
+    if risk.state is RiskState.REDUCING and not reduces:
+        return "reducing"
+    if len(open_orders) >= spec.max_open_orders:
+        return "max_open_orders"
+    recent = [t for t in risk._recent_submits if t > now - MINUTE]
+    if len(recent) >= spec.max_orders_per_minute:
+        return "max_orders_per_minute"
+    ref_price = intent.price if intent.price is not None else price
+    if ref_price is None:
+        return "no_price"
+    notional = intent.quantity * ref_price
+    if reduces:
+        reserved = sum((o.remaining for o in open_orders if o.side is Side.SELL), D(0))
+        if intent.quantity + reserved > ledger.position:
+            return "insufficient_balance"
+        return None
+    if notional > spec.max_order_notional:
+        return "max_order_notional"
+    pending_buys = sum((o.remaining for o in open_orders if o.side is Side.BUY), D(0))
+    market_price = price if price is not None else ref_price
+    reserved_quote = sum(
+        (
+            o.remaining * (o.price if o.price is not None else market_price)
+            for o in open_orders
+            if o.side is Side.BUY
+        ),
+        D(0),
+    )
+    if (ledger.position + pending_buys + intent.quantity) * ref_price > spec.max_position_notional:
+        return "max_position_notional"
+    if (notional + reserved_quote) * (1 + risk.fee_rate) > ledger.quote:
+        return "insufficient_balance"
+    return None
+
+
+def _part_filled(order: Order) -> Order:
+    order.filled = order.quantity / 2
+    return order
+
+
+_AMOUNTS = st.sampled_from(["0", "-1", "0.01", "0.5", "1", "3", "12.345"]).map(D)
+_PRICES = st.sampled_from(["0.5", "4", "10", "99.9", "100", "100.1", "250"]).map(D)
+
+
+@st.composite
+def _open_orders(draw: Any) -> list[Order]:
+    orders = []
+    for i in range(draw(st.integers(0, 4))):
+        limit = draw(st.one_of(st.none(), _PRICES))
+        quantity = draw(_AMOUNTS.filter(lambda q: q > 0))
+        order = Order(
+            f"o{i}",
+            draw(st.sampled_from(list(Side))),
+            OrderType.MARKET if limit is None else OrderType.LIMIT,
+            quantity,
+            limit,
+            T0,
+        )
+        order.filled = draw(st.sampled_from([D(0), quantity / 2]))
+        orders.append(order)
+    return orders
+
+
+@settings(max_examples=600, deadline=None, derandomize=True, database=None)
+@given(
+    spec=session_specs(),
+    state=st.sampled_from(list(RiskState)),
+    paused=st.booleans(),
+    position=_AMOUNTS.filter(lambda q: q >= 0),
+    quote=st.sampled_from(["0", "40", "1000", "100000"]).map(D),
+    open_orders=_open_orders(),
+    recent=st.lists(st.integers(0, 120_000), max_size=3),
+    side=st.sampled_from(list(Side)),
+    quantity=_AMOUNTS,
+    limit=st.one_of(st.none(), _PRICES),
+    mark=st.one_of(st.none(), st.sampled_from([0.1, 10.0, 99.95, 100.0, 100.05, 1e6])),
+)
+@example(  # a working market buy reserves cash at the mark, not at this intent's limit
+    spec=spec_dict(paper={"startingBalances": {"USD": "40"}, "feeRate": "0"}),
+    state=RiskState.ACTIVE,
+    paused=False,
+    position=D(0),
+    quote=D(40),
+    open_orders=[Order("o0", Side.BUY, OrderType.MARKET, D(3), None, T0)],
+    recent=[],
+    side=Side.BUY,
+    quantity=D(3),
+    limit=D(4),
+    mark=10.0,
+)
+@example(  # a part-filled working sell reserves only what it has left
+    spec=spec_dict(),
+    state=RiskState.ACTIVE,
+    paused=False,
+    position=D(3),
+    quote=D(0),
+    open_orders=[_part_filled(Order("o0", Side.SELL, OrderType.LIMIT, D(2), D(100), T0))],
+    recent=[],
+    side=Side.SELL,
+    quantity=D(2),
+    limit=None,
+    mark=100.0,
+)
+def test_check_gives_the_reference_answer(
+    spec: dict[str, Any],
+    state: RiskState,
+    paused: bool,
+    position: Decimal,
+    quote: Decimal,
+    open_orders: list[Order],
+    recent: list[int],
+    side: Side,
+    quantity: Decimal,
+    limit: Decimal | None,
+    mark: float | None,
+) -> None:
+    parsed = parse_spec(spec)
+    ledger = Ledger("BTC", "USD", {"USD": quote, "BTC": position})
+    risk = RiskEngine(parsed.risk, ledger, parsed.paper.fee_rate)
+    risk.state, risk.paused = state, paused
+    now = T0 + 120_000
+    risk._recent_submits.extend(T0 + t for t in sorted(recent))
+    intent = OrderIntent(side, quantity, OrderType.MARKET if limit is None else OrderType.LIMIT)
+    if limit is not None:
+        intent = OrderIntent(side, quantity, OrderType.LIMIT, limit)
+    expected = _reference_check(risk, intent, mark, open_orders, now)
+    window = [t for t in risk._recent_submits if t > now - MINUTE]
+    reason = risk.check(intent, mark, {o.id: o for o in open_orders}.values(), now)
+    assert (reason.value if reason is not None else None) == expected
+    assert dict(risk.rejections) == ({} if expected is None else {expected: 1})
+    # Only an accepted intent counts against the rate limit.
+    after = [t for t in risk._recent_submits if t > now - MINUTE]
+    assert after == window + ([now] if expected is None else [])

@@ -25,7 +25,7 @@ from hean_operator.builders.common import CONTROL_PORT, EngineRef
 from hean_operator.builders.pod import EngineImage, build_pod
 from hean_operator.cli import run_operator_command
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 DOCKER_DIR = REPO_ROOT / "docker"
 ENGINE = DOCKER_DIR / "engine.Dockerfile"
 OPERATOR = DOCKER_DIR / "operator.Dockerfile"
