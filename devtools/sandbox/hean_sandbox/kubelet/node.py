@@ -90,6 +90,11 @@ log = logging.getLogger("hean.sandbox.kubelet")
 
 PROBE_PERIOD_CAP = 1.0  # seconds: probes run at least this often, for a responsive sandbox
 BACKOFF_CAP = 10.0
+# A pod's volumes are tried again at most a second apart: the kubelet's volume
+# manager re-checks every 100 ms, and a claim bound, or a ConfigMap created, a
+# moment after the pod must not wait out a long backoff (a hundred engines
+# created at once waited 7 s for their claims).
+PREPARE_BACKOFF_CAP = 1.0
 LEASE_SECONDS = 40
 LEASE_RENEW_SECONDS = 10.0
 # ConfigMap and Secret volumes are re-read this often (the kubelet takes up to a
@@ -565,7 +570,7 @@ class Node:
                     await self._event(run, "Warning", "Failed", f"Error: {reported}")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(run.stopping.wait(), timeout=backoff)
-            backoff = min(backoff * 2, BACKOFF_CAP)
+            backoff = min(backoff * 2, PREPARE_BACKOFF_CAP)
         return None
 
     async def _refuse_image(self, run: PodRun, container: dict[str, Any]) -> None:
