@@ -72,6 +72,7 @@ class LocalPathProvisioner:
         self.root = root
         self.node = node
         self.namespaces = namespaces
+        self._handling: set[asyncio.Task[None]] = set()
 
     async def run(self, ready: asyncio.Event | None = None) -> None:
         """Serve the class until cancelled; `ready` is set once both watches are listening."""
@@ -126,7 +127,11 @@ class LocalPathProvisioner:
                     if event.get("type") == "ERROR":
                         break
                     if event.get("type") in ("ADDED", "MODIFIED"):
-                        await self._handle(handle, event["object"])
+                        # Each object on its own task, as a provisioner's workers do: a
+                        # hundred claims made at once are not provisioned one by one.
+                        task = asyncio.create_task(self._handle(handle, event["object"]))
+                        self._handling.add(task)
+                        task.add_done_callback(self._handling.discard)
             except (aiohttp.ClientError, ApiError) as exc:
                 log.warning("watch of %s interrupted: %s", path, exc)
                 await asyncio.sleep(0.5)
