@@ -14,16 +14,13 @@ import gc
 import json
 import os
 import sys
-import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from hean_engine import __version__
-from hean_engine.app.exits import EXIT_RUNTIME, fail, user_errors
+from hean_engine.app.exits import EXIT_INVALID, EXIT_RUNTIME, fail, user_errors
 from hean_engine.model.errors import DataError
 
 
@@ -111,6 +108,26 @@ _config_option = click.option(
 )
 
 
+if TYPE_CHECKING:  # click >= 8.2 types ParamType by its value; older clicks do not
+    _IntParam = click.ParamType[int, str]
+else:
+    _IntParam = click.ParamType
+
+
+class _Rfc3339(_IntParam):
+    """An RFC 3339 date-time (`2017-01-01T00:00:00Z`, any UTC offset) or full-date, as epoch ms."""
+
+    name = "RFC3339"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        from hean_engine.app.recording import parse_rfc3339
+
+        try:
+            return parse_rfc3339(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
 @engine.command()
 @_config_option
 @click.option(
@@ -121,21 +138,68 @@ _config_option = click.option(
     help="Candles or trades CSV (optionally .gz).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON object on stdout.")
-def replay(config_path: Path, data_path: Path, as_json: bool) -> None:
-    """Replay recorded market data through the engine as fast as possible."""
-    from hean_engine.app.config import load_config
-    from hean_engine.app.replay import run_replay
+@click.option(
+    "--from",
+    "start_ms",
+    type=_Rfc3339(),
+    help="Replay only events at or after this time (RFC 3339, e.g. 2018-01-01T00:00:00Z).",
+)
+@click.option(
+    "--to",
+    "end_ms",
+    type=_Rfc3339(),
+    help="Replay only events before this time (RFC 3339; the range is [--from, --to)).",
+)
+@click.option(
+    "--report",
+    "report_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Write the HTML report (equity, drawdown, trades, statistics) to this file.",
+)
+def replay(
+    config_path: Path,
+    data_path: Path,
+    as_json: bool,
+    start_ms: int | None,
+    end_ms: int | None,
+    report_path: Path | None,
+) -> None:
+    """Replay recorded market data through the engine as fast as possible.
 
+    With --json the summary carries a `stats` object, and with --report an
+    HTML report is written (docs/backtesting.md defines the statistics).
+    """
+    from hean_engine.app.config import load_config
+    from hean_engine.app.progress import ProgressHook
+    from hean_engine.app.recording import ReplayWindow
+    from hean_engine.app.replay import replay as run
+
+    if start_ms is not None and end_ms is not None and end_ms <= start_ms:
+        raise click.BadParameter("must be later than --from", param_hint="'--to'")
+    if report_path is not None and not report_path.parent.is_dir():
+        raise click.BadParameter(
+            f"directory {report_path.parent} does not exist", param_hint="'--report'"
+        )
     with user_errors():
         identity, spec = load_config(config_path)
         if not data_path.is_file():
             raise DataError(str(data_path), 0, "no such file")
-        watcher = _progress_watcher() if sys.stderr.isatty() else None
+        hook = ProgressHook(data_path, start_ms, end_ms) if sys.stderr.isatty() else None
         try:
-            summary = run_replay(identity, spec, data_path, on_start=watcher)
+            result = run(
+                identity,
+                spec,
+                data_path,
+                on_start=hook,
+                window=ReplayWindow(start_ms, end_ms),
+                with_report=as_json or report_path is not None,
+            )
         finally:
-            if watcher is not None:
-                watcher.stop()
+            if hook is not None:
+                hook.stop()
+    summary = result.summary
+    if report_path is not None and result.report is not None:
+        _write_report(report_path, result.report)
     if as_json:
         click.echo(json.dumps(summary, separators=(",", ":")))
     else:
@@ -146,6 +210,15 @@ def replay(config_path: Path, data_path: Path, as_json: bool) -> None:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(0)
+
+
+def _write_report(path: Path, report: Any) -> None:
+    from hean_engine.report.html import render_report
+
+    try:
+        path.write_text(render_report(report), encoding="utf-8")
+    except OSError as exc:
+        fail(f"--report: cannot write {path}: {exc.strerror or exc}", EXIT_INVALID)
 
 
 @engine.command()
@@ -247,46 +320,6 @@ def run(
         run_engine(identity, spec, options)
 
 
-class _Watcher:
-    def __init__(self, read: Callable[[], int]) -> None:
-        self._read = read
-        self._done = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-        self._started = time.perf_counter()
-        self._thread.start()
-
-    def _loop(self) -> None:
-        while not self._done.wait(0.25):
-            events = self._read()
-            rate = events / max(time.perf_counter() - self._started, 1e-9)
-            sys.stderr.write(f"\r{events:,} events  {rate:,.0f}/s ")
-            sys.stderr.flush()
-
-    def stop(self) -> None:
-        self._done.set()
-        self._thread.join()
-        sys.stderr.write("\n")
-
-
-class _ProgressHook:
-    """Starts a progress line on stderr once the engine exists; reads a counter only."""
-
-    def __init__(self) -> None:
-        self._watcher: _Watcher | None = None
-
-    def __call__(self, engine: Any) -> None:
-        kernel = engine.kernel
-        self._watcher = _Watcher(lambda: kernel.events)
-
-    def stop(self) -> None:
-        if self._watcher is not None:
-            self._watcher.stop()
-
-
-def _progress_watcher() -> _ProgressHook:
-    return _ProgressHook()
-
-
 def _human_summary(summary: dict[str, Any]) -> str:
     lines = [
         f"engine {summary['engine']}: {summary['strategy']} on {summary['symbol']}",
@@ -302,6 +335,15 @@ def _human_summary(summary: dict[str, Any]) -> str:
         f"  wall time       {summary['wall_seconds']:.3f} s "
         f"({summary['events_per_second']:,.0f} events/s)",
     ]
+    stats = summary.get("stats")
+    if stats is not None:
+        lines += [
+            f"  return          {stats['totalReturnPct']}% "
+            f"(annualised {stats['annualReturnPct']}%)",
+            f"  sharpe/sortino  {stats['sharpe']} / {stats['sortino']}",
+            f"  trades          {stats['trades']:,} (win rate {stats['winRatePct']}%, "
+            f"profit factor {stats['profitFactor']})",
+        ]
     return "\n".join(lines)
 
 

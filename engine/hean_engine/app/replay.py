@@ -5,18 +5,30 @@ from __future__ import annotations
 import gc
 import time
 from collections.abc import Callable
+from contextlib import suppress
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from hean_contract.spec import EngineIdentity, TradingEngineSpec
 from hean_engine.app.assembly import Engine, build_simulated_engine
+from hean_engine.app.recording import PastWindow, ReplayWindow, Seen, candle_feed, trade_feed
 from hean_engine.data.files import Spacing, detect_kind, feed_candles, feed_trades
 from hean_engine.model.errors import ConfigError
+from hean_engine.model.market import Candle, Trade
 from hean_engine.model.money import fmt
 from hean_engine.model.orders import Fill
 from hean_engine.model.timefmt import ms_to_iso
+from hean_engine.report.build import BacktestReport, Marks, build_report
+from hean_engine.report.trades import Books
 
 _YOUNG_GC_THRESHOLD = 50_000
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayResult:
+    summary: dict[str, Any]  # with "stats" when the report was asked for
+    report: BacktestReport | None
 
 
 def run_replay(
@@ -25,13 +37,33 @@ def run_replay(
     data: Path,
     on_start: Callable[[Engine], None] | None = None,
 ) -> dict[str, Any]:
-    """Replay `data` and return the summary (see `summarize`).
+    """Replay all of `data` and return the summary (see `summarize`); no statistics."""
+    return replay(identity, spec, data, on_start).summary
+
+
+def replay(
+    identity: EngineIdentity,
+    spec: TradingEngineSpec,
+    data: Path,
+    on_start: Callable[[Engine], None] | None = None,
+    window: ReplayWindow | None = None,
+    with_report: bool = False,
+) -> ReplayResult:
+    """Replay the events of `data` inside `window`; with the report and its statistics if asked.
 
     `on_start` sees the engine before the first event, so a progress display
     can watch `kernel.events` from another thread at no cost to the loop.
+    Without a window and a report the reader calls the kernel directly (the
+    hot path); with either, app/recording.py sits in between.
     """
     started = time.perf_counter()
     engine = build_simulated_engine(identity, spec)
+    ledger = engine.ledger
+    books = Books(spec.market.base, spec.market.quote, ledger.quote, ledger.position)
+    window = window or ReplayWindow()
+    marks = Marks.empty() if with_report else None
+    seen = Seen()
+    wrapped = marks is not None or window != ReplayWindow()
     if on_start is not None:
         on_start(engine)
     kind = detect_kind(data)
@@ -48,16 +80,48 @@ def run_replay(
     try:
         if kind == "candles":
             spacing = Spacing(spec.market.timeframe_ms)
-            feed_candles(data, kernel.on_candle, spacing)
+            on_candle: Callable[[Candle], None] = kernel.on_candle
+            if wrapped:
+                on_candle = candle_feed(on_candle, window, marks, seen)
+            with suppress(PastWindow):
+                feed_candles(data, on_candle, spacing)
             mismatch = spacing.mismatch()
             if mismatch is not None:
                 raise _timeframe_mismatch(spec, data, mismatch)
         else:
-            feed_trades(data, kernel.on_trade)
+            on_trade: Callable[[Trade], None] = kernel.on_trade
+            if wrapped:
+                on_trade = trade_feed(on_trade, window, marks, seen)
+            with suppress(PastWindow):
+                feed_trades(data, on_trade)
     finally:
         gc.set_threshold(*thresholds)
+    if wrapped and not seen.delivered:
+        raise _empty_window(data, window, seen)
     wall = time.perf_counter() - started
-    return summarize(engine, wall)
+    summary = summarize(engine, wall)
+    report = None
+    if marks is not None:
+        title = f"{identity.name}: {spec.strategy.name} on {spec.market.symbol}"
+        report = build_report(title, marks, kernel.fills, books)
+        summary["stats"] = report.stats.to_json()
+    return ReplayResult(summary, report)
+
+
+def _empty_window(data: Path, window: ReplayWindow, seen: Seen) -> ConfigError:
+    """No event inside --from/--to: say which range the file holds."""
+    asked = f"[{_iso(window.start_ms) or 'start'}, {_iso(window.end_ms) or 'end'})"
+    first, last = seen.first, seen.last
+    if first is None or last is None:
+        held = "no events"
+    elif window.end_ms is not None and last >= window.end_ms:  # the read stopped past the end
+        if first >= window.end_ms:
+            held = f"nothing before its first event at {_iso(first)}"
+        else:
+            held = "a gap there"
+    else:
+        held = f"events from {_iso(first)} to {_iso(last)}"
+    return ConfigError([f"--from/--to: no events of {data} in {asked}; the file holds {held}"])
 
 
 def _timeframe_mismatch(spec: TradingEngineSpec, data: Path, gap_ms: int) -> ConfigError:

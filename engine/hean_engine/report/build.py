@@ -1,0 +1,50 @@
+"""One replay's report: its equity path, round trips and statistics, built after the replay."""
+
+from __future__ import annotations
+
+from array import array
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+
+from hean_engine.model.orders import Fill
+from hean_engine.report.equity import EquityPath, equity_path
+from hean_engine.report.stats import Stats, compute_stats
+from hean_engine.report.trades import Books, Trips, round_trips
+
+
+@dataclass(frozen=True, slots=True)
+class Marks:
+    """The prices a replay valued the books at, in time order (see equity.py)."""
+
+    ts: array[int]
+    prices: array[float]
+
+    @classmethod
+    def empty(cls) -> Marks:
+        return cls(array("q"), array("d"))
+
+
+@dataclass(frozen=True, slots=True)
+class BacktestReport:
+    title: str  # e.g. "btcusd-ema: ema_cross on BTC/USD"
+    quote_ccy: str
+    path: EquityPath
+    trips: Trips
+    stats: Stats
+    fills: Sequence[Fill]
+
+
+def build_report(title: str, marks: Marks, fills: Sequence[Fill], books: Books) -> BacktestReport:
+    """Equity path, round trips and statistics of one replay (ReportError without marks)."""
+    path = equity_path(marks.ts, marks.prices, fills, books)
+    opening = Decimal(repr(marks.prices[0]))
+    trips = round_trips(fills, books, opening_price=opening, opening_ts=marks.ts[0])
+    return BacktestReport(
+        title=title,
+        quote_ccy=books.quote_ccy,
+        path=path,
+        trips=trips,
+        stats=compute_stats(path, trips, len(fills)),
+        fills=fills,
+    )
