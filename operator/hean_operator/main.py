@@ -15,7 +15,9 @@ from kubernetes import config as kube_config
 from prometheus_client import start_http_server
 
 from hean_operator.approvals.scheduler import SystemClock
-from hean_operator.handlers import approvals, engines
+from hean_operator.builders.job import JobSettings
+from hean_operator.handlers import approvals, backtests, engines
+from hean_operator.kube.backtests import KubernetesBacktests
 from hean_operator.kube.cluster import KubernetesCluster
 from hean_operator.kube.reporting import REPORTING_COMPONENT, reporting_instance
 from hean_operator.kube.trust import TrustFiles, TrustWatcher
@@ -66,6 +68,16 @@ def configure_kopf(settings: kopf.OperatorSettings) -> None:
     settings.watching.server_timeout = 300
 
 
+def backtest_runtime(settings: OperatorSettings) -> backtests.BacktestRuntime:
+    """The Backtest handlers' client and settings: Jobs run the engine image's command."""
+    image = settings.image
+    return backtests.BacktestRuntime(
+        cluster=KubernetesBacktests(),
+        settings=settings,
+        job=JobSettings(command=image.command, pull_policy=image.pull_policy),
+    )
+
+
 def build_registry(settings: OperatorSettings, runtime: engines.Runtime) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
 
@@ -74,6 +86,7 @@ def build_registry(settings: OperatorSettings, runtime: engines.Runtime) -> kopf
         configure_kopf(settings)
         runtime.session = aiohttp.ClientSession()
         memo["runtime"] = runtime
+        memo["backtests"] = backtest_runtime(runtime.settings)
         await _start_approvals(settings_=runtime.settings, runtime=runtime, memo=memo)
 
     @kopf.on.cleanup(registry=registry)
@@ -94,6 +107,7 @@ def build_registry(settings: OperatorSettings, runtime: engines.Runtime) -> kopf
 
     engines.register(registry, settings)
     approvals.register(registry)
+    backtests.register(registry)
     return registry
 
 

@@ -16,7 +16,7 @@ from kubernetes.client.exceptions import ApiException
 
 from hean_engine.model.timefmt import now_iso
 from hean_operator.api.messages import truncate_message
-from hean_operator.api.resources import APPROVALS, ENGINES, GROUP, VERSION
+from hean_operator.api.resources import APPROVALS, BACKTESTS, ENGINES, GROUP, VERSION
 from hean_operator.kube import reporting
 
 # Kinds the operator manages, and the verbs it uses on each (docs/operator.md
@@ -36,6 +36,11 @@ VERBS: dict[str, tuple[str, ...]] = {
     f"{APPROVALS}/status": ("patch",),
     # Events about approvals, posted from timers and watches outside kopf's handlers.
     "events": ("create",),
+    # Backtests (kube/backtests.py): each runs as a Job, watched (list/watch) so
+    # that status follows it; its pods (listed above) carry the runs' summaries.
+    "jobs": ("get", "create", "list", "watch"),
+    BACKTESTS: ("get",),
+    f"{BACKTESTS}/status": ("patch",),
 }
 
 # The trust ConfigMap: one object in the operator's own namespace, read with a
