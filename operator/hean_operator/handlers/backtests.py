@@ -355,8 +355,10 @@ def changes(current: Mapping[str, Any], desired: Mapping[str, Any]) -> dict[str,
 def ensure_children(
     cluster: BacktestCluster, ref: BacktestRef, configmap: dict[str, Any], job: dict[str, Any]
 ) -> str | None:
-    """Create the ConfigMap and the Job if missing; a message if a name is someone else's."""
-    taken = []
+    """Create the ConfigMap, then the Job, if missing; a message if a name is someone else's.
+
+    The Job is not created when the ConfigMap's name is taken: it would run with
+    another object's data."""
     for kind, body, get, create in (
         ("ConfigMap", configmap, cluster.get_configmap, cluster.create_configmap),
         ("Job", job, cluster.get_job, cluster.create_job),
@@ -370,14 +372,12 @@ def ensure_children(
             except AlreadyExists:
                 found = get(ref.namespace, name)
         if found is not None and not owned_by(found, ref):
-            taken.append(f"{kind} {name} ({owner_description(found)})")
-    if not taken:
-        return None
-    return (
-        "a child's name is taken by an object this Backtest does not own, left untouched: "
-        + "; ".join(taken)
-        + ". Rename the Backtest or remove that object."
-    )
+            return (
+                f"a child's name is taken by an object this Backtest does not own, left "
+                f"untouched: {kind} {name} ({owner_description(found)}). Rename the Backtest "
+                "or remove that object."
+            )
+    return None
 
 
 # -- handlers -------------------------------------------------------------------------

@@ -19,7 +19,10 @@ a client certificate, limited by the Node authorizer and NodeRestriction):
   listen on the same port, as in a cluster: from `pod_network` when the
   sandbox could make that range local (podnet.py; the API server's pod proxy
   reaches only such addresses), else a loopback one (127.B.x.y);
-- writes the pod's volumes into a directory per pod: ConfigMap, Secret,
+- mounts hostPath volumes, and PersistentVolumeClaims bound to a hostPath or
+  local PersistentVolume, as those directories of this machine (a Backtest's
+  recorded data, candle cache and reports live there);
+- writes the pod's other volumes into a directory per pod: ConfigMap, Secret,
   emptyDir, downwardAPI and projected volumes, the projected service-account
   token requested through the TokenRequest API and bound to the pod (so a pod
   talks to the API server as its ServiceAccount) and renewed at 80% of its
@@ -693,6 +696,10 @@ class Node:
         """Write each volume to a directory; returns mountPath -> local directory."""
         volumes: dict[str, Path] = {}
         for volume in run.spec.get("volumes", []):
+            local = await self._host_directory(run, volume)
+            if local is not None:
+                volumes[volume["name"]] = local
+                continue
             target = run.directory / "volumes" / volume["name"]
             target.mkdir(parents=True, exist_ok=True)
             files = await self._volume_files(run, volume)
@@ -704,6 +711,37 @@ class Node:
             if mount["name"] in volumes:
                 mounts[mount["mountPath"]] = volumes[mount["name"]]
         return mounts
+
+    async def _host_directory(self, run: PodRun, volume: dict[str, Any]) -> Path | None:
+        """The machine's directory a hostPath volume, or a claim bound to a hostPath or
+        local PersistentVolume, names (the node is this machine); None for other volumes.
+
+        A claim's volume is looked up as the kubelet does (claim -> spec.volumeName ->
+        PersistentVolume), which the Node authorizer allows for a pod bound here."""
+        if "hostPath" in volume:
+            path = Path(volume["hostPath"]["path"])
+            if volume["hostPath"].get("type") == "DirectoryOrCreate":
+                path.mkdir(parents=True, exist_ok=True)
+            return path
+        claim = volume.get("persistentVolumeClaim")
+        if claim is None:
+            return None
+        name = claim["claimName"]
+        found = await self.api.get(
+            f"/api/v1/namespaces/{run.namespace}/persistentvolumeclaims/{name}"
+        )
+        bound = ((found or {}).get("spec") or {}).get("volumeName")
+        if not bound:
+            raise ValueError(f'persistentvolumeclaim "{name}" is not bound')
+        pv = await self.api.get(f"/api/v1/persistentvolumes/{bound}")
+        source = (pv or {}).get("spec") or {}
+        path = (source.get("hostPath") or source.get("local") or {}).get("path")
+        if not path:
+            raise ValueError(
+                f'persistentvolume "{bound}" is neither hostPath nor local: this node '
+                "only mounts directories of this machine"
+            )
+        return Path(path)
 
     async def _volume_files(self, run: PodRun, volume: dict[str, Any]) -> dict[str, bytes] | None:
         """A volume's files (path -> bytes); None for volumes with no source (emptyDir)."""
