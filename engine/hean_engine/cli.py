@@ -298,6 +298,10 @@ def backtest(
     line = json.dumps(summary, separators=(",", ":"))
     write_termination_message(line)
     click.echo(line)
+    if _exit_when_done:  # as `replay`: the run is over, its output written
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
 
 def _write_report(path: Path, report: Any) -> None:

@@ -8,6 +8,7 @@ PersistentVolumes, which the sandbox's node maps to this machine's directories
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 import subprocess
@@ -67,7 +68,7 @@ def _slice(directory: Path) -> Path:
 
 async def _volume(scenario: Scenario, name: str, directory: Path) -> None:
     """A hostPath PersistentVolume and a claim bound to it (by name, no provisioner)."""
-    directory.mkdir(parents=True, exist_ok=True)
+    await asyncio.to_thread(directory.mkdir, parents=True, exist_ok=True)
     pv = f"{scenario.namespace}-{name}"
     await scenario.apply(
         {
@@ -119,8 +120,11 @@ def _direct_replay(tmp_path: Path, data: Path, params: dict[str, Any]) -> dict[s
     config = tmp_path / f"direct-{len(list(tmp_path.glob('direct-*')))}.yaml"
     config.write_text(yaml.safe_dump(engine))
     out = subprocess.run(
-        [sys.executable, "-m", "hean_engine.cli", "engine", "replay", "--config", str(config)]
-        + ["--data", str(data), "--from", START, "--to", END, "--json"],
+        [
+            *(sys.executable, "-m", "hean_engine.cli", "engine", "replay"),
+            *("--config", str(config), "--data", str(data)),
+            *("--from", START, "--to", END, "--json"),
+        ],
         capture_output=True,
         text=True,
         check=True,

@@ -46,7 +46,7 @@ from hean_contract.errors import ConfigError
 from hean_engine.model.timefmt import now_iso
 from hean_operator.api.messages import truncate_message
 from hean_operator.api.resources import BACKTESTS, GROUP, VERSION
-from hean_operator.builders.common import LABEL_COMPONENT, NAME_PATTERN, owner_description
+from hean_operator.builders.common import LABEL_COMPONENT, NAME_PATTERN
 from hean_operator.builders.job import (
     COMPONENT,
     MAX_NAME_LENGTH,
@@ -374,10 +374,22 @@ def ensure_children(
         if found is not None and not owned_by(found, ref):
             return (
                 f"a child's name is taken by an object this Backtest does not own, left "
-                f"untouched: {kind} {name} ({owner_description(found)}). Rename the Backtest "
+                f"untouched: {kind} {name} ({_holder(found)}). Rename the Backtest "
                 "or remove that object."
             )
     return None
+
+
+def _holder(obj: Mapping[str, Any]) -> str:
+    """Who controls `obj`, for a person."""
+    owners = (obj.get("metadata") or {}).get("ownerReferences") or []
+    controller = next((o for o in owners if o.get("controller")), None)
+    if controller is None:
+        return "not created by this Backtest: no controller owner"
+    return (
+        f"controlled by {controller.get('kind')} {controller.get('name')} "
+        f"(uid {controller.get('uid')})"
+    )
 
 
 # -- handlers -------------------------------------------------------------------------

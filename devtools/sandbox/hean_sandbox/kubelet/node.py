@@ -721,7 +721,7 @@ class Node:
         if "hostPath" in volume:
             path = Path(volume["hostPath"]["path"])
             if volume["hostPath"].get("type") == "DirectoryOrCreate":
-                path.mkdir(parents=True, exist_ok=True)
+                await asyncio.to_thread(path.mkdir, parents=True, exist_ok=True)
             return path
         claim = volume.get("persistentVolumeClaim")
         if claim is None:
