@@ -735,13 +735,13 @@ class Node:
             raise ValueError(f'persistentvolumeclaim "{name}" is not bound')
         pv = await self.api.get(f"/api/v1/persistentvolumes/{bound}")
         source = (pv or {}).get("spec") or {}
-        path = (source.get("hostPath") or source.get("local") or {}).get("path")
-        if not path:
+        local = (source.get("hostPath") or source.get("local") or {}).get("path")
+        if not local:
             raise ValueError(
                 f'persistentvolume "{bound}" is neither hostPath nor local: this node '
                 "only mounts directories of this machine"
             )
-        return Path(path)
+        return Path(local)
 
     async def _volume_files(self, run: PodRun, volume: dict[str, Any]) -> dict[str, bytes] | None:
         """A volume's files (path -> bytes); None for volumes with no source (emptyDir)."""
