@@ -266,3 +266,25 @@ async def test_an_image_the_operator_does_not_allow_fails_naming_the_field(
     (valid,) = [c for c in status["conditions"] if c["type"] == "SpecValid"]
     assert (valid["status"], valid["reason"]) == ("False", "InvalidSpec")
     assert valid["message"].startswith("spec.image: the repository")
+
+
+async def test_a_run_that_fails_fails_the_backtest_with_its_own_reason(
+    sandbox: Scenario, tmp_path: Path
+) -> None:
+    await _volume(sandbox, "market-data", tmp_path / "empty")
+    await sandbox.apply(_backtest("missing", output=None))
+    await sandbox.wait("backtest/missing", "jsonpath={.status.phase}=Failed")
+    status = (await sandbox.get("backtest", "missing"))["status"]
+    # exit status 2 (a refused data file) fails the index at once: no retry
+    assert status["message"].startswith("FailedIndexes: run 0: bad data file:")
+    assert "btcusd.csv.gz" in status["message"] and "no such file" in status["message"]
+    complete = next(c for c in status["conditions"] if c["type"] == "Complete")
+    assert (complete["status"], complete["reason"]) == ("False", "Failed")
+    pods = (
+        await sandbox.kubectl(
+            "get", "pods", "-l", "batch.kubernetes.io/job-name=missing-backtest", "-o", "json"
+        )
+    ).json()["items"]
+    assert [p["status"]["phase"] for p in pods] == ["Failed"]
+    terminated = pods[0]["status"]["containerStatuses"][0]["state"]["terminated"]
+    assert terminated["exitCode"] == 2
