@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import gzip
 import json
 import subprocess
 import sys
@@ -23,6 +24,15 @@ import yaml
 from scenario_support import Scenario, make_sandbox_scenario, stop_recording
 
 from engine_support import BTCUSD_CANDLES, head_lines, require_shared_file, write_lines
+from hean_contract.spec import ExchangeSpec
+from hean_engine.app.backtest import fetch_ohlcv
+from hean_engine.model.timefmt import ms_to_iso
+from hean_engine.net.exchange import create_client
+
+
+def _stamp(ms: int) -> str:
+    return ms_to_iso(ms).replace(":", "").replace("-", "")
+
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "backtest.yaml"
 START, END = "2017-01-01T00:00:00Z", "2017-01-04T00:00:00Z"
@@ -288,3 +298,114 @@ async def test_a_run_that_fails_fails_the_backtest_with_its_own_reason(
     assert [p["status"]["phase"] for p in pods] == ["Failed"]
     terminated = pods[0]["status"]["containerStatuses"][0]["state"]["terminated"]
     assert terminated["exitCode"] == 2
+
+
+@pytest.fixture
+async def sandbox_with_exchange(tmp_path: Path) -> AsyncIterator[Scenario]:
+    current, recorder = await make_sandbox_scenario(tmp_path, exchange=True)
+    try:
+        yield current
+    finally:
+        await stop_recording(recorder)
+        assert current.box is not None
+        await current.box.stop()
+
+
+async def _served_candles(url: str, start_ms: int, end_ms: int) -> list[list[Any]]:
+    """The simulator's closed candles of [start, end), through ccxt as any client fetches them.
+
+    The simulator serves its recorded candles at 60x from when it started: this
+    waits (polling its klines, with a deadline) until a candle at or after `end`
+    has begun, so every candle before it is closed."""
+    client = create_client(ExchangeSpec(id="binance", endpoint=url))
+    try:
+        for _ in range(240):
+            rows = await fetch_ohlcv(client, "BTC/USDT", "1m", 60_000, start_ms, end_ms + 60_000)
+            if rows and rows[-1][0] >= end_ms:
+                return [row for row in rows if row[0] < end_ms]
+            await asyncio.sleep(0.5)
+        raise AssertionError(f"the simulator served no candle at {end_ms} within 120 s")
+    finally:
+        await client.close()
+
+
+def _replay(config: Path, data: Path, start: str, end: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            *(sys.executable, "-m", "hean_engine.cli", "engine", "replay"),
+            *("--config", str(config), "--data", str(data)),
+            *("--from", start, "--to", end, "--json"),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+
+
+async def _first_served(url: str) -> int:
+    client = create_client(ExchangeSpec(id="binance", endpoint=url))
+    try:
+        (first,) = await client.fetch_ohlcv("BTC/USDT", "1m", since=0, limit=1)
+        return int(first[0])
+    finally:
+        await client.close()
+
+
+async def test_fetched_candles_are_cached_and_give_a_direct_replays_stats(
+    sandbox_with_exchange: Scenario, tmp_path: Path
+) -> None:
+    scenario = sandbox_with_exchange
+    assert scenario.exchange_url is not None
+    start = await _first_served(scenario.exchange_url)
+    end = start + 25 * 60_000
+    rows = await _served_candles(scenario.exchange_url, start, end)
+    await _volume(scenario, "candle-cache", tmp_path / "cache")
+    spec: dict[str, Any] = {
+        "exchange": {"id": "binance", "endpoint": scenario.exchange_url},
+        "market": {"symbol": "BTC/USDT", "timeframe": "1m"},
+        "strategy": {"name": "ema_cross", "params": {"fast": 3, "slow": 8, "quantity": "0.5"}},
+        "paper": {"startingBalances": {"USDT": "100000"}, "feeRate": "0.001"},
+        "from": ms_to_iso(start),
+        "to": ms_to_iso(end),
+        "data": {"fetch": {"cacheClaimName": "candle-cache"}},
+        "output": None,
+    }
+    await scenario.apply(_backtest("fetched", **spec))
+    await scenario.wait("backtest/fetched", "jsonpath={.status.phase}=Succeeded")
+    status = (await scenario.get("backtest", "fetched"))["status"]
+    # the cache holds exactly the candles a client fetches
+    cached = tmp_path / "cache" / "candles" / "binance" / "BTC-USDT" / "1m"
+    (path,) = cached.iterdir()
+    assert path.name == f"{_stamp(start)}_{_stamp(end)}.csv.gz"
+    lines = gzip.decompress(path.read_bytes()).decode().splitlines()
+    assert [line.split(",")[0] for line in lines[1:]] == [ms_to_iso(int(r[0])) for r in rows]
+    # the independent computation: those candles written by the test, replayed directly
+    data = tmp_path / "direct.csv"
+    data.write_text(
+        "timestamp,open,high,low,close,volume\n"
+        + "".join(f"{ms_to_iso(int(r[0]))},{','.join(repr(v) for v in r[1:])}\n" for r in rows)
+    )
+    engine = {
+        "apiVersion": "hean.io/v1alpha1",
+        "kind": "TradingEngine",
+        "metadata": {"name": "direct"},
+        "spec": {
+            **{k: spec[k] for k in ("market", "strategy", "paper")},
+            "risk": yaml.safe_load(EXAMPLE.read_text())["spec"]["risk"],
+        },
+    }
+    config = tmp_path / "direct.yaml"
+    config.write_text(yaml.safe_dump(engine))
+    replayed = await asyncio.to_thread(_replay, config, data, ms_to_iso(start), ms_to_iso(end))
+    stats = json.loads(replayed.stdout)["stats"]
+    assert status["stats"] == {key: stats[key] for key in COMPARED}
+    # a second Backtest of the same range reads the cache: its exchange is unreachable
+    await scenario.apply(
+        _backtest(
+            "cached", **{**spec, "exchange": {"id": "binance", "endpoint": "http://127.0.0.1:9"}}
+        )
+    )
+    await scenario.wait("backtest/cached", "jsonpath={.status.phase}=Succeeded")
+    again = (await scenario.get("backtest", "cached"))["status"]
+    assert again["stats"] == status["stats"]
+    assert list(cached.iterdir()) == [path]
