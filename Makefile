@@ -42,8 +42,8 @@ crds: ## Regenerate crds/ from the models and copy them into the chart
 	$(HEAN) crds generate --out crds
 	cp crds/*.yaml $(CHART)/crds/
 
-chart: ## Render, lint and validate the Helm chart (tests/chart, with the dev extra's helm)
-	$(PYTEST) -q tests/chart
+chart: ## Render, lint and validate the Helm chart (tests/repo/chart, with the dev extra's helm)
+	$(PYTEST) -q tests/repo/chart
 
 chart-docs: ## Regenerate the values table in the chart's README from values.yaml and its schema
 	$(HEAN) chart readme --chart $(CHART) --out $(CHART)/README.md

@@ -5,8 +5,9 @@ alternately:
 - plain: `run_replay` (no window, no statistics: the reader calls the kernel);
 - report: `replay(..., with_report=True)` (the marks recorded during the replay,
   then the equity path, round trips and statistics) and `render_report`.
-Prints wall seconds for each phase, best and median of --repeat runs, the
-HTML's size and peak RSS. Pinned to one CPU, like engine_replay.py.
+Prints CPU seconds (this process's, so another process sharing the CPU does
+not count) and wall seconds for each phase, best and median of --repeat runs,
+and the HTML's size. Pinned to one CPU, like engine_replay.py.
 
     .venv/bin/python benchmarks/replay_report.py [--repeat 3] [--data FILE]
 """
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import statistics
 import sys
 import time
@@ -30,8 +30,28 @@ DEFAULT_DATA = ROOT.parent / "shared" / "data" / "btcusd_bitfinex_1m_2017-2018.c
 DEFAULT_CONFIG = ROOT / "examples" / "replay-btcusd.yaml"
 
 
-def _line(name: str, values: list[float]) -> str:
-    return f"{name:<26}best {min(values):.3f}  median {statistics.median(values):.3f}"
+def _line(name: str, cpu: list[float], wall: list[float]) -> str:
+    return (
+        f"{name:<16}CPU best {min(cpu):.3f}  median {statistics.median(cpu):.3f}   "
+        f"wall best {min(wall):.3f}  median {statistics.median(wall):.3f}"
+    )
+
+
+class _Phase:
+    """CPU and wall seconds of consecutive phases of one run."""
+
+    def __init__(self) -> None:
+        self.cpu: dict[str, list[float]] = {}
+        self.wall: dict[str, list[float]] = {}
+        self._mark()
+
+    def _mark(self) -> None:
+        self._cpu, self._wall = time.process_time(), time.perf_counter()
+
+    def done(self, name: str) -> None:
+        self.cpu.setdefault(name, []).append(time.process_time() - self._cpu)
+        self.wall.setdefault(name, []).append(time.perf_counter() - self._wall)
+        self._mark()
 
 
 def main() -> int:
@@ -44,36 +64,25 @@ def main() -> int:
     if not args.no_pin and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
     identity, spec = load_config(args.config)
-    plain: list[float] = []
-    recorded: list[float] = []
-    stats: list[float] = []
-    html: list[float] = []
+    phases = _Phase()
     size = fills = 0
     for _ in range(args.repeat):
-        started = time.perf_counter()
+        phases._mark()
         run_replay(identity, spec, args.data)
-        plain.append(time.perf_counter() - started)
-        started = time.perf_counter()
+        phases.done("plain replay")
         result = replay(identity, spec, args.data, with_report=True)
-        total = time.perf_counter() - started
-        recorded.append(result.summary["wall_seconds"])
-        stats.append(total - result.summary["wall_seconds"])
+        phases.done("replay + stats")
         assert result.report is not None
-        started = time.perf_counter()
         page = render_report(result.report)
-        html.append(time.perf_counter() - started)
+        phases.done("HTML")
         size, fills = len(page.encode()), result.summary["fills"]
-    peak_rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"data                      {args.data.name}")
-    print(f"python                    {sys.version.split()[0]}")
-    print(f"fills                     {fills:,}")
-    print(f"runs                      {args.repeat}")
-    print(_line("plain replay s", plain))
-    print(_line("replay recording marks s", recorded))
-    print(_line("statistics s", stats))
-    print(_line("HTML s", html))
-    print(f"HTML size                 {size:,} bytes")
-    print(f"peak RSS                  {peak_rss_mib:.1f} MiB")
+    print(f"data            {args.data.name}")
+    print(f"python          {sys.version.split()[0]}")
+    print(f"fills           {fills:,}")
+    print(f"runs            {args.repeat}, {'not pinned' if args.no_pin else 'pinned to one CPU'}")
+    for name in phases.cpu:
+        print(_line(name, phases.cpu[name], phases.wall[name]))
+    print(f"HTML size       {size:,} bytes")
     return 0
 
 

@@ -5,9 +5,10 @@ examples/replay-bnteth-mm.yaml in this process, pinned to one CPU, and prints
 trade events per second end to end, the orders, cancels and fills it made,
 then where the CPU time goes:
 
-- reading: `read_trades` alone (gunzip, parse, checks, Trade objects);
+- reading: the replay's reading alone (`feed_trades` into a consumer that does
+  nothing: gunzip, parse, checks, Trade objects);
 - dispatch: the kernel with a strategy that does nothing (the market data path
-  without orders);
+  without orders, fed in the replay's blocks), less the reading;
 - the rest (strategy, risk, orders, fills, ledger): the full replay minus both;
 - a profile of one full replay, its self time summed per engine package (the
   profiler inflates call-heavy code, so read it as shares, not seconds).
@@ -32,7 +33,7 @@ from pathlib import Path
 from hean_engine.app.assembly import build_simulated_engine
 from hean_engine.app.config import load_config
 from hean_engine.app.replay import run_replay
-from hean_engine.data.files import read_trades
+from hean_engine.data.files import feed_trades
 from hean_engine.model.market import Trade
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -74,7 +75,7 @@ def main() -> int:
         walls.append(float(summary["wall_seconds"]))  # type: ignore[arg-type]
     events = int(summary["events"])  # type: ignore[call-overload]
 
-    reading = min(cpu_seconds(lambda: sum(1 for _ in read_trades(args.data))) for _ in range(2))
+    reading = min(cpu_seconds(lambda: feed_trades(args.data, len, len)) for _ in range(2))
 
     def dispatch_only() -> None:
         engine = build_simulated_engine(identity, spec)
@@ -83,9 +84,8 @@ def main() -> int:
             pass
 
         engine.strategy.on_trade = nothing  # type: ignore[method-assign]
-        on_trade = engine.kernel.on_trade
-        for trade in read_trades(args.data):
-            on_trade(trade)
+        kernel = engine.kernel
+        feed_trades(args.data, kernel.on_trade, kernel.on_trades)  # as the replay does
 
     dispatch = min(cpu_seconds(dispatch_only) for _ in range(2)) - reading
     full = min(cpus)

@@ -22,6 +22,7 @@ ENV PIP_NO_CACHE_DIR=1 \
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY contract/ contract/
+COPY desk/ desk/
 COPY engine/ engine/
 COPY operator/ operator/
 

@@ -110,3 +110,8 @@ class TradingEngineStatus(_Camel):
         default=None, description="The last reconcile between the engine's books and the exchange."
     )
     message: str | None = Field(default=None, description="Why the phase is what it is.")
+    last_handled_spec: str | None = Field(
+        default=None,
+        description="The spec the operator last acted on, as JSON: what it compares a new "
+        "spec with (a change of spec.halt from true to false is the user's explicit reset).",
+    )

@@ -14,6 +14,7 @@ import gc
 import json
 import os
 import sys
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -428,13 +429,17 @@ def _human_summary(summary: dict[str, Any]) -> str:
         f"({summary['events_per_second']:,.0f} events/s)",
     ]
     stats = summary.get("stats")
-    if stats is not None:
+    if stats is not None:  # rounded for reading; --json and the report have them exact
+
+        def num(key: str, places: int) -> str:
+            return "n/a" if key in stats["undefined"] else f"{Decimal(stats[key]):.{places}f}"
+
         lines += [
-            f"  return          {stats['totalReturnPct']}% "
-            f"(annualised {stats['annualReturnPct']}%)",
-            f"  sharpe/sortino  {stats['sharpe']} / {stats['sortino']}",
-            f"  trades          {stats['trades']:,} (win rate {stats['winRatePct']}%, "
-            f"profit factor {stats['profitFactor']})",
+            f"  return          {num('totalReturnPct', 2)}% "
+            f"(annualised {num('annualReturnPct', 2)}%)",
+            f"  sharpe/sortino  {num('sharpe', 3)} / {num('sortino', 3)}",
+            f"  trades          {stats['trades']:,} (win rate {num('winRatePct', 2)}%, "
+            f"profit factor {num('profitFactor', 3)})",
         ]
     return "\n".join(lines)
 

@@ -61,7 +61,7 @@ def fetch_engine(name: str, namespace: str, kubeconfig: str | None) -> dict[str,
         raise ConfigError([f"--engine: the cluster is unreachable: {type(exc).__name__}"]) from None
     finally:
         api.close()  # type: ignore[no-untyped-call]
-    engine = cast(dict[str, Any], found)
-    if not (engine.get("metadata") or {}).get("uid"):
+    resource = cast(dict[str, Any], found)
+    if not (resource.get("metadata") or {}).get("uid"):
         raise ConfigError([f"--engine: TradingEngine {namespace}/{name} has no metadata.uid"])
-    return engine
+    return resource

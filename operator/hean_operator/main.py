@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import logging
 import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import aiohttp
 import kopf
+from kubernetes import client as kube_client
 from kubernetes import config as kube_config
 from prometheus_client import start_http_server
 
-from hean_operator.approvals.scheduler import SystemClock
+from hean_operator.approvals.trust import trust_state
 from hean_operator.builders.job import JobSettings
+from hean_operator.context import CONTEXT, OperatorContext
 from hean_operator.handlers import approvals, backtests, engines
 from hean_operator.kube.backtests import KubernetesBacktests
 from hean_operator.kube.cluster import KubernetesCluster
@@ -23,14 +24,20 @@ from hean_operator.kube.reporting import REPORTING_COMPONENT, reporting_instance
 from hean_operator.kube.trust import TrustFiles, TrustWatcher
 from hean_operator.metrics import OperatorMetrics
 from hean_operator.settings import OperatorSettings
+from hean_operator.status.handled import HandledSpecStorage, RetryProgressStorage
 
 FINALIZER = "hean.io/finalizer"
+# Threads for the handlers' blocking API calls, and as many pooled connections to
+# the API server (a call that finds the pool empty would open a new TLS connection).
+API_THREADS = 32
+# kopf's "Timer '...' succeeded" lines of these timers: one per engine per tick says
+# nothing (status changes are Events and logged); failures still show.
+QUIET_TIMERS = ("poll", "approvals")
 
 
-def _quiet_polls(record: logging.LogRecord) -> bool:
-    """Drop kopf's "Timer 'poll' succeeded" lines: one per engine per poll interval
-    says nothing (status changes are Events and logged); failures still show."""
-    return not record.getMessage().startswith("Timer 'poll' succeeded")
+def _quiet_timers(record: logging.LogRecord) -> bool:
+    message = record.getMessage()
+    return not any(message.startswith(f"Timer {name!r} succeeded") for name in QUIET_TIMERS)
 
 
 def _retries_are_warnings(record: logging.LogRecord) -> bool:
@@ -47,20 +54,29 @@ def _retries_are_warnings(record: logging.LogRecord) -> bool:
 def _load_kube_config(kubeconfig: str | None) -> None:
     if kubeconfig:
         kube_config.load_kube_config(config_file=kubeconfig)  # type: ignore[no-untyped-call]
-        return
-    try:
-        kube_config.load_incluster_config()  # type: ignore[no-untyped-call]
-    except kube_config.ConfigException:
-        kube_config.load_kube_config()  # type: ignore[no-untyped-call]
+    else:
+        try:
+            kube_config.load_incluster_config()  # type: ignore[no-untyped-call]
+        except kube_config.ConfigException:
+            kube_config.load_kube_config()  # type: ignore[no-untyped-call]
+    configuration = kube_client.Configuration.get_default_copy()
+    configuration.connection_pool_maxsize = API_THREADS + 8
+    kube_client.Configuration.set_default(configuration)
 
 
-def configure_kopf(settings: kopf.OperatorSettings) -> None:
-    """kopf's settings for this operator: its finalizer, its annotations, its Events."""
+def configure_kopf(
+    settings: kopf.OperatorSettings, handled: kopf.DiffBaseStorage | None = None
+) -> None:
+    """kopf's settings for this operator: its finalizer, its bookkeeping, its Events.
+
+    kopf's writes of its own are the finalizer (once per engine) and, while a
+    handler is retried, its progress (annotations). What it last handled of a
+    spec (its diff base) is no write of its own: it is in the status the
+    reconcile writes anyway (`hean_operator.status.handled`).
+    """
     settings.persistence.finalizer = FINALIZER
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="hean.io")
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix="hean.io", key="last-handled-configuration"
-    )
+    settings.persistence.progress_storage = RetryProgressStorage(prefix="hean.io")
+    settings.persistence.diffbase_storage = handled or HandledSpecStorage()
     settings.posting.level = logging.INFO
     # Events name the operator as their reporting controller, not kopf's "kopf"/"dev".
     settings.posting.reporting_component = REPORTING_COMPONENT
@@ -78,24 +94,31 @@ def backtest_runtime(settings: OperatorSettings) -> backtests.BacktestRuntime:
     )
 
 
-def build_registry(settings: OperatorSettings, runtime: engines.Runtime) -> kopf.OperatorRegistry:
+def build_registry(settings: OperatorSettings, context: OperatorContext) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
 
     @kopf.on.startup(registry=registry)
     async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
-        configure_kopf(settings)
-        runtime.session = aiohttp.ClientSession()
-        memo["runtime"] = runtime
-        memo["backtests"] = backtest_runtime(runtime.settings)
-        await _start_approvals(settings_=runtime.settings, runtime=runtime, memo=memo)
+        configure_kopf(settings, context.handled)
+        # The handlers' blocking API calls run in the loop's default executor
+        # (asyncio.to_thread): asyncio sizes it by CPUs (6 threads on 2 cores),
+        # which queues a hundred engines' calls, each mostly waiting on the API server.
+        asyncio.get_running_loop().set_default_executor(
+            ThreadPoolExecutor(max_workers=API_THREADS, thread_name_prefix="api")
+        )
+        await context.engines.open()
+        memo[CONTEXT] = context
+        memo["backtests"] = backtest_runtime(context.settings)
+        watcher = await _read_trust(context)
+        if watcher is not None:
+            memo["trust_watcher"] = watcher
 
     @kopf.on.cleanup(registry=registry)
     async def close(memo: kopf.Memo, **_: Any) -> None:
         watcher = memo.get("trust_watcher")
         if watcher is not None:
             watcher.stop()
-        if runtime.session is not None:
-            await runtime.session.close()
+        await context.engines.close()
 
     @kopf.on.login(registry=registry)
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
@@ -111,42 +134,26 @@ def build_registry(settings: OperatorSettings, runtime: engines.Runtime) -> kopf
     return registry
 
 
-async def _start_approvals(
-    settings_: OperatorSettings, runtime: engines.Runtime, memo: kopf.Memo
-) -> None:
-    """Know the trust policy and every LiveApproval before the first engine is judged.
+async def _read_trust(context: OperatorContext) -> TrustWatcher | None:
+    """Read the trust policy before the first engine is judged, then follow its changes.
 
-    Runs in kopf's start-up (before any resource handler): a restarted operator
-    that judged running engines with nothing indexed yet would halt them all.
+    Runs in kopf's start-up, before any resource handler (kopf fills its index of
+    LiveApprovals before them too): a restarted operator that judged running
+    engines with no trust policy read yet would halt them all.
     """
+    settings = context.settings
+    if settings.trust_configmap is None:
+        context.set_trust(trust_state(None, configured=False))
+        return None
     loop = asyncio.get_running_loop()
-    configured = settings_.trust_configmap is not None
-    enforcer = approvals.ApprovalEnforcer(
-        runtime, SystemClock(loop), approvals.trust_state(None, configured)
-    )
-    # kopf's context (its Event queue) for evaluations started by timers and threads
-    enforcer.bind(loop, contextvars.copy_context())
-    if settings_.trust_configmap is not None:
 
-        def changed(files: TrustFiles) -> None:
-            state = approvals.trust_state(files)
-            loop.call_soon_threadsafe(enforcer.set_trust, state)
+    def changed(files: TrustFiles) -> None:  # on the watch's thread
+        loop.call_soon_threadsafe(context.set_trust, trust_state(files))
 
-        watcher = TrustWatcher(settings_.trust_namespace, settings_.trust_configmap, changed)
-        enforcer.trust = approvals.trust_state(await asyncio.to_thread(watcher.read))
-        if enforcer.trust.problem:
-            logging.getLogger("hean.operator.trust").warning(
-                "trust policy: %s", enforcer.trust.problem
-            )
-        watcher.start()
-        memo["trust_watcher"] = watcher
-    namespaces: list[str | None] = list(settings_.namespaces) or [None]
-    for namespace in namespaces:
-        for manifest in await asyncio.to_thread(runtime.cluster.list_approvals, namespace):
-            enforcer.index(manifest)
-    runtime.approvals = enforcer
-    for key in enforcer.engines():  # approvals written while the operator was away
-        enforcer.request(key)
+    watcher = TrustWatcher(settings.trust_namespace, settings.trust_configmap, changed)
+    context.set_trust(trust_state(await asyncio.to_thread(watcher.read)))
+    watcher.start()
+    return watcher
 
 
 async def run_operator(
@@ -166,7 +173,7 @@ async def run_operator(
     for handler in logging.getLogger().handlers:
         handler.addFilter(_retries_are_warnings)
     if not settings.verbose:
-        logging.getLogger("kopf.objects").addFilter(_quiet_polls)
+        logging.getLogger("kopf.objects").addFilter(_quiet_timers)
         # kopf's liveness endpoint is aiohttp: one access line per probe says nothing.
         logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     _load_kube_config(settings.kubeconfig)
@@ -175,8 +182,8 @@ async def run_operator(
         start_http_server(
             settings.metrics_port, addr=settings.metrics_host, registry=metrics.registry
         )
-    runtime = engines.Runtime(cluster=KubernetesCluster(), settings=settings, metrics=metrics)
-    registry = build_registry(settings, runtime)
+    context = OperatorContext(cluster=KubernetesCluster(), settings=settings, metrics=metrics)
+    registry = build_registry(settings, context)
     await kopf.operator(
         registry=registry,
         standalone=True,

@@ -1,116 +1,38 @@
-"""The approval enforcement in-process: a fake cluster, a fake engine and a fake clock.
+"""The approval enforcement in-process: a fake cluster, a fake engine, a clock of the test's.
 
-Time never passes for real here: the scheduler takes the injected clock, and the
-test moves it to an approval's expiry to see the engine told to halt at once.
+kopf's machinery is driven by hand: the index of LiveApprovals is a dict, and a
+"tick" is one run of the approvals timer (`enforce_approvals`), as kopf runs it
+every second for each live engine. Time never passes for real: the test moves
+the context's clock to an approval's expiry and ticks, to see the engine told to
+halt at that tick.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextvars
 import copy
 import socket
-from collections.abc import AsyncIterator, Callable, Mapping
+import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import aiohttp
+import kopf
 import pytest
 import yaml
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from operator_approval_support import LIVE_SPEC, live_spec, signed, trust_files
+from operator_fakes import FakeCluster, make_context, memo
 
-from hean_operator.approvals.scheduler import Scheduler
-from hean_operator.handlers.approvals import ApprovalEnforcer, trust_state
-from hean_operator.handlers.engines import Runtime
-from hean_operator.kube.cluster import Conflict
-from hean_operator.metrics import OperatorMetrics
-from hean_operator.settings import OperatorSettings
+from hean_operator.approvals.index import INDEX, index_entry
+from hean_operator.approvals.trust import trust_state
+from hean_operator.context import OperatorContext
+from hean_operator.handlers import approvals as handlers
 from hean_sandbox.kubelet.fake_engine import FakeEngine
 
 NOW = datetime(2026, 1, 5, 12, 0, 0, tzinfo=UTC)
 ALICE = Ed25519PrivateKey.generate()
 KEY = ("trading", "btc")
-
-
-@dataclass
-class _Handle:
-    cancelled: bool = False
-
-    def cancel(self) -> None:
-        self.cancelled = True
-
-
-@dataclass
-class FakeClock:
-    """Time that moves only when the test says; timers fire as it passes them."""
-
-    current: datetime
-    timers: list[tuple[datetime, Callable[[], None], _Handle]] = field(default_factory=list)
-
-    def now(self) -> datetime:
-        return self.current
-
-    def call_at(self, when: datetime, callback: Callable[[], None]) -> _Handle:
-        handle = _Handle()
-        self.timers.append((when, callback, handle))
-        return handle
-
-    def advance(self, to: datetime) -> None:
-        self.current = to
-        due = sorted((t for t in self.timers if t[0] <= to), key=lambda t: t[0])
-        self.timers = [t for t in self.timers if t[0] > to]
-        for _, callback, handle in due:
-            if not handle.cancelled:
-                callback()
-
-
-class FakeCluster:
-    def __init__(self) -> None:
-        self.objects: dict[tuple[str, str, str], dict[str, Any]] = {}
-        self.approval_status: dict[str, dict[str, Any]] = {}
-
-    def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
-        found = self.objects.get((kind, namespace, name))
-        return copy.deepcopy(found) if found else None
-
-    def create(self, kind: str, body: dict[str, Any]) -> dict[str, Any]:
-        key = (kind, body["metadata"]["namespace"], body["metadata"]["name"])
-        if key in self.objects:
-            raise Conflict("exists")
-        self.objects[key] = copy.deepcopy(body)
-        return body
-
-    def replace(self, kind: str, body: dict[str, Any]) -> dict[str, Any]:
-        self.objects[(kind, body["metadata"]["namespace"], body["metadata"]["name"])] = body
-        return body
-
-    def delete(self, kind: str, namespace: str, name: str) -> None:
-        self.objects.pop((kind, namespace, name), None)
-
-    def get_engine(self, namespace: str, name: str) -> dict[str, Any] | None:
-        return self.get("tradingengines", namespace, name)
-
-    def patch_engine_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
-        engine = self.objects[("tradingengines", namespace, name)]
-        engine.setdefault("status", {}).update(copy.deepcopy(status))
-
-    def list_approvals(self, namespace: str | None) -> list[dict[str, Any]]:
-        return []
-
-    def patch_approval_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
-        self.approval_status[name] = copy.deepcopy(status)
-
-    def create_event(
-        self, involved: Mapping[str, Any], type_: str, reason: str, message: str
-    ) -> None:
-        raise AssertionError("the tests record Events with their own sink")
-
-    def condition(self) -> tuple[str, str]:
-        engine = self.objects[("tradingengines", *KEY)]
-        (found,) = [c for c in engine["status"]["conditions"] if c["type"] == "LiveApproved"]
-        return found["status"], found["reason"]
 
 
 def _free_port() -> int:
@@ -122,22 +44,18 @@ def _free_port() -> int:
 @dataclass
 class World:
     cluster: FakeCluster
-    clock: FakeClock
-    enforcer: ApprovalEnforcer
-    runtime: Runtime
-    events: list[tuple[str, str, str]]
+    ctx: OperatorContext
     engine: FakeEngine
+    events: list[tuple[str, str, str]]
+    clock: list[datetime] = field(default_factory=lambda: [NOW])
+    index: dict[tuple[str, str], list[dict[str, Any]]] = field(default_factory=dict)
+    memo: kopf.Memo = field(default_factory=kopf.Memo)
 
-    async def settle(self) -> None:
-        await self.enforcer.drain()
+    def at(self, when: datetime) -> None:
+        self.clock[0] = when
 
     def add_engine(self, **spec: Any) -> None:
-        self.cluster.objects[("tradingengines", *KEY)] = {
-            "apiVersion": "hean.io/v1alpha1",
-            "kind": "TradingEngine",
-            "metadata": {"name": "btc", "namespace": "trading", "uid": "uid-1", "generation": 1},
-            "spec": {**LIVE_SPEC, **spec},
-        }
+        self.cluster.add_engine(*KEY, "uid-1", {**LIVE_SPEC, **spec})
 
     def pod_runs(self) -> None:
         """The kubelet's part: the created pod runs, at the fake engine's address."""
@@ -148,65 +66,95 @@ class World:
             "conditions": [{"type": "Ready", "status": "True"}],
         }
 
-    def apply(self, manifest: dict[str, Any]) -> None:
-        for key in self.enforcer.index(manifest):
-            self.enforcer.request(key)
+    def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        """kopf's index after a watch event of `manifest` (a new spec: a new generation)."""
+        stored = copy.deepcopy(manifest)
+        name = stored["metadata"]["name"]
+        ((key, entry),) = index_entry(stored).items()
+        entries = self.index.setdefault(key, [])
+        before = next((e for e in entries if e["metadata"]["name"] == name), None)
+        entry["metadata"]["uid"] = before["metadata"]["uid"] if before else str(uuid.uuid4())
+        generation = before["metadata"]["generation"] if before else 0
+        if before is None or before["spec"] != entry["spec"]:
+            generation += 1
+        entry["metadata"]["generation"] = generation
+        self.index[key] = [e for e in entries if e["metadata"]["name"] != name] + [entry]
+        return entry
+
+    async def tick(self) -> None:
+        """One run of the engine's approvals timer."""
+        body = self.cluster.engine(*KEY)
+        await handlers.enforce_approvals(
+            body=kopf.Body(copy.deepcopy(body)),
+            meta=body["metadata"],
+            spec=body["spec"],
+            memo=self.memo,
+            **{INDEX: self.index},
+        )
+
+    def condition(self) -> tuple[str, str]:
+        found = self.cluster.condition(*KEY, "LiveApproved")
+        return found["status"], found["reason"]
+
+    @property
+    def record(self) -> handlers.ApprovalRecord:
+        found: handlers.ApprovalRecord = self.memo[handlers.RECORD]
+        return found
 
 
 @pytest.fixture
-async def world() -> AsyncIterator[World]:
+async def world(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[World]:
     port = _free_port()
     engine = FakeEngine("127.0.0.1", port, name="btc-engine", namespace="trading")
     await engine.start()
     cluster = FakeCluster()
-    runtime = Runtime(
-        cluster=cluster, settings=OperatorSettings(engine_port=port), metrics=OperatorMetrics()
-    )
-    runtime.session = aiohttp.ClientSession()
-    clock = FakeClock(NOW)
     events: list[tuple[str, str, str]] = []
 
-    def record(obj: Any, kind: str, reason: str, message: str) -> None:
-        events.append((obj["kind"], kind, reason))
+    def recorder(kind: str) -> Any:
+        def record(obj: Any, *, reason: str, message: str = "") -> None:
+            events.append((obj["kind"], kind, reason))
 
-    enforcer = ApprovalEnforcer(
-        runtime, clock, trust_state(trust_files({"alice": ALICE})), events=record
-    )
-    enforcer.bind(asyncio.get_running_loop(), contextvars.copy_context())
-    runtime.approvals = enforcer
+        return record
+
+    monkeypatch.setattr(kopf, "info", recorder("Normal"))
+    monkeypatch.setattr(kopf, "warn", recorder("Warning"))
+    clock = [NOW]
+    ctx = make_context(cluster, port=port, now=lambda: clock[0])
+    ctx.set_trust(trust_state(trust_files({"alice": ALICE})))
+    await ctx.engines.open()
+    world = World(cluster, ctx, engine, events, clock=clock)
+    world.memo.update(memo(ctx))
     try:
-        yield World(cluster, clock, enforcer, runtime, events, engine)
+        yield world
     finally:
-        await enforcer.drain()
-        await runtime.session.close()
+        await ctx.engines.close()
         await engine.stop()
 
 
 def _sample(world: World, name: str, **labels: str) -> float | None:
-    return world.runtime.metrics.registry.get_sample_value(name, labels)
+    return world.ctx.metrics.registry.get_sample_value(name, labels)
 
 
 async def test_no_pod_until_approved_then_halt_at_the_exact_expiry(world: World) -> None:
     world.add_engine()
-    world.enforcer.request(KEY)
-    await world.settle()
+    await world.tick()
     assert ("pods", "trading", "btc-engine") not in world.cluster.objects
-    assert world.cluster.condition() == ("False", "no_approval")
-    status = world.cluster.objects[("tradingengines", *KEY)]["status"]
+    assert world.condition() == ("False", "no_approval")
+    status = world.cluster.engine(*KEY)["status"]
     assert status["phase"] == "Pending" and "LiveApproval" in status["message"]
     assert ("TradingEngine", "Warning", "NotApproved") in world.events
 
     approval = signed({"alice": ALICE}, now=NOW, ttl=timedelta(minutes=30), name="ok")
     world.apply(approval)
-    await world.settle()
+    await world.tick()
     assert ("pods", "trading", "btc-engine") in world.cluster.objects  # started now
-    assert world.cluster.condition() == ("True", "Approved")
+    assert world.condition() == ("True", "Approved")
     assert world.cluster.approval_status["ok"]["valid"] is True
     mounted = world.cluster.objects[("configmaps", "trading", "btc-approval")]["data"]
     assert yaml.safe_load(mounted["approval.yaml"])["spec"] == approval["spec"]
     assert "trust.alice.pub" in mounted
     expiry = NOW + timedelta(minutes=30)
-    assert world.enforcer.scheduler.pending() == {KEY: expiry}
+    assert world.record.next_change == expiry  # the next instant time alone changes it
     assert (
         _sample(
             world,
@@ -219,13 +167,13 @@ async def test_no_pod_until_approved_then_halt_at_the_exact_expiry(world: World)
     )
 
     world.pod_runs()
-    world.clock.advance(expiry - timedelta(seconds=1))
-    await world.settle()
+    world.at(expiry - timedelta(seconds=1))
+    await world.tick()
     assert world.engine.commands == []  # a second early: still approved
-    world.clock.advance(expiry)
-    await world.settle()
+    world.at(expiry)
+    await world.tick()
     assert world.engine.commands == ["halt"]
-    assert world.cluster.condition() == ("False", "expired")
+    assert world.condition() == ("False", "expired")
     assert world.cluster.approval_status["ok"]["reason"] == "expired"
     assert ("TradingEngine", "Warning", "ApprovalLost") in world.events
     assert ("LiveApproval", "Warning", "ApprovalLost") in world.events
@@ -248,50 +196,80 @@ async def test_no_pod_until_approved_then_halt_at_the_exact_expiry(world: World)
         )
         is None
     )
-    # evaluated again (a poll, another event): a halted engine is not told twice
-    world.enforcer.request(KEY)
-    await world.settle()
+    # judged again (a new trust reading): a halted engine is not told twice
+    world.ctx.set_trust(trust_state(trust_files({"alice": ALICE})))
+    await world.tick()
     assert world.engine.commands == ["halt"]
+
+
+async def test_the_timer_does_nothing_while_nothing_changed(world: World) -> None:
+    world.add_engine()
+    world.apply(signed({"alice": ALICE}, now=NOW, ttl=timedelta(minutes=30), name="ok"))
+    await world.tick()
+    judged = _sample(world, "hean_operator_reconciles_total", handler="approval")
+    writes = list(world.cluster.writes)
+    for seconds in range(1, 6):
+        world.at(NOW + timedelta(seconds=seconds))
+        await world.tick()
+    assert _sample(world, "hean_operator_reconciles_total", handler="approval") == judged
+    assert world.cluster.writes == writes
+    # the operator's own write of an approval's status is no change of its spec
+    world.index[KEY][0]["status"] = dict(world.cluster.approval_status["ok"])
+    await world.tick()
+    assert _sample(world, "hean_operator_reconciles_total", handler="approval") == judged
 
 
 async def test_revocation_reduces_when_the_spec_says_so(world: World) -> None:
     world.add_engine(live={"onApprovalLoss": "reduce"})
     world.apply(signed({"alice": ALICE}, now=NOW, name="ok"))
-    await world.settle()
+    await world.tick()
     # signed for the spec without `live.onApprovalLoss`: the hash covers `live` too
-    assert world.cluster.condition() == ("False", "spec_changed")
+    assert world.condition() == ("False", "spec_changed")
     spec = live_spec(live={"onApprovalLoss": "reduce"})
     world.apply(signed({"alice": ALICE}, now=NOW, spec=spec, name="ok"))
-    await world.settle()
-    assert world.cluster.condition() == ("True", "Approved")
+    await world.tick()
+    assert world.condition() == ("True", "Approved")
     world.pod_runs()
     revoked = trust_files({"alice": ALICE}, {"revoked": ["alice"]})
-    world.enforcer.set_trust(trust_state(revoked))
-    await world.settle()
+    world.ctx.set_trust(trust_state(revoked))
+    await world.tick()
     assert world.engine.commands == ["reduce"]
-    assert world.cluster.condition() == ("False", "revoked_key")
+    assert world.condition() == ("False", "revoked_key")
     mounted = world.cluster.objects[("configmaps", "trading", "btc-approval")]["data"]
     assert "alice" in yaml.safe_load(mounted["trust.policy.yaml"])["revoked"]
 
 
+async def test_an_engine_that_cannot_be_told_is_tried_again_by_kopf(world: World) -> None:
+    world.add_engine()
+    world.apply(signed({"alice": ALICE}, now=NOW, ttl=timedelta(minutes=30), name="ok"))
+    await world.tick()
+    world.pod_runs()
+    await world.engine.stop()
+    world.at(NOW + timedelta(minutes=30))
+    with pytest.raises(kopf.TemporaryError, match="could not tell the engine"):
+        await world.tick()
+    assert world.condition() == ("False", "expired")  # the condition says so meanwhile
+    await world.engine.start()
+    await world.tick()  # kopf's retry: judged again, since the last one did not finish
+    assert world.engine.commands == ["halt"]
+    assert world.events.count(("TradingEngine", "Warning", "NotApproved")) == 1
+
+
 async def test_an_approval_without_its_engine_says_so(world: World) -> None:
-    world.apply(signed({"alice": ALICE}, now=NOW, engine="eth", name="lost"))
-    await world.settle()
+    entry = world.apply(signed({"alice": ALICE}, now=NOW, engine="eth", name="lost"))
+    await handlers.approval_changed(
+        body=kopf.Body(entry), type="ADDED", memo=world.memo, **{INDEX: world.index}
+    )
     assert world.cluster.approval_status["lost"]["reason"] == "engine_not_found"
 
 
-def test_scheduler_keeps_one_timer_per_key_on_the_injected_clock() -> None:
-    clock = FakeClock(NOW)
-    fired: list[object] = []
-    scheduler = Scheduler(clock, fired.append)
-    scheduler.schedule("a", NOW + timedelta(seconds=10))
-    scheduler.schedule("a", NOW + timedelta(seconds=5))  # replaces the first
-    scheduler.schedule("b", NOW + timedelta(seconds=7))
-    scheduler.schedule("c", NOW + timedelta(seconds=1))
-    scheduler.schedule("c", None)  # cancelled
-    clock.advance(NOW + timedelta(seconds=6))
-    assert fired == ["a"]
-    assert scheduler.pending() == {"b": NOW + timedelta(seconds=7)}
-    clock.advance(NOW + timedelta(seconds=60))
-    assert fired == ["a", "b"]
-    assert scheduler.pending() == {}
+async def test_a_deleted_engine_orphans_its_approvals(world: World) -> None:
+    world.add_engine()
+    world.apply(signed({"alice": ALICE}, now=NOW, name="ok"))
+    await world.tick()
+    assert world.cluster.approval_status["ok"]["valid"] is True
+    body = world.cluster.objects.pop(("tradingengines", *KEY))
+    await handlers.engine_gone(
+        body=kopf.Body(body), type="DELETED", memo=world.memo, **{INDEX: world.index}
+    )
+    assert world.cluster.approval_status["ok"]["reason"] == "engine_not_found"

@@ -20,13 +20,13 @@ from hean_operator.approvals.evaluate import (
     mounted_manifest,
     status_changed,
 )
-from hean_operator.engines.status import (
+from hean_operator.engines.pods import PodView
+from hean_operator.status.derive import (
     Observation,
-    PodView,
     derive_conditions,
     derive_phase,
-    with_condition,
 )
+from hean_operator.status.writer import condition_status
 
 NOW = datetime(2026, 1, 5, 12, 0, 0, tzinfo=UTC)
 ALICE = Ed25519PrivateKey.generate()
@@ -168,18 +168,18 @@ def test_live_status_carries_the_approval_condition_and_why_there_is_no_pod() ->
         blocked=blocked,
     )
     assert derive_phase(obs) == (Phase.PENDING, blocked)
-    conditions = {c.type: c for c in derive_conditions(obs, [], "2026-01-05T12:00:00Z")}
+    conditions = {c.type: c for c in derive_conditions(obs, "2026-01-05T12:00:00Z")}
     live = conditions[ConditionType.LIVE_APPROVED]
     assert (live.status, live.reason) == (ConditionStatus.FALSE, NO_APPROVAL)
     # paper engines keep NotRequired whatever is passed
     paper = Observation(generation=1, pod=PodView(exists=False), mode="paper")
     (approved,) = [
-        c for c in derive_conditions(paper, [], "t") if c.type is ConditionType.LIVE_APPROVED
+        c for c in derive_conditions(paper, "t") if c.type is ConditionType.LIVE_APPROVED
     ]
     assert (approved.status, approved.reason) == (ConditionStatus.TRUE, "NotRequired")
 
 
-def test_with_condition_replaces_one_condition_and_keeps_its_transition_time() -> None:
+def test_a_condition_is_set_by_type_and_keeps_its_transition_time() -> None:
     stored = [
         {"type": "Ready", "status": "False", "reason": "PodMissing", "lastTransitionTime": "t0"},
         {
@@ -189,6 +189,20 @@ def test_with_condition_replaces_one_condition_and_keeps_its_transition_time() -
             "lastTransitionTime": "t0",
         },
     ]
+
+    def with_condition(
+        conditions: list[dict[str, Any]],
+        kind: ConditionType,
+        fields: tuple[ConditionStatus, str, str],
+        generation: int,
+        now: str,
+    ) -> list[dict[str, Any]]:
+        return list(
+            condition_status(kind, fields, generation, {"conditions": conditions}, now)[
+                "conditions"
+            ]
+        )
+
     same_status = with_condition(
         stored, ConditionType.LIVE_APPROVED, (ConditionStatus.FALSE, "revoked_key", "m"), 3, "t1"
     )

@@ -79,11 +79,17 @@ def test_paper_pod_runs_the_engine_with_config_and_token_and_no_credentials() ->
         "8080",
         "--control-token-file",
         "/etc/hean/control/token",
+        "--history",
+        "/var/lib/hean/history",
     ]
     volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
     assert volumes["config"]["configMap"]["name"] == "btc-config"
     assert volumes["control"]["secret"]["secretName"] == "btc-control"
     assert "credentials" not in volumes
+    # the engine keeps its books and serves them (GET /fills, ...) from a volume of its own
+    assert "emptyDir" in volumes["history"]
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    assert mounts["history"] == "/var/lib/hean/history"
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert pod["metadata"]["labels"].items() >= selector(ENGINE).items()

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from operator_fakes import report
 
 from hean_contract.errors import ConfigError
 from hean_contract.spec import TradingEngineSpec, parse_spec
@@ -15,13 +16,8 @@ from hean_operator.builders.common import EngineRef
 from hean_operator.builders.config import spec_revision
 from hean_operator.builders.images import check_engine_image, engine_image_ref, image_repository
 from hean_operator.builders.pod import EngineImage, build_pod
-from hean_operator.engines.status import (
-    Observation,
-    PodView,
-    derive_conditions,
-    derive_phase,
-    refused_message,
-)
+from hean_operator.engines.pods import PodView, refused_message
+from hean_operator.status.derive import Observation, derive_conditions, derive_phase
 
 ENGINE = EngineRef(name="rsi", namespace="trading", uid="uid-1", generation=2)
 OWN = "ghcr.io/hean-io/hean-engine"
@@ -179,12 +175,12 @@ def test_a_refusing_engine_is_failed_with_spec_valid_false() -> None:
     phase, message = derive_phase(obs)
     assert phase is Phase.FAILED
     assert message == f"the engine refused its spec: {REASON}"
-    conditions = {c.type: c for c in derive_conditions(obs, [], "2026-01-01T00:00:00Z")}
+    conditions = {c.type: c for c in derive_conditions(obs, "2026-01-01T00:00:00Z")}
     valid = conditions[ConditionType.SPEC_VALID]
     assert (valid.status.value, valid.reason, valid.message) == ("False", "RefusedByEngine", REASON)
     # Once the engine runs (a fixed image), the old termination no longer counts.
     ready = PodView(exists=True, phase="Running", ready=True, refused=REASON)
-    healthy = Observation(generation=2, pod=ready, engine={"risk_state": "ACTIVE"})
+    healthy = Observation(generation=2, pod=ready, engine=report(risk_state="ACTIVE"))
     assert derive_phase(healthy)[0] is Phase.RUNNING
-    conditions = {c.type: c for c in derive_conditions(healthy, [], "2026-01-01T00:00:00Z")}
+    conditions = {c.type: c for c in derive_conditions(healthy, "2026-01-01T00:00:00Z")}
     assert conditions[ConditionType.SPEC_VALID].reason == "Valid"

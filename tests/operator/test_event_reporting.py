@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import socket
-from typing import Any
 
 import kopf
 import pytest
 
-from hean_operator.kube.cluster import KubernetesCluster
+from hean_operator.kube import events
 from hean_operator.kube.reporting import REPORTING_COMPONENT, reporting_instance
 from hean_operator.main import configure_kopf
 
@@ -17,14 +16,6 @@ ENGINE = {
     "kind": "TradingEngine",
     "metadata": {"name": "btc", "namespace": "trading", "uid": "u-1"},
 }
-
-
-class FakeCore:
-    def __init__(self) -> None:
-        self.events: list[tuple[str, dict[str, Any]]] = []
-
-    def create_namespaced_event(self, namespace: str, body: dict[str, Any]) -> None:
-        self.events.append((namespace, body))
 
 
 def test_the_instance_is_the_pod_name_or_else_the_host_name() -> None:
@@ -43,26 +34,26 @@ def test_kopf_posts_events_as_the_operator(monkeypatch: pytest.MonkeyPatch) -> N
     assert settings.posting.reporting_instance == "hean-operator-0"
 
 
-def test_the_clusters_own_events_name_the_operator_too() -> None:
-    cluster = KubernetesCluster(reporting_instance="hean-operator-0")
-    core = FakeCore()
-    cluster._core = core  # type: ignore[assignment]
-    cluster.create_event(ENGINE, "Warning", "ApprovalLost", "y" * 2000)
-    [(namespace, body)] = core.events
-    assert namespace == "trading"
-    assert body["source"] == {"component": "hean-operator"}
-    assert body["reportingComponent"] == "hean-operator"
-    assert body["reportingInstance"] == "hean-operator-0"
-    assert body["involvedObject"]["uid"] == "u-1"
-    assert len(body["message"]) == 1024
-    assert body["firstTimestamp"] == body["lastTimestamp"]
-    assert body["firstTimestamp"].endswith("Z")
-
-
-def test_the_cluster_defaults_to_this_process(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("POD_NAME", "hean-operator-1")
-    cluster = KubernetesCluster()
-    core = FakeCore()
-    cluster._core = core  # type: ignore[assignment]
-    cluster.create_event(ENGINE, "Normal", "Approved", "ok")
-    assert core.events[0][1]["reportingInstance"] == "hean-operator-1"
+def test_every_event_goes_through_kopfs_poster_with_the_message_cut(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The approvals' Events too (they were posted by a client of their own): one poster,
+    so one reporting controller, the operator's."""
+    posted: list[tuple[str, str, str, str]] = []
+    monkeypatch.setattr(
+        kopf,
+        "warn",
+        lambda obj, *, reason, message: posted.append(("Warning", obj["kind"], reason, message)),
+    )
+    monkeypatch.setattr(
+        kopf,
+        "info",
+        lambda obj, *, reason, message: posted.append(("Normal", obj["kind"], reason, message)),
+    )
+    events.warning(ENGINE, "ApprovalLost", "y" * 2000)
+    events.normal(ENGINE, "Approved", "ok")
+    assert [p[:3] for p in posted] == [
+        ("Warning", "TradingEngine", "ApprovalLost"),
+        ("Normal", "TradingEngine", "Approved"),
+    ]
+    assert len(posted[0][3]) == 1024

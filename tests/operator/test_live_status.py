@@ -5,14 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from operator_fakes import report as engine_report
 
 from hean_contract.status import ConditionStatus, ConditionType
-from hean_operator.engines.status import (
-    Observation,
-    PodView,
-    derive_conditions,
-    reconcile_status,
-)
+from hean_operator.engines.pods import PodView
+from hean_operator.status.derive import Observation, derive_conditions, reconcile_status
 
 NOW = "2026-11-25T12:00:00Z"
 DRIFT = {
@@ -34,12 +31,10 @@ def _reconciled(report: dict[str, Any] | None) -> tuple[ConditionStatus, str, st
     obs = Observation(
         generation=1,
         pod=PodView(exists=True, phase="Running", ready=False),
-        engine={"last_reconcile": report} if report is not None else {},
+        engine=engine_report(mode="live", last_reconcile=report),
         mode="live",
     )
-    condition = next(
-        c for c in derive_conditions(obs, [], NOW) if c.type is ConditionType.RECONCILED
-    )
+    condition = next(c for c in derive_conditions(obs, NOW) if c.type is ConditionType.RECONCILED)
     return condition.status, condition.reason, condition.message
 
 
@@ -59,15 +54,16 @@ def test_the_reconciled_condition_says_what_the_engine_found(
 
 
 def test_the_status_carries_what_differs_and_since_when() -> None:
-    status = reconcile_status({"last_reconcile": DRIFT})
+    status = reconcile_status(engine_report(last_reconcile=DRIFT))
     assert status is not None
     assert (status.result, status.drift, status.since) == (
         "drift",
         "USDT engine 10000 exchange 9749.5",
         "2026-11-25T11:58:00.000Z",
     )
-    failed = reconcile_status({"last_reconcile": FAILED})
+    failed = reconcile_status(engine_report(last_reconcile=FAILED))
     assert (
         failed is not None and failed.drift == "start-up: RequestTimeout" and failed.since is None
     )
-    assert reconcile_status({}) is None
+    assert reconcile_status(engine_report()) is None
+    assert reconcile_status(None) is None

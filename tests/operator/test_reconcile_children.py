@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
 from typing import Any
 
 import pytest
+from operator_fakes import FakeCluster
 
 from hean_contract.spec import parse_spec
 from hean_operator.builders.common import EngineRef
 from hean_operator.builders.pod import EngineImage
-from hean_operator.kube.cluster import Conflict
-from hean_operator.reconcile.children import ensure_children
+from hean_operator.children.ensure import ensure_children
 
 SPEC: dict[str, Any] = {
     "market": {"symbol": "BTC/USDT"},
@@ -26,59 +25,11 @@ SPEC: dict[str, Any] = {
 }
 
 
-class StoreCluster:
+class StoreCluster(FakeCluster):
     """Objects by (kind, namespace, name); a deleted pod lingers until `finish_deletions`."""
 
     def __init__(self) -> None:
-        self.objects: dict[tuple[str, str, str], dict[str, Any]] = {}
-        self.writes: list[tuple[str, str]] = []
-
-    def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
-        found = self.objects.get((kind, namespace, name))
-        return copy.deepcopy(found) if found else None
-
-    def create(self, kind: str, body: dict[str, Any]) -> dict[str, Any]:
-        key = (kind, body["metadata"]["namespace"], body["metadata"]["name"])
-        if key in self.objects:
-            raise Conflict("exists")
-        self.objects[key] = copy.deepcopy(body)
-        self.writes.append(("create", kind))
-        return body
-
-    def replace(self, kind: str, body: dict[str, Any]) -> dict[str, Any]:
-        key = (kind, body["metadata"]["namespace"], body["metadata"]["name"])
-        self.objects[key] = copy.deepcopy(body)
-        self.writes.append(("replace", kind))
-        return body
-
-    def delete(self, kind: str, namespace: str, name: str) -> None:
-        # Pods terminate gracefully: they stay, marked, until the kubelet is done.
-        self.objects[(kind, namespace, name)]["metadata"]["deletionTimestamp"] = "now"
-        self.writes.append(("delete", kind))
-
-    def finish_deletions(self) -> None:
-        for key in [k for k, v in self.objects.items() if v["metadata"].get("deletionTimestamp")]:
-            del self.objects[key]
-
-    def get_engine(self, namespace: str, name: str) -> dict[str, Any] | None:
-        return None
-
-    def patch_engine_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
-        raise AssertionError("not used here")
-
-    def list_approvals(self, namespace: str | None) -> list[dict[str, Any]]:
-        raise AssertionError("not used here")
-
-    def patch_approval_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
-        raise AssertionError("not used here")
-
-    def create_event(
-        self, involved: Mapping[str, Any], type_: str, reason: str, message: str
-    ) -> None:
-        raise AssertionError("not used here")
-
-    def pods(self) -> list[dict[str, Any]]:
-        return [v for (kind, _, _), v in self.objects.items() if kind == "pods"]
+        super().__init__(linger=True)
 
 
 def _engine(generation: int) -> EngineRef:
@@ -174,7 +125,7 @@ def test_item7_children_of_an_earlier_engine_of_the_same_name_are_not_adopted() 
 
 
 def test_item7_the_approval_configmap_is_not_replaced_when_someone_else_owns_it() -> None:
-    from hean_operator.reconcile.children import NameTaken, ensure_approval_config
+    from hean_operator.children.ensure import NameTaken, ensure_approval_config
 
     cluster = StoreCluster()
     cluster.objects[("configmaps", "default", "btc-approval")] = _unrelated(

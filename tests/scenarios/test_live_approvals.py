@@ -5,7 +5,7 @@ credentials and a live venue, neither of which the sandbox has. The fake engine
 answers the operator's /status and /control as the real one does and keeps the
 commands it was told, so these scenarios show what the operator enforces: no pod
 without a valid approval, and a halt the moment the approval stops being valid.
-(The engine's own check of the mounted approval is tested in tests/approval.)
+(The engine's own check of the mounted approval is tested in tests/engine/approval.)
 """
 
 from __future__ import annotations

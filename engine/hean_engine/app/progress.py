@@ -33,24 +33,31 @@ def file_fraction(path: Path) -> Callable[[], float | None]:
     except OSError:
         return lambda: None
     fd_dir = Path("/proc/self/fd")
-    cached: list[str] = []
+    seen = [False]
 
     def fraction() -> float | None:
         if size <= 0 or not fd_dir.is_dir():
             return None
-        for fd in cached or _fds_on(fd_dir, target):
-            try:
-                info = Path(f"/proc/self/fdinfo/{fd}").read_text()
-            except OSError:
-                cached.clear()
-                continue
-            for line in info.splitlines():
-                if line.startswith("pos:"):
-                    cached[:] = [fd]
-                    return min(int(line.split()[1]) / size, 1.0)
-        return None
+        # Scanned on every call (four times a second): a descriptor number can be reused.
+        for fd in _fds_on(fd_dir, target):
+            position = _position(fd)
+            if position is not None:
+                seen[0] = True
+                return min(position / size, 1.0)
+        return 1.0 if seen[0] else None  # read and closed: done
 
     return fraction
+
+
+def _position(fd: str) -> int | None:
+    try:
+        info = Path(f"/proc/self/fdinfo/{fd}").read_text()
+    except OSError:
+        return None
+    for line in info.splitlines():
+        if line.startswith("pos:"):
+            return int(line.split()[1])
+    return None
 
 
 def _fds_on(fd_dir: Path, target: Path) -> list[str]:

@@ -15,6 +15,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from hean_engine.model.market import Candle, Trade
 from hean_engine.report.build import Marks
@@ -37,10 +38,11 @@ class PastWindow(Exception):
 class Seen:
     """The times of the first and last events the reader delivered (for an empty window's error)."""
 
+    __slots__ = ("first", "last")
+
     def __init__(self) -> None:
         self.first: int | None = None
         self.last: int | None = None
-        self.delivered = 0  # events inside the window
 
 
 def candle_feed(
@@ -50,6 +52,8 @@ def candle_feed(
     seen: Seen,
 ) -> Callable[[Candle], None]:
     """`on_candle` behind the window and the recorder."""
+    if window == ReplayWindow() and marks is not None:
+        return _recording(on_candle, marks.ts.append, marks.prices.append, "close")
     start = window.start_ms if window.start_ms is not None else -_NO_END
     end = window.end_ms if window.end_ms is not None else _NO_END
     add_ts = marks.ts.append if marks is not None else None
@@ -64,7 +68,6 @@ def candle_feed(
             return
         if ts >= end:
             raise PastWindow
-        seen.delivered += 1
         if add_ts is not None and add_price is not None:
             add_ts(ts)
             add_price(candle.close)
@@ -80,6 +83,8 @@ def trade_feed(
     seen: Seen,
 ) -> Callable[[Trade], None]:
     """`on_trade` behind the window and the recorder (see `candle_feed`)."""
+    if window == ReplayWindow() and marks is not None:
+        return _recording(on_trade, marks.ts.append, marks.prices.append, "price")
     start = window.start_ms if window.start_ms is not None else -_NO_END
     end = window.end_ms if window.end_ms is not None else _NO_END
     add_ts = marks.ts.append if marks is not None else None
@@ -94,13 +99,36 @@ def trade_feed(
             return
         if ts >= end:
             raise PastWindow
-        seen.delivered += 1
         if add_ts is not None and add_price is not None:
             add_ts(ts)
             add_price(trade.price)
         on_trade(trade)
 
     return feed
+
+
+def _recording(
+    deliver: Callable[[Any], None],
+    add_ts: Callable[[int], None],
+    add_price: Callable[[float], None],
+    price: str,
+) -> Callable[[Any], None]:
+    """The recorder alone (no window): the cheapest function between reader and kernel."""
+    if price == "close":
+
+        def record_candle(candle: Candle) -> None:
+            add_ts(candle.ts)
+            add_price(candle.close)
+            deliver(candle)
+
+        return record_candle
+
+    def record_trade(trade: Trade) -> None:
+        add_ts(trade.ts)
+        add_price(trade.price)
+        deliver(trade)
+
+    return record_trade
 
 
 _DATE_TIME = re.compile(

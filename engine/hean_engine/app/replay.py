@@ -84,7 +84,9 @@ def replay(
             if wrapped:
                 on_candle = candle_feed(on_candle, window, marks, seen)
             with suppress(PastWindow):
-                feed_candles(data, on_candle, spacing)
+                feed_candles(
+                    data, on_candle, spacing, on_candles=None if wrapped else kernel.on_candles
+                )
             mismatch = spacing.mismatch()
             if mismatch is not None:
                 raise _timeframe_mismatch(spec, data, mismatch)
@@ -93,10 +95,10 @@ def replay(
             if wrapped:
                 on_trade = trade_feed(on_trade, window, marks, seen)
             with suppress(PastWindow):
-                feed_trades(data, on_trade)
+                feed_trades(data, on_trade, on_trades=None if wrapped else kernel.on_trades)
     finally:
         gc.set_threshold(*thresholds)
-    if wrapped and not seen.delivered:
+    if wrapped and not kernel.events:
         raise _empty_window(data, window, seen)
     wall = time.perf_counter() - started
     summary = summarize(engine, wall)

@@ -25,7 +25,7 @@ import gzip
 import math
 import zlib
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from itertools import islice
 from pathlib import Path
@@ -41,6 +41,7 @@ DataKind = Literal["candles", "trades"]
 CANDLE_HEADER = b"timestamp,open,high,low,close,volume"
 TRADE_HEADER = b"timestamp,side,price,amount"
 _BLOCK = 1 << 22
+CHUNK_ROWS = 2048  # candles or trades made and delivered at a time by the columnar path
 _INF = math.inf
 _DOT = ord(".")
 _Z = ord("Z")
@@ -178,46 +179,48 @@ def detect_kind(path: Path) -> DataKind:
 def _candle_blocks(
     path: Path, on_gaps: Callable[[Any], None] | None = None
 ) -> Iterator[list[Candle]]:
-    """The columnar reader's candles, a list per block (raises Fallback, see columnar).
+    """The columnar reader's candles, a list per chunk (raises Fallback, see columnar).
 
     One construction for both `read_candles` (a generator) and `feed_candles`
     (pushed into the kernel): slot assignment without __init__ costs half a
-    constructor call.
+    constructor call. A checked block of rows becomes candles `CHUNK_ROWS` at a
+    time, so that few candles are alive when the garbage collector's young
+    generation is collected (its cost is the objects it finds alive).
     """
     new = Candle.__new__
-    for ts_, open_, high_, low_, close_, volume_ in arrow_batches(
-        path, "candles", CANDLE_HEADER, _open_fast, on_gaps=on_gaps
-    ):
-        block: list[Candle] = []
-        append = block.append
-        for ts, op, hi, low, cl, vol in zip(ts_, open_, high_, low_, close_, volume_, strict=True):
-            candle = new(Candle)
-            candle.ts = ts
-            candle.open = op
-            candle.high = hi
-            candle.low = low
-            candle.close = cl
-            candle.volume = vol
-            append(candle)
-        yield block
+    for columns in arrow_batches(path, "candles", CANDLE_HEADER, _open_fast, on_gaps=on_gaps):
+        rows = zip(*columns, strict=True)
+        for _ in range(0, len(columns[0]), CHUNK_ROWS):
+            block: list[Candle] = []
+            append = block.append
+            for ts, op, hi, low, cl, vol in islice(rows, CHUNK_ROWS):
+                candle = new(Candle)
+                candle.ts = ts
+                candle.open = op
+                candle.high = hi
+                candle.low = low
+                candle.close = cl
+                candle.volume = vol
+                append(candle)
+            yield block
 
 
 def _trade_blocks(path: Path) -> Iterator[list[Trade]]:
-    """The columnar reader's trades, a list per block (see `_candle_blocks`)."""
+    """The columnar reader's trades, a list per chunk (see `_candle_blocks`)."""
     new = Trade.__new__
-    for ts_, buyer_taker_, price_, amount_ in arrow_batches(
-        path, "trades", TRADE_HEADER, _open_fast
-    ):
-        block: list[Trade] = []
-        append = block.append
-        for ts, buyer_taker, price, amount in zip(ts_, buyer_taker_, price_, amount_, strict=True):
-            trade = new(Trade)
-            trade.ts = ts
-            trade.buyer_taker = buyer_taker
-            trade.price = price
-            trade.amount = amount
-            append(trade)
-        yield block
+    for columns in arrow_batches(path, "trades", TRADE_HEADER, _open_fast):
+        rows = zip(*columns, strict=True)
+        for _ in range(0, len(columns[0]), CHUNK_ROWS):
+            block: list[Trade] = []
+            append = block.append
+            for ts, buyer_taker, price, amount in islice(rows, CHUNK_ROWS):
+                trade = new(Trade)
+                trade.ts = ts
+                trade.buyer_taker = buyer_taker
+                trade.price = price
+                trade.amount = amount
+                append(trade)
+            yield block
 
 
 def read_candles(path: Path | str) -> Iterator[Candle]:
@@ -296,51 +299,81 @@ class Spacing:
 
 
 def feed_candles(
-    path: Path | str, on_candle: Callable[[Candle], object], spacing: Spacing | None = None
+    path: Path | str,
+    on_candle: Callable[[Candle], object],
+    spacing: Spacing | None = None,
+    on_candles: Callable[[Sequence[Candle]], object] | None = None,
 ) -> None:
     """`read_candles`, pushed: calls `on_candle` with each candle (the replay's loop).
 
     The same rows, order and errors as `read_candles`, without a generator
-    between the reader and the kernel (a resumption per candle saved). With
-    `spacing`, the candles' spacing is measured too, and no candle is delivered
-    after a gap that is not a whole number of its steps (`spacing.misfit`).
+    between the reader and the kernel. Given `on_candles`, the candles go to it
+    a list at a time instead (`TradingKernel.on_candles` steps through a list
+    in one frame): the columnar reader's in chunks, the line-by-line reader's
+    one at a time, each before the next row is read (so the rows before a bad
+    one have been delivered when its DataError is raised, as with
+    `read_candles`). With `spacing`, the candles' spacing is measured too, and
+    no candle is delivered after a gap that is not a whole number of its steps
+    (`spacing.misfit`).
     """
     path = Path(path)
+    deliver = on_candles if on_candles is not None else _each(on_candle)
     done = 0
     try:
         for block in _candle_blocks(path, spacing.gaps if spacing is not None else None):
             if spacing is not None and spacing.misfit is not None:
                 return
-            deque(map(on_candle, block), maxlen=0)
+            deliver(block)
             done += len(block)
         if done:
             return
     except Fallback:
         pass
     by_line: Iterator[Candle] = _skip(_read_candles_by_line(path), done)
-    if spacing is None:
+    if spacing is None and on_candles is None:
         deque(map(on_candle, by_line), maxlen=0)
         return
     for line_candle in by_line:
-        spacing.candle(line_candle.ts)
-        if spacing.misfit is not None:
-            return
-        on_candle(line_candle)
+        if spacing is not None:
+            spacing.candle(line_candle.ts)
+            if spacing.misfit is not None:
+                return
+        deliver((line_candle,))
 
 
-def feed_trades(path: Path | str, on_trade: Callable[[Trade], object]) -> None:
-    """`read_trades`, pushed: calls `on_trade` with each trade (see `feed_candles`)."""
+def feed_trades(
+    path: Path | str,
+    on_trade: Callable[[Trade], object],
+    on_trades: Callable[[Sequence[Trade]], object] | None = None,
+) -> None:
+    """`read_trades`, pushed: calls `on_trade` with each trade, or `on_trades` with
+    lists of them (see `feed_candles`)."""
     path = Path(path)
+    deliver = on_trades if on_trades is not None else _each(on_trade)
     done = 0
     try:
         for block in _trade_blocks(path):
-            deque(map(on_trade, block), maxlen=0)
+            deliver(block)
             done += len(block)
         if done:
             return
     except Fallback:
         pass
-    deque(map(on_trade, _skip(_read_trades_by_line(path), done)), maxlen=0)
+    by_line = _skip(_read_trades_by_line(path), done)
+    if on_trades is None:
+        deque(map(on_trade, by_line), maxlen=0)
+        return
+    for line_trade in by_line:
+        on_trades((line_trade,))
+
+
+def _each(on_event: Callable[[Any], object]) -> Callable[[Sequence[Any]], object]:
+    """A per-event callback as a per-list one."""
+
+    def each(events: Sequence[Any]) -> None:
+        deque(map(on_event, events), maxlen=0)
+
+    return each
 
 
 def _skip(rows: Iterator[Any], count: int) -> Iterator[Any]:

@@ -26,6 +26,13 @@ from hean_engine.model.orders import Fill, Order, OrderStatus, OrderType, Reject
 # (side, quantity, price, fee) -> can the account pay for this fill?
 FundsCheck = Callable[[Side, Decimal, Decimal, Decimal], bool]
 
+# Enum members as module constants: a global load, not a class attribute lookup.
+_BUY = Side.BUY
+_SELL = Side.SELL
+_MARKET = OrderType.MARKET
+_OPEN = OrderStatus.OPEN
+_FILLED = OrderStatus.FILLED
+
 
 class SimulatedVenue:
     def __init__(self, fee_rate: Decimal, slippage_bps: Decimal, funds_check: FundsCheck) -> None:
@@ -51,12 +58,11 @@ class SimulatedVenue:
         self._listener = listener
 
     def submit(self, order: Order) -> None:
-        (self._market if order.type is OrderType.MARKET else self._limits).append(order)
+        (self._market if order.type is _MARKET else self._limits).append(order)
 
     def cancel(self, order: Order) -> None:
         for book in (self._market, self._limits):
-            if order in book:
-                book.remove(order)
+            if _take(book, order):
                 order.status = OrderStatus.CANCELED
                 self._closed(order)
                 return
@@ -66,33 +72,45 @@ class SimulatedVenue:
         if self._market:
             self._fill_market(candle.open, candle.ts)
         if self._limits:
+            low = high = open_ = None  # each converted once, when first needed
             for order in list(self._limits):
-                if order.status is not OrderStatus.OPEN:
+                if order.status is not _OPEN:
                     continue  # closed by an earlier fill's effects (a halt cancels)
                 limit = order.price
                 assert limit is not None
-                if order.side is Side.BUY and price_to_decimal(candle.low) < limit:
-                    price = min(limit, price_to_decimal(candle.open))
-                elif order.side is Side.SELL and price_to_decimal(candle.high) > limit:
-                    price = max(limit, price_to_decimal(candle.open))
+                if order.side is _BUY:
+                    if low is None:
+                        low = price_to_decimal(candle.low)
+                    if not low < limit:
+                        continue
+                    if open_ is None:
+                        open_ = price_to_decimal(candle.open)
+                    price = min(limit, open_)
                 else:
-                    continue
+                    if high is None:
+                        high = price_to_decimal(candle.high)
+                    if not high > limit:
+                        continue
+                    if open_ is None:
+                        open_ = price_to_decimal(candle.open)
+                    price = max(limit, open_)
                 self._fill(order, order.remaining, price, candle.ts, "maker", self._limits)
 
     def on_trade(self, trade: Trade) -> None:
         if self._market:
             self._fill_market(trade.price, trade.ts)
         if self._limits:
+            price = price_to_decimal(trade.price)
+            amount = None  # converted once, when first needed
             for order in list(self._limits):
-                if order.status is not OrderStatus.OPEN:
+                if order.status is not _OPEN:
                     continue  # closed by an earlier fill's effects (a halt cancels)
                 limit = order.price
                 assert limit is not None
-                price = price_to_decimal(trade.price)
-                if (order.side is Side.BUY and price < limit) or (
-                    order.side is Side.SELL and price > limit
-                ):
-                    quantity = min(order.remaining, price_to_decimal(trade.amount))
+                if price < limit if order.side is _BUY else price > limit:
+                    if amount is None:
+                        amount = price_to_decimal(trade.amount)
+                    quantity = min(order.remaining, amount)
                     self._fill(order, quantity, limit, trade.ts, "maker", self._limits)
 
     def _fill_market(self, price: float, ts: int) -> None:
@@ -100,11 +118,12 @@ class SimulatedVenue:
         # The orders waiting for this event; ones submitted while it is matched wait
         # for the next. Each stays in the book until its turn, so that a halt caused
         # by an earlier fill can still cancel it.
-        for order in list(self._market):
-            if order.status is not OrderStatus.OPEN:
+        market = self._market
+        for order in list(market):
+            if order.status is not _OPEN:
                 continue
-            self._market.remove(order)
-            factor = self._buy_factor if order.side is Side.BUY else self._sell_factor
+            _take(market, order)
+            factor = self._buy_factor if order.side is _BUY else self._sell_factor
             self._fill(order, order.remaining, base_price * factor, ts, "taker", None)
 
     def _fill(
@@ -117,22 +136,40 @@ class SimulatedVenue:
         book: list[Order] | None,
     ) -> None:
         fee = price * quantity * self.fee_rate
-        if not self._funds_check(order.side, quantity, price, fee):
+        side = order.side
+        if not self._funds_check(side, quantity, price, fee):
             if book is not None:
-                book.remove(order)
+                _take(book, order)
             order.status = OrderStatus.REJECTED
             order.reason = Reject.INSUFFICIENT_BALANCE.value
             self._closed(order)
             return
-        order.filled += quantity
-        if order.filled >= order.quantity:
-            order.status = OrderStatus.FILLED
+        order.filled = filled = order.filled + quantity
+        if filled >= order.quantity:
+            order.status = _FILLED
             if book is not None:
-                book.remove(order)
-        fill = Fill(ts, order.id, order.side, price, quantity, fee, liquidity)
-        assert self._listener is not None
-        self._listener.on_fill(order, fill)
+                _take(book, order)
+        listener = self._listener
+        assert listener is not None
+        listener.on_fill(order, Fill(ts, order.id, side, price, quantity, fee, liquidity))
 
     def _closed(self, order: Order) -> None:
         assert self._listener is not None
         self._listener.on_order_closed(order)
+
+
+def _take(book: list[Order], order: Order) -> bool:
+    """Remove this very order from `book`; False if it is not there.
+
+    By identity: `list.remove` and `in` compare with Order's dataclass `==`,
+    which builds a tuple of every field for each other order they pass (only
+    the order itself has its id, so the result is the same).
+    """
+    if book and book[0] is order:
+        del book[0]
+        return True
+    for index, other in enumerate(book):
+        if other is order:
+            del book[index]
+            return True
+    return False

@@ -1,9 +1,10 @@
 """The trading kernel: wires data, strategy, risk, execution and the ledger.
 
-It is synchronous and allocation-light on purpose: a replay calls `on_candle`
-a million times, so the kernel does per event only what the event needs
-(matching when orders work, revaluation when a position is open) and counts
-in plain integers that the metrics collector reads at scrape time.
+It is synchronous and allocation-light on purpose: a replay steps through a
+million candles (`on_candles`, a block of the reader's at a time; `on_candle`
+is the same step for one), so the kernel does per event only what the event
+needs (matching when orders work, revaluation when a position is open) and
+counts in plain integers that the metrics collector reads at scrape time.
 
 For every market event, in this order:
 1. the venue matches working orders against it (fills are booked at once);
@@ -15,13 +16,12 @@ For every market event, in this order:
 from __future__ import annotations
 
 from collections import Counter, deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
 from hean_engine.execution.venue import OrderRecorder, Venue
 from hean_engine.model.market import Candle, Trade
-from hean_engine.model.money import price_to_decimal
 from hean_engine.model.orders import (
     Fill,
     Order,
@@ -33,6 +33,8 @@ from hean_engine.model.orders import (
 from hean_engine.portfolio.ledger import Ledger
 from hean_engine.risk.engine import RiskEngine, StateChange
 from hean_engine.strategy.base import Strategy
+
+_OPEN = OrderStatus.OPEN  # a global load, not an enum class attribute lookup
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,44 +69,59 @@ class TradingKernel:
         self.strategy = strategy
 
     # -- market data -------------------------------------------------------
-    # on_candle and on_trade are the replay's hot path: the ledger values the
-    # books exactly only when that can change an outcome (Ledger.mark), and the
-    # risk engine looks at equity only after such a valuation.
+    # on_candles and on_trades are the replay's hot path (a block of events in
+    # one frame; on_candle and on_trade are the same step for one event): the
+    # ledger values the books exactly only when that can change an outcome
+    # (Ledger.mark), and the risk engine looks at equity only after such a
+    # valuation. Everything an event can change (the ledger's interval, the open
+    # orders, the strategy) is read again for each event.
     def on_candle(self, candle: Candle) -> None:
-        ts = candle.ts
-        self.now = ts
-        self.events += 1
-        if self.open:
-            self.venue.on_candle(candle)
+        self.on_candles((candle,))
+
+    def on_candles(self, candles: Iterable[Candle]) -> None:
+        """`on_candle` for each candle, in order."""
         ledger = self.ledger
-        price = candle.close
-        if ledger.steady_low < price < ledger.steady_high and ts < ledger.revalue_due_ms:
-            ledger.mark_price = ledger.unvalued_mark = price  # Ledger.mark, inlined
-            if price < ledger.low_mark:
-                ledger.low_mark = price
-        elif ledger.mark(price, ts):
-            change = self.risk.on_equity(ts)
-            if change is not None:
-                self._apply(change)
-        self.strategy.on_candle(candle)  # type: ignore[union-attr]
+        open_orders = self.open
+        for candle in candles:
+            ts = candle.ts
+            self.now = ts
+            self.events += 1
+            if open_orders:
+                self.venue.on_candle(candle)
+            price = candle.close
+            if ledger.steady_low < price < ledger.steady_high and ts < ledger.revalue_due_ms:
+                ledger.mark_price = ledger.unvalued_mark = price  # Ledger.mark, inlined
+                if price < ledger.low_mark:
+                    ledger.low_mark = price
+            elif ledger.mark(price, ts):
+                change = self.risk.on_equity(ts)
+                if change is not None:
+                    self._apply(change)
+            self.strategy.on_candle(candle)  # type: ignore[union-attr]
 
     def on_trade(self, trade: Trade) -> None:
-        ts = trade.ts
-        self.now = ts
-        self.events += 1
-        if self.open:
-            self.venue.on_trade(trade)
+        self.on_trades((trade,))
+
+    def on_trades(self, trades: Iterable[Trade]) -> None:
+        """`on_trade` for each trade, in order."""
         ledger = self.ledger
-        price = trade.price
-        if ledger.steady_low < price < ledger.steady_high and ts < ledger.revalue_due_ms:
-            ledger.mark_price = ledger.unvalued_mark = price  # Ledger.mark, inlined
-            if price < ledger.low_mark:
-                ledger.low_mark = price
-        elif ledger.mark(price, ts):
-            change = self.risk.on_equity(ts)
-            if change is not None:
-                self._apply(change)
-        self.strategy.on_trade(trade)  # type: ignore[union-attr]
+        open_orders = self.open
+        for trade in trades:
+            ts = trade.ts
+            self.now = ts
+            self.events += 1
+            if open_orders:
+                self.venue.on_trade(trade)
+            price = trade.price
+            if ledger.steady_low < price < ledger.steady_high and ts < ledger.revalue_due_ms:
+                ledger.mark_price = ledger.unvalued_mark = price  # Ledger.mark, inlined
+                if price < ledger.low_mark:
+                    ledger.low_mark = price
+            elif ledger.mark(price, ts):
+                change = self.risk.on_equity(ts)
+                if change is not None:
+                    self._apply(change)
+            self.strategy.on_trade(trade)  # type: ignore[union-attr]
 
     def warm_up(self, candles: Sequence[Candle] = (), trades: Sequence[Trade] = ()) -> None:
         """History from before the engine started: the strategy's indicators see it,
@@ -141,10 +158,8 @@ class TradingKernel:
     def submit(self, intent: OrderIntent) -> Order | None:
         if self._warming:
             return None
-        mark = self.ledger.mark_price
-        price = price_to_decimal(mark) if mark is not None else None
         now = self.now
-        if self.risk.check(intent, price, self.open.values(), now) is not None:
+        if self.risk.check(intent, self.ledger.mark_price, self.open.values(), now) is not None:
             return None
         venue = self.venue
         order = Order(
@@ -178,13 +193,14 @@ class TradingKernel:
         self.fills.append(fill)
         if self.recorder is not None:
             self.recorder.on_fill(order, fill)
-        if order.status is not OrderStatus.OPEN:
+        if order.status is not _OPEN:
             self._close(order)
         change = self.risk.on_equity(fill.ts)
         if change is not None:
             self._apply(change)
-        if self.strategy is not None:
-            self.strategy.on_fill(fill, order)
+        strategy = self.strategy
+        if strategy is not None:
+            strategy.on_fill(fill, order)
 
     def on_order_closed(self, order: Order) -> None:
         self._close(order)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
+from typing import Any, TypeVar
 
 from hean_engine.model.money import ZERO
 
@@ -49,6 +51,40 @@ class Reject(StrEnum):
     NO_PRICE = "no_price"
 
 
+_T = TypeVar("_T")
+
+
+def _slot_init(cls: type[_T]) -> type[_T]:
+    """Give a frozen slots dataclass an `__init__` that sets each slot through its descriptor.
+
+    The same signature, defaults and result as the generated one, which calls
+    `object.__setattr__(self, name, value)` per field (frozen): about 60% of
+    the cost for a Fill (made once per fill, an OrderIntent once per order).
+    Built like dataclasses builds its own, from the fields.
+    """
+    fields = dataclasses.fields(cls)  # type: ignore[arg-type]
+    namespace: dict[str, Any] = {}
+    params, body = [], []
+    for f in fields:
+        assert f.init and f.default_factory is dataclasses.MISSING and not f.kw_only
+        namespace[f"_set_{f.name}"] = cls.__dict__[f.name].__set__
+        if f.default is dataclasses.MISSING:
+            params.append(f.name)
+        else:
+            namespace[f"_default_{f.name}"] = f.default
+            params.append(f"{f.name}=_default_{f.name}")
+        body.append(f"    _set_{f.name}(self, {f.name})")
+    assert not hasattr(cls, "__post_init__")
+    source = f"def __init__(self, {', '.join(params)}):\n" + "\n".join(body) + "\n"
+    exec(source, namespace)  # noqa: S102 - generated from the class's own field names
+    init = namespace["__init__"]
+    init.__qualname__ = f"{cls.__qualname__}.__init__"
+    init.__module__ = cls.__module__
+    cls.__init__ = init  # type: ignore[method-assign]
+    return cls
+
+
+@_slot_init
 @dataclass(frozen=True, slots=True)
 class OrderIntent:
     """What a strategy wants; becomes an Order only if the risk engine accepts it."""
@@ -82,6 +118,7 @@ class Order:
         return self.status is OrderStatus.OPEN
 
 
+@_slot_init
 @dataclass(frozen=True, slots=True)
 class Fill:
     ts: int

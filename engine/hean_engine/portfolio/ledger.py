@@ -33,6 +33,7 @@ from hean_engine.model.orders import Fill, Side
 from hean_engine.model.timefmt import DAY_MS
 
 _INF = math.inf
+_BUY = Side.BUY  # a global load, not an enum class attribute lookup
 _NEXT = math.nextafter
 # The margin by which the steady price interval is shrunk: relative to the
 # magnitudes involved, and absolute (values below ~1e-308 underflow). The
@@ -84,43 +85,52 @@ class Ledger:
         # Equity must be recomputed at or after this time even when flat: the
         # first valuation, and the start of each UTC day (daily-loss reference).
         self.revalue_due_ms = 0
+        # The nearest floats of the peak and of the day's reference, for the bounds;
+        # recomputed when the Decimal they were taken from is replaced.
+        self._peak_f_of: Decimal | None = None
+        self._peak_f = 0.0
+        self._day_start_f_of: Decimal | None = None
+        self._day_start_f = 0.0
         self._refresh_bounds()
 
     # -- money movements -------------------------------------------------
     def apply_fill(self, fill: Fill) -> None:
         """Book a fill; the fee is taken from the currency it was charged in."""
+        price = fill.price
+        quantity = fill.quantity
+        ts = fill.ts
         if self.starting_equity is None:
             # A fill before any valuation: the starting equity is the books before it.
-            self._revalue(fill.price, fill.ts)
+            self._revalue(price, ts)
         else:
             if self.low_mark != _INF:
                 self._settle_low_mark()  # with the books before the fill
-            if self.unvalued_mark is not None and fill.ts >= self.revalue_due_ms:
+            if self.unvalued_mark is not None and ts >= self.revalue_due_ms:
                 # A new day's reference is the equity before the fill, at the latest mark.
                 self._value_unvalued_mark()
-        notional = fill.price * fill.quantity
+        notional = price * quantity
         fee = fill.fee
         asset = fill.fee_asset
         fee_quote = fee if not asset or asset == self.quote_ccy else ZERO
         fee_base = fee if asset == self.base else ZERO
-        if fill.side is Side.BUY:
+        if fill.side is _BUY:
             new_quote = self.quote - notional - fee_quote
             if new_quote < 0:
                 raise LedgerError(f"fill {fill.order_id} would make {self.quote_ccy} negative")
             self.quote = new_quote
-            self.position += fill.quantity - fee_base
+            self.position += quantity - fee_base
         else:
-            if fill.quantity + fee_base > self.position:
+            if quantity + fee_base > self.position:
                 raise LedgerError(f"fill {fill.order_id} would make {self.base} negative")
-            self.position -= fill.quantity + fee_base
+            self.position -= quantity + fee_base
             self.quote += notional - fee_quote
         if fee_quote or fee_base:
-            self.fees += fee_quote + fee_base * fill.price
+            self.fees += fee_quote + fee_base * price
         elif fee:
             # A fee in a third currency (BNB): carried in its balance, not valued.
             self.other[asset] = self.other.get(asset, ZERO) - fee
         self.fill_count += 1
-        self._revalue(fill.price, fill.ts)
+        self._revalue(price, ts)
 
     def set_balances(self, balances: dict[str, Decimal]) -> None:
         """Take the account's balances as the books (live start-up: the exchange's are true)."""
@@ -167,7 +177,7 @@ class Ledger:
 
     def can_pay(self, side: Side, quantity: Decimal, price: Decimal, fee: Decimal) -> bool:
         """Could this fill be booked without a negative balance?"""
-        if side is Side.BUY:
+        if side is _BUY:
             return price * quantity + fee <= self.quote
         return quantity <= self.position
 
@@ -188,13 +198,14 @@ class Ledger:
         self._last_price = price
         self._equity = equity
         self.unvalued_mark = None
-        if equity > self.peak_equity:
+        peak = self.peak_equity
+        if equity > peak:
             self.peak_equity = equity
-        elif equity < self.peak_equity:
-            drawdown = self.peak_equity - equity
+        elif equity < peak:
+            drawdown = peak - equity
             if drawdown > self._max_drawdown:
                 self._max_drawdown = drawdown
-                self._max_drawdown_peak = self.peak_equity
+                self._max_drawdown_peak = peak
                 self._max_drawdown_pct = None  # computed when read
         self._refresh_bounds()
 
@@ -245,7 +256,11 @@ class Ledger:
         if not self.precheck or not position_f > 0.0:
             return
         quote_f = float(self.quote)
-        peak_f = float(self.peak_equity)
+        peak = self.peak_equity
+        if peak is not self._peak_f_of:
+            self._peak_f_of = peak
+            self._peak_f = float(peak)
+        peak_f = self._peak_f
         # The magnitudes involved: |low - Q| and |high - Q| are at most this, and
         # so is every term (0 <= keep <= 1).
         scale = abs(quote_f) + abs(peak_f)
@@ -253,7 +268,11 @@ class Ledger:
         limits = self._halt_limits_f
         if limits is not None:
             max_daily_loss_f, keep_f = limits
-            day_start_f = float(self.day_start_equity)
+            day_start = self.day_start_equity
+            if day_start is not self._day_start_f_of:
+                self._day_start_f_of = day_start
+                self._day_start_f = float(day_start)
+            day_start_f = self._day_start_f
             low_f = max(day_start_f - max_daily_loss_f, peak_f * keep_f)
             scale += abs(day_start_f) + abs(max_daily_loss_f)
             price_low = (low_f - quote_f) / position_f

@@ -10,16 +10,21 @@ Breaching `maxDailyLoss` or `maxDrawdownPct` halts by itself; the `halt` and
 from __future__ import annotations
 
 from collections import Counter, deque
-from collections.abc import Iterable
+from collections.abc import Collection
 from dataclasses import dataclass
 from decimal import Decimal
 
 from hean_contract.spec import RiskSpec
-from hean_engine.model.money import HUNDRED, ONE, ZERO
+from hean_engine.model.money import HUNDRED, ONE, ZERO, price_to_decimal
 from hean_engine.model.orders import Order, OrderIntent, Reject, RiskState, Side
 from hean_engine.portfolio.ledger import Ledger
 
 _MINUTE_MS = 60_000
+# Enum members as module constants: a global load, not a class attribute lookup.
+_BUY = Side.BUY
+_SELL = Side.SELL
+_HALTED = RiskState.HALTED
+_REDUCING = RiskState.REDUCING
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +63,7 @@ class RiskEngine:
 
     def on_equity(self, ts: int) -> StateChange | None:
         """Halt when the day's loss or the drawdown from the peak breaches its limit."""
-        if self.state is RiskState.HALTED:
+        if self.state is _HALTED:
             return None
         ledger = self.ledger
         equity = ledger.equity
@@ -75,70 +80,81 @@ class RiskEngine:
 
     # -- pre-trade check -----------------------------------------------------
     def check(
-        self, intent: OrderIntent, price: Decimal | None, open_orders: Iterable[Order], now: int
+        self, intent: OrderIntent, mark: float | None, open_orders: Collection[Order], now: int
     ) -> Reject | None:
-        """None if the intent may be sent; else the reason, counted in `rejections`."""
-        reason = self._check(intent, price, list(open_orders), now)
-        if reason is None:
-            self._recent_submits.append(now)
-        else:
-            self.rejections[reason.value] += 1
-        return reason
+        """None if the intent may be sent; else the reason, counted in `rejections`.
 
-    def _check(
-        self, intent: OrderIntent, price: Decimal | None, open_orders: list[Order], now: int
-    ) -> Reject | None:
-        spec = self.spec
-        ledger = self.ledger
+        `mark` is the latest market price (None before the first), converted to
+        money (`price_to_decimal`) only if the check needs it; `open_orders` is
+        read, never kept (the kernel passes a view of its own).
+        """
         if self.paused:
-            return Reject.PAUSED
-        if self.state is RiskState.HALTED:
-            return Reject.HALTED
-        if intent.quantity <= 0:
-            return Reject.INVALID_QUANTITY
+            return self._reject(Reject.PAUSED)
+        state = self.state
+        if state is _HALTED:
+            return self._reject(Reject.HALTED)
+        quantity = intent.quantity
+        if quantity <= ZERO:
+            return self._reject(Reject.INVALID_QUANTITY)
         # A sell shrinks a spot long position; a buy grows it.
-        reduces = intent.side is Side.SELL
-        if self.state is RiskState.REDUCING and not reduces:
-            return Reject.REDUCING
+        reduces = intent.side is _SELL
+        if state is _REDUCING and not reduces:
+            return self._reject(Reject.REDUCING)
+        spec = self.spec
         if len(open_orders) >= spec.max_open_orders:
-            return Reject.MAX_OPEN_ORDERS
+            return self._reject(Reject.MAX_OPEN_ORDERS)
         recent = self._recent_submits
-        while recent and recent[0] <= now - _MINUTE_MS:
+        horizon = now - _MINUTE_MS
+        while recent and recent[0] <= horizon:
             recent.popleft()
         if len(recent) >= spec.max_orders_per_minute:
-            return Reject.MAX_ORDERS_PER_MINUTE
-        ref_price = intent.price if intent.price is not None else price
-        if ref_price is None:
-            return Reject.NO_PRICE
-        notional = intent.quantity * ref_price
+            return self._reject(Reject.MAX_ORDERS_PER_MINUTE)
+        limit = intent.price
+        if limit is None and mark is None:
+            return self._reject(Reject.NO_PRICE)
+        ledger = self.ledger
         if reduces:
+            # A sell is checked on quantities alone: what the position holds beyond
+            # the working sells.
             reserved = ZERO
-            if open_orders:
-                reserved = sum((o.remaining for o in open_orders if o.side is Side.SELL), ZERO)
-            if intent.quantity + reserved > ledger.position:
-                return Reject.INSUFFICIENT_BALANCE
+            for o in open_orders:
+                if o.side is _SELL:
+                    reserved = reserved + o.remaining
+            if quantity + reserved > ledger.position:
+                return self._reject(Reject.INSUFFICIENT_BALANCE)
+            recent.append(now)
             return None
         # Exits are never blocked by the size limits: they only apply to orders
         # that add exposure.
+        market_price = None  # the mark as money, converted when first needed
+        if limit is None:
+            assert mark is not None  # (NO_PRICE above)
+            ref_price = market_price = price_to_decimal(mark)
+        else:
+            ref_price = limit
+        notional = quantity * ref_price
         if notional > spec.max_order_notional:
-            return Reject.MAX_ORDER_NOTIONAL
+            return self._reject(Reject.MAX_ORDER_NOTIONAL)
         pending_buys = reserved_quote = ZERO
-        if open_orders:
-            pending_buys = sum((o.remaining for o in open_orders if o.side is Side.BUY), ZERO)
-            # Working market buys will pay about the market price, not this order's limit.
-            market_price = price if price is not None else ref_price
-            reserved_quote = sum(
-                (
-                    o.remaining * (o.price if o.price is not None else market_price)
-                    for o in open_orders
-                    if o.side is Side.BUY
-                ),
-                ZERO,
-            )
-        if (ledger.position + pending_buys + intent.quantity) * ref_price > (
-            spec.max_position_notional
-        ):
-            return Reject.MAX_POSITION_NOTIONAL
+        for o in open_orders:
+            if o.side is _BUY:
+                remaining = o.remaining
+                pending_buys = pending_buys + remaining
+                pay = o.price
+                if pay is None:
+                    # A working market buy pays about the market price, not this
+                    # order's limit.
+                    if market_price is None:
+                        market_price = ref_price if mark is None else price_to_decimal(mark)
+                    pay = market_price
+                reserved_quote = reserved_quote + remaining * pay
+        if (ledger.position + pending_buys + quantity) * ref_price > spec.max_position_notional:
+            return self._reject(Reject.MAX_POSITION_NOTIONAL)
         if (notional + reserved_quote) * self._fee_factor > ledger.quote:
-            return Reject.INSUFFICIENT_BALANCE
+            return self._reject(Reject.INSUFFICIENT_BALANCE)
+        recent.append(now)
         return None
+
+    def _reject(self, reason: Reject) -> Reject:
+        self.rejections[reason.value] += 1
+        return reason

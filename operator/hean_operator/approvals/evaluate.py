@@ -19,6 +19,7 @@ from hean_engine.approval.trust import TrustPolicy
 from hean_engine.approval.verify import Reason, Verdict, verify
 from hean_engine.model.errors import ConfigError
 from hean_engine.model.timefmt import datetime_to_iso
+from hean_operator.api import reasons
 from hean_operator.api.messages import truncate_message
 
 # Reasons of the operator's own, beyond the verifier's `Reason` values: they are
@@ -29,8 +30,8 @@ NO_TRUST_POLICY = "no_trust_policy"  # the operator has no trust ConfigMap (or i
 # a key id that has no .pub): the engine's condition and Event say so.
 TRUST_POLICY_INVALID = "trust_policy_invalid"
 ENGINE_NOT_FOUND = "engine_not_found"  # the approval names an engine that does not exist
-APPROVED = "Approved"  # the condition's reason when an approval is valid
-NOT_REQUIRED = "NotRequired"  # paper engines
+APPROVED = reasons.APPROVED  # the condition's reason when an approval is valid
+NOT_REQUIRED = reasons.NOT_REQUIRED  # paper engines
 
 # How informative an invalid approval's reason is, best first: an approval that
 # failed late in the verifier's order (binding, then time window, then signatures)
@@ -66,7 +67,7 @@ class Evaluated:
 
 
 @dataclass(frozen=True)
-class Decision:
+class ApprovalDecision:
     """The outcome for one engine: the approval that counts (if any) and why."""
 
     namespace: str
@@ -164,7 +165,7 @@ def decide(
     engine_uid: str,
     spec: TradingEngineSpec,
     now: datetime,
-) -> Decision:
+) -> ApprovalDecision:
     evaluated = tuple(
         evaluate_one(
             manifest,
@@ -179,7 +180,7 @@ def decide(
     )
     chosen = choose(evaluated)
     if chosen is None:
-        return Decision(
+        return ApprovalDecision(
             namespace,
             engine,
             None,
@@ -191,18 +192,18 @@ def decide(
         keys = ", ".join(chosen.verdict.key_ids)
         until = _rfc3339(chosen.verdict.expires_at)
         message = f"LiveApproval {chosen.name} signed by {keys}, valid until {until}"
-        return Decision(namespace, engine, chosen, evaluated, APPROVED, message)
+        return ApprovalDecision(namespace, engine, chosen, evaluated, APPROVED, message)
     message = f"LiveApproval {chosen.name}: {chosen.verdict.message}"
     if len(evaluated) > 1:
         message += f" ({len(evaluated)} approvals, none valid)"
-    return Decision(namespace, engine, chosen, evaluated, chosen.reason, message)
+    return ApprovalDecision(namespace, engine, chosen, evaluated, chosen.reason, message)
 
 
 def _rfc3339(when: datetime | None) -> str:
     return datetime_to_iso(when) if when is not None else "unknown"
 
 
-def condition_fields(decision: Decision) -> tuple[ConditionStatus, str, str]:
+def condition_fields(decision: ApprovalDecision) -> tuple[ConditionStatus, str, str]:
     """(status, reason, message) of a live engine's `LiveApproved` condition."""
     if decision.valid:
         return ConditionStatus.TRUE, APPROVED, decision.message

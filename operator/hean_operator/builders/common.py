@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +26,7 @@ CONTROL_DIR = "/etc/hean/control"
 CONTROL_TOKEN_KEY = "token"  # noqa: S105 - the key name in the Secret, not a secret
 CREDENTIALS_DIR = "/etc/hean/credentials"
 JOURNAL_DIR = "/var/lib/hean/journal"
+HISTORY_DIR = "/var/lib/hean/history"
 
 # Suffixes of the children's names (`<engine>-<suffix>`; the Service is `<engine>`).
 CHILD_SUFFIXES = ("config", "control", "engine", "approval")
@@ -96,13 +98,13 @@ def name_problems(name: str) -> list[str]:
     return problems
 
 
-def owned_by(obj: dict[str, Any], engine: EngineRef) -> bool:
+def owned_by(obj: Mapping[str, Any], engine: EngineRef) -> bool:
     """Whether `obj` is this engine's (its controller owner reference names the engine's uid)."""
     owners = obj.get("metadata", {}).get("ownerReferences") or []
     return any(o.get("controller") and o.get("uid") == engine.uid for o in owners)
 
 
-def owner_description(obj: dict[str, Any]) -> str:
+def owner_description(obj: Mapping[str, Any]) -> str:
     """Who controls `obj`, for a person: "TradingEngine x (uid ...)", or "no owner"."""
     owners = obj.get("metadata", {}).get("ownerReferences") or []
     controller = next((o for o in owners if o.get("controller")), None)

@@ -18,6 +18,7 @@ from hean_operator.builders.common import (
     CONTROL_PORT,
     CONTROL_TOKEN_KEY,
     CREDENTIALS_DIR,
+    HISTORY_DIR,
     JOURNAL_DIR,
     EngineRef,
     metadata,
@@ -55,6 +56,8 @@ def engine_command(engine: EngineRef, spec: TradingEngineSpec, image: EngineImag
         str(CONTROL_PORT),
         "--control-token-file",
         f"{CONTROL_DIR}/{CONTROL_TOKEN_KEY}",
+        "--history",
+        HISTORY_DIR,
     ]
     if spec.mode is Mode.LIVE:
         command += [
@@ -101,6 +104,11 @@ def build_pod(
         # found on the exchange at start-up.
         mounts.append({"name": "journal", "mountPath": JOURNAL_DIR})
         volumes.append({"name": "journal", "emptyDir": {"sizeLimit": "64Mi"}})
+    # The engine's books and their read API (GET /fills, ...: what `kubectl hean` and
+    # the console show). An emptyDir for now: it survives a crashed container, not a
+    # replaced pod; the per-engine PersistentVolumeClaim of issue 15 item 1 replaces it.
+    mounts.append({"name": "history", "mountPath": HISTORY_DIR})
+    volumes.append({"name": "history", "emptyDir": {"sizeLimit": "256Mi"}})
     if spec.mode is Mode.LIVE:
         # The engine checks its LiveApproval again itself, from these files.
         mounts.append({"name": "approval", "mountPath": APPROVAL_DIR, "readOnly": True})

@@ -1,1 +1,1 @@
-"""Talking to running engines: the control client and the status they report."""
+"""Talking to running engines: their pods as the operator sees them, and their HTTP API."""

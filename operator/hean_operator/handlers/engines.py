@@ -1,100 +1,78 @@
-"""kopf handlers for TradingEngine: thin wrappers over the reconcile functions.
+"""kopf handlers for TradingEngine: thin wrappers over the children, the engine API and
+the status writer.
 
-- create / update of the spec / resume at operator start: `reconcile_children`
-- `spec.paused` and `spec.halt`: sent to the engine through its control API
-- a timer per engine: poll `/status`, write `status`, re-assert pause/halt,
-  and heal missing children
-- delete (with kopf's finalizer): halt the engine so that it cancels its
-  open orders, wait (bounded) for that, and record the outcome as an Event
+- create / spec change / operator start (`reconcile`): make the engine's children
+  for the spec, tell a running engine a change of `spec.paused` or `spec.halt`
+  (from true to false: the user's explicit reset), and write the status with
+  the spec handled (kopf's diff base, `status.lastHandledSpec`);
+- a timer per engine (`poll_engine`): read its pod and `GET /status`, write the
+  status, re-assert pause/halt, and heal missing or failed children;
+- an engine pod turning Ready (`engine_pod_ready`): poll its engine at once;
+- delete, under kopf's finalizer (`engine_deleted`): halt the engine so that it
+  cancels its open orders, wait (bounded) for that, and say how it went.
 
-Handlers are registered on an explicit registry by `register()`, so that the
-poll interval and other settings come from the command line.
+Every status write goes through the status writer (`hean_operator.status.writer`);
+a live engine's approval verdict is read from kopf's index of LiveApprovals
+(`hean_operator.approvals.index`). Handlers are registered on an explicit
+registry by `register()`, so that the poll interval comes from the command line.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import functools
 import json
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
 
-import aiohttp
 import kopf
 from kubernetes.client.exceptions import ApiException
 
-from hean_contract.spec import Mode, TradingEngineSpec, parse_spec
-from hean_contract.status import Condition, ConditionStatus, ConditionType, Phase
-from hean_engine.model.errors import ConfigError
+from hean_contract.commands import Command
+from hean_contract.errors import ConfigError
+from hean_contract.report import EngineReport
+from hean_contract.spec import Mode, TradingEngineSpec
+from hean_contract.status import (
+    Condition,
+    ConditionStatus,
+    ConditionType,
+    Phase,
+)
 from hean_engine.model.timefmt import now_iso
+from hean_operator.api import reasons
 from hean_operator.api.messages import truncate_message
 from hean_operator.api.resources import ENGINES, GROUP, VERSION
-from hean_operator.approvals.evaluate import condition_fields
-from hean_operator.builders.common import (
-    ANNOTATION_REVISION,
-    CONTROL_TOKEN_KEY,
-    LABEL_COMPONENT,
-    EngineRef,
-    name_problems,
-    owned_by,
+from hean_operator.approvals.evaluate import ApprovalDecision, condition_fields
+from hean_operator.approvals.index import INDEX, ApprovalIndex, approvals_of
+from hean_operator.approvals.trust import mounted_files, verdict
+from hean_operator.builders.common import LABEL_COMPONENT, EngineRef, owned_by
+from hean_operator.children.ensure import (
+    Outcome,
+    PodApproval,
+    ensure_children,
+    taken_message,
 )
-from hean_operator.builders.config import spec_revision
-from hean_operator.engines.client import (
-    Command,
-    CommandRefused,
-    EngineClient,
-    EngineUnreachable,
-    Unauthorized,
-)
-from hean_operator.engines.status import (
-    Observation,
+from hean_operator.context import CONTEXT, OperatorContext, engine_ref
+from hean_operator.engines.api import CommandRefused, EngineUnreachable, with_reply
+from hean_operator.engines.pods import (
+    MISSING,
+    POD_INDEX,
+    PodIndex,
     PodView,
-    derive_conditions,
-    derive_phase,
-    reconcile_status,
+    indexed_pod,
+    is_ready,
+    pod_index_entry,
+    pod_view,
 )
-from hean_operator.kube.cluster import Cluster
+from hean_operator.kube import events
 from hean_operator.metrics import OperatorMetrics
-from hean_operator.reconcile.children import ensure_children, failure_reason, taken_message
 from hean_operator.settings import OperatorSettings
-
-if TYPE_CHECKING:
-    from hean_operator.handlers.approvals import ApprovalEnforcer
-
-# The Event reason when RBAC refuses one of the operator's calls.
-FORBIDDEN = "Forbidden"
-
-
-@dataclass
-class Runtime:
-    """What handlers share; kept in kopf's memo."""
-
-    cluster: Cluster
-    settings: OperatorSettings
-    metrics: OperatorMetrics
-    session: aiohttp.ClientSession | None = None
-    tokens: dict[str, str] = field(default_factory=dict)  # uid -> control token
-    # uid -> (generation, spec revision, parsed spec): polls are frequent, specs change rarely
-    revisions: dict[str, tuple[int, str, TradingEngineSpec]] = field(default_factory=dict)
-    approvals: ApprovalEnforcer | None = None  # LiveApproval enforcement (set at start-up)
-    # uid -> why the engine's children cannot be made (a name held by an object it
-    # does not own); the status says so, and the Warning Event is posted once per change.
-    taken: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def stopping(self) -> bool:
-        """The operator is shutting down (the cleanup handler closed the session)."""
-        return self.session is None or self.session.closed
-
-    @property
-    def client(self) -> EngineClient:
-        assert self.session is not None, "the startup handler opens the session"
-        return EngineClient(self.session)
-
+from hean_operator.status.derive import ConditionFields, Observation, set_condition
+from hean_operator.status.handled import handled_fields
+from hean_operator.status.writer import StatusFields, Written, observed_status
 
 Handler = Callable[..., Awaitable[None]]
 
@@ -105,7 +83,7 @@ def counted(name: str) -> Callable[[Handler], Handler]:
     def wrap(handler: Handler) -> Handler:
         @functools.wraps(handler)
         async def run(*args: Any, **kwargs: Any) -> None:
-            metrics: OperatorMetrics = kwargs["memo"]["runtime"].metrics
+            metrics: OperatorMetrics = kwargs["memo"][CONTEXT].metrics
             metrics.reconciles.labels(handler=name).inc()
             try:
                 await handler(*args, **kwargs)
@@ -118,88 +96,176 @@ def counted(name: str) -> Callable[[Handler], Handler]:
     return wrap
 
 
-def _ref(meta: kopf.Meta) -> EngineRef:
-    return EngineRef(
-        name=str(meta["name"]),
-        namespace=str(meta["namespace"]),
-        uid=str(meta["uid"]),
-        generation=int(meta.get("generation") or 1),
-    )
-
-
-def _invalid(
-    body: kopf.Body, patch: kopf.Patch, exc: ConfigError, generation: int, runtime: Runtime
-) -> None:
-    message = "; ".join(exc.problems)
-    patch.status["phase"] = Phase.INVALID.value
-    patch.status["message"] = truncate_message(message)
-    patch.status["observedGeneration"] = generation
-    patch.status["conditions"] = [
-        Condition(
-            type=ConditionType.SPEC_VALID,
-            status=ConditionStatus.FALSE,
-            reason="InvalidSpec",
-            message=message[:32768],
-            last_transition_time=now_iso(),
-            observed_generation=generation,
-        ).model_dump(mode="json", by_alias=True, exclude_none=True)
-    ]
-    kopf.warn(body, reason="InvalidSpec", message=truncate_message(message))
-    runtime.metrics.observe_phase(body.metadata["namespace"], body.metadata["name"], Phase.INVALID)
-
-
-def _parsed(
-    runtime: Runtime, meta: Mapping[str, Any], spec: Mapping[str, Any]
-) -> tuple[str, TradingEngineSpec]:
-    """The spec revision and model of the resource's generation, parsed once per generation.
-
-    Raises ConfigError when the model rejects the spec (or the name cannot name children).
-    """
-    uid, generation = str(meta["uid"]), int(meta.get("generation") or 1)
-    cached = runtime.revisions.get(uid)
-    if cached is not None and cached[0] == generation:
-        return cached[1], cached[2]
-    problems = name_problems(str(meta["name"]))
-    if problems:
-        raise ConfigError(problems)
-    model = parse_spec(dict(spec))
-    revision = spec_revision(model)
-    runtime.revisions[uid] = (generation, revision, model)
-    return revision, model
-
-
-def _revision(runtime: Runtime, meta: Mapping[str, Any], spec: Mapping[str, Any]) -> str:
-    return _parsed(runtime, meta, spec)[0]
+# -- the approval verdict, as these handlers need it ---------------------------------
 
 
 @dataclass(frozen=True)
 class ApprovalView:
-    """A live engine's approval verdict as status and control need it."""
+    """A live engine's approval verdict as the status and the control need it."""
 
     approved: bool
-    condition: tuple[ConditionStatus, str, str] | None
-    blocked: str | None
+    condition: ConditionFields | None = None  # the LiveApproved condition (live engines)
+    blocked: str | None = None  # why no pod is started
+    decision: ApprovalDecision | None = None
 
 
-def _approval_view(runtime: Runtime, engine: EngineRef, spec: TradingEngineSpec) -> ApprovalView:
+PAPER = ApprovalView(approved=True)
+
+
+def approval_view(
+    ctx: OperatorContext, engine: EngineRef, spec: TradingEngineSpec, index: ApprovalIndex | None
+) -> ApprovalView:
     if spec.mode is not Mode.LIVE:
-        return ApprovalView(True, None, None)
-    if runtime.approvals is None:
-        return ApprovalView(False, None, "waiting for a valid LiveApproval")
-    decision = runtime.approvals.condition(engine, spec)
+        return PAPER
+    decision = verdict(
+        approvals_of(index, (engine.namespace, engine.name)),
+        ctx.trust,
+        namespace=engine.namespace,
+        engine=engine.name,
+        engine_uid=engine.uid,
+        spec=spec,
+        now=ctx.now(),
+    )
     blocked = None if decision.valid else f"waiting for a valid LiveApproval: {decision.message}"
-    return ApprovalView(decision.valid, condition_fields(decision), blocked)
+    return ApprovalView(decision.valid, condition_fields(decision), blocked, decision)
 
 
-def _parse(body: kopf.Body, patch: kopf.Patch, runtime: Runtime) -> TradingEngineSpec | None:
-    try:
-        # Parsed once per generation (the polls reuse it); a name the children cannot
-        # carry is invalid too: a CRD without the name rule (an old chart) lets it
-        # through, and its children's names would be refused (422) on every retry.
-        return _parsed(runtime, body.metadata, body.get("spec") or {})[1]
-    except ConfigError as exc:
-        _invalid(body, patch, exc, int(body.metadata.get("generation") or 1), runtime)
+def _pod_approval(ctx: OperatorContext, view: ApprovalView) -> PodApproval | None:
+    decision = view.decision
+    if decision is None:
         return None
+    return PodApproval(
+        approved=decision.valid,
+        reason=decision.reason,
+        message=decision.message,
+        data=mounted_files(decision, ctx.trust),
+    )
+
+
+# -- status ------------------------------------------------------------------------
+
+
+async def _write(
+    ctx: OperatorContext,
+    engine: EngineRef,
+    desired: Callable[[Mapping[str, Any]], StatusFields],
+    resource: Mapping[str, Any] | None,
+    observed_at: float | None = None,
+) -> Written | None:
+    return await asyncio.to_thread(
+        ctx.status.write, engine, desired, resource=resource, observed_at=observed_at
+    )
+
+
+def _announce(body: Mapping[str, Any], written: Written | None) -> None:
+    """A Normal Event named after the new phase, when the write changed it."""
+    if written is not None and written.phase_changed and written.phase is not None:
+        events.normal(body, written.phase.value, str(written.status.get("message")))
+
+
+async def _write_observation(
+    ctx: OperatorContext,
+    resource: Mapping[str, Any],
+    engine: EngineRef,
+    spec: TradingEngineSpec,
+    index: ApprovalIndex | None,
+    pod: PodView,
+    report: EngineReport | None,
+    error: str | None,
+    *,
+    observed_at: float | None = None,
+    extra: StatusFields | None = None,
+) -> Written | None:
+    """Write what one look at the engine found; the phase's Event and metric follow it."""
+    deleting = bool((resource.get("metadata") or {}).get("deletionTimestamp"))
+
+    def desired(current: Mapping[str, Any]) -> StatusFields:
+        # The verdict is taken at write time: an approval's window may close meanwhile.
+        approval = approval_view(ctx, engine, spec, index)
+        obs = Observation(
+            generation=engine.generation,
+            pod=pod,
+            engine=report,
+            poll_error=error,
+            mode=spec.mode.value,
+            deleting=deleting,
+            approval=approval.condition,
+            blocked=approval.blocked,
+            taken=ctx.taken.get(engine.uid),
+        )
+        return observed_status(obs, current, now_iso()) | (extra or {})
+
+    written = await _write(ctx, engine, desired, resource, observed_at)
+    _announce(resource, written)
+    if written is not None and not written.stale and written.phase is not None:
+        ctx.metrics.observe_phase(engine.namespace, engine.name, written.phase)
+    return written
+
+
+async def _invalid(
+    ctx: OperatorContext,
+    body: Mapping[str, Any],
+    engine: EngineRef,
+    exc: ConfigError,
+    *,
+    handled: bool,
+) -> None:
+    """The spec fails the model: Invalid, SpecValid=False, a Warning; nothing is created."""
+    message = "; ".join(exc.problems)
+
+    def desired(current: Mapping[str, Any]) -> StatusFields:
+        spec_valid = Condition(
+            type=ConditionType.SPEC_VALID,
+            status=ConditionStatus.FALSE,
+            reason=reasons.INVALID_SPEC,
+            message=message[:32768],
+            last_transition_time=now_iso(),
+            observed_generation=engine.generation,
+        )
+        # Only SpecValid describes an engine whose spec is refused.
+        stored = [
+            Condition.model_validate(c)
+            for c in current.get("conditions") or []
+            if c.get("type") == ConditionType.SPEC_VALID.value
+        ]
+        fields: StatusFields = {
+            "phase": Phase.INVALID.value,
+            "message": truncate_message(message),
+            "observedGeneration": engine.generation,
+            "conditions": [
+                c.model_dump(mode="json", by_alias=True, exclude_none=True)
+                for c in set_condition(stored, spec_valid)
+            ],
+        }
+        return fields | (handled_fields(body) if handled else {})
+
+    await _write(ctx, engine, desired, body)
+    events.warning(body, reasons.INVALID_SPEC, truncate_message(message))
+    ctx.metrics.observe_phase(engine.namespace, engine.name, Phase.INVALID)
+
+
+async def _name_taken(
+    ctx: OperatorContext,
+    body: Mapping[str, Any],
+    engine: EngineRef,
+    spec: TradingEngineSpec,
+    index: ApprovalIndex | None,
+    outcome: Outcome,
+    *,
+    handled: bool,
+) -> None:
+    """Mark the engine: Failed, Ready=False NameTaken, and a Warning Event when it changes."""
+    message = taken_message(outcome.taken)
+    if ctx.taken.get(engine.uid) != message:
+        events.warning(body, reasons.NAME_TAKEN, truncate_message(message))
+    ctx.taken[engine.uid] = message
+    extra: StatusFields = {"observedGeneration": engine.generation}
+    if handled:
+        extra |= handled_fields(body)
+    await _write_observation(ctx, body, engine, spec, index, MISSING, None, None, extra=extra)
+
+
+# -- the engine's children ---------------------------------------------------------
 
 
 def _api_message(exc: ApiException) -> str:
@@ -211,225 +277,216 @@ def _api_message(exc: ApiException) -> str:
     return truncate_message(f"the API server refused the operator: {message}")
 
 
-def reconcile_children(
-    body: kopf.Body, meta: kopf.Meta, patch: kopf.Patch, memo: kopf.Memo, **_: Any
-) -> None:
-    """Create or replace the engine's children for the current spec generation."""
-    runtime: Runtime = memo["runtime"]
-    runtime.metrics.reconciles.labels(handler="reconcile").inc()
-    spec = _parse(body, patch, runtime)
-    if spec is None:
-        return  # nothing is created for an invalid spec; a new generation retries
-    engine = _ref(meta)
-    gate = None
-    if spec.mode is Mode.LIVE and runtime.approvals is not None:
-        gate = runtime.approvals.gate(engine, spec)
-    try:
-        outcome = ensure_children(runtime.cluster, engine, spec, runtime.settings.image, gate)
-    except ApiException as exc:
-        runtime.metrics.errors.labels(handler="reconcile").inc()
-        if exc.status == 403:
-            # RBAC refused a call: the user must see it on the engine, not only in
-            # the operator's log (kopf retries the handler meanwhile).
-            kopf.warn(body, reason=FORBIDDEN, message=_api_message(exc))
-        raise
-    except Exception:
-        runtime.metrics.errors.labels(handler="reconcile").inc()
-        raise
-    status = body.get("status") or {}
-    if outcome.taken:
-        approval = _approval_view(runtime, engine, spec)
-        _name_taken(body, patch, runtime, engine, taken_message(outcome.taken), approval)
-        return  # no retry loop: the poll looks again, and heals once the name is free
-    runtime.taken.pop(engine.uid, None)
-    for reason, message in outcome.events:
-        kopf.info(body, reason=reason, message=message)
-    for reason, message in outcome.warnings:
-        kopf.warn(body, reason=reason, message=message)
-    if outcome.replaced is not None:
-        runtime.metrics.pods_replaced.labels(reason=_replaced_reason(outcome.replaced)).inc()
-    if outcome.waiting is not None:
-        raise kopf.TemporaryError(outcome.waiting, delay=1)
-    if status.get("observedGeneration") != engine.generation:
-        patch.status["observedGeneration"] = engine.generation
-    if outcome.blocked is not None:
-        # No pod until an approval is valid; the approval enforcement starts it then.
-        if cluster_pod_missing(runtime, engine):
-            patch.status["phase"] = Phase.PENDING.value
-            patch.status["message"] = truncate_message(outcome.blocked)
-        return
-    if status.get("phase") in (None, Phase.INVALID.value, Phase.PENDING.value):
-        patch.status["phase"] = Phase.STARTING.value
-        patch.status["message"] = "the engine pod is starting"
-
-
 def _replaced_reason(failure: str) -> str:
     """The metric's label: the pod's status reason (Evicted, NodeLost...) or its phase."""
     phase, _, detail = failure.partition(": ")
     return detail if detail.isalnum() and len(detail) <= 64 else phase
 
 
-def _name_taken(
-    body: kopf.Body,
-    patch: kopf.Patch,
-    runtime: Runtime,
+async def make_children(
+    ctx: OperatorContext,
+    body: Mapping[str, Any],
     engine: EngineRef,
-    message: str,
+    spec: TradingEngineSpec,
     approval: ApprovalView,
-) -> None:
-    """Mark the engine: Failed, Ready=False NameTaken, and a Warning Event when it changes."""
-    if runtime.taken.get(engine.uid) != message:
-        kopf.warn(body, reason="NameTaken", message=truncate_message(message))
-    runtime.taken[engine.uid] = message
-    status = dict(body.get("status") or {})
-    _write_status(
-        body,
-        patch.status,
-        runtime,
-        engine,
-        PodView(exists=False),
-        None,
-        None,
-        str((body.get("spec") or {}).get("mode", "paper")),
-        approval,  # a live engine keeps its LiveApproved condition
-    )
-    if status.get("observedGeneration") != engine.generation:
-        patch.status["observedGeneration"] = engine.generation
-
-
-def cluster_pod_missing(runtime: Runtime, engine: EngineRef) -> bool:
-    pod = runtime.cluster.get("pods", engine.namespace, engine.pod_name)
-    return pod is None or not owned_by(pod, engine)
-
-
-def _is_ready(status: dict[str, Any]) -> bool:
-    """A `Ready` condition with status True (pods and TradingEngines alike)."""
-    return any(
-        c.get("type") == "Ready" and c.get("status") == "True"
-        for c in status.get("conditions") or []
-    )
-
-
-def _pod_view(
-    pod: dict[str, Any] | None, revision: str | None, engine: EngineRef
-) -> tuple[PodView, str | None]:
-    """The pod as the status logic sees it, and its IP if it runs this spec revision.
-
-    With `revision` None any pod of the engine counts (deletion halts whatever runs).
-    A pod of that name that the engine does not own is not its pod: never polled,
-    never sent its token.
-    """
-    if pod is None or not owned_by(pod, engine):
-        return PodView(exists=False), None
-    annotations = pod["metadata"].get("annotations") or {}
-    status = pod.get("status") or {}
-    statuses = status.get("containerStatuses") or [{}]
-    waiting = (statuses[0].get("state") or {}).get("waiting") or {}
-    ready = _is_ready(status)
-    current = revision is None or annotations.get(ANNOTATION_REVISION) == revision
-    view = PodView(
-        exists=current,
-        phase=str(status.get("phase") or ""),
-        failure=failure_reason(pod) or "",
-        ready=ready and current,
-        restarts=int(statuses[0].get("restartCount") or 0),
-        waiting_reason=str(waiting.get("reason") or ""),
-    )
-    return view, status.get("podIP") if current else None
-
-
-async def _token(runtime: Runtime, engine: EngineRef) -> str:
-    token = runtime.tokens.get(engine.uid)
-    if token is None:
-        secret = await asyncio.to_thread(
-            runtime.cluster.get, "secrets", engine.namespace, engine.secret_name
+) -> Outcome:
+    """Create or replace the engine's children for the spec; Events and metrics for what
+    was done. Raises kopf.TemporaryError while an old pod terminates."""
+    try:
+        outcome = await asyncio.to_thread(
+            ensure_children,
+            ctx.cluster,
+            engine,
+            spec,
+            ctx.settings.image,
+            _pod_approval(ctx, approval),
         )
-        if secret is None or not owned_by(secret, engine):
-            raise EngineUnreachable("the engine's control Secret does not exist yet")
-        token = base64.b64decode(secret["data"][CONTROL_TOKEN_KEY]).decode()
-        runtime.tokens[engine.uid] = token
-    return token
+    except ApiException as exc:
+        ctx.metrics.errors.labels(handler="reconcile").inc()
+        if exc.status == 403:
+            # RBAC refused a call: the user must see it on the engine, not only in
+            # the operator's log (kopf retries the handler meanwhile).
+            events.warning(body, reasons.FORBIDDEN, _api_message(exc))
+        raise
+    except Exception:
+        ctx.metrics.errors.labels(handler="reconcile").inc()
+        raise
+    if outcome.taken:
+        return outcome
+    ctx.taken.pop(engine.uid, None)
+    for reason, message in outcome.events:
+        events.normal(body, reason, message)
+    for reason, message in outcome.warnings:
+        events.warning(body, reason, message)
+    if outcome.replaced is not None:
+        ctx.metrics.pods_replaced.labels(reason=_replaced_reason(outcome.replaced)).inc()
+    if outcome.waiting is not None:
+        raise kopf.TemporaryError(outcome.waiting, delay=1)
+    return outcome
 
 
-async def _send(runtime: Runtime, engine: EngineRef, base: str, command: Command) -> dict[str, Any]:
-    """POST /control with the engine's token; a refused token is re-read once.
-
-    The token is cached per engine; after a rotation (a new Secret, a new pod)
-    the engine refuses the old one, so the cache is dropped and the Secret read
-    again rather than failing every command until the operator restarts.
-    """
-    try:
-        return await runtime.client.control(base, await _token(runtime, engine), command)
-    except Unauthorized:
-        runtime.tokens.pop(engine.uid, None)
-        return await runtime.client.control(base, await _token(runtime, engine), command)
+async def _pod(ctx: OperatorContext, engine: EngineRef) -> dict[str, Any] | None:
+    return await asyncio.to_thread(ctx.cluster.get, "pods", engine.namespace, engine.pod_name)
 
 
-async def _fetch_status(runtime: Runtime, ip: str) -> tuple[dict[str, Any] | None, str | None]:
-    """GET /status of the engine at `ip`, timed into the poll metrics."""
-    started = time.perf_counter()
-    try:
-        return await runtime.client.status(f"http://{ip}:{runtime.settings.engine_port}"), None
-    except EngineUnreachable as exc:
-        runtime.metrics.poll_failures.inc()
-        return None, str(exc)
-    finally:
-        runtime.metrics.poll_seconds.observe(time.perf_counter() - started)
+async def _watched_pod(
+    ctx: OperatorContext, engine: EngineRef, pods: PodIndex | None
+) -> Mapping[str, Any] | None:
+    """The engine's pod from kopf's index of the watched pods (no API call), or read."""
+    if pods is None:
+        return await _pod(ctx, engine)
+    return indexed_pod(pods, engine.namespace, engine.pod_name)
 
 
-def _desired_command(spec: dict[str, Any], engine: dict[str, Any]) -> Command | None:
+# -- steering pause and halt -------------------------------------------------------
+
+
+def desired_command(spec: TradingEngineSpec, engine: EngineReport) -> Command | None:
     """The control command that brings the engine to what the spec asks, if any.
 
     Never `reset-halt`: a halt (a risk limit, drift, a lost approval) is lifted
-    only by a user's explicit spec.halt true -> false (`halt_changed`), never by
+    only by a user's explicit spec.halt true -> false (`reconcile`), never by
     this automatic reconciliation; and `resume` only unpauses.
     """
-    halted = engine.get("risk_state") == "HALTED"
-    if spec.get("halt") and not halted:
+    if spec.halt and not engine.halted:
         return "halt"
-    if spec.get("paused") and not engine.get("paused"):
+    if spec.paused and not engine.paused:
         return "pause"
-    if not spec.get("paused") and engine.get("paused"):
+    if not spec.paused and engine.paused:
         return "resume"
     return None
 
 
-@counted("poll")
-async def poll_engine(
+async def _steer(
+    ctx: OperatorContext,
+    body: Mapping[str, Any],
+    engine: EngineRef,
+    revision: str,
+    spec: TradingEngineSpec,
+    approval: ApprovalView,
+    *,
+    reset: bool,
+) -> None:
+    """Tell the running engine the spec's pause/halt now, not at the next poll."""
+    if not approval.approved:
+        return  # no resume (nor anything else) for a live engine without a valid approval
+    pod, ip = pod_view(await _pod(ctx, engine), revision, engine)
+    if ip is None or not pod.ready:
+        return  # a new engine reads paused/halt from its config; the timer re-asserts them
+    try:
+        report = await ctx.engines.report(ip)
+        command = desired_command(spec, report)
+        if command is None and reset and report.risk_state in ("HALTED", "REDUCING"):
+            command = "reset-halt"  # the user set spec.halt true -> false: lift the halt
+        if command is None:
+            return
+        try:
+            await ctx.engines.send(engine, ip, command)
+        except CommandRefused:
+            if command != "reset-halt":
+                raise
+            # An engine image from before reset-halt (pods outlive an operator
+            # upgrade): there `resume` is what lifts a halt, and the user asked
+            # for exactly that.
+            command = "resume"
+            await ctx.engines.send(engine, ip, command)
+        events.normal(body, command.capitalize(), f"engine told to {command}")
+    except EngineUnreachable as exc:
+        raise kopf.TemporaryError(f"could not reach the engine: {exc}", delay=2) from None
+
+
+def _control_changed(old: Any, new: Any) -> bool:
+    before, after = dict(old or {}), dict(new or {})
+    return any(bool(before.get(k)) != bool(after.get(k)) for k in ("paused", "halt"))
+
+
+# -- handlers ----------------------------------------------------------------------
+
+
+async def reconcile(
     body: kopf.Body,
     meta: kopf.Meta,
     spec: kopf.Spec,
-    patch: kopf.Patch,
     memo: kopf.Memo,
-    logger: kopf.Logger,
-    **_: Any,
+    reason: str | None = None,
+    old: Any = None,
+    new: Any = None,
+    **kwargs: Any,
+) -> None:
+    """Create or replace the engine's children for the spec's generation; steer pause/halt."""
+    ctx: OperatorContext = memo[CONTEXT]
+    ctx.metrics.reconciles.labels(handler="reconcile").inc()
+    engine = engine_ref(meta)
+    index: ApprovalIndex | None = kwargs.get(INDEX)
+    try:
+        revision, model = ctx.parsed(meta, spec)
+    except ConfigError as exc:
+        await _invalid(ctx, body, engine, exc, handled=True)
+        return  # nothing is created for an invalid spec; a new generation retries
+    approval = approval_view(ctx, engine, model, index)
+    outcome = await make_children(ctx, body, engine, model, approval)
+    if outcome.taken:
+        await _name_taken(ctx, body, engine, model, index, outcome, handled=True)
+        return  # no retry loop: the poll looks again, and heals once the name is free
+    unsteered: kopf.TemporaryError | None = None
+    if reason == "update" and _control_changed(old, new):
+        reset = bool(dict(old or {}).get("halt")) and not bool(dict(new or {}).get("halt"))
+        ctx.metrics.reconciles.labels(handler="control").inc()
+        try:
+            await _steer(ctx, body, engine, revision, model, approval, reset=reset)
+        except kopf.TemporaryError as exc:
+            ctx.metrics.errors.labels(handler="control").inc()
+            unsteered = exc  # the status is written; the spec is handled once it is told
+    pod_missing = False
+    if outcome.blocked is not None:
+        pod = await _pod(ctx, engine)
+        pod_missing = pod is None or not owned_by(pod, engine)
+
+    def desired(current: Mapping[str, Any]) -> StatusFields:
+        fields: StatusFields = {"observedGeneration": engine.generation}
+        if outcome.blocked is not None:
+            # No pod until an approval is valid; the approval enforcement starts it then.
+            if pod_missing:
+                fields["phase"] = Phase.PENDING.value
+                fields["message"] = truncate_message(outcome.blocked)
+        elif current.get("phase") in (None, Phase.INVALID.value, Phase.PENDING.value):
+            fields["phase"] = Phase.STARTING.value
+            fields["message"] = "the engine pod is starting"
+        if unsteered is None:
+            fields |= handled_fields(body)
+        return fields
+
+    await _write(ctx, engine, desired, body)
+    if unsteered is not None:
+        raise unsteered
+
+
+@counted("poll")
+async def poll_engine(
+    body: kopf.Body, meta: kopf.Meta, spec: kopf.Spec, memo: kopf.Memo, **kwargs: Any
 ) -> None:
     """Observe the engine, write its status, and steer pause/halt toward the spec."""
-    runtime: Runtime = memo["runtime"]
-    if runtime.stopping:
+    ctx: OperatorContext = memo[CONTEXT]
+    if ctx.stopping:
         return
-    status = dict(body.get("status") or {})
+    status = body.get("status") or {}
     if status.get("phase") == Phase.INVALID.value and status.get("observedGeneration") == meta.get(
         "generation"
     ):
         return
-    engine = _ref(meta)
+    engine = engine_ref(meta)
+    index: ApprovalIndex | None = kwargs.get(INDEX)
     try:
-        revision, model = _parsed(runtime, meta, spec)
+        revision, model = ctx.parsed(meta, spec)
     except ConfigError as exc:
-        _invalid(body, patch, exc, engine.generation, runtime)
+        await _invalid(ctx, body, engine, exc, handled=False)
         return
-    approval = _approval_view(runtime, engine, model)
-    pod, ip = _pod_view(
-        await asyncio.to_thread(runtime.cluster.get, "pods", engine.namespace, engine.pod_name),
-        revision,
-        engine,
-    )
+    observed_at = time.monotonic()
+    approval = approval_view(ctx, engine, model, index)
+    pod, ip = pod_view(await _watched_pod(ctx, engine, kwargs.get(POD_INDEX)), revision, engine)
     if not pod.exists and "observedGeneration" not in status:
-        # The create handler has not finished yet (it may be waiting for a thread):
-        # nothing to report. Until it finishes, kopf hands this timer the body as it
-        # was before that handler, so a status written now would be written again,
-        # with another Pending Event, on every poll (7 per engine at N=300).
+        # The create handler has not finished yet: nothing to report (a status
+        # written now would race the one it writes).
         return
     if (
         (not pod.exists or pod.failure)
@@ -439,97 +496,30 @@ async def poll_engine(
         # The pod vanished (deleted by hand, node lost) or failed (evicted): heal at
         # once. A live engine without a valid approval gets no pod: its approval
         # enforcement starts it.
-        await asyncio.to_thread(reconcile_children, body=body, meta=meta, patch=patch, memo=memo)
-        if engine.uid in runtime.taken:
+        ctx.metrics.reconciles.labels(handler="reconcile").inc()
+        outcome = await make_children(ctx, body, engine, model, approval)
+        if outcome.taken:
+            await _name_taken(ctx, body, engine, model, index, outcome, handled=False)
             return  # the status says why no pod: nothing more to observe
-    report: dict[str, Any] | None = None
+    report: EngineReport | None = None
     error: str | None = None
     if ip is not None and pod.ready:
-        report, error = await _fetch_status(runtime, ip)
-    if report is not None and approval.approved:
+        report, error = await ctx.engines.observe(ip)
+    if report is not None and ip is not None and approval.approved:
         # (without a valid approval the enforcement halts the engine; nothing resumes it)
-        command = _desired_command(dict(spec), report)
+        command = desired_command(model, report)
         if command is not None:
             try:
-                report = await _send(
-                    runtime, engine, f"http://{ip}:{runtime.settings.engine_port}", command
-                )
-                kopf.info(body, reason=command.capitalize(), message=f"engine told to {command}")
+                report = with_reply(report, await ctx.engines.send(engine, ip, command))
+                events.normal(body, command.capitalize(), f"engine told to {command}")
             except EngineUnreachable as exc:
                 error = f"control {command} failed: {exc}"
-    _write_status(
-        body,
-        patch.status,
-        runtime,
-        engine,
-        pod,
-        report,
-        error,
-        str(spec.get("mode", "paper")),
-        approval,
+    await _write_observation(
+        ctx, body, engine, model, index, pod, report, error, observed_at=observed_at
     )
 
 
-def _write_status(
-    body: Any,
-    status_patch: MutableMapping[str, Any],
-    runtime: Runtime,
-    engine: EngineRef,
-    pod: PodView,
-    report: dict[str, Any] | None,
-    error: str | None,
-    mode: str,
-    approval: ApprovalView | None = None,
-) -> None:
-    current = dict(body.get("status") or {})
-    obs = Observation(
-        generation=engine.generation,
-        pod=pod,
-        engine=report,
-        poll_error=error,
-        mode=mode,
-        deleting=bool(body["metadata"].get("deletionTimestamp")),
-        approval=approval.condition if approval is not None else None,
-        blocked=approval.blocked if approval is not None else None,
-        taken=runtime.taken.get(engine.uid),
-    )
-    phase, message = derive_phase(obs)
-    previous = [Condition.model_validate(c) for c in current.get("conditions") or []]
-    conditions = derive_conditions(obs, previous, now_iso())
-    desired: dict[str, Any] = {
-        "phase": phase.value,
-        "message": message,
-        "mode": mode,
-        "conditions": [
-            c.model_dump(mode="json", by_alias=True, exclude_none=True) for c in conditions
-        ],
-    }
-    if report is not None:
-        desired.update(
-            {
-                "equity": report.get("equity"),
-                "pnl": report.get("pnl"),
-                "maxDrawdown": (report.get("max_drawdown") or {}).get("amount")
-                if isinstance(report.get("max_drawdown"), dict)
-                else report.get("max_drawdown"),
-                "position": report.get("position"),
-                "openOrders": len(report.get("open_orders") or []),
-                "riskState": report.get("risk_state"),
-                "lastDataTime": report.get("last_data_time"),
-            }
-        )
-        reconcile = reconcile_status(report)
-        if reconcile is not None:
-            desired["reconcile"] = reconcile.model_dump(mode="json", exclude_none=True)
-    changed = {k: v for k, v in desired.items() if current.get(k) != v}
-    if changed:
-        status_patch.update(changed)
-        if "phase" in changed:
-            kopf.info(body, reason=phase.value, message=message)
-    runtime.metrics.observe_phase(engine.namespace, engine.name, phase)
-
-
-def _owning_engine(meta: dict[str, Any]) -> str | None:
+def _owning_engine(meta: Mapping[str, Any]) -> str | None:
     for owner in meta.get("ownerReferences") or []:
         if owner.get("kind") == "TradingEngine" and owner.get("controller"):
             return str(owner["name"])
@@ -538,7 +528,7 @@ def _owning_engine(meta: dict[str, Any]) -> str | None:
 
 @counted("pod")
 async def engine_pod_ready(
-    body: kopf.Body, meta: kopf.Meta, type: str | None, memo: kopf.Memo, **_: Any
+    body: kopf.Body, meta: kopf.Meta, type: str | None, memo: kopf.Memo, **kwargs: Any
 ) -> None:
     """An engine pod turned Ready: poll its engine now rather than at the next tick.
 
@@ -548,168 +538,91 @@ async def engine_pod_ready(
     """
     if type == "DELETED":
         return
-    name = _owning_engine(dict(meta))
-    if name is None or not _is_ready(body.get("status") or {}):
+    name = _owning_engine(meta)
+    if name is None or not is_ready(body.get("status") or {}):
         return
-    runtime: Runtime = memo["runtime"]
-    if runtime.stopping:
+    ctx: OperatorContext = memo[CONTEXT]
+    if ctx.stopping:
         return
+    observed_at = time.monotonic()
     namespace = str(meta["namespace"])
-    resource = await asyncio.to_thread(runtime.cluster.get_engine, namespace, name)
+    resource = await asyncio.to_thread(ctx.cluster.get_engine, namespace, name)
     if resource is None or resource["metadata"].get("deletionTimestamp"):
         return
     current = resource.get("status") or {}
-    if _is_ready(current) or current.get("phase") == Phase.INVALID.value:
+    if is_ready(current) or current.get("phase") == Phase.INVALID.value:
         return
-    spec = resource.get("spec") or {}
     try:
-        revision, model = _parsed(runtime, resource["metadata"], spec)
+        revision, model = ctx.parsed(resource["metadata"], resource.get("spec") or {})
     except ConfigError:
         return  # the reconcile handler reports it
-    engine = EngineRef(
-        name=name,
-        namespace=namespace,
-        uid=str(resource["metadata"]["uid"]),
-        generation=int(resource["metadata"].get("generation") or 1),
-    )
-    pod, ip = _pod_view(dict(body), revision, engine)
+    engine = engine_ref(resource["metadata"])
+    pod, ip = pod_view(body, revision, engine)
     if ip is None or not pod.ready:
         return  # a pod of an older spec revision (or of an engine gone meanwhile)
-    report, _unreachable = await _fetch_status(runtime, ip)
+    report, _unreachable = await ctx.engines.observe(ip)
     if report is None:
         return  # not answering yet: the timer keeps trying
-    changes: dict[str, Any] = {}
-    approval = _approval_view(runtime, engine, model)
-    _write_status(
-        resource, changes, runtime, engine, pod, report, None, spec.get("mode", "paper"), approval
+    await _write_observation(
+        ctx, resource, engine, model, kwargs.get(INDEX), pod, report, None, observed_at=observed_at
     )
-    if changes:
-        await asyncio.to_thread(runtime.cluster.patch_engine_status, namespace, name, changes)
-
-
-@counted("control")
-async def halt_changed(
-    body: kopf.Body,
-    meta: kopf.Meta,
-    spec: kopf.Spec,
-    memo: kopf.Memo,
-    old: Any = None,
-    new: Any = None,
-    **_: Any,
-) -> None:
-    """`spec.halt` changed. From true to false it is the user's explicit reset:
-    `reset-halt` (which lifts any halt, a risk limit's included); otherwise as
-    `control_changed`."""
-    await _steer(body, meta, spec, memo, reset=bool(old) and not bool(new))
-
-
-@counted("control")
-async def control_changed(
-    body: kopf.Body, meta: kopf.Meta, spec: kopf.Spec, memo: kopf.Memo, **_: Any
-) -> None:
-    """`spec.paused` changed: tell the engine now, not at the next poll (never a reset)."""
-    await _steer(body, meta, spec, memo, reset=False)
-
-
-async def _steer(
-    body: kopf.Body, meta: kopf.Meta, spec: kopf.Spec, memo: kopf.Memo, *, reset: bool
-) -> None:
-    runtime: Runtime = memo["runtime"]
-    engine = _ref(meta)
-    try:
-        revision, model = _parsed(runtime, meta, spec)
-    except ConfigError:
-        return  # the reconcile handler reports the invalid spec
-    if not _approval_view(runtime, engine, model).approved:
-        return  # no resume (nor anything else) for a live engine without a valid approval
-    pod, ip = _pod_view(
-        await asyncio.to_thread(runtime.cluster.get, "pods", engine.namespace, engine.pod_name),
-        revision,
-        engine,
-    )
-    if ip is None or not pod.ready:
-        return  # a new engine reads paused/halt from its config; the timer re-asserts them
-    base = f"http://{ip}:{runtime.settings.engine_port}"
-    try:
-        report = await runtime.client.status(base)
-        command = _desired_command(dict(spec), report)
-        if command is None and reset and report.get("risk_state") in ("HALTED", "REDUCING"):
-            command = "reset-halt"  # the user set spec.halt true -> false: lift the halt
-        if command is not None:
-            try:
-                await _send(runtime, engine, base, command)
-            except CommandRefused:
-                if command != "reset-halt":
-                    raise
-                # An engine image from before reset-halt (pods outlive an operator
-                # upgrade): there `resume` is what lifts a halt, and the user asked
-                # for exactly that.
-                command = "resume"
-                await _send(runtime, engine, base, command)
-            kopf.info(body, reason=command.capitalize(), message=f"engine told to {command}")
-    except EngineUnreachable as exc:
-        raise kopf.TemporaryError(f"could not reach the engine: {exc}", delay=2) from None
 
 
 @counted("delete")
-async def engine_deleted(
-    body: kopf.Body, meta: kopf.Meta, memo: kopf.Memo, logger: kopf.Logger, **_: Any
-) -> None:
+async def engine_deleted(body: kopf.Body, meta: kopf.Meta, memo: kopf.Memo, **_: Any) -> None:
     """Before the pod goes: halt the engine so it cancels open orders, and wait for that."""
-    runtime: Runtime = memo["runtime"]
-    engine = _ref(meta)
-    runtime.metrics.observe_phase(engine.namespace, engine.name, None)
-    runtime.taken.pop(engine.uid, None)
-    if runtime.approvals is not None:
-        runtime.approvals.request((engine.namespace, engine.name))  # its approvals: orphaned
-    pod, ip = _pod_view(
-        await asyncio.to_thread(runtime.cluster.get, "pods", engine.namespace, engine.pod_name),
-        None,
-        engine,
-    )
-    if ip is None or not pod.ready:
-        kopf.info(body, reason="Deleted", message="no running engine: nothing to cancel")
-        return
-    base = f"http://{ip}:{runtime.settings.engine_port}"
-    deadline = time.monotonic() + runtime.settings.delete_timeout
+    ctx: OperatorContext = memo[CONTEXT]
+    engine = engine_ref(meta)
+    ctx.metrics.observe_phase(engine.namespace, engine.name, None)
     try:
-        report = await _send(runtime, engine, base, "halt")
-        while (report.get("open_orders") or []) and time.monotonic() < deadline:
-            await asyncio.sleep(0.5)
-            report = await runtime.client.status(base)
-    except EngineUnreachable as exc:
-        kopf.warn(body, reason="DeleteUnconfirmed", message=f"could not halt the engine: {exc}")
+        await _halt_for_deletion(ctx, body, engine)
+    finally:
+        ctx.forget(engine)
+
+
+async def _halt_for_deletion(ctx: OperatorContext, body: kopf.Body, engine: EngineRef) -> None:
+    pod, ip = pod_view(await _pod(ctx, engine), None, engine)
+    if ip is None or not pod.ready:
+        events.normal(body, reasons.DELETED, "no running engine: nothing to cancel")
         return
-    left = len(report.get("open_orders") or [])
+    timeout = ctx.settings.delete_timeout
+    deadline = time.monotonic() + timeout
+    try:
+        left = (await ctx.engines.send(engine, ip, "halt")).open_orders
+        while left and time.monotonic() < deadline:
+            await asyncio.sleep(0.5)
+            left = len((await ctx.engines.report(ip)).open_orders)
+    except EngineUnreachable as exc:
+        events.warning(body, reasons.DELETE_UNCONFIRMED, f"could not halt the engine: {exc}")
+        return
     if left:
-        kopf.warn(
+        events.warning(
             body,
-            reason="DeleteUnconfirmed",
-            message=f"{left} open orders still open after {runtime.settings.delete_timeout:.0f}s",
+            reasons.DELETE_UNCONFIRMED,
+            f"{left} open orders still open after {timeout:.0f}s",
         )
     else:
-        kopf.info(body, reason="Deleted", message="engine halted with no open orders")
-    runtime.tokens.pop(engine.uid, None)
-    runtime.revisions.pop(engine.uid, None)
+        events.normal(body, reasons.DELETED, "engine halted with no open orders")
+
+
+def _index_pod(body: kopf.Body, **_: Any) -> dict[tuple[str, str], dict[str, Any]]:
+    return pod_index_entry(body)
 
 
 def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> None:
     resource = (GROUP, VERSION, ENGINES)
-    for decorator in (kopf.on.create, kopf.on.resume):
-        decorator(*resource, registry=registry, id="reconcile")(reconcile_children)
-    kopf.on.update(*resource, registry=registry, id="reconcile", field="spec")(reconcile_children)
-    # On update only: a new engine reads paused/halt from its config, and handlers
-    # that also ran on create would cost kopf a progress-annotation patch each.
-    kopf.on.update(*resource, registry=registry, field="spec.paused", id="control-spec.paused")(
-        control_changed
-    )
-    kopf.on.update(*resource, registry=registry, field="spec.halt", id="control-spec.halt")(
-        halt_changed
-    )
+    # One change handler: the spec's children and its pause/halt in one run, so kopf
+    # keeps no per-handler progress, and the spec handled is written with the status.
+    kopf.on.create(*resource, registry=registry, id="reconcile")(reconcile)
+    kopf.on.resume(*resource, registry=registry, id="reconcile")(reconcile)
+    kopf.on.update(*resource, registry=registry, id="reconcile", field="spec")(reconcile)
     # kopf.on.event keeps no state on the pods: watching them costs no writes.
     kopf.on.event("", "v1", "pods", registry=registry, labels={LABEL_COMPONENT: "engine"})(
         engine_pod_ready
     )
+    kopf.index(
+        "", "v1", "pods", registry=registry, id=POD_INDEX, labels={LABEL_COMPONENT: "engine"}
+    )(_index_pod)
     kopf.timer(
         *resource,
         registry=registry,

@@ -1,0 +1,128 @@
+"""`kubectl hean console`: the command center, a web console on loopback.
+
+`kubectl hean console --port PORT --no-browser` serves it on 127.0.0.1:PORT
+until interrupted, as the kubeconfig's user (the plugin's DeskClient): its
+first page lists every TradingEngine that user can list. `serve(client, ...)`
+is the same from Python; `console` is the click command the plugin runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import signal
+import sys
+import webbrowser
+from typing import Any
+
+import click
+
+from hean_desk.client import DeskClient
+from hean_desk.console.desk_source import DeskSource
+from hean_desk.console.server import make_app, run
+from hean_desk.console.source import ConsoleClient
+from hean_desk.errors import EXIT_FAILED, EXIT_USAGE, DeskError
+
+__all__ = ["ConsoleClient", "console", "make_app", "serve"]
+
+DEFAULT_PORT = 8765
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def serve(
+    client: DeskClient | ConsoleClient,
+    host: str = "127.0.0.1",
+    port: int = DEFAULT_PORT,
+    open_browser: bool = True,
+    *,
+    report_interval: float = 2.0,
+) -> None:
+    """Serve the console until interrupted (Ctrl-C or SIGTERM).
+
+    Only a loopback address is accepted: the console acts with the user's own
+    Kubernetes identity and has no login, so it must not be reachable by others.
+    """
+    if not _loopback(host):
+        raise DeskError(f"the console binds to a loopback address only, not {host}", EXIT_USAGE)
+    source: ConsoleClient = DeskSource(client) if isinstance(client, DeskClient) else client
+
+    def ready(url: str) -> None:
+        print(f"HEAN desk console on {url} (Ctrl-C stops it)", file=sys.stderr, flush=True)
+        if open_browser:
+            webbrowser.open(url)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        await run(
+            source, host=host, port=port, on_ready=ready, stop=stop, report_interval=report_interval
+        )
+
+    try:
+        asyncio.run(main())
+    except OSError as exc:  # the port is taken, or the address is not this machine's
+        raise DeskError(f"console: cannot listen on {host}:{port}: {exc.strerror}") from None
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=DEFAULT_PORT,
+    show_default=True,
+    help="The port on 127.0.0.1 (0: any free port).",
+)
+@click.option(
+    "--address",
+    default="127.0.0.1",
+    show_default=True,
+    help="A loopback address to listen on (nothing else is accepted).",
+)
+@click.option("--no-browser", is_flag=True, help="Do not open a browser.")
+@click.option(
+    "--refresh",
+    type=click.FloatRange(0.5, 60),
+    default=2.0,
+    show_default=True,
+    help="Seconds between reads of an open engine page's report and history.",
+)
+@click.option("--kubeconfig", help="The kubeconfig file (default: $KUBECONFIG, ~/.kube/config).")
+@click.option("--context", help="The kubeconfig context (default: the current one).")
+@click.pass_context
+def console(
+    ctx: click.Context,
+    port: int,
+    address: str,
+    no_browser: bool,
+    refresh: float,
+    kubeconfig: str | None,
+    context: str | None,
+) -> None:
+    """Serve the web console on loopback, as your kubeconfig's user, until Ctrl-C."""
+    if not _loopback(address):
+        click.echo(f"error: the console binds to a loopback address only, not {address}", err=True)
+        sys.exit(EXIT_USAGE)
+    parent: Any = ctx.obj  # the plugin's settings (its --kubeconfig/--context), if any
+    kubeconfig = kubeconfig or getattr(parent, "kubeconfig", None)
+    context = context or getattr(parent, "context", None)
+    try:
+        desk = DeskClient(kubeconfig, context)
+        try:
+            serve(
+                desk, host=address, port=port, open_browser=not no_browser, report_interval=refresh
+            )
+        finally:
+            desk.close()
+    except DeskError as exc:
+        click.echo(f"error: {exc.message}", err=True)
+        sys.exit(exc.exit_code or EXIT_FAILED)

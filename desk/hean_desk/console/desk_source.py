@@ -1,0 +1,134 @@
+"""The plugin's DeskClient as the console's client, plus the TradingEngine watch.
+
+The DeskClient returns typed views (EngineView, KubeEvent, ApprovalView); the
+console renders from the objects' own fields, so this adapter hands it the
+objects (EngineView.raw) and plain mappings. It adds what only the console
+needs: a Kubernetes watch of TradingEngines, with the same credentials.
+
+Scope: every namespace when the user may list TradingEngines cluster-wide,
+else the kubeconfig context's namespace (a user whose RBAC is one namespace
+still gets a console of that namespace rather than a refusal).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from kubernetes import client, watch
+
+from hean_contract.report import EngineReport
+from hean_desk.client import ENGINES, GROUP, VERSION, DeskClient
+from hean_desk.console.source import WatchEvent
+from hean_desk.errors import DeskError
+
+WATCH_SECONDS = 300  # the API server ends the watch after this; the console starts another
+
+
+class DeskSource:
+    """ConsoleClient over a DeskClient."""
+
+    def __init__(self, desk: DeskClient) -> None:
+        self.desk = desk
+        self._custom = client.CustomObjectsApi(desk.api)
+        self._scope: str | None = None  # None: all namespaces
+        self._scoped = False
+
+    def _namespace(self, asked: str | None) -> str | None:
+        return asked if asked is not None else self._scope
+
+    def list_engines(self, namespace: str | None = None) -> list[dict[str, Any]]:
+        if namespace is None and not self._scoped:
+            try:
+                return [view.raw for view in self.desk.list_engines(None)]
+            except DeskError as exc:
+                if not str(exc).startswith("forbidden"):
+                    raise
+                # no cluster-wide list: the context's namespace is what this user sees
+                self._scope, self._scoped = self.desk.default_namespace, True
+        return [view.raw for view in self.desk.list_engines(self._namespace(namespace))]
+
+    def get_engine(self, namespace: str, name: str) -> dict[str, Any]:
+        return self.desk.get_engine(namespace, name).raw
+
+    def engine_report(self, namespace: str, name: str) -> EngineReport:
+        return self.desk.engine_report(namespace, name)
+
+    def engine_history(
+        self,
+        namespace: str,
+        name: str,
+        what: str,
+        *,
+        since: str | None = None,
+        until: str | None = None,
+        limit: int | None = None,
+    ) -> list[dict[str, Any]]:
+        return self.desk.engine_history(
+            namespace, name, what, since=since, until=until, limit=limit
+        )
+
+    def patch_spec(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+        return self.desk.patch_spec(namespace, name, patch).raw
+
+    def events(self, namespace: str, name: str) -> list[dict[str, Any]]:
+        return [
+            {
+                "lastTimestamp": event.time,
+                "type": event.type,
+                "reason": event.reason,
+                "message": event.message,
+                "count": event.count,
+            }
+            for event in self.desk.events(namespace, name)
+        ]
+
+    def logs(self, namespace: str, name: str, tail: int = 200) -> str:
+        return self.desk.logs(namespace, name, tail)
+
+    def list_approvals(self, namespace: str | None = None) -> list[dict[str, Any]]:
+        where = self._namespace(namespace)
+        try:
+            views = self.desk.list_approvals(where)
+        except DeskError as exc:
+            if where is not None or not str(exc).startswith("forbidden"):
+                raise
+            views = self.desk.list_approvals(self.desk.default_namespace)
+        return [
+            {
+                "metadata": {"name": view.name, "namespace": view.namespace},
+                "spec": {
+                    "engineRef": {"name": view.engine},
+                    "notBefore": view.not_before,
+                    "expiresAt": view.expires_at,
+                    "signatures": [{"keyId": key} for key in view.signers],
+                },
+                "status": (
+                    {"valid": view.valid, "reason": view.reason, "message": view.message}
+                    if view.valid is not None
+                    else {}
+                ),
+            }
+            for view in views
+        ]
+
+    def watch_engines(self) -> Iterator[WatchEvent]:
+        """ADDED/MODIFIED/DELETED TradingEngines until the API server ends the watch."""
+        stream = watch.Watch()  # type: ignore[no-untyped-call]
+        if self._scope is None:
+            method: Any = self._custom.list_cluster_custom_object
+            args: tuple[str, ...] = (GROUP, VERSION, ENGINES)
+        else:
+            method = self._custom.list_namespaced_custom_object
+            args = (GROUP, VERSION, self._scope, ENGINES)
+        try:
+            events = stream.stream(  # type: ignore[no-untyped-call]
+                method, *args, timeout_seconds=WATCH_SECONDS
+            )
+            for event in events:
+                kind, obj = event.get("type"), event.get("object")
+                if kind == "ERROR" or not isinstance(obj, dict):
+                    return  # e.g. 410 Gone: the console lists and watches again
+                yield str(kind), obj
+        finally:
+            stream.stop()  # type: ignore[no-untyped-call]

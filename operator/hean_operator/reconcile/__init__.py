@@ -1,1 +1,0 @@
-"""Level-triggered reconcile logic, split by concern: children, status, deletion."""

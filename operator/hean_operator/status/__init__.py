@@ -1,0 +1,1 @@
+"""`TradingEngine.status`: derived from observations (pure), and written by one writer."""
