@@ -213,6 +213,98 @@ def replay(
         os._exit(0)
 
 
+@engine.command()
+@_config_option
+@click.option(
+    "--from", "start_ms", required=True, type=_Rfc3339(), help="First instant replayed (RFC 3339)."
+)
+@click.option(
+    "--to", "end_ms", required=True, type=_Rfc3339(), help="End of the range (RFC 3339, exclusive)."
+)
+@click.option(
+    "--data",
+    "data_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Candles or trades CSV (optionally .gz).",
+)
+@click.option(
+    "--fetch",
+    is_flag=True,
+    help="Instead of --data: candles of [--from, --to) through ccxt's fetch_ohlcv from the "
+    "config's exchange.",
+)
+@click.option(
+    "--cache-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="With --fetch: where fetched candles are kept and looked for.",
+)
+@click.option(
+    "--runs",
+    "runs_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="A JSON list of strategy parameter overrides, one per run (a sweep).",
+)
+@click.option(
+    "--index",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    envvar="JOB_COMPLETION_INDEX",
+    help="Which run of --runs (an Indexed Job's completion index).",
+)
+@click.option(
+    "--output-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Write INDEX.html (the report) and INDEX.json (the full summary) here.",
+)
+def backtest(
+    config_path: Path,
+    start_ms: int,
+    end_ms: int,
+    data_path: Path | None,
+    fetch: bool,
+    cache_dir: Path | None,
+    runs_path: Path | None,
+    index: int,
+    output_dir: Path | None,
+) -> None:
+    """One run of a Backtest: replay [--from, --to) and print its statistics as one JSON line.
+
+    The same line is the container's termination message (at most 4 KiB), where
+    the operator reads it; docs/backtests.md describes the Backtest resource.
+    """
+    import tempfile
+
+    from hean_engine.app.backtest import RunOptions, run_backtest
+    from hean_engine.app.exits import write_termination_message
+
+    if end_ms <= start_ms:
+        raise click.BadParameter("must be later than --from", param_hint="'--to'")
+    if (data_path is None) == (not fetch):
+        raise click.UsageError("give exactly one of --data and --fetch")
+    if cache_dir is not None and not fetch:
+        raise click.BadParameter("only with --fetch", param_hint="'--cache-dir'")
+    options = RunOptions(
+        config=config_path,
+        start_ms=start_ms,
+        end_ms=end_ms,
+        data=data_path,
+        runs=runs_path,
+        index=index,
+        cache_dir=cache_dir,
+        output_dir=output_dir,
+    )
+    with user_errors(), tempfile.TemporaryDirectory(prefix="hean-backtest-") as scratch:
+        summary = run_backtest(options, Path(scratch))
+    line = json.dumps(summary, separators=(",", ":"))
+    write_termination_message(line)
+    click.echo(line)
+    if _exit_when_done:  # as `replay`: the run is over, its output written
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
+
+
 def _write_report(path: Path, report: Any) -> None:
     from hean_engine.report.html import render_report
 

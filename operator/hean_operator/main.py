@@ -15,8 +15,10 @@ from kubernetes import config as kube_config
 from prometheus_client import start_http_server
 
 from hean_operator.approvals.trust import trust_state
+from hean_operator.builders.job import JobSettings
 from hean_operator.context import CONTEXT, OperatorContext
-from hean_operator.handlers import approvals, engines
+from hean_operator.handlers import approvals, backtests, engines
+from hean_operator.kube.backtests import KubernetesBacktests
 from hean_operator.kube.cluster import KubernetesCluster
 from hean_operator.kube.reporting import REPORTING_COMPONENT, reporting_instance
 from hean_operator.kube.trust import TrustFiles, TrustWatcher
@@ -82,6 +84,16 @@ def configure_kopf(
     settings.watching.server_timeout = 300
 
 
+def backtest_runtime(settings: OperatorSettings) -> backtests.BacktestRuntime:
+    """The Backtest handlers' client and settings: Jobs run the engine image's command."""
+    image = settings.image
+    return backtests.BacktestRuntime(
+        cluster=KubernetesBacktests(),
+        settings=settings,
+        job=JobSettings(command=image.command, pull_policy=image.pull_policy),
+    )
+
+
 def build_registry(settings: OperatorSettings, context: OperatorContext) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
 
@@ -96,6 +108,7 @@ def build_registry(settings: OperatorSettings, context: OperatorContext) -> kopf
         )
         await context.engines.open()
         memo[CONTEXT] = context
+        memo["backtests"] = backtest_runtime(context.settings)
         watcher = await _read_trust(context)
         if watcher is not None:
             memo["trust_watcher"] = watcher
@@ -117,6 +130,7 @@ def build_registry(settings: OperatorSettings, context: OperatorContext) -> kopf
 
     engines.register(registry, settings)
     approvals.register(registry)
+    backtests.register(registry)
     return registry
 
 

@@ -107,6 +107,15 @@ app.kubernetes.io/managed-by: hean-operator
 - apiGroups: ["hean.io"]
   resources: ["liveapprovals/status"]
   verbs: ["patch"]
+- apiGroups: ["batch"]
+  resources: ["jobs"]
+  verbs: ["get", "create", "list", "watch"]
+- apiGroups: ["hean.io"]
+  resources: ["backtests"]
+  verbs: ["get", "list", "watch", "patch"]
+- apiGroups: ["hean.io"]
+  resources: ["backtests/status"]
+  verbs: ["patch"]
 {{- end }}
 
 {{/*

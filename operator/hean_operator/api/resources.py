@@ -12,3 +12,4 @@ from hean_contract.spec import API_VERSION
 GROUP, VERSION = API_VERSION.split("/")
 ENGINES = "tradingengines"  # the plural of TradingEngine
 APPROVALS = "liveapprovals"  # the plural of LiveApproval
+BACKTESTS = "backtests"  # the plural of Backtest

@@ -8,6 +8,7 @@ from typing import Any
 
 import yaml
 
+from hean_operator.crds.backtest import build_backtest_crd
 from hean_operator.crds.liveapproval import build_liveapproval_crd
 from hean_operator.crds.tradingengine import build_tradingengine_crd
 
@@ -22,7 +23,11 @@ class _PlainDumper(yaml.SafeDumper):
         return True
 
 
-BUILDERS: list[Callable[[], dict[str, Any]]] = [build_tradingengine_crd, build_liveapproval_crd]
+BUILDERS: list[Callable[[], dict[str, Any]]] = [
+    build_tradingengine_crd,
+    build_liveapproval_crd,
+    build_backtest_crd,
+]
 
 
 def render_crds() -> dict[str, str]:

@@ -14,7 +14,7 @@ from typing import Any, Protocol, cast
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from hean_operator.api.resources import APPROVALS, ENGINES, GROUP, VERSION
+from hean_operator.api.resources import APPROVALS, BACKTESTS, ENGINES, GROUP, VERSION
 
 # Kinds the operator manages, and the verbs it uses on each (docs/operator.md
 # and the chart's RBAC are kept in step with this table).
@@ -39,6 +39,11 @@ VERBS: dict[str, tuple[str, ...]] = {
     f"{APPROVALS}/status": ("patch",),
     # Events, through kopf's poster (kopf.info/kopf.warn), the operator's name on them.
     "events": ("create",),
+    # Backtests (kube/backtests.py): each runs as a Job, watched (list/watch) so
+    # that status follows it; its pods (listed above) carry the runs' summaries.
+    "jobs": ("get", "create", "list", "watch"),
+    BACKTESTS: ("get",),
+    f"{BACKTESTS}/status": ("patch",),
 }
 
 # The trust ConfigMap: one object in the operator's own namespace, read with a

@@ -142,7 +142,14 @@ NEVER: list[tuple[str, str, tuple[str, ...]]] = [
     ("bind", "clusterroles.rbac.authorization.k8s.io", ()),
     ("escalate", "roles.rbac.authorization.k8s.io", ()),
     ("create", "deployments.apps", ()),
-    ("create", "jobs.batch", ()),
+    # Backtests' Jobs are created, read and watched, never changed or deleted
+    # (the garbage collector deletes them with their Backtest)
+    ("update", "jobs.batch", ()),
+    ("patch", "jobs.batch", ()),
+    ("delete", "jobs.batch", ()),
+    ("create", "cronjobs.batch", ()),
+    ("create", "backtests.hean.io", ()),
+    ("delete", "backtests.hean.io", ()),
     ("delete", "events", ()),
     ("create", "events.events.k8s.io", ()),
 ]

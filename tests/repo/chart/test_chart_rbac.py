@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 from chart_support import NAMESPACE, SCENARIOS, Helm, HelmError, objects_of, watched
 
-from hean_operator.api.resources import APPROVALS, ENGINES, GROUP
+from hean_operator.api.resources import APPROVALS, BACKTESTS, ENGINES, GROUP
 from hean_operator.kube.cluster import TRUST_VERBS, VERBS
 
 Rendered = Callable[[str], list[dict[str, Any]]]
@@ -45,12 +45,19 @@ API_GROUPS = {
     f"{ENGINES}/status": GROUP,
     APPROVALS: GROUP,
     f"{APPROVALS}/status": GROUP,
+    "jobs": "batch",
+    BACKTESTS: GROUP,
+    f"{BACKTESTS}/status": GROUP,
     "customresourcedefinitions": "apiextensions.k8s.io",
 }
 
 KOPF_NAMESPACED: dict[str, tuple[str, ...]] = {
     ENGINES: ("list", "watch", "patch"),
     f"{ENGINES}/status": ("patch",),
+    # Backtests as engines; their Jobs are only watched (kopf.on.event: list + watch)
+    BACKTESTS: ("list", "watch", "patch"),
+    f"{BACKTESTS}/status": ("patch",),
+    "jobs": ("list", "watch"),
     "events": ("create",),
 }
 KOPF_CRD_SCANNING: dict[str, tuple[str, ...]] = {"customresourcedefinitions": ("list", "watch")}

@@ -70,6 +70,7 @@ RULES: list[Rule] = [
         "index; the tests install the package into throwaway directories",
     ),
     Rule(rf"{_HEAN} engine replay .*", "local", "replays the shared recorded data"),
+    Rule(rf"{_HEAN} engine backtest .*", "local", "one Backtest run over the shared data"),
     Rule(
         r"helm (lint charts/hean|template hean charts/hean)( .*)?",
         "helm",

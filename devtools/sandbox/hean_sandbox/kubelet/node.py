@@ -19,7 +19,10 @@ a client certificate, limited by the Node authorizer and NodeRestriction):
   listen on the same port, as in a cluster: from `pod_network` when the
   sandbox could make that range local (podnet.py; the API server's pod proxy
   reaches only such addresses), else a loopback one (127.B.x.y);
-- writes the pod's volumes into a directory per pod: ConfigMap, Secret,
+- mounts hostPath volumes, and PersistentVolumeClaims bound to a hostPath or
+  local PersistentVolume, as those directories of this machine (a Backtest's
+  recorded data, candle cache and reports live there);
+- writes the pod's other volumes into a directory per pod: ConfigMap, Secret,
   emptyDir, downwardAPI and projected volumes, the projected service-account
   token requested through the TokenRequest API and bound to the pod (so a pod
   talks to the API server as its ServiceAccount) and renewed at 80% of its
@@ -705,10 +708,9 @@ class Node:
         claim over time, so its files outlive each pod."""
         volumes: dict[str, Path] = {}
         for volume in run.spec.get("volumes", []):
-            if "persistentVolumeClaim" in volume:
-                volumes[volume["name"]] = await self._claim_directory(
-                    run, volume["persistentVolumeClaim"]
-                )
+            local = await self._host_directory(run, volume)
+            if local is not None:
+                volumes[volume["name"]] = local
                 continue
             target = run.directory / "volumes" / volume["name"]
             target.mkdir(parents=True, exist_ok=True)
@@ -721,6 +723,19 @@ class Node:
             if mount["name"] in volumes:
                 mounts[mount["mountPath"]] = volumes[mount["name"]]
         return mounts
+
+    async def _host_directory(self, run: PodRun, volume: dict[str, Any]) -> Path | None:
+        """The machine's directory a hostPath volume, or a claim bound to a hostPath or
+        local PersistentVolume, names (the node is this machine); None for other volumes."""
+        if "hostPath" in volume:
+            path = Path(volume["hostPath"]["path"])
+            if volume["hostPath"].get("type") == "DirectoryOrCreate":
+                await asyncio.to_thread(path.mkdir, parents=True, exist_ok=True)
+            return path
+        claim = volume.get("persistentVolumeClaim")
+        if claim is None:
+            return None
+        return await self._claim_directory(run, claim)
 
     async def _claim_directory(self, run: PodRun, source: dict[str, Any]) -> Path:
         """The host directory of a bound claim's PersistentVolume (hostPath or local), as
