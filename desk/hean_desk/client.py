@@ -4,7 +4,8 @@ Everything goes through the Kubernetes API server as the user the kubeconfig
 names (client certificate, token, exec plugin: whatever kubectl would use),
 so RBAC decides what the desk may do and no new credential exists:
 
-- the objects: TradingEngines, LiveApprovals, Events, the engine pod's log;
+- the objects: TradingEngines, Backtests, LiveApprovals, Events, the engine
+  pod's log;
 - an engine's own API (`GET /status`, the history routes, `POST /test-order`)
   through the API server's pod proxy,
   `/api/v1/namespaces/NS/pods/NAME-engine:8080/proxy/PATH` (RBAC: `get` or
@@ -36,11 +37,12 @@ from urllib3.exceptions import HTTPError
 from hean_contract.report import EngineReport
 from hean_contract.spec import API_VERSION
 from hean_desk.errors import EXIT_USAGE, DeskError
-from hean_desk.views import HISTORY_KINDS, ApprovalView, EngineView, KubeEvent
+from hean_desk.views import HISTORY_KINDS, ApprovalView, BacktestView, EngineView, KubeEvent
 
 GROUP, VERSION = API_VERSION.split("/")
 ENGINES = "tradingengines"
 APPROVALS = "liveapprovals"
+BACKTESTS = "backtests"
 # The engine container's HTTP port (hean_operator.builders: CONTROL_PORT, named "http").
 # A pod proxy needs the number: the API server does not resolve port names for pods.
 ENGINE_PORT = 8080
@@ -125,6 +127,29 @@ class DeskClient:
             )
         updated = json.loads(text)
         return EngineView.from_object(cast(dict[str, Any], updated))
+
+    # -- Backtests ------------------------------------------------------------------------
+
+    def list_backtests(self, namespace: str | None) -> list[BacktestView]:
+        """The Backtests in `namespace` (None: every namespace the user may list), by name."""
+        where = namespace or "all namespaces"
+        with _translated("list", "backtests.hean.io", where):
+            if namespace is None:
+                found = self._custom.list_cluster_custom_object(GROUP, VERSION, BACKTESTS)
+            else:
+                found = self._custom.list_namespaced_custom_object(
+                    GROUP, VERSION, namespace, BACKTESTS
+                )
+        items = cast(dict[str, Any], found).get("items") or []
+        views = [BacktestView.from_object(item) for item in items]
+        return sorted(views, key=lambda v: (v.namespace, v.name))
+
+    def get_backtest(self, namespace: str, name: str) -> BacktestView:
+        with _translated("get", "backtests.hean.io", namespace, missing=("Backtest", name)):
+            found = self._custom.get_namespaced_custom_object(
+                GROUP, VERSION, namespace, BACKTESTS, name
+            )
+        return BacktestView.from_object(cast(dict[str, Any], found))
 
     # -- the engine's own API, through the pod proxy ---------------------------------
 
@@ -347,9 +372,11 @@ class _translated:
         *,
         engine: str | None = None,
         needed: str | None = None,
+        missing: tuple[str, str] | None = None,
     ) -> None:
         self.verb, self.resource, self.namespace = verb, resource, namespace
         self.engine, self.needed = engine, needed
+        self.missing = missing  # (kind, name) of the object a 404 means is not there
 
     def __enter__(self) -> None:
         return None
@@ -365,6 +392,9 @@ class _translated:
 
     def _error(self, exc: ApiException) -> DeskError:
         message = _status_message(exc)
+        if exc.status == 404 and self.missing is not None:
+            kind, name = self.missing
+            return DeskError(f"no {kind} {name!r} in namespace {self.namespace!r}")
         if exc.status == 404 and self.engine is not None:
             what = "TradingEngine" if "tradingengines" in self.resource else self.resource
             return DeskError(

@@ -13,6 +13,7 @@ argument, named on stderr), a declined confirmation, a live engine given to
 from __future__ import annotations
 
 import importlib
+import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -27,7 +28,7 @@ import click
 from hean_contract.report import EngineReport
 from hean_desk import render
 from hean_desk.errors import EXIT_USAGE, DeskError
-from hean_desk.views import ApprovalView, EngineView, KubeEvent
+from hean_desk.views import ApprovalView, BacktestView, EngineView, KubeEvent
 
 LAST_FILLS = 5
 LAST_FILLS_WINDOW = timedelta(days=1)
@@ -56,6 +57,8 @@ class Desk(Protocol):
     def list_approvals(self, namespace: str | None) -> list[ApprovalView]: ...
     def create_approval(self, manifest: dict[str, Any]) -> ApprovalView: ...
     def test_order(self, namespace: str, name: str, side: str, quantity: str) -> dict[str, Any]: ...
+    def list_backtests(self, namespace: str | None) -> list[BacktestView]: ...
+    def get_backtest(self, namespace: str, name: str) -> BacktestView: ...
 
 
 def _default_factory(kubeconfig: str | None, context: str | None) -> Desk:
@@ -384,6 +387,52 @@ def pnl(
     with _user_errors():
         rows = _history(settings, engine, "equity", since, until, limit)
         _emit(settings, rows, lambda: render.pnl_text(rows))
+
+
+# -- backtests -----------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("name", required=False)
+@_common
+@click.pass_context
+def backtest(ctx: click.Context, /, name: str | None, **given: Any) -> None:
+    """The Backtests (NAME: one's summary, a sweep's ranking, and where its report is)."""
+    settings = _settings(ctx, **given)
+    with _user_errors():
+        desk = settings.desk
+        if name is not None:
+            _no_all_namespaces(settings, "backtest NAME")
+            _object_name(name, "NAME")
+            document = render.backtest_document(desk.get_backtest(settings.ns, name))
+            _emit(settings, document, lambda: render.backtest_text(document))
+            return
+        namespace = None if settings.all_namespaces else settings.ns
+        rows = [render.backtest_row(v) for v in desk.list_backtests(namespace)]
+        columns: tuple[tuple[str, str], ...] = render.BACKTEST_COLUMNS
+        if settings.all_namespaces:
+            columns = (("namespace", "NAMESPACE"), *columns)
+
+        def text() -> str:
+            if not rows:
+                where = "any namespace" if namespace is None else f"namespace {namespace}"
+                return f"No Backtests found in {where}.\n"
+            return render.table(rows, columns)
+
+        _emit(settings, rows, text)
+
+
+_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+
+
+def _object_name(text: str, what: str) -> None:
+    """A Kubernetes object's name (RFC 1123 subdomain), or a usage error naming `what`."""
+    if not _NAME.match(text):
+        raise DeskError(
+            f"{what}: {text!r} is not a Kubernetes object name (lower-case letters, digits, "
+            "'-' and '.', at most 253, starting and ending alphanumeric)",
+            EXIT_USAGE,
+        )
 
 
 # -- actions -------------------------------------------------------------------------

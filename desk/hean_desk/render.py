@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from hean_contract.report import EngineReport
-from hean_desk.views import ApprovalView, EngineView
+from hean_desk.views import ApprovalView, BacktestView, EngineView
 
 OUTPUTS = ("table", "json", "yaml")
 SPARKS = "▁▂▃▄▅▆▇█"
@@ -323,3 +323,149 @@ def positions_rows(snapshot: Mapping[str, Any]) -> list[dict[str, Any]]:
     """One row per currency of a positions snapshot (its balances)."""
     balances = snapshot.get("balances") or {}
     return [{"currency": c, "balance": v} for c, v in sorted(balances.items())]
+
+
+# -- backtests -------------------------------------------------------------------------
+
+# The Backtest CRD's printer columns, in its order (and NAME first).
+BACKTEST_COLUMNS = (
+    ("name", "NAME"),
+    ("strategy", "STRATEGY"),
+    ("market", "MARKET"),
+    ("from", "FROM"),
+    ("to", "TO"),
+    ("phase", "PHASE"),
+    ("totalReturnPct", "RETURN"),
+    ("maxDrawdownPct", "MAXDD"),
+    ("sharpe", "SHARPE"),
+    ("trades", "TRADES"),
+    ("age", "AGE"),
+)
+RANKING_STATS = ("totalReturnPct", "maxDrawdownPct", "sharpe", "trades")
+
+
+def backtest_row(view: BacktestView, now: datetime | None = None) -> dict[str, Any]:
+    """One Backtest at a glance: its printer columns, statistics as the status has them."""
+    stats = view.stats
+    return {
+        "namespace": view.namespace,
+        "name": view.name,
+        "strategy": view.strategy,
+        "market": view.market,
+        "from": view.start,
+        "to": view.end,
+        "phase": view.phase,
+        "totalReturnPct": stats.total_return_pct if stats else None,
+        "maxDrawdownPct": stats.max_drawdown_pct if stats else None,
+        "sharpe": stats.sharpe if stats else None,
+        "trades": stats.trades if stats else None,
+        "age": age(view.created, now),
+    }
+
+
+def backtest_document(view: BacktestView) -> dict[str, Any]:
+    """`kubectl hean backtest NAME -o json`: the summary, the ranking, where the report is."""
+    status = view.status
+    sweep = status.sweep if status else None
+    report = status.report if status else None
+    return {
+        "name": view.name,
+        "namespace": view.namespace,
+        "strategy": view.strategy,
+        "market": view.market,
+        "from": view.start,
+        "to": view.end,
+        "phase": view.phase,
+        "message": status.message if status else None,
+        "jobName": status.job_name if status else None,
+        "startTime": status.start_time if status else None,
+        "completionTime": status.completion_time if status else None,
+        "params": status.params if status and status.params is not None else None,
+        "stats": status.stats.model_dump(by_alias=True, exclude_none=True)
+        if status and status.stats
+        else None,
+        "report": report.model_dump(by_alias=True) if report else None,
+        "sweep": sweep.model_dump(mode="json", by_alias=True) if sweep else None,
+    }
+
+
+def report_location(report: Mapping[str, Any] | None) -> str | None:
+    """Where the HTML report is, said so that a person can fetch it."""
+    if not report:
+        return None
+    return (
+        f"{report['path']} on PersistentVolumeClaim {report['claimName']} "
+        "(the other runs' reports sit next to it, named by their index)"
+    )
+
+
+def backtest_text(doc: Mapping[str, Any]) -> str:
+    """One Backtest for a person: its range, phase, statistics and (a sweep's) ranking."""
+    out: list[str] = []
+
+    def field(label: str, value: Any) -> None:
+        out.append(f"{label + ':':<22}{_cell(value)}")
+
+    out.append(f"Backtest {doc['namespace']}/{doc['name']}")
+    field("Strategy", doc["strategy"])
+    field("Market", doc["market"])
+    field("Range", f"{doc['from']} .. {doc['to']}")
+    field("Phase", doc["phase"])
+    if doc.get("message"):
+        field("Message", doc["message"])
+    field("Job", doc["jobName"])
+    field("Started", doc["startTime"])
+    field("Completed", doc["completionTime"])
+    if doc.get("params"):
+        field("Params", _params(doc["params"]))
+    out.append("")
+    out.append("Statistics" + (" (the best run)" if doc.get("sweep") else ""))
+    stats = doc.get("stats") or {}
+    if stats:
+        for key, value in stats.items():
+            if key != "undefined":
+                field(f"  {key}", value)
+        if stats.get("undefined"):
+            field("  undefined", ", ".join(stats["undefined"]))
+    else:
+        out.append("  (none yet)")
+    sweep = doc.get("sweep")
+    if sweep:
+        out.append("")
+        out.append(
+            f"Sweep: {sweep['runs']} runs, {sweep['succeeded']} succeeded, "
+            f"{sweep['failed']} failed, {sweep['skipped']} skipped; ranked by {sweep['rankBy']}"
+        )
+        rows = ranking_rows(sweep)
+        columns: tuple[tuple[str, str], ...] = (
+            ("rank", "RANK"),
+            ("index", "RUN"),
+            ("params", "PARAMS"),
+            ("value", "VALUE"),
+            *((k, k.upper()) for k in RANKING_STATS),
+        )
+        out.append(table(rows, columns).rstrip() if rows else "  (no results yet)")
+    out.append("")
+    field("Report", report_location(doc.get("report")) or "none (the Backtest has no spec.output)")
+    return "\n".join(out) + "\n"
+
+
+def ranking_rows(sweep: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """A sweep's best runs, best first, with the statistics the list shows."""
+    rows = []
+    for rank, run in enumerate(sweep.get("top") or [], start=1):
+        stats = run.get("stats") or {}
+        rows.append(
+            {
+                "rank": rank,
+                "index": run.get("index"),
+                "params": _params(run.get("params") or {}),
+                "value": run.get("value"),
+                **{k: stats.get(k) for k in RANKING_STATS},
+            }
+        )
+    return rows
+
+
+def _params(params: Mapping[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in params.items())

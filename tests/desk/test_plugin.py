@@ -17,7 +17,7 @@ from cluster_support import engine_manifest
 from hean_contract.report import EngineReport
 from hean_desk import plugin, render
 from hean_desk.errors import DeskError
-from hean_desk.views import ApprovalView, EngineView, KubeEvent
+from hean_desk.views import ApprovalView, BacktestView, EngineView, KubeEvent
 from hean_engine.approval.payload import spec_hash
 from hean_engine.approval.sign import generate_key
 
@@ -129,6 +129,7 @@ class FakeDesk:
     patches: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     orders: list[tuple[str, str, str]] = field(default_factory=list)
     created: list[dict[str, Any]] = field(default_factory=list)
+    backtests: dict[str, dict[str, Any]] = field(default_factory=dict)
     forbid_patch: bool = False
     default_namespace: str = NS
 
@@ -184,6 +185,14 @@ class FakeDesk:
     def test_order(self, namespace: str, name: str, side: str, quantity: str) -> dict[str, Any]:
         self.orders.append((name, side, quantity))
         return {"order": {"id": "o-9", "side": side, "quantity": quantity}, "mode": "paper"}
+
+    def list_backtests(self, namespace: str | None) -> list[BacktestView]:
+        return [BacktestView.from_object(o) for o in self.backtests.values()]
+
+    def get_backtest(self, namespace: str, name: str) -> BacktestView:
+        if namespace != NS or name not in self.backtests:
+            raise DeskError(f"no Backtest {name!r} in namespace {namespace!r}")
+        return BacktestView.from_object(self.backtests[name])
 
 
 @pytest.fixture
@@ -335,3 +344,177 @@ def test_a_missing_console_says_so(desk: FakeDesk, monkeypatch: pytest.MonkeyPat
     result = run("console", "--port", "8000")
     assert result.exit_code == 2
     assert "hean_desk.console" in result.output and "Traceback" not in result.output
+
+
+def backtest_object(name: str, **status: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "hean.io/v1alpha1",
+        "kind": "Backtest",
+        "metadata": {"name": name, "namespace": NS, "creationTimestamp": "2026-01-01T00:00:00Z"},
+        "spec": {
+            "market": {"symbol": "BTC/USD", "timeframe": "1m"},
+            "strategy": {"name": "ema_cross", "params": {"fast": 5, "slow": 20}},
+            "from": "2018-01-01T00:00:00Z",
+            "to": "2018-02-01T00:00:00Z",
+        },
+        "status": status,
+    }
+
+
+STATS = {
+    "totalReturnPct": "-3.1400",
+    "maxDrawdownPct": "7.250",
+    "sharpe": "0.10",
+    "trades": 42,
+    "fees": "12.34567890",
+    "undefined": ["calmar"],
+    "someFutureStat": "1",  # a newer operator's: ignored, not a failure
+}
+SWEEP = {
+    "runs": 3,
+    "succeeded": 2,
+    "failed": 0,
+    "skipped": 1,
+    "rankBy": "sharpe",
+    "top": [
+        {"index": 2, "params": {"fast": 10, "slow": 50}, "value": "1.50", "stats": STATS},
+        {"index": 0, "params": {"fast": 5, "slow": 20}, "value": "0.10", "stats": {}},
+    ],
+}
+
+
+@pytest.fixture
+def backtests(desk: FakeDesk) -> FakeDesk:
+    desk.backtests = {
+        "one": backtest_object(
+            "one",
+            phase="Succeeded",
+            stats=STATS,
+            report={"claimName": "results", "path": "reports/desk/one/u1/0.html"},
+        ),
+        "sweep": backtest_object("sweep", phase="Running", stats=STATS, sweep=SWEEP),
+        "new": backtest_object("new"),
+    }
+    return desk
+
+
+def test_backtest_list_has_the_crds_columns_with_exact_figures(backtests: FakeDesk) -> None:
+    result = run("backtest", "-n", NS)
+    assert result.exit_code == 0, result.output
+    header, *rows = result.output.splitlines()
+    assert header.split() == [
+        "NAME", "STRATEGY", "MARKET", "FROM", "TO", "PHASE", "RETURN", "MAXDD", "SHARPE",
+        "TRADES", "AGE",
+    ]  # fmt: skip
+    first = rows[0].split()
+    assert first[:10] == [
+        "one", "ema_cross", "BTC/USD", "2018-01-01T00:00:00Z", "2018-02-01T00:00:00Z",
+        "Succeeded", "-3.1400", "7.250", "0.10", "42",
+    ]  # fmt: skip
+    assert rows[2].split()[5:10] == ["Pending", "-", "-", "-", "-"]
+    doc = json.loads(run("backtest", "-A", "-o", "json").output)
+    assert [(r["namespace"], r["name"]) for r in doc] == [(NS, "one"), (NS, "sweep"), (NS, "new")]
+    assert doc[0]["totalReturnPct"] == "-3.1400" and doc[0]["trades"] == 42
+    assert run("backtest", "-A").output.split()[0] == "NAMESPACE"
+
+
+def test_backtest_list_when_there_is_none(desk: FakeDesk) -> None:
+    result = run("backtest", "-n", NS)
+    assert (result.exit_code, result.output) == (0, f"No Backtests found in namespace {NS}.\n")
+
+
+def test_backtest_name_shows_the_summary_and_where_the_report_is(backtests: FakeDesk) -> None:
+    result = run("backtest", "one", "-n", NS)
+    assert result.exit_code == 0, result.output
+    text = result.output
+    assert "Backtest desk/one" in text
+    assert "Range:                2018-01-01T00:00:00Z .. 2018-02-01T00:00:00Z" in text
+    assert "  totalReturnPct:     -3.1400" in text and "  fees:               12.34567890" in text
+    assert "  undefined:          calmar" in text
+    assert "reports/desk/one/u1/0.html on PersistentVolumeClaim results" in text
+    assert "someFutureStat" not in text
+    doc = yaml.safe_load(run("backtest", "one", "-n", NS, "-o", "yaml").output)
+    assert doc["report"] == {"claimName": "results", "path": "reports/desk/one/u1/0.html"}
+    assert doc["stats"]["maxDrawdownPct"] == "7.250" and doc["sweep"] is None
+    pending = run("backtest", "new", "-n", NS).output
+    assert "(none yet)" in pending and "none (the Backtest has no spec.output)" in pending
+
+
+def test_backtest_of_a_sweep_shows_its_ranking_best_first(backtests: FakeDesk) -> None:
+    result = run("backtest", "sweep", "-n", NS)
+    assert result.exit_code == 0, result.output
+    assert "Statistics (the best run)" in result.output
+    assert "Sweep: 3 runs, 2 succeeded, 0 failed, 1 skipped; ranked by sharpe" in result.output
+    ranking = result.output.split("ranked by sharpe\n")[1].splitlines()
+    assert ranking[0].split()[:4] == ["RANK", "RUN", "PARAMS", "VALUE"]
+    assert ranking[1].split()[:6] == ["1", "2", "fast=10,", "slow=50", "1.50", "-3.1400"]
+    assert ranking[2].split()[:5] == ["2", "0", "fast=5,", "slow=20", "0.10"]
+    doc = json.loads(run("backtest", "sweep", "-n", NS, "-o", "json").output)
+    assert [r["index"] for r in doc["sweep"]["top"]] == [2, 0]
+    assert doc["sweep"]["top"][0]["stats"]["sharpe"] == "0.10"
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (("backtest", "Bad_Name"), "NAME"),
+        (("backtest", "one", "-A"), "-A"),
+        (("backtest", "-o", "csv"), "--output"),
+        (("backtest", "one", "two"), "unexpected extra argument"),
+    ],
+)
+def test_backtest_bad_input_exits_2(backtests: FakeDesk, args: tuple[str, ...], named: str) -> None:
+    result = run(*args)
+    assert result.exit_code == 2, result.output
+    assert named in result.output and "Traceback" not in result.output
+
+
+def test_an_unknown_backtest_exits_1_with_its_name(backtests: FakeDesk) -> None:
+    result = run("backtest", "nope", "-n", NS)
+    assert result.exit_code == 1
+    assert result.output == f"error: no Backtest 'nope' in namespace '{NS}'\n"
+
+
+class _RefusingApi:
+    """CustomObjectsApi that answers every call with one status, as the API server would."""
+
+    def __init__(self, status: int) -> None:
+        self.status = status
+
+    def _refuse(self, *args: Any) -> Any:
+        from kubernetes.client.exceptions import ApiException
+
+        error = ApiException(status=self.status, reason="Forbidden")
+        error.body = json.dumps({"message": f"backtests.hean.io is refused ({self.status})"})
+        raise error
+
+    list_cluster_custom_object = list_namespaced_custom_object = _refuse
+    get_namespaced_custom_object = _refuse
+
+
+def test_the_client_says_which_verb_rbac_refused_for_backtests() -> None:
+    from hean_desk.client import DeskClient
+
+    client = DeskClient.__new__(DeskClient)
+    client._custom = _RefusingApi(403)  # type: ignore[assignment]
+    with pytest.raises(DeskError, match=r"may not list backtests\.hean\.io in all namespaces"):
+        client.list_backtests(None)
+    with pytest.raises(DeskError, match=r"may not get backtests\.hean\.io in namespace 'desk'"):
+        client.get_backtest(NS, "one")
+    client._custom = _RefusingApi(404)  # type: ignore[assignment]
+    with pytest.raises(DeskError, match=r"^no Backtest 'one' in namespace 'desk'$"):
+        client.get_backtest(NS, "one")
+
+
+def test_the_client_reads_backtests_leniently_and_sorted() -> None:
+    from hean_desk.client import DeskClient
+
+    class Listing:
+        def list_namespaced_custom_object(self, *args: Any) -> dict[str, Any]:
+            assert args[-2:] == (NS, "backtests")
+            return {"items": [backtest_object("b", phase="Failed"), backtest_object("a")]}
+
+    client = DeskClient.__new__(DeskClient)
+    client._custom = Listing()  # type: ignore[assignment]
+    views = client.list_backtests(NS)
+    assert [(v.name, v.phase) for v in views] == [("a", "Pending"), ("b", "Failed")]
