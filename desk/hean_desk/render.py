@@ -417,7 +417,7 @@ def backtest_text(doc: Mapping[str, Any]) -> str:
     field("Started", doc["startTime"])
     field("Completed", doc["completionTime"])
     if doc.get("params"):
-        field("Params", _params(doc["params"]))
+        field("Params", params_text(doc["params"]))
     out.append("")
     out.append("Statistics" + (" (the best run)" if doc.get("sweep") else ""))
     stats = doc.get("stats") or {}
@@ -459,7 +459,7 @@ def ranking_rows(sweep: Mapping[str, Any]) -> list[dict[str, Any]]:
             {
                 "rank": rank,
                 "index": run.get("index"),
-                "params": _params(run.get("params") or {}),
+                "params": params_text(run.get("params") or {}),
                 "value": run.get("value"),
                 **{k: stats.get(k) for k in RANKING_STATS},
             }
@@ -467,5 +467,5 @@ def ranking_rows(sweep: Mapping[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def _params(params: Mapping[str, Any]) -> str:
+def params_text(params: Mapping[str, Any]) -> str:
     return ", ".join(f"{k}={v}" for k, v in params.items())

@@ -112,6 +112,19 @@ class DeskSource:
             for view in views
         ]
 
+    def list_backtests(self, namespace: str | None = None) -> list[dict[str, Any]]:
+        where = self._namespace(namespace)
+        try:
+            views = self.desk.list_backtests(where)
+        except DeskError as exc:
+            if where is not None or not str(exc).startswith("forbidden"):
+                raise
+            views = self.desk.list_backtests(self.desk.default_namespace)
+        return [view.raw for view in views]
+
+    def get_backtest(self, namespace: str, name: str) -> dict[str, Any]:
+        return self.desk.get_backtest(namespace, name).raw
+
     def watch_engines(self) -> Iterator[WatchEvent]:
         """ADDED/MODIFIED/DELETED TradingEngines until the API server ends the watch."""
         stream = watch.Watch()  # type: ignore[no-untyped-call]

@@ -211,6 +211,35 @@ async def approvals_page(request: web.Request) -> web.Response:
     return _html(views.page("LiveApprovals", body, csrf=console.csrf, kind="approvals"))
 
 
+async def backtests_page(request: web.Request) -> web.Response:
+    console = request.app[CONSOLE]
+    try:
+        backtests = await console.call(console.client.list_backtests)
+    except Exception as exc:
+        refusal = refusal_of(exc)
+        return _html(
+            views.refusal_page("Backtests", refusal.message, csrf=console.csrf, kind="backtests"),
+            refusal.status,
+        )
+    body = views.backtests_page(backtests, datetime.now(UTC))
+    return _html(views.page("Backtests", body, csrf=console.csrf, kind="backtests"))
+
+
+async def backtest_page(request: web.Request) -> web.Response:
+    console = request.app[CONSOLE]
+    namespace, name = request.match_info["namespace"], request.match_info["name"]
+    try:
+        backtest = await console.call(console.client.get_backtest, namespace, name)
+    except Exception as exc:
+        refusal = refusal_of(exc)
+        return _html(
+            views.refusal_page(name, refusal.message, csrf=console.csrf, kind="backtest"),
+            refusal.status,
+        )
+    body = views.backtest_page(backtest)
+    return _html(views.page(name, body, csrf=console.csrf, kind="backtest"))
+
+
 async def _attempt(console: Console, method: Callable[..., Any], *args: Any, **kw: Any) -> Any:
     """The call's result, or the Refusal it ended in (one panel's failure is that panel's)."""
     try:
@@ -465,6 +494,8 @@ def make_app(client: ConsoleClient, *, report_interval: float = 2.0) -> web.Appl
     app.router.add_get("/", overview_page)
     app.router.add_get("/engines/{namespace}/{name}", engine_page)
     app.router.add_get("/approvals", approvals_page)
+    app.router.add_get("/backtests", backtests_page)
+    app.router.add_get("/backtests/{namespace}/{name}", backtest_page)
     app.router.add_get("/events", events_stream)
     app.router.add_post("/api/engines/{namespace}/{name}/{action}", action)
     app.router.add_static("/static", str(static), show_index=False, follow_symlinks=False)

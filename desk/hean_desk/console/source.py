@@ -66,6 +66,12 @@ class ConsoleClient(Protocol):
         """Every LiveApproval the user can list (all namespaces when None)."""
         ...
 
+    def list_backtests(self, namespace: str | None = None) -> list[dict[str, Any]]:
+        """Every Backtest the user can list (all namespaces when None)."""
+        ...
+
+    def get_backtest(self, namespace: str, name: str) -> dict[str, Any]: ...
+
     def watch_engines(self) -> Iterator[WatchEvent]:
         """A Kubernetes watch of TradingEngines (all namespaces the user can list).
 
@@ -95,7 +101,7 @@ def refusal_of(exc: Exception) -> Refusal:
     text = str(exc).strip() or type(exc).__name__
     if status == 403 or "forbidden" in text.lower():
         return Refusal(403, f"Refused by Kubernetes RBAC: your user may not do this. ({text})")
-    if status == 404 or text.startswith("no TradingEngine"):
+    if status == 404 or text.startswith(("no TradingEngine", "no Backtest")):
         return Refusal(404, f"Not found: {text}")
     if isinstance(status, int) and 400 <= status < 500:
         return Refusal(status, text)

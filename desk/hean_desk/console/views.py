@@ -20,6 +20,7 @@ from html import escape
 from typing import Any
 
 from hean_contract.report import EngineReport
+from hean_desk import render
 from hean_desk.console.display import (
     DASH,
     decimal_or_none,
@@ -32,6 +33,7 @@ from hean_desk.console.display import (
     signed_money,
 )
 from hean_desk.console.svg import drawdowns, line_chart, sparkline
+from hean_desk.views import BacktestView
 
 ACTIONS = {
     # action -> (merge patch of the spec, what the confirmation says it does)
@@ -59,11 +61,13 @@ def dom_id(prefix: str, key: str) -> str:
 
 def page(title: str, body: str, *, csrf: str, kind: str, engine: str = "") -> str:
     """A whole page: the frame, the navigation and the token actions must present."""
+    section = kind.rstrip("s")  # a backtest's page is in the Backtests section
     nav = "".join(
-        f'<a href="{href}"{" aria-current=page" if kind == name else ""}>{label}</a>'
+        f'<a href="{href}"{" aria-current=page" if section == name.rstrip("s") else ""}>{label}</a>'
         for name, href, label in (
             ("overview", "/", "Engines"),
             ("approvals", "/approvals", "Approvals"),
+            ("backtests", "/backtests", "Backtests"),
         )
     )
     return (
@@ -642,3 +646,131 @@ def logs_panel(text: str) -> str:
 
 def approvals_page(approvals: Sequence[Mapping[str, Any]], now: datetime) -> str:
     return "<h1>LiveApprovals</h1>" + approvals_table(approvals, now)
+
+
+# -- backtests ---------------------------------------------------------------------------
+
+# The Backtest CRD's printer columns (render.BACKTEST_COLUMNS), the namespace first.
+BACKTEST_COLUMNS = (
+    "Namespace",
+    "Name",
+    "Strategy",
+    "Market",
+    "From",
+    "To",
+    "Phase",
+    "Return",
+    "MaxDD",
+    "Sharpe",
+    "Trades",
+    "Age",
+)
+_STAT_KEYS = ("totalReturnPct", "maxDrawdownPct", "sharpe", "trades")
+
+
+def _exact(key: str, value: object) -> str:
+    """A statistic exactly as the status wrote it (no rounding, no grouping)."""
+    return f'<td class=num data-field="{key}">{e(DASH if value in (None, "") else value)}</td>'
+
+
+def backtest_link(namespace: str, name: str) -> str:
+    return f'<a href="/backtests/{e(namespace)}/{e(name)}">{e(name)}</a>'
+
+
+def backtests_page(objects: Sequence[Mapping[str, Any]], now: datetime) -> str:
+    """Every Backtest, with the CRD's columns; each name opens its page."""
+    rows = []
+    for view in sorted(
+        (BacktestView.from_object(dict(o)) for o in objects), key=lambda v: (v.namespace, v.name)
+    ):
+        row = render.backtest_row(view, now)
+        rows.append(
+            f'<tr data-backtest="{e(view.namespace)}/{e(view.name)}">'
+            f"<td>{e(view.namespace)}</td><td>{backtest_link(view.namespace, view.name)}</td>"
+            f"<td>{e(row['strategy'])}</td><td>{e(row['market'])}</td>"
+            f"<td>{e(row['from'])}</td><td>{e(row['to'])}</td>"
+            f'<td><span class="badge phase-{e(row["phase"])}" data-field="phase">'
+            f"{e(row['phase'])}</span></td>"
+            + "".join(_exact(k, row[k]) for k in _STAT_KEYS)
+            + f"<td>{e(row['age'])}</td></tr>"
+        )
+    return "<h1>Backtests</h1>" + table(
+        BACKTEST_COLUMNS, rows, "No Backtests that your user can list.", "backtests"
+    )
+
+
+def backtest_page(obj: Mapping[str, Any]) -> str:
+    """One Backtest: its summary, its statistics, a sweep's ranking and where the report is."""
+    doc = render.backtest_document(BacktestView.from_object(dict(obj)))
+    summary = [
+        (
+            "Phase",
+            f'<span class="badge phase-{e(doc["phase"])}" data-field="phase">'
+            f"{e(doc['phase'])}</span>",
+        ),
+        ("Strategy", e(doc["strategy"])),
+        ("Market", e(doc["market"])),
+        ("From", e(doc["from"])),
+        ("To", e(doc["to"])),
+        ("Params", e(render.params_text(doc["params"] or {}) or DASH)),
+        ("Job", e(doc["jobName"] or DASH)),
+        ("Started", e(doc["startTime"] or DASH)),
+        ("Completed", e(doc["completionTime"] or DASH)),
+        ("Message", e(doc["message"] or "")),
+    ]
+    report = render.report_location(doc["report"])
+    sections = [
+        ("summary", "Summary", definition_list(summary)),
+        ("stats", "Statistics" + (" (the best run)" if doc["sweep"] else ""), _stats(doc)),
+    ]
+    if doc["sweep"]:
+        sections.append(("ranking", "Ranking", _ranking(doc["sweep"])))
+    sections.append(
+        (
+            "report",
+            "Report",
+            f'<p data-field="report">{e(report)}</p>'
+            if report
+            else '<p class="muted" data-field="report">No report: the Backtest has no '
+            "<code>spec.output</code> claim; the statistics above are the summary.</p>",
+        )
+    )
+    panels = "".join(
+        f'<section class="panel panel-{key}"><h2>{title}</h2>'
+        f'<div id="panel-{key}" data-panel="{key}">{body}</div></section>'
+        for key, title, body in sections
+    )
+    return (
+        f'<h1><a href="/backtests">Backtests</a> / {e(doc["namespace"])} / '
+        f'<span id="backtest-name">{e(doc["name"])}</span></h1>'
+        f'<div class="panels">{panels}</div>'
+    )
+
+
+def _stats(doc: Mapping[str, Any]) -> str:
+    stats = dict(doc["stats"] or {})
+    if not stats:
+        return '<p class="muted">No statistics yet.</p>'
+    undefined = stats.pop("undefined", [])
+    items = [(k, f'<span data-stat="{e(k)}">{e(v)}</span>') for k, v in stats.items()]
+    if undefined:
+        items.append(("undefined (written as 0)", e(", ".join(undefined))))
+    return definition_list(items)
+
+
+def _ranking(sweep: Mapping[str, Any]) -> str:
+    head = (
+        f'<p data-field="sweep">{e(sweep["runs"])} runs: {e(sweep["succeeded"])} succeeded, '
+        f"{e(sweep['failed'])} failed, {e(sweep['skipped'])} skipped; ranked by "
+        f"<strong>{e(sweep['rankBy'])}</strong>.</p>"
+    )
+    rows = [
+        f'<tr data-run="{e(r["index"])}"><td class=num>{e(r["rank"])}</td>'
+        f"<td class=num>{e(r['index'])}</td><td>{e(r['params'])}</td>"
+        + _exact("value", r["value"])
+        + "".join(_exact(k, r[k]) for k in render.RANKING_STATS)
+        + "</tr>"
+        for r in render.ranking_rows(sweep)
+    ]
+    columns = ("Rank", "Run", "Params", "Value", "Return", "MaxDD", "Sharpe", "Trades")
+    return head + table(columns, rows, "No results yet.", "ranking")

@@ -134,8 +134,10 @@ class FakeClient:
         self.log_text: dict[str, str] = {}
         self.approvals: list[dict[str, Any]] = []
         self.patches: list[tuple[str, str, dict[str, Any]]] = []
+        self.backtests: dict[str, dict[str, Any]] = {}
         self.forbid_patch = False
         self.forbid_list = False
+        self.forbid_backtests = False
         self.report_reads = 0
         self.listed = threading.Event()  # set by every list of the engines
         self.history_reads: list[tuple[str, str | None]] = []  # (what, since) of each read
@@ -228,6 +230,23 @@ class FakeClient:
 
     def list_approvals(self, namespace: str | None = None) -> list[dict[str, Any]]:
         return copy.deepcopy(self.approvals)
+
+    def list_backtests(self, namespace: str | None = None) -> list[dict[str, Any]]:
+        if self.forbid_backtests:
+            raise Forbidden('backtests.hean.io is forbidden: User "viewer" cannot list')
+        with self.lock:
+            return [
+                copy.deepcopy(b)
+                for k, b in self.backtests.items()
+                if namespace in (None, k.split("/")[0])
+            ]
+
+    def get_backtest(self, namespace: str, name: str) -> dict[str, Any]:
+        with self.lock:
+            found = self.backtests.get(f"{namespace}/{name}")
+        if found is None:
+            raise NotFound(f"backtests.hean.io {name!r} not found")
+        return copy.deepcopy(found)
 
     def watch_engines(self) -> Iterator[tuple[str, dict[str, Any]]]:
         while True:
@@ -336,4 +355,86 @@ def demo_client() -> FakeClient:
         f"apiKey={SECRET_DATA}\n"
     )
     client.approvals = [approval("desk", "eth-live", "2099-01-01T00:00:00Z")]
+    for item in (
+        backtest_object(
+            "desk",
+            "ema-jan",
+            phase="Succeeded",
+            stats=BACKTEST_STATS,
+            report={"claimName": "backtest-results", "path": "reports/desk/ema-jan/u-1/0.html"},
+        ),
+        backtest_object(
+            "research",
+            "ema-sweep",
+            phase="Succeeded",
+            params={"fast": 10, "slow": 50},
+            stats=BACKTEST_STATS,
+            sweep={
+                "runs": 4,
+                "succeeded": 3,
+                "failed": 0,
+                "skipped": 1,
+                "rankBy": "sharpe",
+                "top": [
+                    {
+                        "index": 3,
+                        "params": {"fast": 10, "slow": 50},
+                        "value": "1.2345",
+                        "stats": BACKTEST_STATS,
+                    },
+                    {
+                        "index": 0,
+                        "params": {"fast": 5, "slow": 20},
+                        "value": "-0.50",
+                        "stats": {"totalReturnPct": "-2.5", "trades": 9},
+                    },
+                ],
+            },
+            report={
+                "claimName": "backtest-results",
+                "path": "reports/research/ema-sweep/u-2/3.html",
+            },
+        ),
+        backtest_object("desk", "queued"),
+    ):
+        meta = item["metadata"]
+        client.backtests[f"{meta['namespace']}/{meta['name']}"] = item
     return client
+
+
+# A status's statistics, as the operator writes them (decimal strings), and one from a newer
+# operator that this client does not know (dropped, not a failure).
+BACKTEST_STATS = {
+    "totalReturnPct": "12.3456789",
+    "maxDrawdownPct": "4.10",
+    "sharpe": "1.2345",
+    "sortino": "2.000",
+    "trades": 57,
+    "fees": "123.45678901",
+    "undefined": ["calmar"],
+    "statFromTheFuture": "7",
+}
+
+
+def backtest_object(namespace: str, name: str, **status: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "hean.io/v1alpha1",
+        "kind": "Backtest",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "creationTimestamp": "2026-01-01T00:00:00Z",
+            "annotations": {
+                "kubectl.kubernetes.io/last-applied-configuration": f'{{"t": "{CONTROL_TOKEN}"}}'
+            },
+        },
+        "spec": {
+            "market": {"symbol": "BTC/USD", "timeframe": "1m"},
+            "strategy": {"name": "ema_cross", "params": {"fast": 5, "slow": 20}},
+            "risk": {"maxOrderNotional": "10000"},
+            "from": "2018-01-01T00:00:00Z",
+            "to": "2018-02-01T00:00:00Z",
+            "data": {"volume": {"claimName": "market-data", "path": "btc.csv.gz"}},
+        },
+        "status": status,
+    }

@@ -111,3 +111,24 @@ async def test_approvals_page(desk: Fixture) -> None:
     row = page.locator('tr[data-approval="desk/eth-live-approval"]')
     await expect(row).to_contain_text("alice, bob")
     await expect(row).to_contain_text("2099-01-01 00:00:00Z")
+
+
+async def test_backtests_page_and_a_sweeps_ranking(desk: Fixture) -> None:
+    _, page, url = desk
+    await page.goto(url)
+    await page.click("nav >> text=Backtests")
+    rows = page.locator("#backtests tbody tr")
+    await expect(rows).to_have_count(3)
+    jan = page.locator('tr[data-backtest="desk/ema-jan"]')
+    await expect(jan.locator('[data-field="totalReturnPct"]')).to_have_text("12.3456789")
+    await expect(jan.locator('[data-field="maxDrawdownPct"]')).to_have_text("4.10")
+    await page.click('a[href="/backtests/research/ema-sweep"]')
+    await expect(page.locator("#backtest-name")).to_have_text("ema-sweep")
+    ranking = page.locator("#ranking tbody tr")
+    await expect(ranking).to_have_count(2)
+    await expect(ranking.first).to_have_attribute("data-run", "3")
+    await expect(ranking.nth(1).locator('[data-field="value"]')).to_have_text("-0.50")
+    await expect(page.locator('[data-field="report"]')).to_contain_text(
+        "reports/research/ema-sweep/u-2/3.html on PersistentVolumeClaim backtest-results"
+    )
+    await expect(page.locator('nav a[aria-current="page"]')).to_have_text("Backtests")

@@ -311,3 +311,56 @@ def test_the_command_documents_the_contracts_options() -> None:
     result = CliRunner().invoke(console_command, ["--help"])
     assert result.exit_code == 0
     assert "--port" in result.output and "--no-browser" in result.output
+
+
+async def test_backtests_page_lists_them_with_the_crds_columns_and_exact_stats(
+    console: Console,
+) -> None:
+    _, client = console
+    response = await client.get("/backtests")
+    assert response.status == 200
+    page = await response.text()
+    header = re.search(r'<table class="grid" id="backtests"><thead><tr>(.*?)</tr>', page)
+    assert header and re.findall(r"<th>(.*?)</th>", header.group(1)) == [
+        "Namespace", "Name", "Strategy", "Market", "From", "To", "Phase", "Return", "MaxDD",
+        "Sharpe", "Trades", "Age",
+    ]  # fmt: skip
+    keys = re.findall(r'data-backtest="([^"]+)"', page)
+    assert keys == ["desk/ema-jan", "desk/queued", "research/ema-sweep"]
+    row = page.split('data-backtest="desk/ema-jan"')[1].split("</tr>")[0]
+    assert '<a href="/backtests/desk/ema-jan">ema-jan</a>' in row
+    assert '<td class=num data-field="totalReturnPct">12.3456789</td>' in row  # not rounded
+    assert '<td class=num data-field="maxDrawdownPct">4.10</td>' in row  # trailing zero kept
+    assert '<td class=num data-field="trades">57</td>' in row
+    queued = page.split('data-backtest="desk/queued"')[1].split("</tr>")[0]
+    assert "Pending" in queued and '<td class=num data-field="sharpe">—</td>' in queued
+    assert '<a href="/backtests" aria-current=page>Backtests</a>' in page
+
+
+async def test_backtest_page_shows_the_summary_ranking_and_report(console: Console) -> None:
+    _, client = console
+    response = await client.get("/backtests/research/ema-sweep")
+    assert response.status == 200
+    page = await response.text()
+    assert '<span id="backtest-name">ema-sweep</span>' in page
+    assert '<span data-stat="fees">123.45678901</span>' in page
+    assert "statFromTheFuture" not in page
+    assert "<dd>fast=10, slow=50</dd>" in page
+    assert "4 runs: 3 succeeded, 0 failed, 1 skipped; ranked by <strong>sharpe</strong>" in page
+    runs = re.findall(r'<tr data-run="(\d+)"><td class=num>(\d+)</td>', page)
+    assert runs == [("3", "1"), ("0", "2")]  # best first
+    assert '<td class=num data-field="value">-0.50</td>' in page
+    assert "reports/research/ema-sweep/u-2/3.html on PersistentVolumeClaim backtest-results" in page
+    assert "last-applied-configuration" not in page and CONTROL_TOKEN not in page
+    single = await (await client.get("/backtests/desk/queued")).text()
+    assert "No statistics yet." in single and "has no <code>spec.output</code>" in single
+    assert 'id="panel-ranking"' not in single
+
+
+async def test_backtests_refusals_and_unknown_names(console: Console) -> None:
+    fake, client = console
+    assert (await client.get("/backtests/desk/nope")).status == 404
+    fake.forbid_backtests = True
+    response = await client.get("/backtests")
+    assert response.status == 403
+    assert "Refused by Kubernetes RBAC" in await response.text()
