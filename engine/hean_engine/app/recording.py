@@ -63,10 +63,13 @@ class MarkRecorder:
             self._one_ts, self._one_prices = [], []
 
     def marks(self) -> Marks:
+        """Every mark recorded, as two arrays (the chunks are let go)."""
         self._flush()
-        if not self._ts:
+        ts, prices = self._ts, self._prices
+        self._ts, self._prices = [], []
+        if not ts:
             return Marks(np.empty(0, np.int64), np.empty(0, np.float64))
-        return Marks(np.concatenate(self._ts), np.concatenate(self._prices))
+        return Marks(np.concatenate(ts), np.concatenate(prices))
 
 
 class ReplayTap:

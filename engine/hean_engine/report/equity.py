@@ -51,6 +51,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Context, Decimal
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -119,32 +120,40 @@ def equity_path(
         raise ReportError("a negative position: spot books are long or flat")
     lengths = np.diff(np.array([*starts, count], dtype=np.int64))
     held = np.array([bool(position) for _, position in stretch_books], dtype=bool)
+    # A few whole-length arrays, reused in place: each new one costs its page faults.
     quote_f = np.repeat(np.array([float(q) for q, _ in stretch_books]), lengths)
-    position_f = np.repeat(np.array([float(p) for _, p in stretch_books]), lengths)
+    margin = np.repeat(np.array([float(p) if p else 0.0 for _, p in stretch_books]), lengths)
     with np.errstate(all="ignore"):  # beyond floats: see below
-        held_value = position_f * values
-        equity_f = quote_f + held_value
-        margin = 1e-9 * (np.abs(quote_f) + np.abs(held_value)) + 1e-300
+        margin *= values  # position x price
+        equity_f = quote_f + margin
+        np.abs(margin, out=margin)
+        margin += np.abs(quote_f, out=quote_f)
+        del quote_f
+        margin *= 1e-9
+        margin += 1e-300
     before = np.concatenate(([bool(books.position)], held[:-1]))
     exposed = int(lengths[held].sum()) + int((before & ~held).sum())
-    stretch_of = np.repeat(np.arange(len(starts)), lengths)
-    path = _Path(times, values, starts, stretch_books, held, stretch_of)
+    path = _Path(times, values, np.array(starts, dtype=np.int64), stretch_books, held)
     start_f = float(starting)
     start_margin = (
         1e-9 * (abs(float(books.quote)) + abs(float(books.position) * first_price)) + 1e-300
     )
     finite = math.isfinite(start_f) and math.isfinite(start_margin)
     if finite and np.isfinite(margin).all() and np.isfinite(equity_f).all():
-        low, high = equity_f - margin, equity_f + margin
+        low = equity_f - margin
+        high = np.add(equity_f, margin, out=margin)
         start_low, start_high = start_f - start_margin, start_f + start_margin
     else:  # beyond floats: every mark is a candidate, everything is exact
         low, high = np.full(count, -np.inf), np.full(count, np.inf)
         start_low, start_high = -math.inf, math.inf
     peaks, highest = _peaks(path, starting, low, high, start_low)
     drawdown = _drawdown(path, starting, peaks, low, high, start_low, start_high)
-    days = times // DAY_MS
-    last_of_day = [*np.flatnonzero(np.diff(days)).tolist(), count - 1]
-    day_closes = [(int(days[k]), path.exact(k)) for k in last_of_day]
+    # The last mark of each UTC day with marks: the one before each day's first mark.
+    first_day, last_day = int(times[0]) // DAY_MS, int(times[-1]) // DAY_MS
+    day_starts = np.arange(first_day + 1, last_day + 1, dtype=np.int64) * DAY_MS
+    firsts = np.unique(np.searchsorted(times, day_starts, side="left"))
+    last_of_day = [*(firsts - 1).tolist(), count - 1]
+    day_closes = [(int(times[k]) // DAY_MS, path.exact(k)) for k in last_of_day]
     return EquityPath(
         first_ts=int(times[0]),
         last_ts=int(times[-1]),
@@ -177,16 +186,20 @@ class _Path:
         self,
         times: npt.NDArray[np.int64],
         values: npt.NDArray[np.float64],
-        starts: list[int],
+        starts: npt.NDArray[np.int64],
         books: list[tuple[Decimal, Decimal]],
         held: npt.NDArray[np.bool_],
-        stretch_of: npt.NDArray[np.int64],
     ) -> None:
         self.times, self.values, self.starts = times, values, starts
-        self.books, self.held, self.stretch_of = books, held, stretch_of
+        self.books, self.held = books, held
+
+    def stretch_of(self, index: Any) -> Any:
+        """The stretch of each mark of `index` (an array of mark indices)."""
+        return np.searchsorted(self.starts, index, side="right") - 1
 
     def exact(self, index: int) -> Decimal:
-        return _value(self.books[int(self.stretch_of[index])], float(self.values[index]))
+        stretch = int(self.starts.searchsorted(index, side="right")) - 1
+        return _value(self.books[stretch], float(self.values[index]))
 
 
 def _peaks(
@@ -206,12 +219,14 @@ def _peaks(
     price; in another stretch its exact equity is computed.
     """
     count = len(low)
-    before = np.empty(count, dtype=np.float64)
-    before[0] = start_low
-    if count > 1:
-        np.maximum(np.maximum.accumulate(low[:-1]), start_low, out=before[1:])
-    candidates = np.flatnonzero(high >= before)
-    stretches = path.stretch_of[candidates].tolist()
+    before = np.maximum.accumulate(low)  # at [i]: the highest lower bound up to mark i
+    np.maximum(before, start_low, out=before)
+    maybe = np.empty(count, dtype=bool)
+    maybe[0] = high[0] >= start_low
+    np.greater_equal(high[1:], before[:-1], out=maybe[1:])
+    del before
+    candidates = np.flatnonzero(maybe)
+    stretches = path.stretch_of(candidates).tolist()
     prices = path.values[candidates].tolist()
     held = path.held.tolist()
     books = path.books
@@ -273,10 +288,7 @@ def _drawdown(
     longest_ms = int(durations[longest])
     longest_start = int(peak_ts[longest]) if longest_ms > 0 else None
     # Depth bounds: (P - T) / P with P the peak, T the lowest equity below it.
-    ext_low, ext_high = np.append(low, np.inf), np.append(high, np.inf)
-    bounds = np.ravel(np.column_stack((peak_at + 1, end_at)))
-    trough_low = np.minimum.reduceat(ext_low, bounds)[::2]
-    trough_high = np.minimum.reduceat(ext_high, bounds)[::2]
+    trough_low, trough_high = _lowest(low, peak_at + 1, end_at), _lowest(high, peak_at + 1, end_at)
     first = peak_at < 0
     peak_low = np.where(first, start_low, low[np.maximum(peak_at, 0)])
     peak_high = np.where(first, start_high, high[np.maximum(peak_at, 0)])
@@ -304,6 +316,21 @@ def _drawdown(
     )
 
 
+def _lowest(
+    values: npt.NDArray[np.float64], a: npt.NDArray[np.int64], b: npt.NDArray[np.int64]
+) -> npt.NDArray[np.float64]:
+    """The minimum of values[a[k]:b[k]] for each k (a[k] < b[k], in order, not overlapping)."""
+    count = len(values)
+    inside = b < count  # reduceat's indices must be inside the array: the last may end it
+    out = np.empty(len(a), dtype=np.float64)
+    if inside.any():
+        pairs = np.ravel(np.column_stack((a[inside], b[inside])))
+        out[inside] = np.minimum.reduceat(values, pairs)[::2]
+    for k in np.flatnonzero(~inside).tolist():
+        out[k] = values[int(a[k]) :].min()
+    return out
+
+
 def _trough(
     path: _Path, a: int, b: int, low: npt.NDArray[np.float64], ceiling: float
 ) -> tuple[Decimal, int]:
@@ -314,7 +341,7 @@ def _trough(
     price (the equity rises with the price; flat, the first mark).
     """
     found = a + np.flatnonzero(low[a:b] <= ceiling)
-    stretch = path.stretch_of[found]
+    stretch = path.stretch_of(found)
     key = np.where(path.held[stretch], path.values[found], 0.0)
     order = np.lexsort((found, key, stretch))
     stretch = stretch[order]
