@@ -17,6 +17,7 @@ columnar reader cannot vouch for) asks the tap event by event.
 from __future__ import annotations
 
 import re
+from array import array
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -36,40 +37,33 @@ class ReplayWindow:
 
 
 class MarkRecorder:
-    """The marks of a replay, recorded a chunk at a time (see the module)."""
+    """The marks of a replay, recorded a chunk at a time (see the module).
 
-    __slots__ = ("_one_prices", "_one_ts", "_prices", "_ts")
+    Two growing flat arrays (`array.array` over-allocates by about an eighth),
+    which the report reads through the buffer protocol without a copy: the
+    marks cost their 16 bytes per event once, not again for a concatenation.
+    """
+
+    __slots__ = ("_prices", "_ts")
 
     def __init__(self) -> None:
-        self._ts: list[Any] = []
-        self._prices: list[Any] = []
-        self._one_ts: list[int] = []  # events from the line-by-line reader
-        self._one_prices: list[float] = []
+        self._ts = array("q")
+        self._prices = array("d")
 
     def add(self, ts: Any, prices: Any) -> None:
-        """A chunk's times (int64) and prices (float64), copied."""
-        self._flush()
-        self._ts.append(np.array(ts, dtype=np.int64))
-        self._prices.append(np.array(prices, dtype=np.float64))
+        """A chunk's times and prices (contiguous int64 and float64 numpy arrays)."""
+        self._ts.frombytes(np.ascontiguousarray(ts, dtype=np.int64).view(np.uint8))
+        self._prices.frombytes(np.ascontiguousarray(prices, dtype=np.float64).view(np.uint8))
 
     def add_one(self, ts: int, price: float) -> None:
-        self._one_ts.append(ts)
-        self._one_prices.append(price)
-
-    def _flush(self) -> None:
-        if self._one_ts:
-            self._ts.append(np.array(self._one_ts, dtype=np.int64))
-            self._prices.append(np.array(self._one_prices, dtype=np.float64))
-            self._one_ts, self._one_prices = [], []
+        self._ts.append(ts)
+        self._prices.append(price)
 
     def marks(self) -> Marks:
-        """Every mark recorded, as two arrays (the chunks are let go)."""
-        self._flush()
-        ts, prices = self._ts, self._prices
-        self._ts, self._prices = [], []
-        if not ts:
-            return Marks(np.empty(0, np.int64), np.empty(0, np.float64))
-        return Marks(np.concatenate(ts), np.concatenate(prices))
+        """Every mark recorded, as two numpy arrays over the recorder's own."""
+        return Marks(
+            np.frombuffer(self._ts, dtype=np.int64), np.frombuffer(self._prices, dtype=np.float64)
+        )
 
 
 class ReplayTap:
