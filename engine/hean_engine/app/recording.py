@@ -52,8 +52,8 @@ class MarkRecorder:
 
     def add(self, ts: Any, prices: Any) -> None:
         """A chunk's times and prices (contiguous int64 and float64 numpy arrays)."""
-        self._ts.frombytes(np.ascontiguousarray(ts, dtype=np.int64).view(np.uint8))
-        self._prices.frombytes(np.ascontiguousarray(prices, dtype=np.float64).view(np.uint8))
+        self._ts.frombytes(np.asarray(ts, dtype=np.int64).tobytes())
+        self._prices.frombytes(np.asarray(prices, dtype=np.float64).tobytes())
 
     def add_one(self, ts: int, price: float) -> None:
         self._ts.append(ts)

@@ -118,7 +118,8 @@ def equity_path(
     starts, stretch_books = _stretches(times, fills, books)
     if min(position for _, position in stretch_books) < 0:
         raise ReportError("a negative position: spot books are long or flat")
-    lengths = np.diff(np.array([*starts, count], dtype=np.int64))
+    first_marks = np.array(starts, dtype=np.int64)
+    lengths = np.append(first_marks[1:], count) - first_marks
     held = np.array([bool(position) for _, position in stretch_books], dtype=bool)
     # A few whole-length arrays, reused in place: each new one costs its page faults.
     quote_f = np.repeat(np.array([float(q) for q, _ in stretch_books]), lengths)
@@ -133,7 +134,7 @@ def equity_path(
         margin += 1e-300
     before = np.concatenate(([bool(books.position)], held[:-1]))
     exposed = int(lengths[held].sum()) + int((before & ~held).sum())
-    path = _Path(times, values, np.array(starts, dtype=np.int64), stretch_books, held)
+    path = _Path(times, values, first_marks, stretch_books, held)
     start_f = float(starting)
     start_margin = (
         1e-9 * (abs(float(books.quote)) + abs(float(books.position) * first_price)) + 1e-300
