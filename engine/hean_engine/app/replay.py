@@ -92,7 +92,12 @@ def replay(
     report = None
     if marks is not None:
         title = f"{identity.name}: {spec.strategy.name} on {spec.market.symbol}"
-        report = build_report(title, marks.marks(), kernel.fills, books)
+        # Its short-lived Decimals and tuples: a larger young generation, as in the replay.
+        gc.set_threshold(max(thresholds[0], _YOUNG_GC_THRESHOLD), *thresholds[1:])
+        try:
+            report = build_report(title, marks.marks(), kernel.fills, books)
+        finally:
+            gc.set_threshold(*thresholds)
         summary["stats"] = report.stats.to_json()
     return ReplayResult(summary, report)
 

@@ -129,6 +129,7 @@ def equity_path(
         equity_f = quote_f + margin
         np.abs(margin, out=margin)
         margin += np.abs(quote_f, out=quote_f)
+        spare = quote_f  # its memory becomes the lower bounds
         del quote_f
         margin *= 1e-9
         margin += 1e-300
@@ -141,7 +142,7 @@ def equity_path(
     )
     finite = math.isfinite(start_f) and math.isfinite(start_margin)
     if finite and np.isfinite(margin).all() and np.isfinite(equity_f).all():
-        low = equity_f - margin
+        low = np.subtract(equity_f, margin, out=spare)
         high = np.add(equity_f, margin, out=margin)
         start_low, start_high = start_f - start_margin, start_f + start_margin
     else:  # beyond floats: every mark is a candidate, everything is exact
