@@ -2,7 +2,9 @@
 
 Runs, alternately and each as its own process pinned to the same CPU:
 - HEAN: `hean engine replay --config examples/replay-btcusd.yaml --data FILE --json`
-  (start-up, config, reading the gzipped CSV, the replay, the summary and its JSON);
+  (start-up, config, reading the gzipped CSV, the replay, the summary, its `stats`
+  object and its JSON: since issue 16 `--json` always computes the statistics, as
+  backtesting.py's `run()` computes its own, so the two do the same work);
 - backtesting.py 0.6.6: `benchmarks/peer_backtesting_py.py --repeat 1` (start-up,
   imports, pandas.read_csv, the backtest and its statistics), in the interpreter
   given by --peer-python (default: this one; install the peer with

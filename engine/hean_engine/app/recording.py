@@ -1,26 +1,31 @@
 """What a replay adds around the kernel when asked: a time window, and the marks of a report.
 
 Neither is on a plain replay's path: without --from/--to and without
-statistics the reader calls the kernel directly. With them, one small
-function per event sits between the reader and the kernel: it drops events
-before the window, ends the read at the first event past it (`PastWindow`),
-and records each event's time and price (a candle's close, a trade's price)
-into two flat arrays (16 bytes per event) from which the report rebuilds the
-equity series after the replay (report/equity.py).
+statistics the reader calls the kernel directly. With them, a `ReplayTap`
+(data/files.py `Tap`) sits in the reader, and works on whole chunks of rows
+(2,048) before their events are made: it finds the window's edges in the
+chunk's times (a binary search on its numpy array), so rows before the window
+never become events and the read ends at the first event past it, and it
+records the times and prices (a candle's close, a trade's price) of the rows
+it lets through as array slices (16 bytes per event, no Python object per
+event), from which the report rebuilds the equity series after the replay
+(report/equity.py). The kernel still gets its chunks as lists
+(`TradingKernel.on_candles`). Only the line-by-line reader (a file the
+columnar reader cannot vouch for) asks the tap event by event.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from array import array
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from hean_engine.model.market import Candle, Trade
-from hean_engine.report.build import Marks
+import numpy as np
 
-_NO_END = 1 << 62
+from hean_engine.data.files import DELIVER, SKIP, STOP
+from hean_engine.report.build import Marks
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,104 +36,81 @@ class ReplayWindow:
     end_ms: int | None = None
 
 
-class PastWindow(Exception):
-    """Raised by the recorder at the first event at or after the window's end: stop reading."""
+class MarkRecorder:
+    """The marks of a replay, recorded a chunk at a time (see the module).
 
+    Two growing flat arrays (`array.array` over-allocates by about an eighth),
+    which the report reads through the buffer protocol without a copy: the
+    marks cost their 16 bytes per event once, not again for a concatenation.
+    """
 
-class Seen:
-    """The times of the first and last events the reader delivered (for an empty window's error)."""
-
-    __slots__ = ("first", "last")
+    __slots__ = ("_prices", "_ts")
 
     def __init__(self) -> None:
+        self._ts = array("q")
+        self._prices = array("d")
+
+    def add(self, ts: Any, prices: Any) -> None:
+        """A chunk's times and prices (contiguous int64 and float64 numpy arrays)."""
+        self._ts.frombytes(np.asarray(ts, dtype=np.int64).tobytes())
+        self._prices.frombytes(np.asarray(prices, dtype=np.float64).tobytes())
+
+    def add_one(self, ts: int, price: float) -> None:
+        self._ts.append(ts)
+        self._prices.append(price)
+
+    def marks(self) -> Marks:
+        """Every mark recorded, as two numpy arrays over the recorder's own."""
+        return Marks(
+            np.frombuffer(self._ts, dtype=np.int64), np.frombuffer(self._prices, dtype=np.float64)
+        )
+
+
+class ReplayTap:
+    """The window and the recorder on the reader's chunks (data/files.py `Tap`).
+
+    `first` and `last` are the times of the first and last events the reader
+    delivered to the tap (for an empty window's error): the last is the one
+    at which the read stopped, if it stopped at the window's end.
+    """
+
+    def __init__(self, window: ReplayWindow, marks: MarkRecorder | None) -> None:
+        self.start = window.start_ms
+        # An event at or after the end stops the read only once it is in the window's
+        # start too (before the start every event is skipped, as one by one).
+        end = window.end_ms
+        self.end = end if end is None or self.start is None else max(end, self.start)
+        self.marks = marks
         self.first: int | None = None
         self.last: int | None = None
 
+    def block(self, ts: Any, prices: Any) -> tuple[int, int, bool]:
+        count = len(ts)
+        if self.first is None:
+            self.first = int(ts[0])
+        lo, hi, stop = 0, count, False
+        if self.start is not None and int(ts[0]) < self.start:
+            lo = int(ts.searchsorted(self.start))
+        if self.end is not None and int(ts[-1]) >= self.end:
+            hi, stop = int(ts.searchsorted(self.end)), True
+            self.last = int(ts[hi])
+        else:
+            self.last = int(ts[-1])
+        if self.marks is not None and hi > lo:
+            self.marks.add(ts[lo:hi], prices[lo:hi])
+        return lo, max(lo, hi), stop
 
-def candle_feed(
-    on_candle: Callable[[Candle], None],
-    window: ReplayWindow,
-    marks: Marks | None,
-    seen: Seen,
-) -> Callable[[Candle], None]:
-    """`on_candle` behind the window and the recorder."""
-    if window == ReplayWindow() and marks is not None:
-        return _recording(on_candle, marks.ts.append, marks.prices.append, "close")
-    start = window.start_ms if window.start_ms is not None else -_NO_END
-    end = window.end_ms if window.end_ms is not None else _NO_END
-    add_ts = marks.ts.append if marks is not None else None
-    add_price = marks.prices.append if marks is not None else None
-
-    def feed(candle: Candle) -> None:
-        ts = candle.ts
-        if seen.first is None:
-            seen.first = ts
-        seen.last = ts
-        if ts < start:
-            return
-        if ts >= end:
-            raise PastWindow
-        if add_ts is not None and add_price is not None:
-            add_ts(ts)
-            add_price(candle.close)
-        on_candle(candle)
-
-    return feed
-
-
-def trade_feed(
-    on_trade: Callable[[Trade], None],
-    window: ReplayWindow,
-    marks: Marks | None,
-    seen: Seen,
-) -> Callable[[Trade], None]:
-    """`on_trade` behind the window and the recorder (see `candle_feed`)."""
-    if window == ReplayWindow() and marks is not None:
-        return _recording(on_trade, marks.ts.append, marks.prices.append, "price")
-    start = window.start_ms if window.start_ms is not None else -_NO_END
-    end = window.end_ms if window.end_ms is not None else _NO_END
-    add_ts = marks.ts.append if marks is not None else None
-    add_price = marks.prices.append if marks is not None else None
-
-    def feed(trade: Trade) -> None:
-        ts = trade.ts
-        if seen.first is None:
-            seen.first = ts
-        seen.last = ts
-        if ts < start:
-            return
-        if ts >= end:
-            raise PastWindow
-        if add_ts is not None and add_price is not None:
-            add_ts(ts)
-            add_price(trade.price)
-        on_trade(trade)
-
-    return feed
-
-
-def _recording(
-    deliver: Callable[[Any], None],
-    add_ts: Callable[[int], None],
-    add_price: Callable[[float], None],
-    price: str,
-) -> Callable[[Any], None]:
-    """The recorder alone (no window): the cheapest function between reader and kernel."""
-    if price == "close":
-
-        def record_candle(candle: Candle) -> None:
-            add_ts(candle.ts)
-            add_price(candle.close)
-            deliver(candle)
-
-        return record_candle
-
-    def record_trade(trade: Trade) -> None:
-        add_ts(trade.ts)
-        add_price(trade.price)
-        deliver(trade)
-
-    return record_trade
+    def one(self, ts: int, price: float) -> int:
+        if self.first is None:
+            self.first = ts
+        self.last = ts
+        if self.start is not None and ts < self.start:
+            return SKIP
+        if self.end is not None and ts >= self.end:
+            return STOP
+        if self.marks is not None:
+            self.marks.add_one(ts, price)
+        return DELIVER
 
 
 _DATE_TIME = re.compile(

@@ -5,21 +5,19 @@ from __future__ import annotations
 import gc
 import time
 from collections.abc import Callable
-from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from hean_contract.spec import EngineIdentity, TradingEngineSpec
 from hean_engine.app.assembly import Engine, build_simulated_engine
-from hean_engine.app.recording import PastWindow, ReplayWindow, Seen, candle_feed, trade_feed
+from hean_engine.app.recording import MarkRecorder, ReplayTap, ReplayWindow
 from hean_engine.data.files import Spacing, detect_kind, feed_candles, feed_trades
 from hean_engine.model.errors import ConfigError
-from hean_engine.model.market import Candle, Trade
 from hean_engine.model.money import fmt
 from hean_engine.model.orders import Fill
 from hean_engine.model.timefmt import ms_to_iso
-from hean_engine.report.build import BacktestReport, Marks, build_report
+from hean_engine.report.build import BacktestReport, build_report
 from hean_engine.report.trades import Books
 
 _YOUNG_GC_THRESHOLD = 50_000
@@ -54,16 +52,15 @@ def replay(
     `on_start` sees the engine before the first event, so a progress display
     can watch `kernel.events` from another thread at no cost to the loop.
     Without a window and a report the reader calls the kernel directly (the
-    hot path); with either, app/recording.py sits in between.
+    hot path); with either, app/recording.py's tap works on the reader's chunks.
     """
     started = time.perf_counter()
     engine = build_simulated_engine(identity, spec)
     ledger = engine.ledger
     books = Books(spec.market.base, spec.market.quote, ledger.quote, ledger.position)
     window = window or ReplayWindow()
-    marks = Marks.empty() if with_report else None
-    seen = Seen()
-    wrapped = marks is not None or window != ReplayWindow()
+    marks = MarkRecorder() if with_report else None
+    tap = ReplayTap(window, marks) if marks is not None or window != ReplayWindow() else None
     if on_start is not None:
         on_start(engine)
     kind = detect_kind(data)
@@ -80,37 +77,32 @@ def replay(
     try:
         if kind == "candles":
             spacing = Spacing(spec.market.timeframe_ms)
-            on_candle: Callable[[Candle], None] = kernel.on_candle
-            if wrapped:
-                on_candle = candle_feed(on_candle, window, marks, seen)
-            with suppress(PastWindow):
-                feed_candles(
-                    data, on_candle, spacing, on_candles=None if wrapped else kernel.on_candles
-                )
+            feed_candles(data, kernel.on_candle, spacing, kernel.on_candles, tap)
             mismatch = spacing.mismatch()
             if mismatch is not None:
                 raise _timeframe_mismatch(spec, data, mismatch)
         else:
-            on_trade: Callable[[Trade], None] = kernel.on_trade
-            if wrapped:
-                on_trade = trade_feed(on_trade, window, marks, seen)
-            with suppress(PastWindow):
-                feed_trades(data, on_trade, on_trades=None if wrapped else kernel.on_trades)
+            feed_trades(data, kernel.on_trade, kernel.on_trades, tap)
     finally:
         gc.set_threshold(*thresholds)
-    if wrapped and not kernel.events:
-        raise _empty_window(data, window, seen)
+    if tap is not None and not kernel.events:
+        raise _empty_window(data, window, tap)
     wall = time.perf_counter() - started
     summary = summarize(engine, wall)
     report = None
     if marks is not None:
         title = f"{identity.name}: {spec.strategy.name} on {spec.market.symbol}"
-        report = build_report(title, marks, kernel.fills, books)
+        # Its short-lived Decimals and tuples: a larger young generation, as in the replay.
+        gc.set_threshold(max(thresholds[0], _YOUNG_GC_THRESHOLD), *thresholds[1:])
+        try:
+            report = build_report(title, marks.marks(), kernel.fills, books)
+        finally:
+            gc.set_threshold(*thresholds)
         summary["stats"] = report.stats.to_json()
     return ReplayResult(summary, report)
 
 
-def _empty_window(data: Path, window: ReplayWindow, seen: Seen) -> ConfigError:
+def _empty_window(data: Path, window: ReplayWindow, seen: ReplayTap) -> ConfigError:
     """No event inside --from/--to: say which range the file holds."""
     asked = f"[{_iso(window.start_ms) or 'start'}, {_iso(window.end_ms) or 'end'})"
     first, last = seen.first, seen.last

@@ -1,8 +1,8 @@
 """The fast way into a data file: pyarrow's CSV reader, checks on whole arrays.
 
 `arrow_batches(path, kind)` yields each block of rows (about 256 KiB of text)
-as plain Python lists, one per column: timestamps in epoch ms (ints), taker
-sides as booleans (trades), prices and amounts as floats. Every row of a
+as numpy arrays, one per column: timestamps in epoch ms (int64), taker sides
+as booleans (trades), prices and amounts as float64. Every row of a
 block is checked before the block is yielded, with exactly the rules of the
 line-by-line reader in `files.py`, on numpy arrays:
 
@@ -60,8 +60,8 @@ def arrow_batches(
     header: bytes,
     opener: Callable[[Path], BinaryIO],
     on_gaps: Callable[[Any], None] | None = None,
-) -> Iterator[tuple[list[Any], ...]]:
-    """The file's rows as column lists per block; raises Fallback (see the module).
+) -> Iterator[tuple[Any, ...]]:
+    """The file's rows as column arrays per block; raises Fallback (see the module).
 
     `on_gaps` (candles) gets each block's timestamp gaps as one numpy array, the
     gap from the previous block's last candle first, before the block is yielded."""
@@ -132,14 +132,7 @@ def arrow_batches(
                 if on_gaps is not None:
                     on_gaps(np.diff(ts) if last_ts < 0 else np.diff(ts, prepend=last_ts))
                 last_ts = int(ts[-1])
-                yield (
-                    ts.tolist(),
-                    op.tolist(),
-                    hi.tolist(),
-                    lo.tolist(),
-                    cl.tolist(),
-                    vol.tolist(),
-                )
+                yield ts, op, hi, lo, cl, vol
             else:
                 if not (first >= last_ts and bool((ts[1:] >= ts[:-1]).all())):
                     raise Fallback("timestamps decreasing")
@@ -150,7 +143,7 @@ def arrow_batches(
                 if not bool(ok.all()):
                     raise Fallback("bad trade")
                 last_ts = int(ts[-1])
-                yield ts.tolist(), buyer_taker.tolist(), price.tolist(), amount.tolist()
+                yield ts, buyer_taker, price, amount
 
 
 def _text_blocks(path: Path, opener: Callable[[Path], BinaryIO]) -> Iterator[memoryview]:

@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from itertools import islice
 from pathlib import Path
-from typing import Any, BinaryIO, Literal, cast
+from typing import Any, BinaryIO, Literal, Protocol, cast
 
 from hean_engine.data.columnar import Fallback, arrow_batches
 from hean_engine.model.errors import DataError
@@ -176,51 +176,91 @@ def detect_kind(path: Path) -> DataKind:
     raise DataError(str(path), 1, "file is empty")
 
 
+class Tap(Protocol):
+    """What a replay puts between the reader and the kernel: a window and a recorder.
+
+    The columnar reader asks `block` about each chunk of rows before it makes
+    their events, with the chunk's times and prices (a candle's close, a
+    trade's price) as numpy arrays: the answer is the part of the chunk to
+    deliver, `[lo, hi)`, and whether the read ends after it. The line-by-line
+    reader asks `one` about each event: `SKIP`, `DELIVER` or `STOP` (not
+    delivered, and the read ends). The tap records what it lets through itself.
+    """
+
+    def block(self, ts: Any, prices: Any) -> tuple[int, int, bool]: ...
+
+    def one(self, ts: int, price: float) -> int: ...
+
+
+SKIP, DELIVER, STOP = 0, 1, 2
+
+
 def _candle_blocks(
-    path: Path, on_gaps: Callable[[Any], None] | None = None
-) -> Iterator[list[Candle]]:
-    """The columnar reader's candles, a list per chunk (raises Fallback, see columnar).
+    path: Path, on_gaps: Callable[[Any], None] | None = None, tap: Tap | None = None
+) -> Iterator[tuple[int, list[Candle]]]:
+    """The columnar reader's candles, a list per chunk, each with the number of
+    rows it consumed (raises Fallback, see columnar).
 
     One construction for both `read_candles` (a generator) and `feed_candles`
     (pushed into the kernel): slot assignment without __init__ costs half a
     constructor call. A checked block of rows becomes candles `CHUNK_ROWS` at a
     time, so that few candles are alive when the garbage collector's young
-    generation is collected (its cost is the objects it finds alive).
+    generation is collected (its cost is the objects it finds alive). With a
+    `tap`, only the rows it lets through become candles, and the read ends
+    where it says.
     """
     new = Candle.__new__
     for columns in arrow_batches(path, "candles", CANDLE_HEADER, _open_fast, on_gaps=on_gaps):
-        rows = zip(*columns, strict=True)
-        for _ in range(0, len(columns[0]), CHUNK_ROWS):
+        count = len(columns[0])
+        for a in range(0, count, CHUNK_ROWS):
+            b = min(a + CHUNK_ROWS, count)
+            lo, hi, stop = a, b, False
+            if tap is not None:
+                lo, hi, stop = tap.block(columns[0][a:b], columns[4][a:b])
+                lo, hi = a + lo, a + hi
             block: list[Candle] = []
             append = block.append
-            for ts, op, hi, low, cl, vol in islice(rows, CHUNK_ROWS):
+            for ts, op, hi_, low, cl, vol in zip(
+                *(c[lo:hi].tolist() for c in columns), strict=True
+            ):
                 candle = new(Candle)
                 candle.ts = ts
                 candle.open = op
-                candle.high = hi
+                candle.high = hi_
                 candle.low = low
                 candle.close = cl
                 candle.volume = vol
                 append(candle)
-            yield block
+            yield b - a, block
+            if stop:
+                return
 
 
-def _trade_blocks(path: Path) -> Iterator[list[Trade]]:
+def _trade_blocks(path: Path, tap: Tap | None = None) -> Iterator[tuple[int, list[Trade]]]:
     """The columnar reader's trades, a list per chunk (see `_candle_blocks`)."""
     new = Trade.__new__
     for columns in arrow_batches(path, "trades", TRADE_HEADER, _open_fast):
-        rows = zip(*columns, strict=True)
-        for _ in range(0, len(columns[0]), CHUNK_ROWS):
+        count = len(columns[0])
+        for a in range(0, count, CHUNK_ROWS):
+            b = min(a + CHUNK_ROWS, count)
+            lo, hi, stop = a, b, False
+            if tap is not None:
+                lo, hi, stop = tap.block(columns[0][a:b], columns[2][a:b])
+                lo, hi = a + lo, a + hi
             block: list[Trade] = []
             append = block.append
-            for ts, buyer_taker, price, amount in islice(rows, CHUNK_ROWS):
+            for ts, buyer_taker, price, amount in zip(
+                *(c[lo:hi].tolist() for c in columns), strict=True
+            ):
                 trade = new(Trade)
                 trade.ts = ts
                 trade.buyer_taker = buyer_taker
                 trade.price = price
                 trade.amount = amount
                 append(trade)
-            yield block
+            yield b - a, block
+            if stop:
+                return
 
 
 def read_candles(path: Path | str) -> Iterator[Candle]:
@@ -228,9 +268,9 @@ def read_candles(path: Path | str) -> Iterator[Candle]:
     path = Path(path)
     done = 0
     try:
-        for block in _candle_blocks(path):
+        for rows, block in _candle_blocks(path):
             yield from block
-            done += len(block)
+            done += rows
         if done:
             return
     except Fallback:
@@ -243,9 +283,9 @@ def read_trades(path: Path | str) -> Iterator[Trade]:
     path = Path(path)
     done = 0
     try:
-        for block in _trade_blocks(path):
+        for rows, block in _trade_blocks(path):
             yield from block
-            done += len(block)
+            done += rows
         if done:
             return
     except Fallback:
@@ -303,6 +343,7 @@ def feed_candles(
     on_candle: Callable[[Candle], object],
     spacing: Spacing | None = None,
     on_candles: Callable[[Sequence[Candle]], object] | None = None,
+    tap: Tap | None = None,
 ) -> None:
     """`read_candles`, pushed: calls `on_candle` with each candle (the replay's loop).
 
@@ -314,23 +355,25 @@ def feed_candles(
     one have been delivered when its DataError is raised, as with
     `read_candles`). With `spacing`, the candles' spacing is measured too, and
     no candle is delivered after a gap that is not a whole number of its steps
-    (`spacing.misfit`).
+    (`spacing.misfit`). With `tap` (see `Tap`), only the candles it lets through
+    are delivered, and the read ends where it says.
     """
     path = Path(path)
     deliver = on_candles if on_candles is not None else _each(on_candle)
     done = 0
     try:
-        for block in _candle_blocks(path, spacing.gaps if spacing is not None else None):
+        for rows, block in _candle_blocks(path, spacing.gaps if spacing is not None else None, tap):
             if spacing is not None and spacing.misfit is not None:
                 return
-            deliver(block)
-            done += len(block)
+            if block:
+                deliver(block)
+            done += rows
         if done:
             return
     except Fallback:
         pass
     by_line: Iterator[Candle] = _skip(_read_candles_by_line(path), done)
-    if spacing is None and on_candles is None:
+    if spacing is None and on_candles is None and tap is None:
         deque(map(on_candle, by_line), maxlen=0)
         return
     for line_candle in by_line:
@@ -338,6 +381,12 @@ def feed_candles(
             spacing.candle(line_candle.ts)
             if spacing.misfit is not None:
                 return
+        if tap is not None:
+            verdict = tap.one(line_candle.ts, line_candle.close)
+            if verdict != DELIVER:
+                if verdict == STOP:
+                    return
+                continue
         deliver((line_candle,))
 
 
@@ -345,6 +394,7 @@ def feed_trades(
     path: Path | str,
     on_trade: Callable[[Trade], object],
     on_trades: Callable[[Sequence[Trade]], object] | None = None,
+    tap: Tap | None = None,
 ) -> None:
     """`read_trades`, pushed: calls `on_trade` with each trade, or `on_trades` with
     lists of them (see `feed_candles`)."""
@@ -352,19 +402,26 @@ def feed_trades(
     deliver = on_trades if on_trades is not None else _each(on_trade)
     done = 0
     try:
-        for block in _trade_blocks(path):
-            deliver(block)
-            done += len(block)
+        for rows, block in _trade_blocks(path, tap):
+            if block:
+                deliver(block)
+            done += rows
         if done:
             return
     except Fallback:
         pass
     by_line = _skip(_read_trades_by_line(path), done)
-    if on_trades is None:
+    if on_trades is None and tap is None:
         deque(map(on_trade, by_line), maxlen=0)
         return
     for line_trade in by_line:
-        on_trades((line_trade,))
+        if tap is not None:
+            verdict = tap.one(line_trade.ts, line_trade.price)
+            if verdict != DELIVER:
+                if verdict == STOP:
+                    return
+                continue
+        deliver((line_trade,))
 
 
 def _each(on_event: Callable[[Any], object]) -> Callable[[Sequence[Any]], object]:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+
+import numpy as np
+import numpy.typing as npt
 
 from hean_engine.model.orders import Fill
 from hean_engine.report.equity import EquityPath, equity_path
@@ -17,12 +19,8 @@ from hean_engine.report.trades import Books, Trips, round_trips
 class Marks:
     """The prices a replay valued the books at, in time order (see equity.py)."""
 
-    ts: array[int]
-    prices: array[float]
-
-    @classmethod
-    def empty(cls) -> Marks:
-        return cls(array("q"), array("d"))
+    ts: Sequence[int] | npt.NDArray[np.int64]
+    prices: Sequence[float] | npt.NDArray[np.float64]
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,8 +36,8 @@ class BacktestReport:
 def build_report(title: str, marks: Marks, fills: Sequence[Fill], books: Books) -> BacktestReport:
     """Equity path, round trips and statistics of one replay (ReportError without marks)."""
     path = equity_path(marks.ts, marks.prices, fills, books)
-    opening = Decimal(repr(marks.prices[0]))
-    trips = round_trips(fills, books, opening_price=opening, opening_ts=marks.ts[0])
+    opening = Decimal(repr(float(path.prices[0])))
+    trips = round_trips(fills, books, opening_price=opening, opening_ts=path.first_ts)
     return BacktestReport(
         title=title,
         quote_ccy=books.quote_ccy,
