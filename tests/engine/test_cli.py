@@ -28,13 +28,13 @@ def test_hean_help_as_installed() -> None:
     assert {"engine", "crds", "operator"} <= set(_commands(done.stdout))
 
 
-def test_engine_help_lists_replay_and_run() -> None:
+def test_engine_help_lists_its_commands() -> None:
     result = CliRunner().invoke(main, ["engine", "--help"])
     assert result.exit_code == 0
     assert "Run a trading engine: replay recorded data, paper trade, or trade live." in (
         result.stdout
     )
-    assert _commands(result.stdout) == ["replay", "run"]
+    assert _commands(result.stdout) == ["backtest", "replay", "run"]
 
 
 @pytest.mark.parametrize(
