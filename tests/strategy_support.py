@@ -74,6 +74,9 @@ def venv_with_project(project: Path, root: Path) -> Path:
     venv = root / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     [packages] = venv.glob("lib/python*/site-packages")
-    (packages / "hean-base.pth").write_text("\n".join(site.getsitepackages()) + "\n")
+    # `import` lines of a .pth run at start-up: addsitedir also reads the base's own
+    # .pth files, so an editable install of hean (a finder hook) is found too.
+    lines = [f"import site; site.addsitedir({path!r})" for path in site.getsitepackages()]
+    (packages / "hean-base.pth").write_text("\n".join(lines) + "\n")
     install_project(project, packages)
     return venv
