@@ -214,7 +214,7 @@ def text_balances(text: str) -> dict[str, Decimal]:
 
 
 class _Backend:
-    """One connection and its dialect: `?` placeholders are rewritten for psycopg."""
+    """One connection and its dialect: SQLite's `?` parameter marks become psycopg's `%s`."""
 
     kind = "sqlite"
 
