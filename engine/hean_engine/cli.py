@@ -186,6 +186,11 @@ def replay(
         if not data_path.is_file():
             raise DataError(str(data_path), 0, "no such file")
         hook = ProgressHook(data_path, start_ms, end_ms) if sys.stderr.isatty() else None
+        if _exit_when_done:
+            # The `hean` executable: what start-up made (modules, classes, the
+            # spec's validators) lives until the process ends; out of the
+            # collector's sight, the replay's full collections do not walk it.
+            gc.freeze()
         try:
             result = run(
                 identity,

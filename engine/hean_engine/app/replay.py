@@ -71,7 +71,8 @@ def replay(
         )
     kernel = engine.kernel
     # Events are short-lived and few objects outlive them (orders, fills): a
-    # larger young generation saves ~100 collections per million events.
+    # larger young generation saves ~100 collections per million events. The
+    # summary's and the report's short-lived Decimals, tuples and dicts too.
     thresholds = gc.get_threshold()
     gc.set_threshold(max(thresholds[0], _YOUNG_GC_THRESHOLD), *thresholds[1:])
     try:
@@ -83,22 +84,17 @@ def replay(
                 raise _timeframe_mismatch(spec, data, mismatch)
         else:
             feed_trades(data, kernel.on_trade, kernel.on_trades, tap)
+        if tap is not None and not kernel.events:
+            raise _empty_window(data, window, tap)
+        wall = time.perf_counter() - started
+        summary = summarize(engine, wall)
+        report = None
+        if marks is not None:
+            title = f"{identity.name}: {spec.strategy.name} on {spec.market.symbol}"
+            report = build_report(title, marks.marks(), kernel.fills, books)
+            summary["stats"] = report.stats.to_json()
     finally:
         gc.set_threshold(*thresholds)
-    if tap is not None and not kernel.events:
-        raise _empty_window(data, window, tap)
-    wall = time.perf_counter() - started
-    summary = summarize(engine, wall)
-    report = None
-    if marks is not None:
-        title = f"{identity.name}: {spec.strategy.name} on {spec.market.symbol}"
-        # Its short-lived Decimals and tuples: a larger young generation, as in the replay.
-        gc.set_threshold(max(thresholds[0], _YOUNG_GC_THRESHOLD), *thresholds[1:])
-        try:
-            report = build_report(title, marks.marks(), kernel.fills, books)
-        finally:
-            gc.set_threshold(*thresholds)
-        summary["stats"] = report.stats.to_json()
     return ReplayResult(summary, report)
 
 
