@@ -174,6 +174,7 @@ def replay(
     from hean_engine.app.progress import ProgressHook
     from hean_engine.app.recording import ReplayWindow
     from hean_engine.app.replay import replay as run
+    from hean_engine.app.replay import summary_json
 
     if start_ms is not None and end_ms is not None and end_ms <= start_ms:
         raise click.BadParameter("must be later than --from", param_hint="'--to'")
@@ -199,6 +200,7 @@ def replay(
                 on_start=hook,
                 window=ReplayWindow(start_ms, end_ms),
                 with_report=as_json or report_path is not None,
+                trades=False,  # summary_json writes them from the fills
             )
         finally:
             if hook is not None:
@@ -207,7 +209,7 @@ def replay(
     if report_path is not None and result.report is not None:
         _write_report(report_path, result.report)
     if as_json:
-        click.echo(json.dumps(summary, separators=(",", ":")))
+        click.echo(summary_json(summary, result.fills))
     else:
         click.echo(_human_summary(summary))
     if _exit_when_done:
