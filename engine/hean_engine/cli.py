@@ -170,8 +170,12 @@ def replay(
     With --json the summary carries a `stats` object, and with --report an
     HTML report is written (docs/backtesting.md defines the statistics).
     """
+    if _exit_when_done:
+        # The `hean` executable: what start-up makes (modules, classes, the
+        # spec's validators) lives until the process ends. No collections while
+        # it is made, and then out of the collector's sight (gc.freeze below).
+        gc.disable()
     from hean_engine.app.config import load_config
-    from hean_engine.app.progress import ProgressHook
     from hean_engine.app.recording import ReplayWindow
     from hean_engine.app.replay import replay as run
     from hean_engine.app.replay import summary_json
@@ -186,12 +190,14 @@ def replay(
         identity, spec = load_config(config_path)
         if not data_path.is_file():
             raise DataError(str(data_path), 0, "no such file")
-        hook = ProgressHook(data_path, start_ms, end_ms) if sys.stderr.isatty() else None
+        hook = None
+        if sys.stderr.isatty():
+            from hean_engine.app.progress import ProgressHook
+
+            hook = ProgressHook(data_path, start_ms, end_ms)
         if _exit_when_done:
-            # The `hean` executable: what start-up made (modules, classes, the
-            # spec's validators) lives until the process ends; out of the
-            # collector's sight, the replay's full collections do not walk it.
             gc.freeze()
+            gc.enable()
         try:
             result = run(
                 identity,
@@ -202,6 +208,8 @@ def replay(
                 with_report=as_json or report_path is not None,
                 trades=False,  # summary_json writes them from the fills
             )
+            if _exit_when_done:  # the result lives until the process ends (see above)
+                gc.freeze()
         finally:
             if hook is not None:
                 hook.stop()
