@@ -51,6 +51,15 @@ SECURITY_HEADERS = {
     "Cache-Control": "no-store",
 }
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
+# A Backtest's report is its own page: inline styles and SVG, no script. It is data a
+# strategy's code helped write, so it is sandboxed (an origin of its own, no scripts,
+# no forms): it can read nothing of the console's, its token included.
+REPORT_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
+        "frame-ancestors 'none'; base-uri 'none'; form-action 'none'; sandbox"
+    ),
+}
 
 
 @dataclass
@@ -238,6 +247,31 @@ async def backtest_page(request: web.Request) -> web.Response:
         )
     body = views.backtest_page(backtest)
     return _html(views.page(name, body, csrf=console.csrf, kind="backtest"))
+
+
+async def backtest_report_page(request: web.Request) -> web.Response:
+    """The Backtest's HTML report (`?run=N`: a sweep's run N), read through a reader pod."""
+    console = request.app[CONSOLE]
+    namespace, name = request.match_info["namespace"], request.match_info["name"]
+    text = request.query.get("run", "")
+    if text and not text.isdigit():
+        message = f"run: {text!r} is not a run index (0, 1, ...)"
+        return _html(views.refusal_page(name, message, csrf=console.csrf, kind="backtest"), 400)
+    run = int(text) if text else None
+    try:
+        content = await console.call(console.client.backtest_report, namespace, name, run)
+    except Exception as exc:
+        refusal = refusal_of(exc)
+        if getattr(exc, "exit_code", None) == 2:  # no report (yet): say so, as the plugin does
+            refusal = Refusal(409, str(exc))
+        LOG.info("report of %s/%s not read: %s", namespace, name, refusal.message)
+        return _html(
+            views.refusal_page(name, refusal.message, csrf=console.csrf, kind="backtest"),
+            refusal.status,
+        )
+    return web.Response(
+        body=content, content_type="text/html", charset="utf-8", headers=REPORT_HEADERS
+    )
 
 
 async def _attempt(console: Console, method: Callable[..., Any], *args: Any, **kw: Any) -> Any:
@@ -496,6 +530,7 @@ def make_app(client: ConsoleClient, *, report_interval: float = 2.0) -> web.Appl
     app.router.add_get("/approvals", approvals_page)
     app.router.add_get("/backtests", backtests_page)
     app.router.add_get("/backtests/{namespace}/{name}", backtest_page)
+    app.router.add_get("/backtests/{namespace}/{name}/report", backtest_report_page)
     app.router.add_get("/events", events_stream)
     app.router.add_post("/api/engines/{namespace}/{name}/{action}", action)
     app.router.add_static("/static", str(static), show_index=False, follow_symlinks=False)
@@ -507,6 +542,7 @@ def make_app(client: ConsoleClient, *, report_interval: float = 2.0) -> web.Appl
     async def shutdown(_: web.Application) -> None:
         console.hub.close_streams()
         console.hub.stop()
+        await console.call(console.client.close_report_readers)
 
     app.on_startup.append(start)
     app.on_shutdown.append(shutdown)
