@@ -73,7 +73,9 @@ def test_a_report_is_served_with_its_type_and_a_no_script_policy(
 ) -> None:
     status, body, headers = request(server, "/0.html")
     assert (status, body) == (200, b"<html><body>report 0</body></html>")
-    assert headers["Content-Type"] == "text/html; charset=utf-8"
+    # a download, which the API server's proxy passes through unchanged (not text/html)
+    assert headers["Content-Type"] == "application/octet-stream"
+    assert headers["Content-Disposition"] == 'attachment; filename="0.html"'
     assert headers["Content-Security-Policy"] == HEADERS["Content-Security-Policy"]
     assert "sandbox" in headers["Content-Security-Policy"]
     assert headers["X-Content-Type-Options"] == "nosniff"

@@ -9,7 +9,8 @@ server's pod proxy, with the user's own credentials and RBAC.
 What it serves, and nothing else:
 - `GET /healthz`: `ok` (the pod's readiness probe);
 - `GET /`: the report files in the directory, as JSON (`{"files": [...]}`);
-- `GET /NAME`: one regular file directly under (or below) the directory.
+- `GET /NAME`: one regular file under the directory, as a download
+  (application/octet-stream: the pod proxy passes it through unchanged).
 A path with a `..` or `.` segment, a backslash, a NUL, an encoded slash, or a
 hidden name (a run writing a file aside) is refused with 400; a path whose
 real location (symlinks followed) is outside the directory, or that is not a
@@ -32,14 +33,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-CONTENT_TYPES = {
-    ".html": "text/html; charset=utf-8",
-    ".json": "application/json",
-    ".csv": "text/csv; charset=utf-8",
-    ".txt": "text/plain; charset=utf-8",
-}
-# What a browser may do with a served file: render it, never run a script in it
-# (a report is data a strategy's code helped write) nor load anything else.
+# Every file is a download, byte for byte: the API server's pod proxy rewrites a
+# text/html answer (it re-renders it with Go's HTML parser, which lowercases SVG's
+# `viewBox`, and rewrites links), and a page rendered through the proxy would run
+# in the API server's origin. The desk serves the bytes as HTML itself.
+FILE_TYPE = "application/octet-stream"
+# Should a browser render something anyway: no script, nothing loaded.
 HEADERS = {
     "Content-Security-Policy": (
         "default-src 'none'; style-src 'unsafe-inline'; img-src data:; sandbox"
@@ -160,14 +159,21 @@ def _handler(files: ReportFiles) -> type[BaseHTTPRequestHandler]:
             except OSError:
                 self._send(HTTPStatus.NOT_FOUND, b"unreadable\n", "text/plain", body)
                 return
-            kind = CONTENT_TYPES.get(found.suffix, "application/octet-stream")
-            self._send(HTTPStatus.OK, content, kind, body)
+            download = {"Content-Disposition": f'attachment; filename="{found.name}"'}
+            self._send(HTTPStatus.OK, content, FILE_TYPE, body, download)
 
-        def _send(self, status: HTTPStatus, content: bytes, kind: str, body: bool) -> None:
+        def _send(
+            self,
+            status: HTTPStatus,
+            content: bytes,
+            kind: str,
+            body: bool,
+            extra: dict[str, str] | None = None,
+        ) -> None:
             self.send_response(status)
             self.send_header("Content-Type", kind)
             self.send_header("Content-Length", str(len(content)))
-            for name, value in HEADERS.items():
+            for name, value in {**HEADERS, **(extra or {})}.items():
                 self.send_header(name, value)
             self.end_headers()
             if body:
