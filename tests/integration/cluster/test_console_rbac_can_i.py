@@ -13,11 +13,16 @@ has) and asks the API server (`--authorization-mode=Node,RBAC`):
   or across namespaces;
 - the DeskClient the console runs, with a token of that ServiceAccount (the
   TokenRequest API, as the kubelet mounts one in the pod): its reads go through,
-  and its patch of a TradingEngine's spec is refused with the clear RBAC message.
+  and its patch of a TradingEngine's spec is refused with the clear RBAC message;
+- the read-only console itself on that client, as the pod serves it: the
+  overview lists the watched namespaces' engines, an engine's page says which
+  permission its history lacks, and the action endpoint refuses.
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -25,10 +30,12 @@ from typing import Any
 
 import pytest
 import yaml
+from aiohttp.test_utils import TestClient, TestServer
 from real_cluster_support import CHART_DIR, NOWHERE, Kube, Question, wait_until
 
 from cluster_support import unique
 from hean_desk.client import DeskClient
+from hean_desk.console import make_app
 from hean_desk.console.access import CONSOLE_VERBS
 from hean_desk.console.desk_source import DeskSource
 from hean_desk.errors import DeskError
@@ -240,6 +247,36 @@ def test_the_consoles_client_reads_and_is_refused_a_patch(
             desk.test_order(first, "btc", "buy", "0.001")
         with pytest.raises(DeskError, match=r"^forbidden: .* may not list tradingengines"):
             desk.list_engines(install.unwatched)
+
+        pages = asyncio.run(_read_only_pages(DeskSource(desk, install.watched), first, second))
     finally:
         desk.close()
     assert kube.get("tradingengine", "btc", first)["spec"].get("halt") in (None, False)
+    overview, engine, refused = pages
+    assert f'data-key="{first}/btc"' in overview and f'data-key="{second}/eth"' in overview
+    assert "data-action=" not in engine and "This console is read-only" in engine
+    assert "may not get secrets/eth-control" in engine  # why the fills are not shown
+    assert refused[0] == 403 and "read-only" in refused[1]["message"]
+
+
+async def _read_only_pages(
+    source: DeskSource, first: str, second: str
+) -> tuple[str, str, tuple[int, Any]]:
+    """The overview, eth's page and a halt, through port-forward's Host (any port)."""
+    app = make_app(source, read_only=True, any_port=True)
+    forwarded = {"Host": "127.0.0.1:18765"}
+    async with TestClient(TestServer(app)) as client:
+        started = time.perf_counter()
+        response = await client.get("/", headers=forwarded)
+        overview = await response.text()
+        print(f"overview against the API server: {time.perf_counter() - started:.3f} s")
+        assert response.status == 200, overview
+        response = await client.get(f"/engines/{second}/eth", headers=forwarded)
+        engine = await response.text()
+        assert response.status == 200, engine
+        halt = await client.post(
+            f"/api/engines/{first}/btc/halt",
+            headers={**forwarded, "Origin": "http://127.0.0.1:18765"},
+        )
+        refused = (halt.status, await halt.json())
+    return overview, engine, refused
