@@ -340,6 +340,15 @@ def actions_panel(namespace: str, name: str) -> str:
     )
 
 
+def read_only_panel(namespace: str, name: str) -> str:
+    """Where the action buttons are on a read-only console: why there are none, and how."""
+    return (
+        '<p class="muted read-only">This console is read-only: no pause, resume or halt '
+        "here. With your own credentials: "
+        f"<code>kubectl hean halt {e(name)} -n {e(namespace)}</code> (or pause, resume).</p>"
+    )
+
+
 def chart_panel(points: Sequence[Mapping[str, Any]]) -> str:
     series = [(p.get("time"), decimal_or_none(p.get("equity"))) for p in points]
     kept = [(t, v) for t, v in series if v is not None]
