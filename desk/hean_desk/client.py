@@ -31,8 +31,9 @@ from __future__ import annotations
 import base64
 import json
 import time
-from collections.abc import Iterator, Mapping
-from typing import Any, Literal, cast
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any, Literal, Protocol, TypeVar, cast
 
 from kubernetes import client, watch
 from kubernetes import config as kube_config
@@ -60,6 +61,16 @@ PAGE_SIZE = 1000  # the engine's largest page
 TIMEOUT = (5.0, 30.0)  # connect, read (seconds)
 
 
+class _Named(Protocol):
+    @property
+    def name(self) -> str: ...
+    @property
+    def namespace(self) -> str: ...
+
+
+_Listed = TypeVar("_Listed", bound=_Named)
+
+
 def pod_name(engine: str) -> str:
     return f"{engine}-engine"
 
@@ -69,28 +80,22 @@ def secret_name(engine: str) -> str:
 
 
 class DeskClient:
-    """One user's view of the cluster, from their kubeconfig (and optional context)."""
+    """One user's view of the cluster, from their kubeconfig (and optional context).
 
-    def __init__(self, kubeconfig: str | None = None, context: str | None = None) -> None:
-        try:
-            configuration = client.Configuration()
-            kube_config.load_kube_config(  # type: ignore[no-untyped-call]
-                config_file=kubeconfig, context=context, client_configuration=configuration
-            )
-            _, active = kube_config.list_kube_config_contexts(config_file=kubeconfig)  # type: ignore[no-untyped-call]
-        except (kube_config.ConfigException, OSError, TypeError, ValueError) as exc:
-            where = kubeconfig or "$KUBECONFIG or ~/.kube/config"
-            flag = "--context" if context else "--kubeconfig"
-            raise DeskError(
-                f"{flag}: no usable cluster configuration in {where}: {exc}", EXIT_USAGE
-            ) from None
-        if context is not None:
-            contexts, _ = kube_config.list_kube_config_contexts(config_file=kubeconfig)  # type: ignore[no-untyped-call]
-            active = next((c for c in contexts if c.get("name") == context), active)
+    `in_cluster=True` is the chart's read-only console: the pod's own
+    ServiceAccount (its mounted token and CA) instead of a kubeconfig, and the
+    pod's namespace as the default one.
+    """
+
+    def __init__(
+        self, kubeconfig: str | None = None, context: str | None = None, *, in_cluster: bool = False
+    ) -> None:
+        configuration = client.Configuration()
+        if in_cluster:
+            self.default_namespace = _load_in_cluster(configuration, kubeconfig, context)
+        else:
+            self.default_namespace = _load_kubeconfig(configuration, kubeconfig, context)
         self.api = client.ApiClient(configuration)
-        self.default_namespace = str(
-            ((active or {}).get("context") or {}).get("namespace") or "default"
-        )
         self._core = client.CoreV1Api(self.api)
         self._custom = client.CustomObjectsApi(self.api)
         self._tokens: dict[tuple[str, str], str] = {}
@@ -102,17 +107,7 @@ class DeskClient:
 
     def list_engines(self, namespace: str | None) -> list[EngineView]:
         """The engines in `namespace` (None: every namespace the user may list), by name."""
-        where = namespace or "all namespaces"
-        with _translated("list", "tradingengines.hean.io", where):
-            if namespace is None:
-                found = self._custom.list_cluster_custom_object(GROUP, VERSION, ENGINES)
-            else:
-                found = self._custom.list_namespaced_custom_object(
-                    GROUP, VERSION, namespace, ENGINES
-                )
-        items = cast(dict[str, Any], found).get("items") or []
-        views = [EngineView.from_object(item) for item in items]
-        return sorted(views, key=lambda v: (v.namespace, v.name))
+        return self._list(ENGINES, namespace, EngineView.from_object)
 
     def get_engine(self, namespace: str, name: str) -> EngineView:
         with _translated("get", "tradingengines.hean.io", namespace, engine=name):
@@ -140,17 +135,7 @@ class DeskClient:
 
     def list_backtests(self, namespace: str | None) -> list[BacktestView]:
         """The Backtests in `namespace` (None: every namespace the user may list), by name."""
-        where = namespace or "all namespaces"
-        with _translated("list", "backtests.hean.io", where):
-            if namespace is None:
-                found = self._custom.list_cluster_custom_object(GROUP, VERSION, BACKTESTS)
-            else:
-                found = self._custom.list_namespaced_custom_object(
-                    GROUP, VERSION, namespace, BACKTESTS
-                )
-        items = cast(dict[str, Any], found).get("items") or []
-        views = [BacktestView.from_object(item) for item in items]
-        return sorted(views, key=lambda v: (v.namespace, v.name))
+        return self._list(BACKTESTS, namespace, BacktestView.from_object)
 
     def get_backtest(self, namespace: str, name: str) -> BacktestView:
         with _translated("get", "backtests.hean.io", namespace, missing=("Backtest", name)):
@@ -158,6 +143,23 @@ class DeskClient:
                 GROUP, VERSION, namespace, BACKTESTS, name
             )
         return BacktestView.from_object(cast(dict[str, Any], found))
+
+    def _list(
+        self, plural: str, namespace: str | None, view: Callable[[dict[str, Any]], _Listed]
+    ) -> list[_Listed]:
+        """The `plural` objects in `namespace` (None: all namespaces) as views, by
+        (namespace, name): what `list_engines` and `list_backtests` share."""
+        where = namespace or "all namespaces"
+        with _translated("list", f"{plural}.{GROUP}", where):
+            if namespace is None:
+                found = self._custom.list_cluster_custom_object(GROUP, VERSION, plural)
+            else:
+                found = self._custom.list_namespaced_custom_object(
+                    GROUP, VERSION, namespace, plural
+                )
+        items = cast(dict[str, Any], found).get("items") or []
+        views = [view(item) for item in items]
+        return sorted(views, key=lambda v: (v.namespace, v.name))
 
     # -- a Backtest's report, through a reader pod ---------------------------------------
 
@@ -523,16 +525,8 @@ class DeskClient:
         return str(text)
 
     def list_approvals(self, namespace: str | None) -> list[ApprovalView]:
-        where = namespace or "all namespaces"
-        with _translated("list", "liveapprovals.hean.io", where):
-            if namespace is None:
-                found = self._custom.list_cluster_custom_object(GROUP, VERSION, APPROVALS)
-            else:
-                found = self._custom.list_namespaced_custom_object(
-                    GROUP, VERSION, namespace, APPROVALS
-                )
-        items = cast(dict[str, Any], found).get("items") or []
-        views = [ApprovalView.from_object(item) for item in items]
+        """The LiveApprovals in `namespace` (None: all), soonest to expire first."""
+        views = self._list(APPROVALS, namespace, ApprovalView.from_object)
         return sorted(views, key=lambda v: (v.namespace, v.expires_at, v.name))
 
     def create_approval(self, manifest: dict[str, Any]) -> ApprovalView:
@@ -542,6 +536,55 @@ class DeskClient:
                 GROUP, VERSION, namespace, APPROVALS, manifest
             )
         return ApprovalView.from_object(cast(dict[str, Any], created))
+
+
+def _load_kubeconfig(
+    configuration: client.Configuration, kubeconfig: str | None, context: str | None
+) -> str:
+    """Loads the kubeconfig's credentials; the context's namespace (default: "default")."""
+    try:
+        kube_config.load_kube_config(  # type: ignore[no-untyped-call]
+            config_file=kubeconfig, context=context, client_configuration=configuration
+        )
+        _, active = kube_config.list_kube_config_contexts(config_file=kubeconfig)  # type: ignore[no-untyped-call]
+    except (kube_config.ConfigException, OSError, TypeError, ValueError) as exc:
+        where = kubeconfig or "$KUBECONFIG or ~/.kube/config"
+        flag = "--context" if context else "--kubeconfig"
+        raise DeskError(
+            f"{flag}: no usable cluster configuration in {where}: {exc}", EXIT_USAGE
+        ) from None
+    if context is not None:
+        contexts, _ = kube_config.list_kube_config_contexts(config_file=kubeconfig)  # type: ignore[no-untyped-call]
+        active = next((c for c in contexts if c.get("name") == context), active)
+    return str(((active or {}).get("context") or {}).get("namespace") or "default")
+
+
+# Where Kubernetes mounts a pod's ServiceAccount (token, CA, namespace).
+SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+
+
+def _load_in_cluster(
+    configuration: client.Configuration, kubeconfig: str | None, context: str | None
+) -> str:
+    """Loads the pod's ServiceAccount credentials; the pod's namespace."""
+    if kubeconfig is not None or context is not None:
+        flag = "--kubeconfig" if kubeconfig is not None else "--context"
+        raise DeskError(
+            f"{flag}: not with --in-cluster (the pod's ServiceAccount is the identity)",
+            EXIT_USAGE,
+        )
+    try:
+        kube_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+    except kube_config.ConfigException as exc:
+        raise DeskError(
+            f"--in-cluster: not running in a Kubernetes pod with a ServiceAccount token: {exc}",
+            EXIT_USAGE,
+        ) from None
+    try:
+        namespace = (SERVICE_ACCOUNT_DIR / "namespace").read_text(encoding="utf-8").strip()
+    except OSError:
+        namespace = ""
+    return namespace or "default"
 
 
 def _event(event: Any) -> KubeEvent:

@@ -291,106 +291,101 @@ def _history(
     return desk.engine_history(ns, engine, what, since=start, until=end, limit=limit)
 
 
-@cli.command()
-@click.argument("engine")
-@_history_options
-@_common
-@click.pass_context
-def trades(
-    ctx: click.Context,
-    /,
-    engine: str,
-    since: str | None,
-    until: str | None,
-    limit: Any,
-    **given: Any,
-) -> None:
-    """The engine's fills, oldest first (exact prices, quantities and fees)."""
-    settings = _settings(ctx, **given)
-    with _user_errors():
-        rows = _history(settings, engine, "fills", since, until, limit)
-        _emit(settings, rows, lambda: render.table(rows, render.FILL_COLUMNS))
+@dataclass(frozen=True)
+class HistoryView:
+    """One history subcommand: the engine's route it reads and how its table looks.
+
+    Every view takes the same arguments and options (ENGINE, --since, --until,
+    --limit and the common ones) and prints the rows as read (-o json|yaml) or
+    `text(rows)` (the table); `open_orders` adds `--open`, the orders working now
+    from the engine's report instead of the history."""
+
+    command: str
+    route: str
+    doc: str
+    text: Callable[[list[dict[str, Any]]], str]
+    open_orders: bool = False
 
 
-@cli.command()
-@click.argument("engine")
-@_history_options
-@click.option("--open", "only_open", is_flag=True, help="Only the orders working now.")
-@_common
-@click.pass_context
-def orders(
-    ctx: click.Context,
-    /,
-    engine: str,
-    since: str | None,
-    until: str | None,
-    limit: Any,
-    only_open: bool,
-    **given: Any,
-) -> None:
-    """The engine's orders with every state change, oldest first (--open: working now)."""
-    settings = _settings(ctx, **given)
-    with _user_errors():
-        if only_open:
-            _no_all_namespaces(settings, "orders")
-            report = settings.desk.engine_report(settings.ns, engine)
-            working = [o.model_dump(by_alias=True) for o in report.open_orders]
-            _emit(settings, working, lambda: render.table(working, render.ORDER_COLUMNS))
-            return
-        rows = _history(settings, engine, "orders", since, until, limit)
-        _emit(settings, rows, lambda: render.table(rows, render.ORDER_HISTORY_COLUMNS))
+def _positions_text(rows: list[dict[str, Any]]) -> str:
+    """The latest snapshot's balances (the history is in -o json|yaml)."""
+    if not rows:
+        return "No position snapshots recorded yet.\n"
+    latest = rows[-1]
+    head = f"Position {latest.get('position')} at {latest.get('time')}\n"
+    return head + render.table(
+        render.positions_rows(latest), (("currency", "CURRENCY"), ("balance", "BALANCE"))
+    )
 
 
-@cli.command()
-@click.argument("engine")
-@_history_options
-@_common
-@click.pass_context
-def positions(
-    ctx: click.Context,
-    /,
-    engine: str,
-    since: str | None,
-    until: str | None,
-    limit: Any,
-    **given: Any,
-) -> None:
-    """The engine's balances now (the table) and their snapshots over time (-o json|yaml)."""
-    settings = _settings(ctx, **given)
-    with _user_errors():
-        rows = _history(settings, engine, "positions", since, until, limit)
-
-        def text() -> str:
-            if not rows:
-                return "No position snapshots recorded yet.\n"
-            latest = rows[-1]
-            head = f"Position {latest.get('position')} at {latest.get('time')}\n"
-            return head + render.table(
-                render.positions_rows(latest), (("currency", "CURRENCY"), ("balance", "BALANCE"))
-            )
-
-        _emit(settings, rows, text)
+HISTORY_VIEWS = (
+    HistoryView(
+        "trades",
+        "fills",
+        "The engine's fills, oldest first (exact prices, quantities and fees).",
+        lambda rows: render.table(rows, render.FILL_COLUMNS),
+    ),
+    HistoryView(
+        "orders",
+        "orders",
+        "The engine's orders with every state change, oldest first (--open: working now).",
+        lambda rows: render.table(rows, render.ORDER_HISTORY_COLUMNS),
+        open_orders=True,
+    ),
+    HistoryView(
+        "positions",
+        "positions",
+        "The engine's balances now (the table) and their snapshots over time (-o json|yaml).",
+        _positions_text,
+    ),
+    HistoryView("pnl", "equity", "The equity and PnL series, with a sparkline.", render.pnl_text),
+)
 
 
-@cli.command()
-@click.argument("engine")
-@_history_options
-@_common
-@click.pass_context
-def pnl(
-    ctx: click.Context,
-    /,
-    engine: str,
-    since: str | None,
-    until: str | None,
-    limit: Any,
-    **given: Any,
-) -> None:
-    """The equity and PnL series, with a sparkline."""
-    settings = _settings(ctx, **given)
-    with _user_errors():
-        rows = _history(settings, engine, "equity", since, until, limit)
-        _emit(settings, rows, lambda: render.pnl_text(rows))
+def _open_option(view: HistoryView) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    if not view.open_orders:
+        return lambda function: function
+    return click.option("--open", "only_open", is_flag=True, help="Only the orders working now.")
+
+
+def _open_orders(settings: Settings, engine: str) -> None:
+    """The orders working now, from the engine's report (`orders --open`)."""
+    _no_all_namespaces(settings, "orders")
+    report = settings.desk.engine_report(settings.ns, engine)
+    working = [o.model_dump(by_alias=True) for o in report.open_orders]
+    _emit(settings, working, lambda: render.table(working, render.ORDER_COLUMNS))
+
+
+def _history_command(view: HistoryView) -> click.Command:
+    @click.argument("engine")
+    @_history_options
+    @_open_option(view)
+    @_common
+    @click.pass_context
+    def command(
+        ctx: click.Context,
+        /,
+        engine: str,
+        since: str | None,
+        until: str | None,
+        limit: Any,
+        only_open: bool = False,
+        **given: Any,
+    ) -> None:
+        settings = _settings(ctx, **given)
+        with _user_errors():
+            if only_open:
+                _open_orders(settings, engine)
+                return
+            rows = _history(settings, engine, view.route, since, until, limit)
+            _emit(settings, rows, lambda: view.text(rows))
+
+    command.__doc__ = view.doc
+    return click.command(name=view.command)(command)
+
+
+for _view in HISTORY_VIEWS:
+    cli.add_command(_history_command(_view))
 
 
 # -- backtests -----------------------------------------------------------------------

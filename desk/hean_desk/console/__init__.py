@@ -4,6 +4,12 @@
 until interrupted, as the kubeconfig's user (the plugin's DeskClient): its
 first page lists every TradingEngine that user can list. `serve(client, ...)`
 is the same from Python; `console` is the click command the plugin runs.
+
+`--in-cluster` is the chart's console (`console.enabled`): a pod that acts as
+its own ServiceAccount (read-only RBAC), always read-only, listening on the
+pod's address so that `kubectl port-forward` and the kubelet's probes reach
+it. Browsers still reach it only under a loopback name (port-forward's); see
+hean_desk.console.server and docs/desk.md.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import ipaddress
 import signal
 import sys
 import webbrowser
+from collections.abc import Sequence
 from typing import Any
 
 import click
@@ -44,18 +51,29 @@ def serve(
     open_browser: bool = True,
     *,
     report_interval: float = 2.0,
+    read_only: bool = False,
+    in_cluster: bool = False,
+    namespaces: Sequence[str] = (),
 ) -> None:
     """Serve the console until interrupted (Ctrl-C or SIGTERM).
 
-    Only a loopback address is accepted: the console acts with the user's own
-    Kubernetes identity and has no login, so it must not be reachable by others.
+    Only a loopback address is accepted, except `in_cluster`: the console acts
+    with the user's own Kubernetes identity and has no login, so it must not be
+    reachable by others. In a cluster it is read-only, acts as its pod's
+    ServiceAccount, and listens in the pod's own network namespace, where only
+    `kubectl port-forward` (and what a NetworkPolicy lets in) reaches it.
     """
-    if not _loopback(host):
+    if in_cluster:
+        read_only = True
+    elif not _loopback(host):
         raise DeskError(f"the console binds to a loopback address only, not {host}", EXIT_USAGE)
-    source: ConsoleClient = DeskSource(client) if isinstance(client, DeskClient) else client
+    source: ConsoleClient = (
+        DeskSource(client, namespaces) if isinstance(client, DeskClient) else client
+    )
 
     def ready(url: str) -> None:
-        print(f"HEAN desk console on {url} (Ctrl-C stops it)", file=sys.stderr, flush=True)
+        mode = " (read-only)" if read_only else ""
+        print(f"HEAN desk console{mode} on {url} (Ctrl-C stops it)", file=sys.stderr, flush=True)
         if open_browser:
             webbrowser.open(url)
 
@@ -65,7 +83,14 @@ def serve(
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
         await run(
-            source, host=host, port=port, on_ready=ready, stop=stop, report_interval=report_interval
+            source,
+            host=host,
+            port=port,
+            on_ready=ready,
+            stop=stop,
+            report_interval=report_interval,
+            read_only=read_only,
+            any_port=in_cluster,
         )
 
     try:
@@ -96,6 +121,25 @@ def serve(
     show_default=True,
     help="Seconds between reads of an open engine page's report and history.",
 )
+@click.option(
+    "--read-only",
+    is_flag=True,
+    help="No pause/resume/halt: the pages have no action buttons and the action endpoint refuses.",
+)
+@click.option(
+    "--in-cluster",
+    is_flag=True,
+    help="Run in a pod as its ServiceAccount (the chart's console): read-only, and "
+    "--address may be the pod's (0.0.0.0) for kubectl port-forward.",
+)
+@click.option(
+    "-n",
+    "--namespace",
+    "namespaces",
+    multiple=True,
+    help="Show this namespace's engines (repeatable; default: every namespace you may "
+    "list, else the context's).",
+)
 @click.option("--kubeconfig", help="The kubeconfig file (default: $KUBECONFIG, ~/.kube/config).")
 @click.option("--context", help="The kubeconfig context (default: the current one).")
 @click.pass_context
@@ -105,21 +149,37 @@ def console(
     address: str,
     no_browser: bool,
     refresh: float,
+    read_only: bool,
+    in_cluster: bool,
+    namespaces: tuple[str, ...],
     kubeconfig: str | None,
     context: str | None,
 ) -> None:
     """Serve the web console on loopback, as your kubeconfig's user, until Ctrl-C."""
-    if not _loopback(address):
-        click.echo(f"error: the console binds to a loopback address only, not {address}", err=True)
+    if not in_cluster and not _loopback(address):
+        click.echo(
+            f"error: --address: the console binds to a loopback address only, not {address} "
+            "(--in-cluster excepted)",
+            err=True,
+        )
         sys.exit(EXIT_USAGE)
-    parent: Any = ctx.obj  # the plugin's settings (its --kubeconfig/--context), if any
+    parent: Any = ctx.obj  # the plugin's settings (its --kubeconfig/--context/-n), if any
     kubeconfig = kubeconfig or getattr(parent, "kubeconfig", None)
     context = context or getattr(parent, "context", None)
+    if not namespaces and getattr(parent, "namespace", None):
+        namespaces = (str(parent.namespace),)
     try:
-        desk = DeskClient(kubeconfig, context)
+        desk = DeskClient(kubeconfig, context, in_cluster=in_cluster)
         try:
             serve(
-                desk, host=address, port=port, open_browser=not no_browser, report_interval=refresh
+                desk,
+                host=address,
+                port=port,
+                open_browser=not no_browser and not in_cluster,
+                report_interval=refresh,
+                read_only=read_only or in_cluster,
+                in_cluster=in_cluster,
+                namespaces=namespaces,
             )
         finally:
             desk.close()

@@ -340,6 +340,15 @@ def actions_panel(namespace: str, name: str) -> str:
     )
 
 
+def read_only_panel(namespace: str, name: str) -> str:
+    """Where the action buttons are on a read-only console: why there are none, and how."""
+    return (
+        '<p class="muted read-only">This console is read-only: no pause, resume or halt '
+        "here. With your own credentials: "
+        f"<code>kubectl hean halt {e(name)} -n {e(namespace)}</code> (or pause, resume).</p>"
+    )
+
+
 def chart_panel(points: Sequence[Mapping[str, Any]]) -> str:
     series = [(p.get("time"), decimal_or_none(p.get("equity"))) for p in points]
     kept = [(t, v) for t, v in series if v is not None]
@@ -699,8 +708,17 @@ def backtests_page(objects: Sequence[Mapping[str, Any]], now: datetime) -> str:
     )
 
 
-def backtest_page(obj: Mapping[str, Any]) -> str:
-    """One Backtest: its summary, its statistics, a sweep's ranking and where the report is."""
+def read_only_report_note(namespace: str, name: str) -> str:
+    return (
+        "This console is read-only: opening a report starts a reader pod, which its "
+        "ServiceAccount may not. With your own credentials: kubectl hean backtest report "
+        f"{name} -n {namespace} --open"
+    )
+
+
+def backtest_page(obj: Mapping[str, Any], *, read_only: bool = False) -> str:
+    """One Backtest: its summary, its statistics, a sweep's ranking and where the report is
+    (with a link that opens it, unless the console is read-only)."""
     doc = render.backtest_document(BacktestView.from_object(dict(obj)))
     summary = [
         (
@@ -720,7 +738,7 @@ def backtest_page(obj: Mapping[str, Any]) -> str:
     ]
     report = render.report_location(doc["report"])
     href = report_href(doc["namespace"], doc["name"])
-    opens = report is not None and doc["phase"] == "Succeeded"
+    opens = report is not None and doc["phase"] == "Succeeded" and not read_only
     sections = [
         ("summary", "Summary", definition_list(summary)),
         ("stats", "Statistics" + (" (the best run)" if doc["sweep"] else ""), _stats(doc)),
@@ -734,6 +752,11 @@ def backtest_page(obj: Mapping[str, Any]) -> str:
             '<span class="muted">(a short-lived reader pod serves it from the output '
             "volume, as your Kubernetes user)</span></p>"
             f'<p data-field="report">{e(report)}</p>'
+        )
+    elif read_only and report is not None:
+        body = (
+            f'<p class="muted read-only">{e(read_only_report_note(doc["namespace"], doc["name"]))}'
+            f'</p><p data-field="report">{e(report)}</p>'
         )
     elif has_output:
         body = (
