@@ -22,7 +22,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 from collections.abc import AsyncIterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +104,8 @@ async def test_the_charts_console_runs_as_a_pod_read_only(tmp_path: Path) -> Non
     scenario, recorder = await make_sandbox_scenario(
         tmp_path, values={"console": {"enabled": True}}
     )
+    box = scenario.box
+    assert box is not None
     try:
         await scenario.apply(
             scenario.engine(
@@ -118,10 +122,23 @@ async def test_the_charts_console_runs_as_a_pod_read_only(tmp_path: Path) -> Non
         assert ready["Ready"] == "True", pod["status"]
         assert pod["spec"]["serviceAccountName"].endswith("-console")
         address = pod["status"]["podIP"]
+        ready_at = next(c for c in pod["status"]["conditions"] if c["type"] == "Ready")
+        created = datetime.fromisoformat(pod["metadata"]["creationTimestamp"])
+        started = datetime.fromisoformat(
+            pod["status"]["containerStatuses"][0]["state"]["running"]["startedAt"]
+        )
+        timings = {
+            "created -> Ready (s)": (
+                datetime.fromisoformat(ready_at["lastTransitionTime"]) - created
+            ).total_seconds(),
+            "process start -> Ready (s)": (
+                datetime.fromisoformat(ready_at["lastTransitionTime"]) - started
+            ).total_seconds(),
+        }
 
         # through the API server's pod proxy (as the sandbox's admin): the proxy passes
         # on the Host the client named, here the API server's loopback address
-        cluster = scenario.box.options.control_plane  # type: ignore[union-attr]
+        cluster = box.options.control_plane
         assert cluster is not None
         proxy = (
             f"{cluster.url}/api/v1/namespaces/{scenario.namespace}/pods/{name}:{CONSOLE_PORT}/proxy"
@@ -131,6 +148,15 @@ async def test_the_charts_console_runs_as_a_pod_read_only(tmp_path: Path) -> Non
             async with api.get(f"{proxy}/healthz") as response:
                 assert (response.status, await response.text()) == (200, "ok")
             await read_only_console(api, proxy, scenario.namespace)
+            # and the Service's proxy, through its endpoints (the pod's address)
+            service = await scenario.kubectl(
+                "get", "services", "-l", "app.kubernetes.io/component=console", "-o", "name"
+            )
+            service_proxy = (
+                f"{cluster.url}/api/v1/namespaces/{scenario.namespace}/services/"
+                f"{service.stdout.strip().removeprefix('service/')}:http/proxy"
+            )
+            await read_only_console(api, service_proxy, scenario.namespace)
             # an API server reached by any other name (most clusters'): the pages are
             # refused (421), /healthz still answers
             elsewhere = {"Host": "kube.example.com:6443"}
@@ -143,7 +169,11 @@ async def test_the_charts_console_runs_as_a_pod_read_only(tmp_path: Path) -> Non
         async with port_forward(address, CONSOLE_PORT) as local:
             url = f"http://127.0.0.1:{local}"
             async with aiohttp.ClientSession() as http:
+                began = time.perf_counter()
                 await read_only_console(http, url, scenario.namespace)
+                timings["overview + refused halt via port-forward (ms)"] = (
+                    time.perf_counter() - began
+                ) * 1000
             async with chromium() as browser:
                 page = await browser.new_page()
                 await page.goto(f"{url}/")
@@ -159,10 +189,10 @@ async def test_the_charts_console_runs_as_a_pod_read_only(tmp_path: Path) -> Non
         assert not engine["spec"].get("halt"), json.dumps(engine["spec"])
         assert engine["status"]["phase"] == "Running"
         # it listens on its pod's address only (HEAN_HOST), not on the machine's every one
-        logs = scenario.box.pods_dir / scenario.namespace  # type: ignore[union-attr]
+        logs = box.pods_dir / scenario.namespace
         banner = next(logs.glob(f"{name}-*/logs/console.log")).read_text()
         assert f"(read-only) on http://{address}:{CONSOLE_PORT}/" in banner, banner
+        print("\nconsole pod: " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()))
     finally:
         await stop_recording(recorder)
-        assert scenario.box is not None
-        await scenario.box.stop()
+        await box.stop()
