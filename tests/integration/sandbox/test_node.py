@@ -14,7 +14,7 @@ import pytest
 from node_support import NodeWorld
 
 from hean_sandbox.kubelet.api import ApiError
-from hean_sandbox.kubelet.node import IpAllocator
+from hean_sandbox.kubelet.node import IpAllocator, _resolve
 
 
 def pod(
@@ -310,6 +310,25 @@ async def test_a_missing_configmap_is_a_container_config_error_until_it_exists(
     )
     assert status == 201
     await watch.until(lambda e: pod_status(e).get("phase") == "Succeeded", within=30)
+
+
+def test_the_images_programs_run_as_their_modules() -> None:
+    """`hean` and `kubectl-hean` (the chart's console) are on the images' PATH."""
+    assert _resolve(["hean", "operator", "run"]) == [
+        sys.executable,
+        "-m",
+        "hean_engine.cli",
+        "operator",
+        "run",
+    ]
+    assert _resolve(["kubectl-hean", "console", "--in-cluster"]) == [
+        sys.executable,
+        "-m",
+        "hean_desk.plugin",
+        "console",
+        "--in-cluster",
+    ]
+    assert _resolve(["sh", "-c", "true"]) == ["sh", "-c", "true"]
 
 
 def test_ip_allocator_skips_addresses_in_use() -> None:
