@@ -420,6 +420,14 @@ class BacktestStats(CamelModel):
     )
 
 
+# The statistics' keys as they travel (camelCase), in the model's order: what a
+# Backtest run reports and status carries, derived so that a statistic added to
+# the model cannot be left out of the run's summary or of a test's comparison.
+STATS_FIELDS: tuple[str, ...] = tuple(
+    field.alias or name for name, field in BacktestStats.model_fields.items()
+)
+
+
 class RankedRun(CamelModel):
     """One run of a sweep, as status ranks it."""
 

@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from engine_support import BTCUSD_CANDLES, head_lines, require_shared_file, write_lines
-from hean_contract.backtest import rfc3339_ms
+from hean_contract.backtest import STATS_FIELDS, BacktestStats, rfc3339_ms
 from hean_engine.app import backtest as bt
 from hean_engine.app.config import load_config
 from hean_engine.cli import main
@@ -165,3 +165,30 @@ def test_the_summary_never_exceeds_a_termination_message() -> None:
     huge = bt.summarize_run(3, summary, "x" * 5000, 10)
     assert "report" not in huge
     assert len(json.dumps(huge, separators=(",", ":")).encode()) <= bt.SUMMARY_BYTES
+
+
+def test_the_summary_carries_every_statistic_of_the_status_model() -> None:
+    """SUMMARY_STATS is BacktestStats' fields: a statistic added there is reported."""
+    assert bt.SUMMARY_STATS == STATS_FIELDS
+    assert set(bt.SUMMARY_STATS) == {field.alias for field in BacktestStats.model_fields.values()}
+
+
+def test_every_statistic_at_its_widest_still_fits_a_termination_message() -> None:
+    """All of BacktestStats' fields, each as wide as a run can make it, with the report
+    name kept: the 4 KiB termination message is not what limits adding a statistic."""
+    widest: dict[str, Any] = {}
+    decimals = []
+    for name, field in BacktestStats.model_fields.items():
+        key = field.alias or name
+        if field.annotation == (int | None):
+            widest[key] = 10**18  # a count: far beyond any replay
+        elif key != "undefined":
+            widest[key] = "-" + "9" * 40 + "." + "9" * 10  # 10 places, as stats round
+            decimals.append(key)
+    widest["undefined"] = decimals  # every figure undefined at once
+    summary = {"orders": 10**18, "stats": {**widest, "notStatus": "1" * 4096}}
+    out = bt.summarize_run(999, summary, "999.html", 10**18)
+    assert set(out["stats"]) == set(STATS_FIELDS)  # what status has, nothing else
+    assert out["report"] == "999.html"
+    assert len(json.dumps(out, separators=(",", ":")).encode()) <= bt.SUMMARY_BYTES
+    BacktestStats.model_validate(out["stats"])  # as the operator reads it

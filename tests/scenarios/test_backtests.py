@@ -24,6 +24,7 @@ import yaml
 from scenario_support import Scenario, make_sandbox_scenario, stop_recording
 
 from engine_support import BTCUSD_CANDLES, head_lines, require_shared_file, write_lines
+from hean_contract.backtest import STATS_FIELDS
 from hean_contract.spec import ExchangeSpec
 from hean_engine.app.backtest import fetch_ohlcv
 from hean_engine.model.timefmt import ms_to_iso
@@ -36,26 +37,8 @@ def _stamp(ms: int) -> str:
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "backtest.yaml"
 START, END = "2017-01-01T00:00:00Z", "2017-01-04T00:00:00Z"
-# The statistics status carries (hean_contract.backtest.BacktestStats), as the replay has them.
-COMPARED = (
-    "totalReturnPct",
-    "annualReturnPct",
-    "sharpe",
-    "sortino",
-    "calmar",
-    "maxDrawdownPct",
-    "winRatePct",
-    "profitFactor",
-    "expectancy",
-    "exposurePct",
-    "trades",
-    "fills",
-    "fees",
-    "startingEquity",
-    "finalEquity",
-    "pnl",
-    "undefined",
-)
+# The statistics status carries (every field of BacktestStats), as the replay has them.
+COMPARED = STATS_FIELDS
 
 
 @pytest.fixture

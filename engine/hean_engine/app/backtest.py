@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hean_contract.backtest import STATS_FIELDS
 from hean_contract.spec import EngineIdentity, TradingEngineSpec, parse_spec
 from hean_engine.app.config import load_config
 from hean_engine.app.recording import ReplayWindow
@@ -36,26 +37,9 @@ from hean_engine.net.exchange import create_client
 
 # What the kubelet keeps of a termination message.
 SUMMARY_BYTES = 4096
-# The statistics a run reports (hean_contract.backtest.BacktestStats, camelCase).
-SUMMARY_STATS = (
-    "totalReturnPct",
-    "annualReturnPct",
-    "sharpe",
-    "sortino",
-    "calmar",
-    "maxDrawdownPct",
-    "winRatePct",
-    "profitFactor",
-    "expectancy",
-    "exposurePct",
-    "trades",
-    "fills",
-    "fees",
-    "startingEquity",
-    "finalEquity",
-    "pnl",
-    "undefined",
-)
+# The statistics a run reports: every field of hean_contract.backtest.BacktestStats
+# (camelCase), which is what the operator writes to status.
+SUMMARY_STATS = STATS_FIELDS
 FETCH_LIMIT = 1000  # candles per fetch_ohlcv call (Binance's largest page)
 
 
