@@ -245,6 +245,53 @@ class SweepSpec(CamelModel):
         return self
 
 
+# Fields of the TradingEngine's shared models that a Backtest has no use for: a
+# replay places no orders (so reads no keys) and its account starts from
+# startingBalances on every run (so has nothing to reset). The model refuses
+# them naming the field, and the CRD leaves them out (an unknown field there).
+# A reason holds no "; " (the spec's error formatter splits problems there).
+UNUSED_FIELDS: dict[str, dict[str, str]] = {
+    "exchange": {
+        "credentialsSecret": "a Backtest places no orders and reads no keys (only a live "
+        "TradingEngine has credentials)",
+    },
+    "paper": {
+        "resetRequest": "a Backtest's account starts from startingBalances on every run, "
+        "there is no running account to reset (a TradingEngine's field)",
+    },
+}
+
+
+def _refuse_unused(part: str, data: Any) -> Any:
+    if isinstance(data, dict):
+        problems = [
+            f"{name}: not a Backtest field: {why}"
+            for name, why in UNUSED_FIELDS[part].items()
+            if name in data or _snake(name) in data
+        ]
+        if problems:
+            raise ValueError(NESTED_MARK + "; ".join(problems))
+    return data
+
+
+class BacktestExchangeSpec(ExchangeSpec):
+    """A Backtest's exchange: where `data.fetch` fetches candles; no credentials."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_credentials(cls, data: Any) -> Any:
+        return _refuse_unused("exchange", data)
+
+
+class BacktestPaperSpec(PaperSpec):
+    """A Backtest's simulated account: balances, fee and slippage; no reset request."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_reset(cls, data: Any) -> Any:
+        return _refuse_unused("paper", data)
+
+
 class BacktestSpec(CamelModel):
     """What to replay, over which range and data, and (optionally) over which parameters."""
 
@@ -256,15 +303,16 @@ class BacktestSpec(CamelModel):
         max_length=512,
         pattern=IMAGE_PATTERN,
     )
-    exchange: ExchangeSpec = Field(
-        default_factory=ExchangeSpec,
+    exchange: BacktestExchangeSpec = Field(
+        default_factory=BacktestExchangeSpec,
         description="The exchange: where `data.fetch` fetches candles (its endpoint included).",
     )
     market: MarketSpec = Field(description="The market replayed.")
     strategy: StrategySpec = Field(description="The strategy and its parameters.")
     risk: RiskSpec = Field(description="Limits every order intent is checked against.")
-    paper: PaperSpec = Field(
-        default_factory=PaperSpec, description="The simulated account: balances, fee, slippage."
+    paper: BacktestPaperSpec = Field(
+        default_factory=BacktestPaperSpec,
+        description="The simulated account: balances, fee, slippage.",
     )
     start: str = Field(
         alias="from",
