@@ -46,6 +46,11 @@ CATEGORIES = ["hean"]
 # A sweep runs one Job index per parameter combination; its combinations travel
 # in a ConfigMap (1 MiB at most), so their number is bounded well below that.
 MAX_COMBINATIONS = 1000
+# How many candles (or trades) of history a running engine's strategy sees before
+# it trades (hean_engine's FeedSettings.history): a Backtest's default warm-up, so
+# that a Backtest from T trades as an engine started at T does.
+ENGINE_WARMUP = 200
+MAX_WARMUP = 10_000
 # RFC 3339 as the API server's `format: date-time` has it: a date, a time, an offset.
 _RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
 _CLAIM_PATTERN = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
@@ -325,6 +330,16 @@ class BacktestSpec(CamelModel):
         json_schema_extra={"format": "date-time"},
     )
     data: DataSpec = Field(description="Where the market data comes from.")
+    warmup: Count = Field(
+        default=ENGINE_WARMUP,
+        ge=0,
+        le=MAX_WARMUP,
+        description="How many candles (or trades) from before `from` the strategy sees first, "
+        "with nothing traded on them, as a running TradingEngine's strategy sees 200 of "
+        "recent history before it trades: a Backtest from T then makes the fills an engine "
+        "started at T makes. Fewer if the data has fewer; 0: the strategy starts cold at "
+        "`from`. data.fetch fetches them with the range.",
+    )
     output: OutputSpec | None = Field(
         default=None,
         description="Where the HTML report and full summary go. Without it only the summary in "

@@ -90,6 +90,7 @@ def test_one_run_is_an_indexed_job_of_one_owned_by_the_backtest() -> None:
         "--config", "/etc/hean/backtest/engine.yaml",
         "--runs", "/etc/hean/backtest/runs.json",
         "--from", "2017-01-01T00:00:00Z", "--to", "2017-01-04T00:00:00Z",
+        "--warmup", "200",
         "--data", "/var/lib/hean/data/btc/1m.csv.gz",
         "--output-dir", "/var/lib/hean/output/reports/research/ema/01234567",
     ]  # fmt: skip
