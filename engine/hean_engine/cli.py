@@ -190,6 +190,10 @@ def replay(
 
     if start_ms is not None and end_ms is not None and end_ms <= start_ms:
         raise click.BadParameter("must be later than --from", param_hint="'--to'")
+    if warmup and start_ms is None:
+        raise click.BadParameter(
+            "only with --from (the events before it are the warm-up)", param_hint="'--warmup'"
+        )
     if report_path is not None and not report_path.parent.is_dir():
         raise click.BadParameter(
             f"directory {report_path.parent} does not exist", param_hint="'--report'"

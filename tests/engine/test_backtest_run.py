@@ -278,6 +278,12 @@ def test_a_fetched_run_fetches_its_warmup_with_the_range(
     assert fetched["stats"] == recorded["stats"]
 
 
+def test_a_warmup_without_a_start_is_refused_naming_the_option(config: Path, candles: Path) -> None:
+    args = ["engine", "replay", "--config", str(config), "--data", str(candles), "--warmup", "5"]
+    refused = CliRunner().invoke(main, args)
+    assert refused.exit_code == 2 and "'--warmup': only with --from" in refused.output
+
+
 def test_the_cli_and_the_crd_bound_the_warmup_alike() -> None:
     from hean_engine import cli
 
