@@ -8,14 +8,17 @@ is the same from Python; `console` is the click command the plugin runs.
 `--in-cluster` is the chart's console (`console.enabled`): a pod that acts as
 its own ServiceAccount (read-only RBAC), always read-only, listening on the
 pod's address so that `kubectl port-forward` and the kubelet's probes reach
-it. Browsers still reach it only under a loopback name (port-forward's); see
-hean_desk.console.server and docs/desk.md.
+it (0.0.0.0, or $HEAN_HOST where a node without network namespaces names the
+pod's address there, as HEAN's sandbox does). Browsers still reach it only
+under a loopback name (port-forward's); see hean_desk.console.server and
+docs/desk.md.
 """
 
 from __future__ import annotations
 
 import asyncio
 import ipaddress
+import os
 import signal
 import sys
 import webbrowser
@@ -33,6 +36,7 @@ from hean_desk.errors import EXIT_FAILED, EXIT_USAGE, DeskError
 __all__ = ["ConsoleClient", "console", "make_app", "serve"]
 
 DEFAULT_PORT = 8765
+WILDCARDS = ("0.0.0.0", "::")  # noqa: S104 - names, compared: all of a pod's addresses
 
 
 def _loopback(host: str) -> bool:
@@ -130,7 +134,8 @@ def serve(
     "--in-cluster",
     is_flag=True,
     help="Run in a pod as its ServiceAccount (the chart's console): read-only, and "
-    "--address may be the pod's (0.0.0.0) for kubectl port-forward.",
+    "--address may be the pod's (0.0.0.0) for kubectl port-forward ($HEAN_HOST, when "
+    "set, stands for 0.0.0.0).",
 )
 @click.option(
     "-n",
@@ -163,6 +168,13 @@ def console(
             err=True,
         )
         sys.exit(EXIT_USAGE)
+    if in_cluster and address in WILDCARDS and os.environ.get("HEAN_HOST"):
+        # The pod's own addresses: in a pod's network namespace the wildcard is
+        # exactly those; a node without network namespaces (HEAN's sandbox, which
+        # runs pods as local processes) names the pod's address in HEAN_HOST, as
+        # for the engine and the operator, so that two pods' consoles do not
+        # contend for one port on the machine's every address.
+        address = os.environ["HEAN_HOST"]
     parent: Any = ctx.obj  # the plugin's settings (its --kubeconfig/--context/-n), if any
     kubeconfig = kubeconfig or getattr(parent, "kubeconfig", None)
     context = context or getattr(parent, "context", None)

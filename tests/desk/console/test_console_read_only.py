@@ -154,3 +154,40 @@ def test_the_command_documents_read_only_and_in_cluster() -> None:
     result = CliRunner().invoke(console_command, ["--help"])
     assert result.exit_code == 0
     assert "--read-only" in result.output and "--in-cluster" in result.output
+
+
+@pytest.mark.parametrize(
+    ("hean_host", "address", "bound"),
+    [
+        ("198.18.0.7", "0.0.0.0", "198.18.0.7"),  # a node without network namespaces
+        (None, "0.0.0.0", "0.0.0.0"),  # a pod's own network namespace
+        ("198.18.0.7", "10.1.2.3", "10.1.2.3"),  # an address given is kept
+    ],
+)
+def test_in_cluster_binds_the_pods_address_the_node_names(
+    monkeypatch: pytest.MonkeyPatch, hean_host: str | None, address: str, bound: str
+) -> None:
+    """--address=0.0.0.0 is the pod's every address; where the node runs pods without
+    network namespaces (HEAN's sandbox) it names the pod's own in HEAN_HOST."""
+    served: dict[str, Any] = {}
+
+    class Client:
+        def __init__(self, *_: Any, **__: Any) -> None: ...
+
+        def close(self) -> None: ...
+
+    def serve(_: Any, **kwargs: Any) -> None:
+        served.update(kwargs)
+
+    if hean_host is None:
+        monkeypatch.delenv("HEAN_HOST", raising=False)
+    else:
+        monkeypatch.setenv("HEAN_HOST", hean_host)
+    monkeypatch.setattr("hean_desk.console.DeskClient", Client)
+    monkeypatch.setattr("hean_desk.console.serve", serve)
+    result = CliRunner().invoke(
+        console_command, ["--in-cluster", f"--address={address}", "--no-browser"]
+    )
+    assert result.exit_code == 0, result.output
+    assert served["host"] == bound
+    assert served["read_only"] is True

@@ -15,7 +15,7 @@ import pytest
 from node_support import NodeWorld
 
 from hean_sandbox.kubelet.api import ApiError
-from hean_sandbox.kubelet.node import IpAllocator
+from hean_sandbox.kubelet.node import IpAllocator, _resolve
 
 
 def pod(
@@ -322,6 +322,25 @@ def test_a_mounts_sub_path_is_a_directory_below_the_volumes(tmp_path: Path) -> N
     for bad in ("/etc", "reports/../../etc", ".."):
         with pytest.raises(ValueError, match=r"must be relative, no '\.\.'"):
             _sub_path(tmp_path, {"name": "output", "subPath": bad})
+
+
+def test_the_images_programs_run_as_their_modules() -> None:
+    """`hean` and `kubectl-hean` (the chart's console) are on the images' PATH."""
+    assert _resolve(["hean", "operator", "run"]) == [
+        sys.executable,
+        "-m",
+        "hean_engine.cli",
+        "operator",
+        "run",
+    ]
+    assert _resolve(["kubectl-hean", "console", "--in-cluster"]) == [
+        sys.executable,
+        "-m",
+        "hean_desk.plugin",
+        "console",
+        "--in-cluster",
+    ]
+    assert _resolve(["sh", "-c", "true"]) == ["sh", "-c", "true"]
 
 
 def test_ip_allocator_skips_addresses_in_use() -> None:
