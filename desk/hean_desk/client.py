@@ -16,6 +16,11 @@ so RBAC decides what the desk may do and no new credential exists:
   every request it authenticated. The token stays in this object's memory: it
   is never printed, logged or put in an error message.
 
+- a Backtest's HTML report, which is on its output volume: a short-lived
+  reader pod (hean_desk.report_reader) serves it, read through the same pod
+  proxy (RBAC: `get` on `jobs` for the image the Backtest ran, `create`,
+  `list`/`watch` and `delete` on `pods`, `get` on `pods/proxy`).
+
 A refusal by RBAC becomes a DeskError that says which verb on which resource
 the user lacks. Methods are synchronous (the Kubernetes client is); the
 console calls them from worker threads.
@@ -25,11 +30,12 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal, Protocol, TypeVar, cast
 
-from kubernetes import client
+from kubernetes import client, watch
 from kubernetes import config as kube_config
 from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
@@ -37,7 +43,9 @@ from urllib3.exceptions import HTTPError
 
 from hean_contract.report import EngineReport
 from hean_contract.spec import API_VERSION
+from hean_desk import report_reader
 from hean_desk.errors import EXIT_USAGE, DeskError
+from hean_desk.report_reader import ReportFile, ReportTarget
 from hean_desk.views import HISTORY_KINDS, ApprovalView, BacktestView, EngineView, KubeEvent
 
 GROUP, VERSION = API_VERSION.split("/")
@@ -152,6 +160,182 @@ class DeskClient:
         items = cast(dict[str, Any], found).get("items") or []
         views = [view(item) for item in items]
         return sorted(views, key=lambda v: (v.namespace, v.name))
+
+    # -- a Backtest's report, through a reader pod ---------------------------------------
+
+    def backtest_report(
+        self,
+        namespace: str,
+        name: str,
+        run: int | None = None,
+        timeout: float = report_reader.READY_SECONDS,
+    ) -> ReportFile:
+        """Read a Backtest's report: start a reader pod, wait for it, read, delete it.
+
+        DeskError (exit status 2) when the Backtest has no report to read."""
+        view = self.get_backtest(namespace, name)
+        target = report_reader.report_target(view, run)
+        pod = self.start_report_reader(target)
+        cleanup: str | None = None
+        try:
+            self.wait_report_reader(namespace, pod, timeout)
+            content = self.read_report_file(target, pod)
+        finally:
+            try:
+                self.delete_pod(namespace, pod)
+            except DeskError as exc:
+                cleanup = exc.message
+        return ReportFile(view, target, content, pod, cleanup)
+
+    def start_report_reader(self, target: ReportTarget) -> str:
+        """Create the reader pod for `target` (from its Backtest's Job); returns its name."""
+        ns = target.namespace
+        with _translated(
+            "get",
+            "jobs.batch",
+            ns,
+            missing=("Job", target.job),
+            needed="the image the Backtest ran, to read its report with",
+        ):
+            job = json.loads(
+                self._raw(
+                    "GET",
+                    "/apis/batch/v1/namespaces/{namespace}/jobs/{name}",
+                    {"namespace": ns, "name": target.job},
+                    {},
+                    {},
+                    None,
+                )
+            )
+        manifest = report_reader.reader_pod(target, job)
+        with _translated(
+            "create",
+            "pods",
+            ns,
+            needed=f"a short-lived pod that reads the report from claim {target.claim}",
+        ):
+            created = json.loads(
+                self._raw(
+                    "POST",
+                    "/api/v1/namespaces/{namespace}/pods",
+                    {"namespace": ns},
+                    {},
+                    {"Content-Type": "application/json"},
+                    manifest,
+                )
+            )
+        return str(created["metadata"]["name"])
+
+    def wait_report_reader(self, namespace: str, pod: str, timeout: float) -> None:
+        """Until the reader pod is Ready (a watch of that pod); DeskError when it will not be,
+        or is not within `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        field = f"metadata.name={pod}"
+        seen: dict[str, Any] = {}
+        while True:
+            with _translated("list", "pods", namespace, needed="waiting for the reader pod"):
+                listed = self._core.list_namespaced_pod(namespace, field_selector=field)
+            items = [self._plain(p) for p in listed.items or []]
+            if not items:
+                raise DeskError(f"the reader pod {namespace}/{pod} was deleted before it was Ready")
+            seen = items[0]
+            if self._reader_done(namespace, seen):
+                return
+            version = listed.metadata.resource_version if listed.metadata else None
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            stream = watch.Watch()  # type: ignore[no-untyped-call]
+            try:
+                with _translated("watch", "pods", namespace, needed="waiting for the reader pod"):
+                    for event in stream.stream(  # type: ignore[no-untyped-call]
+                        self._core.list_namespaced_pod,
+                        namespace,
+                        field_selector=field,
+                        resource_version=version,
+                        timeout_seconds=max(1, int(remaining)),
+                    ):
+                        if event.get("type") == "ERROR":
+                            break  # e.g. 410 Gone: list again
+                        if event.get("type") == "DELETED":
+                            raise DeskError(
+                                f"the reader pod {namespace}/{pod} was deleted before it was Ready"
+                            )
+                        seen = self._plain(event["object"])
+                        if self._reader_done(namespace, seen):
+                            return
+                        if time.monotonic() >= deadline:
+                            break
+            finally:
+                stream.stop()  # type: ignore[no-untyped-call]
+            if time.monotonic() >= deadline:
+                break
+        phase = (seen.get("status") or {}).get("phase") or "Pending"
+        raise DeskError(
+            f"the reader pod {namespace}/{pod} was not Ready within {timeout:g} s (it is "
+            f"{phase}; kubectl describe pod {pod} -n {namespace} says why)"
+        )
+
+    def _plain(self, model: Any) -> dict[str, Any]:
+        """A client model as the API server's JSON (camelCase keys)."""
+        plain: dict[str, Any] = self.api.sanitize_for_serialization(model)  # type: ignore[no-untyped-call]
+        return plain
+
+    @staticmethod
+    def _reader_done(namespace: str, pod: Mapping[str, Any]) -> bool:
+        """True when Ready; DeskError when it never will be."""
+        if report_reader.is_ready(pod):
+            return True
+        problem = report_reader.pod_problem(pod)
+        if problem is not None:
+            name = (pod.get("metadata") or {}).get("name")
+            raise DeskError(f"the reader pod {namespace}/{name} cannot serve the report: {problem}")
+        return False
+
+    def read_report_file(self, target: ReportTarget, pod: str) -> bytes:
+        """The report file, through the API server's pod proxy to the reader pod."""
+        ns = target.namespace
+        try:
+            return self._raw_bytes(
+                "GET",
+                f"/api/v1/namespaces/{{namespace}}/pods/{{pod}}:{report_reader.READER_PORT}"
+                f"/proxy/{{file}}",
+                {"namespace": ns, "pod": pod, "file": target.file},
+                {},
+                {"Accept": "text/html, */*"},
+                None,
+            )
+        except ApiException as exc:
+            message = _status_message(exc)
+            if exc.status == 403:
+                raise DeskError(
+                    f"forbidden: your Kubernetes user may not get pods/proxy in namespace "
+                    f"{ns!r} (needed to read the report through the API server): {message}"
+                ) from None
+            if exc.status == 404 and not message.startswith("pods "):
+                raise report_reader.ReportMissing(
+                    f"the report {target.path} is not on claim {target.claim} "
+                    f"(the reader pod answered: {message.strip()})"
+                ) from None
+            if exc.status == 400 and "address not allowed" in message:
+                raise DeskError(
+                    f"the API server will not proxy to the reader pod {ns}/{pod}'s address "
+                    "(a loopback or link-local IP); see docs/desk.md"
+                ) from None
+            raise DeskError(
+                f"reading the report through pod {ns}/{pod} failed ({exc.status}): {message}"
+            ) from None
+        except HTTPError as exc:
+            raise DeskError(f"the cluster is unreachable: {type(exc).__name__}") from None
+
+    def delete_pod(self, namespace: str, pod: str) -> None:
+        """Delete a reader pod (gone already is fine)."""
+        try:
+            with _translated("delete", "pods", namespace, needed="removing the reader pod"):
+                self._core.delete_namespaced_pod(pod, namespace)
+        except DeskError as exc:
+            if "(404)" not in exc.message:
+                raise
 
     # -- the engine's own API, through the pod proxy ---------------------------------
 
@@ -274,6 +458,19 @@ class DeskClient:
         body: Any,
     ) -> str:
         """One request with the kubeconfig's credentials; the body's text, or ApiException."""
+        data = self._raw_bytes(method, path, path_params, query, headers, body)
+        return data.decode("utf-8", errors="replace")
+
+    def _raw_bytes(
+        self,
+        method: str,
+        path: str,
+        path_params: Mapping[str, str],
+        query: Mapping[str, str],
+        headers: Mapping[str, str],
+        body: Any,
+    ) -> bytes:
+        """One request with the kubeconfig's credentials; the body's bytes, or ApiException."""
         request = self.api.param_serialize(
             method=method,
             resource_path=path,
@@ -288,7 +485,7 @@ class DeskClient:
         data = response.data or b""
         if not 200 <= response.status <= 299:
             raise ApiException(http_resp=response)
-        return data.decode("utf-8", errors="replace")
+        return bytes(data)
 
     def _token(self, namespace: str, name: str) -> str:
         """The engine's control token from its Secret (read once, kept in memory only)."""

@@ -28,6 +28,7 @@ import click
 from hean_contract.report import EngineReport
 from hean_desk import render
 from hean_desk.errors import EXIT_USAGE, DeskError
+from hean_desk.report_reader import IDLE_SECONDS, READY_SECONDS, ReportFile
 from hean_desk.views import ApprovalView, BacktestView, EngineView, KubeEvent
 
 LAST_FILLS = 5
@@ -59,6 +60,9 @@ class Desk(Protocol):
     def test_order(self, namespace: str, name: str, side: str, quantity: str) -> dict[str, Any]: ...
     def list_backtests(self, namespace: str | None) -> list[BacktestView]: ...
     def get_backtest(self, namespace: str, name: str) -> BacktestView: ...
+    def backtest_report(
+        self, namespace: str, name: str, run: int | None, timeout: float
+    ) -> ReportFile: ...
 
 
 def _default_factory(kubeconfig: str | None, context: str | None) -> Desk:
@@ -387,34 +391,141 @@ for _view in HISTORY_VIEWS:
 # -- backtests -----------------------------------------------------------------------
 
 
-@cli.command()
-@click.argument("name", required=False)
+@cli.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("words", nargs=-1, metavar="[NAME | report NAME]")
+@click.option(
+    "--run",
+    type=click.IntRange(min=0),
+    help="report: this run of a sweep (its index; default: the best run).",
+)
+@click.option(
+    "--save",
+    "save_path",
+    type=click.Path(dir_okay=False, path_type=Path, allow_dash=True),
+    help="report: write the HTML here (default: NAME.html, or NAME-run-N.html; '-': stdout).",
+)
+@click.option("--open", "open_browser", is_flag=True, help="report: then open it in your browser.")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=1),
+    default=READY_SECONDS,
+    show_default=True,
+    help="report: seconds to wait for the reader pod to be Ready.",
+)
 @_common
 @click.pass_context
-def backtest(ctx: click.Context, /, name: str | None, **given: Any) -> None:
-    """The Backtests (NAME: one's summary, a sweep's ranking, and where its report is)."""
+def backtest(
+    ctx: click.Context,
+    /,
+    words: tuple[str, ...],
+    run: int | None,
+    save_path: Path | None,
+    open_browser: bool,
+    timeout: float,
+    **given: Any,
+) -> None:
+    """The Backtests; NAME: one's summary, a sweep's ranking and where its report is;
+    `report NAME`: fetch its HTML report (a short-lived reader pod serves it from the
+    output volume, through the API server, with your RBAC; see docs/backtesting.md)."""
     settings = _settings(ctx, **given)
     with _user_errors():
-        desk = settings.desk
-        if name is not None:
-            _no_all_namespaces(settings, "backtest NAME")
-            _object_name(name, "NAME")
-            document = render.backtest_document(desk.get_backtest(settings.ns, name))
-            _emit(settings, document, lambda: render.backtest_text(document))
+        report_options = run is not None or save_path is not None or open_browser
+        if len(words) == 2 and words[0] == "report":
+            _backtest_report(settings, words[1], run, save_path, open_browser, timeout)
             return
-        namespace = None if settings.all_namespaces else settings.ns
-        rows = [render.backtest_row(v) for v in desk.list_backtests(namespace)]
-        columns: tuple[tuple[str, str], ...] = render.BACKTEST_COLUMNS
-        if settings.all_namespaces:
-            columns = (("namespace", "NAMESPACE"), *columns)
+        if len(words) > 1:
+            raise DeskError(
+                f"backtest: expected NAME or `report NAME`, got {' '.join(words)!r}", EXIT_USAGE
+            )
+        if report_options:
+            raise DeskError(
+                "--run, --save and --open go with `kubectl hean backtest report NAME`", EXIT_USAGE
+            )
+        if words:
+            _backtest_one(settings, words[0])
+        else:
+            _backtest_list(settings)
 
-        def text() -> str:
-            if not rows:
-                where = "any namespace" if namespace is None else f"namespace {namespace}"
-                return f"No Backtests found in {where}.\n"
-            return render.table(rows, columns)
 
-        _emit(settings, rows, text)
+def _backtest_one(settings: Settings, name: str) -> None:
+    _no_all_namespaces(settings, "backtest NAME")
+    _object_name(name, "NAME")
+    document = render.backtest_document(settings.desk.get_backtest(settings.ns, name))
+    _emit(settings, document, lambda: render.backtest_text(document))
+
+
+def _backtest_list(settings: Settings) -> None:
+    namespace = None if settings.all_namespaces else settings.ns
+    rows = [render.backtest_row(v) for v in settings.desk.list_backtests(namespace)]
+    columns: tuple[tuple[str, str], ...] = render.BACKTEST_COLUMNS
+    if settings.all_namespaces:
+        columns = (("namespace", "NAMESPACE"), *columns)
+
+    def text() -> str:
+        if not rows:
+            where = "any namespace" if namespace is None else f"namespace {namespace}"
+            return f"No Backtests found in {where}.\n"
+        return render.table(rows, columns)
+
+    _emit(settings, rows, text)
+
+
+def _backtest_report(
+    settings: Settings,
+    name: str,
+    run: int | None,
+    save_path: Path | None,
+    open_browser: bool,
+    timeout: float,
+) -> None:
+    _no_all_namespaces(settings, "backtest report NAME")
+    _object_name(name, "NAME")
+    to_stdout = save_path is not None and str(save_path) == "-"
+    if to_stdout and open_browser:
+        raise DeskError("--open: not with --save - (there is no file to open)", EXIT_USAGE)
+    ns = settings.ns
+    found = settings.desk.backtest_report(ns, name, run, timeout)
+    if found.cleanup is not None:
+        click.echo(
+            f"warning: the reader pod {ns}/{found.reader} is still there ({found.cleanup}); "
+            f"it ends by itself within {IDLE_SECONDS // 60} minutes, or: kubectl delete pod "
+            f"{found.reader} -n {ns}",
+            err=True,
+        )
+    if to_stdout:
+        sys.stdout.buffer.write(found.content)
+        sys.stdout.buffer.flush()
+        return
+    path = save_path or Path(f"{name}.html" if run is None else f"{name}-run-{run}.html")
+    try:
+        path.write_bytes(found.content)
+    except OSError as exc:
+        raise DeskError(f"--save: cannot write {path}: {exc.strerror or exc}", EXIT_USAGE) from None
+    stats = found.backtest.stats
+    document = {
+        "namespace": ns,
+        "name": name,
+        "run": run,
+        "file": str(path),
+        "bytes": len(found.content),
+        "report": {"claimName": found.target.claim, "path": found.target.path},
+        "stats": stats.model_dump(mode="json", by_alias=True, exclude_none=True) if stats else {},
+    }
+    which = f" (run {run})" if run is not None else ""
+    _emit(
+        settings,
+        document,
+        lambda: (
+            f"report of backtest.hean.io/{name}{which} saved to {path} "
+            f"({len(found.content):,} bytes, from {found.target.path} on claim "
+            f"{found.target.claim})\n"
+        ),
+    )
+    if open_browser:
+        import webbrowser
+
+        if not webbrowser.open(path.resolve().as_uri()):
+            click.echo(f"warning: no browser to open; the report is {path}", err=True)
 
 
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")

@@ -447,6 +447,8 @@ def backtest_text(doc: Mapping[str, Any]) -> str:
         out.append(table(rows, columns).rstrip() if rows else "  (no results yet)")
     out.append("")
     field("Report", report_location(doc.get("report")) or "none (the Backtest has no spec.output)")
+    if doc.get("report") and doc.get("phase") == "Succeeded":
+        field("Open it", f"kubectl hean backtest report {doc['name']} -n {doc['namespace']} --open")
     return "\n".join(out) + "\n"
 
 

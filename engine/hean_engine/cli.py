@@ -333,6 +333,44 @@ def backtest(
         os._exit(0)
 
 
+@engine.command(name="serve-reports")
+@click.option(
+    "--dir",
+    "directory",
+    required=True,
+    type=click.Path(path_type=Path, file_okay=False),
+    help="The report directory to serve (read only; nothing outside it is served).",
+)
+@click.option(
+    "--host",
+    default="0.0.0.0",  # noqa: S104 - the API server's pod proxy must reach it
+    show_default=True,
+    envvar="HEAN_HOST",
+    help="Listen address.",
+)
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
+@click.option(
+    "--idle-exit",
+    type=click.FloatRange(min=1),
+    default=900,
+    show_default=True,
+    help="End after this many seconds without a request.",
+)
+def serve_reports(directory: Path, host: str, port: int, idle_exit: float) -> None:
+    """Serve a Backtest's report directory over HTTP, read-only (a reader pod's command).
+
+    `kubectl hean backtest report` and the console start it in a short-lived pod
+    with the output claim mounted read-only, and read the report through the API
+    server's pod proxy; docs/backtesting.md says how.
+    """
+    from hean_engine.app.report_server import serve
+
+    try:
+        serve(directory, host, port, idle_exit)
+    except OSError as exc:
+        fail(f"--port: cannot listen on {host}:{port}: {exc.strerror or exc}", EXIT_RUNTIME)
+
+
 def _write_report(path: Path, report: Any) -> None:
     from hean_engine.report.html import render_report
 

@@ -17,6 +17,7 @@ from cluster_support import engine_manifest
 from hean_contract.report import EngineReport
 from hean_desk import plugin, render
 from hean_desk.errors import DeskError
+from hean_desk.report_reader import ReportFile, report_target
 from hean_desk.views import ApprovalView, BacktestView, EngineView, KubeEvent
 from hean_engine.approval.payload import spec_hash
 from hean_engine.approval.sign import generate_key
@@ -132,6 +133,8 @@ class FakeDesk:
     backtests: dict[str, dict[str, Any]] = field(default_factory=dict)
     forbid_patch: bool = False
     default_namespace: str = NS
+    report_reads: list[tuple[str, int | None, float]] = field(default_factory=list)
+    reader_cleanup: str | None = None
 
     def _engine(self, namespace: str, name: str) -> dict[str, Any]:
         if namespace != NS or name not in self.engines:
@@ -193,6 +196,16 @@ class FakeDesk:
         if namespace != NS or name not in self.backtests:
             raise DeskError(f"no Backtest {name!r} in namespace {namespace!r}")
         return BacktestView.from_object(self.backtests[name])
+
+    def backtest_report(
+        self, namespace: str, name: str, run: int | None, timeout: float
+    ) -> ReportFile:
+        """As DeskClient: refused without a report to read; the reader pod made up."""
+        view = self.get_backtest(namespace, name)
+        target = report_target(view, run)
+        self.report_reads.append((name, run, timeout))
+        content = f"<html>{target.path}</html>".encode()
+        return ReportFile(view, target, content, f"{name}-report-x1z2q", self.reader_cleanup)
 
 
 @pytest.fixture
@@ -460,13 +473,138 @@ def test_backtest_of_a_sweep_shows_its_ranking_best_first(backtests: FakeDesk) -
         (("backtest", "Bad_Name"), "NAME"),
         (("backtest", "one", "-A"), "-A"),
         (("backtest", "-o", "csv"), "--output"),
-        (("backtest", "one", "two"), "unexpected extra argument"),
+        (("backtest", "one", "two"), "expected NAME or `report NAME`, got 'one two'"),
+        (("backtest", "one", "--run", "1"), "--run, --save and --open go with"),
+        (("backtest", "report", "Bad_Name"), "NAME"),
+        (("backtest", "report", "one", "-A"), "-A"),
+        (("backtest", "report", "one", "--run", "-1"), "--run"),
+        (("backtest", "report", "one", "--save", "-", "--open"), "--open"),
     ],
 )
 def test_backtest_bad_input_exits_2(backtests: FakeDesk, args: tuple[str, ...], named: str) -> None:
     result = run(*args)
     assert result.exit_code == 2, result.output
     assert named in result.output and "Traceback" not in result.output
+
+
+def _with_output(desk: FakeDesk) -> FakeDesk:
+    for name, obj in desk.backtests.items():
+        if name != "new":
+            obj["spec"]["output"] = {"claimName": "results"}
+    desk.backtests["sweep"]["status"].update(
+        phase="Succeeded", report={"claimName": "results", "path": "reports/desk/sweep/u2/2.html"}
+    )
+    return desk
+
+
+def test_backtest_report_saves_the_html_and_says_where_it_came_from(
+    backtests: FakeDesk, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _with_output(backtests)
+    monkeypatch.chdir(tmp_path)
+    result = run("backtest", "report", "one", "-n", NS)
+    assert result.exit_code == 0, result.output
+    assert result.output == (
+        "report of backtest.hean.io/one saved to one.html (39 bytes, from "
+        "reports/desk/one/u1/0.html on claim results)\n"
+    )
+    assert (tmp_path / "one.html").read_text() == "<html>reports/desk/one/u1/0.html</html>"
+    assert backtests.report_reads == [("one", None, 120.0)]
+    # a sweep's other run, to a named file, as JSON
+    result = run(
+        "backtest", "report", "sweep", "-n", NS, "--run", "1", "--save", "r1.html",
+        "--timeout", "30", "-o", "json",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.output)
+    assert doc["file"] == "r1.html" and doc["run"] == 1
+    assert doc["report"] == {"claimName": "results", "path": "reports/desk/sweep/u2/1.html"}
+    assert doc["stats"]["sharpe"] == "0.10"
+    assert (tmp_path / "r1.html").read_text() == "<html>reports/desk/sweep/u2/1.html</html>"
+    assert backtests.report_reads[-1] == ("sweep", 1, 30.0)
+    # the default file name of a run says which
+    assert run("backtest", "report", "sweep", "-n", NS, "--run", "0").exit_code == 0
+    assert (tmp_path / "sweep-run-0.html").is_file()
+    # the text of `backtest NAME` says how to open it
+    assert "Open it:              kubectl hean backtest report one -n desk --open" in (
+        run("backtest", "one", "-n", NS).output
+    )
+
+
+def test_backtest_report_to_stdout_is_the_html_alone(backtests: FakeDesk) -> None:
+    _with_output(backtests)
+    result = run("backtest", "report", "one", "-n", NS, "--save", "-")
+    assert (result.exit_code, result.stdout) == (0, "<html>reports/desk/one/u1/0.html</html>")
+
+
+def test_backtest_report_open_opens_the_saved_file(
+    backtests: FakeDesk, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import webbrowser
+
+    _with_output(backtests)
+    monkeypatch.chdir(tmp_path)
+    opened: list[str] = []
+    monkeypatch.setattr(webbrowser, "open", lambda url: opened.append(url) or True)
+    assert run("backtest", "report", "one", "-n", NS, "--open").exit_code == 0
+    assert opened == [(tmp_path / "one.html").as_uri()]
+
+
+def test_a_reader_pod_left_behind_is_a_warning_with_the_way_to_remove_it(
+    backtests: FakeDesk, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _with_output(backtests)
+    monkeypatch.chdir(tmp_path)
+    backtests.reader_cleanup = "forbidden: your Kubernetes user may not delete pods"
+    result = run("backtest", "report", "one", "-n", NS)
+    assert result.exit_code == 0
+    assert (
+        "warning: the reader pod desk/one-report-x1z2q is still there (forbidden: your "
+        "Kubernetes user may not delete pods); it ends by itself within 15 minutes, or: "
+        "kubectl delete pod one-report-x1z2q -n desk"
+    ) in result.stderr
+    assert (tmp_path / "one.html").is_file()
+
+
+@pytest.mark.parametrize(
+    ("name", "says"),
+    [
+        ("new", "Backtest desk/new has no report: it has no spec.output claim, so only its "
+         "summary was kept (kubectl hean backtest new shows it)"),
+        ("running", "Backtest desk/running is Running (1 of 4 runs finished): its report is "
+         "written when it has Succeeded (kubectl hean backtest running shows its progress)"),
+        ("failed", "Backtest desk/failed Failed (BackoffLimitExceeded): it has no report"),
+        ("bare", "Backtest desk/bare Succeeded but its status names no report"),
+    ],
+)  # fmt: skip
+def test_backtest_report_without_a_report_to_read_exits_2(
+    backtests: FakeDesk, name: str, says: str
+) -> None:
+    output = {"output": {"claimName": "results"}}
+    backtests.backtests["running"] = backtest_object(
+        "running", phase="Running", message="1 of 4 runs finished"
+    )
+    backtests.backtests["failed"] = backtest_object(
+        "failed", phase="Failed", message="BackoffLimitExceeded"
+    )
+    backtests.backtests["bare"] = backtest_object("bare", phase="Succeeded")
+    for key in ("running", "failed", "bare"):
+        backtests.backtests[key]["spec"].update(output)
+    result = run("backtest", "report", name, "-n", NS)
+    assert result.exit_code == 2, result.output
+    assert result.output == f"error: {says}\n"
+    assert backtests.report_reads == []
+
+
+def test_backtest_report_of_a_run_the_sweep_does_not_have_exits_2(backtests: FakeDesk) -> None:
+    _with_output(backtests)
+    result = run("backtest", "report", "sweep", "-n", NS, "--run", "3")
+    assert result.exit_code == 2
+    assert result.output == (
+        "error: --run: 3 is not a run of Backtest desk/sweep (it has 3: 0 to 2)\n"
+    )
+    single = run("backtest", "report", "one", "-n", NS, "--run", "1")
+    assert single.exit_code == 2 and "it has 1: 0 to 0" in single.output
 
 
 def test_an_unknown_backtest_exits_1_with_its_name(backtests: FakeDesk) -> None:

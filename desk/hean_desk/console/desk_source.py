@@ -5,6 +5,11 @@ console renders from the objects' own fields, so this adapter hands it the
 objects (EngineView.raw) and plain mappings. It adds what only the console
 needs: a Kubernetes watch of TradingEngines, with the same credentials.
 
+A Backtest's report is read through a reader pod (hean_desk.report_reader),
+which the console keeps while it runs (one per Backtest: the next read, of
+that run or another of its sweep, is one proxy request) and deletes when it
+stops.
+
 Scope: every namespace when the user may list TradingEngines cluster-wide,
 else the kubeconfig context's namespace (a user whose RBAC is one namespace
 still gets a console of that namespace rather than a refusal). `namespaces`
@@ -27,6 +32,7 @@ from hean_contract.report import EngineReport
 from hean_desk.client import ENGINES, GROUP, VERSION, DeskClient
 from hean_desk.console.source import WatchEvent
 from hean_desk.errors import DeskError
+from hean_desk.report_reader import READY_SECONDS, ReportMissing, report_target
 
 LOG = logging.getLogger("hean_desk.console")
 WATCH_SECONDS = 300  # the API server ends the watch after this; the console starts another
@@ -49,6 +55,9 @@ class DeskSource:
         # None: all namespaces (until a refusal scopes it to the context's)
         self._scopes: tuple[str, ...] | None = tuple(dict.fromkeys(namespaces)) or None
         self._scoped = bool(namespaces)
+        # (namespace, Backtest, its report directory) -> the reader pod serving it
+        self._readers: dict[tuple[str, str, str], str] = {}
+        self._readers_lock = threading.Lock()
 
     def _in_scope(
         self, asked: str | None, read: Callable[[str | None], list[_View]], *, narrow: bool
@@ -141,6 +150,43 @@ class DeskSource:
 
     def get_backtest(self, namespace: str, name: str) -> dict[str, Any]:
         return self.desk.get_backtest(namespace, name).raw
+
+    def backtest_report(self, namespace: str, name: str, run: int | None = None) -> bytes:
+        view = self.desk.get_backtest(namespace, name)
+        target = report_target(view, run)
+        key = (namespace, name, target.directory)
+        with self._readers_lock:  # one reader pod per Backtest, even with two tabs
+            pod = self._readers.get(key)
+            if pod is not None:
+                try:
+                    return self.desk.read_report_file(target, pod)
+                except ReportMissing:
+                    raise
+                except DeskError as exc:  # the pod ended (idle, deadline, deleted): a new one
+                    LOG.info("reader pod %s/%s gone (%s): starting another", namespace, pod, exc)
+                    self._readers.pop(key, None)
+                    self._delete_quietly(namespace, pod)
+            pod = self.desk.start_report_reader(target)
+            self._readers[key] = pod
+            try:
+                self.desk.wait_report_reader(namespace, pod, READY_SECONDS)
+                return self.desk.read_report_file(target, pod)
+            except DeskError:
+                self._readers.pop(key, None)
+                self._delete_quietly(namespace, pod)
+                raise
+
+    def close_report_readers(self) -> None:
+        with self._readers_lock:
+            readers, self._readers = self._readers, {}
+        for (namespace, _, _), pod in readers.items():
+            self._delete_quietly(namespace, pod)
+
+    def _delete_quietly(self, namespace: str, pod: str) -> None:
+        try:
+            self.desk.delete_pod(namespace, pod)
+        except DeskError as exc:  # it ends by itself (idle exit, activeDeadlineSeconds)
+            LOG.warning("reader pod %s/%s not deleted: %s", namespace, pod, exc)
 
     def watch_engines(self) -> Iterator[WatchEvent]:
         """ADDED/MODIFIED/DELETED TradingEngines until the API server ends the watch

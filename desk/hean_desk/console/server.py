@@ -12,7 +12,9 @@ Responses forbid framing and cross-origin scripts (Content-Security-Policy).
 Read-only (`--read-only`, and always in the chart's in-cluster console, which
 acts as its own ServiceAccount rather than as a person): the pages have no
 action buttons and the action endpoint refuses every request with a 403 that
-says why, before anything reaches the API server. Behind `kubectl
+says why, before anything reaches the API server; nor does it open a Backtest's
+report (that starts a reader pod), and says how to with the user's own
+credentials. Behind `kubectl
 port-forward` the browser's port is the user's local one, not the server's, so
 such a console accepts a loopback Host on any port (a DNS-rebinding page still
 cannot use its own name). `GET /healthz` answers whatever the Host (the
@@ -60,6 +62,15 @@ SECURITY_HEADERS = {
     "Cache-Control": "no-store",
 }
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
+# A Backtest's report is its own page: inline styles and SVG, no script. It is data a
+# strategy's code helped write, so it is sandboxed (an origin of its own, no scripts,
+# no forms): it can read nothing of the console's, its token included.
+REPORT_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
+        "frame-ancestors 'none'; base-uri 'none'; form-action 'none'; sandbox"
+    ),
+}
 
 
 @dataclass
@@ -267,8 +278,36 @@ async def backtest_page(request: web.Request) -> web.Response:
             views.refusal_page(name, refusal.message, csrf=console.csrf, kind="backtest"),
             refusal.status,
         )
-    body = views.backtest_page(backtest)
+    body = views.backtest_page(backtest, read_only=console.read_only)
     return _html(views.page(name, body, csrf=console.csrf, kind="backtest"))
+
+
+async def backtest_report_page(request: web.Request) -> web.Response:
+    """The Backtest's HTML report (`?run=N`: a sweep's run N), read through a reader pod."""
+    console = request.app[CONSOLE]
+    namespace, name = request.match_info["namespace"], request.match_info["name"]
+    if console.read_only:
+        message = views.read_only_report_note(namespace, name)
+        return _html(views.refusal_page(name, message, csrf=console.csrf, kind="backtest"), 403)
+    text = request.query.get("run", "")
+    if text and not text.isdigit():
+        message = f"run: {text!r} is not a run index (0, 1, ...)"
+        return _html(views.refusal_page(name, message, csrf=console.csrf, kind="backtest"), 400)
+    run = int(text) if text else None
+    try:
+        content = await console.call(console.client.backtest_report, namespace, name, run)
+    except Exception as exc:
+        refusal = refusal_of(exc)
+        if getattr(exc, "exit_code", None) == 2:  # no report (yet): say so, as the plugin does
+            refusal = Refusal(409, str(exc))
+        LOG.info("report of %s/%s not read: %s", namespace, name, refusal.message)
+        return _html(
+            views.refusal_page(name, refusal.message, csrf=console.csrf, kind="backtest"),
+            refusal.status,
+        )
+    return web.Response(
+        body=content, content_type="text/html", charset="utf-8", headers=REPORT_HEADERS
+    )
 
 
 async def _attempt(console: Console, method: Callable[..., Any], *args: Any, **kw: Any) -> Any:
@@ -556,6 +595,7 @@ def make_app(
     app.router.add_get("/approvals", approvals_page)
     app.router.add_get("/backtests", backtests_page)
     app.router.add_get("/backtests/{namespace}/{name}", backtest_page)
+    app.router.add_get("/backtests/{namespace}/{name}/report", backtest_report_page)
     app.router.add_get("/events", events_stream)
     app.router.add_post("/api/engines/{namespace}/{name}/{action}", action)
     app.router.add_static("/static", str(static), show_index=False, follow_symlinks=False)
@@ -567,6 +607,7 @@ def make_app(
     async def shutdown(_: web.Application) -> None:
         console.hub.close_streams()
         console.hub.stop()
+        await console.call(console.client.close_report_readers)
 
     app.on_startup.append(start)
     app.on_shutdown.append(shutdown)

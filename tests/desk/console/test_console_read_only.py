@@ -58,6 +58,22 @@ async def test_every_action_is_refused_before_the_api_server(read_only: ReadOnly
     assert fake.patches == []
 
 
+async def test_a_backtests_report_is_not_opened_and_the_page_says_how(
+    read_only: ReadOnly,
+) -> None:
+    fake, client = read_only
+    page = await (await client.get("/backtests/research/ema-sweep")).text()
+    assert 'id="open-report"' not in page and 'class="run-report"' not in page
+    assert "kubectl hean backtest report ema-sweep -n research --open" in page
+    assert "reports/research/ema-sweep/u-2/3.html on PersistentVolumeClaim" in page
+    response = await client.get("/backtests/research/ema-sweep/report")
+    assert response.status == 403
+    assert "This console is read-only: opening a report starts a reader pod" in (
+        await response.text()
+    )
+    assert fake.report_files == []  # nothing asked of the API server
+
+
 async def test_a_loopback_host_on_any_port_is_this_console(read_only: ReadOnly) -> None:
     """kubectl port-forward: the browser names the user's local port, not the pod's."""
     _, client = read_only

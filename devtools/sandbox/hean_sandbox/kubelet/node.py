@@ -731,7 +731,7 @@ class Node:
         mounts: dict[str, Path] = {}
         for mount in run.spec["containers"][0].get("volumeMounts", []):
             if mount["name"] in volumes:
-                mounts[mount["mountPath"]] = volumes[mount["name"]]
+                mounts[mount["mountPath"]] = _sub_path(volumes[mount["name"]], mount)
         return mounts
 
     async def _host_directory(self, run: PodRun, volume: dict[str, Any]) -> Path | None:
@@ -1059,6 +1059,20 @@ def _is_engine_pod(pod: dict[str, Any]) -> bool:
     """Fake mode fakes engines only: the operator's own pod (any other image) runs."""
     containers = pod["spec"].get("containers") or [{}]
     return image_repository(containers[0].get("image", "")) == "hean-engine"
+
+
+def _sub_path(volume: Path, mount: dict[str, Any]) -> Path:
+    """The directory a mount sees: the volume's, or its `subPath` (which the kubelet
+    creates when missing, and refuses when absolute or with a '..' component)."""
+    sub = str(mount.get("subPath") or "")
+    if not sub:
+        return volume
+    if sub.startswith("/") or ".." in sub.split("/"):
+        name = mount["name"]
+        raise ValueError(f"volumeMounts {name!r}: subPath {sub!r} must be relative, no '..'")
+    target = volume / sub
+    target.mkdir(parents=True, exist_ok=True)
+    return target
 
 
 def _private(mount_path: str) -> bool:
