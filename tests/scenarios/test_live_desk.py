@@ -324,3 +324,102 @@ async def test_approve_then_status_equals_the_engine_and_the_exchange(
     assert approval["expiresAt"] == approved["spec"]["expiresAt"]
     table = await hean(live.kubeconfig, "status", ENGINE, "-n", ns)
     assert table.returncode == 0 and "Traceback" not in table.stderr
+
+
+async def _history(scenario: Scenario, what: str) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = await _plugin(scenario, what, ENGINE)
+    return rows
+
+
+async def _settled(scenario: Scenario) -> list[dict[str, Any]]:
+    """`kubectl hean trades` once nothing is working on the exchange and the history has
+    every trade the exchange has (or it is an AssertionError after LIMIT)."""
+
+    async def settled() -> list[dict[str, Any]] | None:
+        sim = _sim(scenario)
+        if sim.orders(KEY.api_key, open_only=True):
+            return None
+        fills = await _history(scenario, "trades")
+        return fills if len(fills) == len(sim.trades(KEY.api_key)) else None
+
+    fills: list[dict[str, Any]] = await _until(settled, "the history to hold every trade")
+    return fills
+
+
+async def test_live_history_survives_a_killed_pod_a_spec_change_and_an_operator_restart(
+    live: Scenario, tmp_path: Path
+) -> None:
+    alice = Ed25519PrivateKey.generate()
+    alice_key = _key_file(tmp_path / "keys", "alice", alice)
+    await _setup(live, alice)
+    await _plugin(live, "approve", ENGINE, "--key", str(alice_key), "--generation", "1")
+    await live.wait(f"tradingengine/{ENGINE}", "condition=Ready")
+    first = await live.get("pod", f"{ENGINE}-engine")
+
+    async def trades_at_least(count: int) -> Callable[[], Awaitable[bool]]:
+        async def check() -> bool:
+            return len(_sim(live).trades(KEY.api_key)) >= count
+
+        return check
+
+    await _until(await trades_at_least(2), "two fills on the exchange")
+    fills = await _history(live, "trades")
+    orders, equity = await _history(live, "orders"), await _history(live, "pnl")
+    assert fills and orders and equity
+    baseline = equity[0]["baseline"]
+    assert all(p["baseline"] == baseline for p in equity)
+
+    # kill the pod mid-trading (no grace: SIGKILL), change the trading spec (the
+    # approval no longer fits it: no pod until alice approves the new one), restart
+    # the operator
+    await live.kubectl("delete", "pod", f"{ENGINE}-engine", "--grace-period=0", "--force")
+    await live.kubectl(
+        "patch",
+        "tradingengine",
+        ENGINE,
+        "--type=merge",
+        "-p",
+        '{"spec": {"risk": {"maxOrderNotional": "9000"}}}',
+    )
+    await live.restart_operator()
+    await live.wait(f"tradingengine/{ENGINE}", "jsonpath={.status.observedGeneration}=2")
+    await live.wait(f"tradingengine/{ENGINE}", f"jsonpath={CONDITION}.reason}}=spec_changed")
+    assert (await live.kubectl("get", "pod", f"{ENGINE}-engine", check=False)).returncode != 0
+    # as a user would: review generation 2 and approve it
+    approved = await _plugin(live, "approve", ENGINE, "--key", str(alice_key), "--generation", "2")
+    assert approved["status"]["valid"] is True
+    await live.wait(f"tradingengine/{ENGINE}", "condition=Ready")
+    second = await live.get("pod", f"{ENGINE}-engine")
+    assert second["metadata"]["uid"] != first["metadata"]["uid"]
+    assert second["metadata"]["annotations"]["hean.io/spec-generation"] == "2"
+    # the new run trades too
+    before = len(_sim(live).trades(KEY.api_key))
+    await _until(await trades_at_least(before + 2), "two more fills after the restart")
+
+    # the history is the exchange's trade list, exactly, every field
+    after_fills = await _settled(live)
+    assert _as_exchange(after_fills) == _exchange_trades(live)
+    assert after_fills[: len(fills)] == fills  # what was there is there, unchanged
+    assert len({f["runId"] for f in after_fills}) >= 2, "fills of both runs"
+    # no order lost: every order of the account is in the history, as the exchange has it
+    after_orders = await _history(live, "orders")
+    assert after_orders[: len(orders)] == orders
+    last_change = {o["clientOrderId"]: o for o in after_orders}
+    for order in _sim(live).orders(KEY.api_key):
+        change = last_change[order.client_order_id]
+        assert change["exchangeOrderId"] == str(order.order_id)
+        assert (change["status"], Decimal(change["filled"])) == ("filled", order.executed_qty)
+    # no equity point lost or changed, and the PnL baseline kept across the runs
+    after_equity = await _history(live, "pnl")
+    by_time = {p["time"]: p for p in after_equity}
+    assert all(by_time.get(p["time"]) == p for p in equity), "an equity point changed"
+    assert len(after_equity) > len(equity)
+    assert {p["baseline"] for p in after_equity} == {baseline}
+    status = await _plugin(live, "status", ENGINE)
+    report = await _engine_api(live, "status")
+    # the running engine's PnL is against that baseline too, not this run's start
+    assert Decimal(report["pnl"]) == Decimal(report["equity"]) - Decimal(baseline)
+    assert (
+        status["riskState"] == "ACTIVE"
+        and status["approval"]["name"] == (approved["metadata"]["name"])
+    )
