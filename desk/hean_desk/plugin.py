@@ -604,10 +604,16 @@ def approve(
         created = desk.create_approval(manifest)
         verdict = desk.approval_verdict(ns, created.name, timeout) if timeout else None
         if verdict is not None and verdict.valid is False:
+            more = (
+                "; the trust policy wants more signers: they co-sign this approval with "
+                "`hean approval sign --approval` (docs/security.md)"
+                if verdict.reason == "not_enough_signatures"
+                else ""
+            )
             raise DeskError(
                 f"approve: the operator refused liveapproval {created.name} for {ns}/{engine}: "
-                f"{verdict.reason}: {verdict.message} (it stays, refused, for the record: "
-                f"kubectl delete liveapproval {created.name} -n {ns})",
+                f"{verdict.reason}: {verdict.message}{more} (it stays, refused, for the "
+                f"record: kubectl delete liveapproval {created.name} -n {ns})",
                 EXIT_USAGE,
             )
         if timeout and verdict is None:

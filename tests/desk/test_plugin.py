@@ -134,6 +134,7 @@ class FakeDesk:
     default_namespace: str = NS
     # The operator's verdict on a created approval: (valid, reason, message); None: none yet.
     verdict: tuple[bool, str, str] | None = (True, "valid", "approved by alice")
+    approvals: list[dict[str, Any]] = field(default_factory=list)
     waited: list[float] = field(default_factory=list)
 
     def _engine(self, namespace: str, name: str) -> dict[str, Any]:
@@ -179,7 +180,7 @@ class FakeDesk:
         return '{"event": "fill"}\n'
 
     def list_approvals(self, namespace: str | None) -> list[ApprovalView]:
-        return []
+        return [ApprovalView.from_object(a) for a in self.approvals]
 
     def create_approval(self, manifest: dict[str, Any]) -> ApprovalView:
         self.created.append(manifest)
@@ -264,6 +265,55 @@ def test_status_falls_back_to_the_operators_copy_when_the_engine_is_unreachable(
     doc = json.loads(run("status", "btc", "-n", NS, "-o", "json").output)
     assert (doc["equity"], doc["riskState"]) == ("100012.5", "ACTIVE")
     assert doc["reportError"] == "engine desk/btc has no running pod"
+    assert doc["reconcile"] == {
+        "result": "ok",
+        "time": "2026-01-02T00:00:00Z",
+        "drift": None,
+        "since": None,
+    }
+
+
+def _approval(name: str, key_id: str, expires: str, valid: bool) -> dict[str, Any]:
+    return {
+        "metadata": {"name": name, "namespace": NS},
+        "spec": {
+            "engineRef": {"name": "btc"},
+            "expiresAt": expires,
+            "signatures": [{"keyId": key_id}],
+        },
+        "status": {"valid": valid, "reason": "valid" if valid else "untrusted_key"},
+    }
+
+
+def test_status_shows_the_engines_own_reconcile_and_its_valid_approval(desk: FakeDesk) -> None:
+    # The engine compared a moment ago (drift); the operator's copy still says ok:
+    # the engine's comparison is the one shown, beside the engine's other figures.
+    desk.report = {
+        **REPORT_SNAKE,
+        "last_reconcile": {
+            "result": "drift",
+            "time": "2026-01-02T00:05:00Z",
+            "summary": "USDT: engine 75000.1, exchange 75005.1",
+            "drift_since": "2026-01-02T00:04:00Z",
+        },
+    }
+    # alice's approval is valid; mallory's, applied later and expiring later, was refused
+    desk.approvals = [
+        _approval("ok", "alice", "2026-01-02T10:00:00Z", True),
+        _approval("later", "mallory", "2026-01-02T12:00:00Z", False),
+    ]
+    doc = json.loads(run("status", "btc", "-n", NS, "-o", "json").output)
+    assert doc["reconcile"] == {
+        "result": "drift",
+        "time": "2026-01-02T00:05:00Z",
+        "drift": "USDT: engine 75000.1, exchange 75005.1",
+        "since": "2026-01-02T00:04:00Z",
+    }
+    assert (doc["approval"]["name"], doc["approval"]["signers"]) == ("ok", ["alice"])
+    # without a valid one, the latest is shown (with its refusal in the console/approvals)
+    desk.approvals = [_approval("later", "mallory", "2026-01-02T12:00:00Z", False)]
+    doc = json.loads(run("status", "btc", "-n", NS, "-o", "json").output)
+    assert doc["approval"]["name"] == "later"
 
 
 def test_status_table_of_all_engines(desk: FakeDesk) -> None:

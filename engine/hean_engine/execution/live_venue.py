@@ -624,23 +624,33 @@ class LiveVenue:
         returns how many. They happened while no engine ran (an order that filled after
         its pod was killed) or in the last milliseconds of a killed run, before its batch
         was committed. They are not booked: the books start from the exchange's balances,
-        which include them. Paged by time from the history's newest fill, so it works on
-        every venue whatever its trade cursor (Binance's trade id, OKX's billId)."""
+        which include them."""
         recorder = self.recorder
         start = recorder.missed_fills_from() if recorder is not None else None
         if recorder is None or start is None:
             return 0
         since, known = start
-        page = self.venue.trades.page
+        venue = self.venue
+        page = venue.trades.page
+        # Where the trade id is the venue's cursor (Binance), page after the newest
+        # recorded one; else (OKX's billId is not recorded) by time from its fill's time.
+        ids = [int(t) for t in known if t.isdigit()]
+        cursor = max(ids) if venue.trades.cursor_field is None and ids else None
         recorded = 0
         while True:
-            trades = await self._read(
-                "fetch_my_trades",
-                functools.partial(self.client.fetch_my_trades, self.symbol, since, page),
-            )
-            trades = sorted(trades, key=self.venue.trade_cursor)
+            if cursor is not None:
+                call = functools.partial(
+                    self.client.fetch_my_trades,
+                    self.symbol,
+                    None,
+                    page,
+                    venue.trades_after(cursor),
+                )
+            else:
+                call = functools.partial(self.client.fetch_my_trades, self.symbol, since, page)
+            trades = sorted(await self._read("fetch_my_trades", call), key=venue.trade_cursor)
             for trade in trades:
-                if self.venue.trade_cursor(trade) > upto:
+                if venue.trade_cursor(trade) > upto:
                     return recorded
                 trade_id = str(trade["id"])
                 if trade_id in known or trade_id in self.missed_recorded:
@@ -649,9 +659,14 @@ class LiveVenue:
                 if await self._record_missed(recorder, trade):
                     self.missed_recorded.add(trade_id)
                     recorded += 1
-            newest = max((int(t["timestamp"]) for t in trades), default=since)
-            if len(trades) < page or newest <= since:
+            if len(trades) < page:
                 return recorded
+            if cursor is not None:
+                cursor = venue.trade_cursor(trades[-1])
+                continue
+            newest = max(int(t["timestamp"]) for t in trades)
+            if newest <= since:
+                return recorded  # a whole page in one millisecond: no way forward by time
             since = newest
 
     async def _record_missed(self, recorder: OrderRecorder, trade: Any) -> int:

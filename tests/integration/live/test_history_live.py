@@ -10,9 +10,9 @@ from typing import Any
 import aiohttp
 from live_support import (
     API_KEY,
-    PROTOS,
     SECRET,
     LiveRun,
+    Proto,
     live_spec,
     make_sim,
     run_live,
@@ -91,14 +91,18 @@ async def test_live_fills_and_orders_match_the_exchanges_trade_list(
     assert Decimal(0) not in {f.quantity for f in fills}
 
 
-async def test_fills_while_no_engine_ran_are_recorded_at_the_next_start(tmp_path: Path) -> None:
+async def test_fills_while_no_engine_ran_are_recorded_at_the_next_start(
+    tmp_path: Path, proto: Proto
+) -> None:
     """A pod killed with its order in flight: the order fills on the exchange while no
     engine runs (or the run dies before its batch is committed). The next start-up
     records that fill in the history (not in the books: they are the exchange's
     balances), so the history is the exchange's trade list again; a trade of someone
     trading by hand on the account is not the engine's and stays out."""
-    sim = await make_sim(tmp_path)
+    sim = await make_sim(tmp_path, protocol=proto.name)
     target = str(tmp_path / "history.sqlite3")
+    spec = live_spec(sim.url, proto.name)
+    hand_id = proto.hand_id("by-hand-1")
     journal = tmp_path / "journal"
 
     async def two_fills(run: LiveRun) -> None:
@@ -114,26 +118,25 @@ async def test_fills_while_no_engine_ran_are_recorded_at_the_next_start(tmp_path
         await until(lambda: run.session.started.is_set(), "the start-up reconcile")
 
     try:
-        await run_live(LiveRun(sim, live_spec(sim.url), journal), two_fills, history=target)
+        await run_live(LiveRun(sim, spec, journal), two_fills, history=target)
         # while no engine runs: an order of the engine's (sent by the killed run) fills,
         # and someone trades by hand
-        proto = PROTOS["binance"]
         missed = proto.client_ids("default", "live-test", "killed123456").next()
         hand = signed_client(sim)
         try:
             await hand.load_markets()
-            for cid in (missed, "by-hand-1"):
+            for cid in (missed, hand_id):
                 await hand.create_order(
                     "BTC/USDT", "market", "buy", "0.01", None, {proto.cid_param: cid}
                 )
         finally:
             await hand.close()
-        second = LiveRun(sim, live_spec(sim.url), journal)
+        second = LiveRun(sim, spec, journal)
         await run_live(second, started, run_id="run00002bbbb", history=target)
     finally:
         await sim.stop()
     by_cid = {o.client_order_id: str(o.order_id) for o in sim.orders(API_KEY)}
-    ours = [t for t in sim.trades(API_KEY) if str(t.order_id) != by_cid["by-hand-1"]]
+    ours = [t for t in sim.trades(API_KEY) if str(t.order_id) != by_cid[hand_id]]
     store = open_store(target, "default/live-test")
     try:
         fills = store.fills(Window(limit=1000)).items
