@@ -259,22 +259,27 @@ async def test_approve_then_status_equals_the_engine_and_the_exchange(
     # status, the engine and the exchange: compared at a still moment, one snapshot: no
     # order working, the same trades on the exchange before and after, and the plugin's
     # report the same as the engine's (its last candle and last reconcile); else again
-    async def still() -> tuple[dict[str, Any], dict[str, Any]] | None:
+    Snapshot = tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]], Any, Any]
+
+    async def still() -> Snapshot | None:
         sim = _sim(live)
         before = len(sim.trades(KEY.api_key))
         status = await _plugin(live, "status", ENGINE)
         report = await _engine_api(live, "status")
-        if len(sim.trades(KEY.api_key)) != before or sim.orders(KEY.api_key, open_only=True):
+        fills = (await _engine_api(live, "fills"))["items"]
+        # the exchange's side, read after the engine's: the same if nothing moved
+        trades = _exchange_trades(live)
+        balances = {a: b.free + b.locked for a, b in sim.balances(KEY.api_key).items()}
+        working = sim.orders(KEY.api_key, open_only=True)
+        if len(trades) != before or working or report["openOrders"]:
             return None
         if report["fills"] != before or status["lastDataTime"] != report["lastDataTime"]:
             return None
         if status["reconcile"]["time"] != report["lastReconcile"]["time"]:
             return None
-        return status, report
+        return status, report, fills, trades, balances
 
-    status, report = await _until(still, "a still moment to compare")
-    sim = _sim(live)
-    balances = {a: b.free + b.locked for a, b in sim.balances(KEY.api_key).items()}
+    status, report, fills, trades, balances = await _until(still, "a still moment to compare")
     # the contract's fields, equal to the engine's own report
     assert status["mode"] == "live" and status["phase"] == "Running"
     assert status["reportError"] is None and status["historyError"] is None
@@ -297,11 +302,11 @@ async def test_approve_then_status_equals_the_engine_and_the_exchange(
     assert {c: Decimal(v) for c, v in status["balances"].items() if Decimal(v)} == {
         c: v for c, v in balances.items() if v
     }
-    assert status["openOrders"] == [] == sim.orders(KEY.api_key, open_only=True)
+    assert status["openOrders"] == []  # and none on the exchange (still())
     # the last fills are the exchange's last trades
     last = status["lastFills"]
-    assert last and _as_exchange(last) == _exchange_trades(live)[-len(last) :]
-    assert _as_exchange((await _engine_api(live, "fills"))["items"]) == _exchange_trades(live)
+    assert last and _as_exchange(last) == trades[-len(last) :]
+    assert _as_exchange(fills) == trades
     # PnL against the recorded baseline: equity at the exchange's balances minus the baseline
     equity = await _plugin(live, "pnl", ENGINE)
     assert equity and Decimal(status["pnl"]) == Decimal(status["equity"]) - Decimal(
@@ -339,6 +344,8 @@ async def _settled(scenario: Scenario) -> list[dict[str, Any]]:
         sim = _sim(scenario)
         if sim.orders(KEY.api_key, open_only=True):
             return None
+        if (await _engine_api(scenario, "status"))["openOrders"]:
+            return None  # one on its way to the exchange
         fills = await _history(scenario, "trades")
         return fills if len(fills) == len(sim.trades(KEY.api_key)) else None
 
@@ -392,9 +399,13 @@ async def test_live_history_survives_a_killed_pod_a_spec_change_and_an_operator_
     second = await live.get("pod", f"{ENGINE}-engine")
     assert second["metadata"]["uid"] != first["metadata"]["uid"]
     assert second["metadata"]["annotations"]["hean.io/spec-generation"] == "2"
-    # the new run trades too
+    # the new run trades too; then it is paused (kubectl hean pause: not a trading-spec
+    # change, the approval still fits) so that the exchange and the history hold still
     before = len(_sim(live).trades(KEY.api_key))
-    await _until(await trades_at_least(before + 2), "two more fills after the restart")
+    await _until(await trades_at_least(before + 1), "a fill after the restart")
+    paused = await _plugin(live, "pause", ENGINE, "--yes")
+    assert paused["spec"]["paused"] is True
+    await live.wait(f"tradingengine/{ENGINE}", "jsonpath={.status.phase}=Paused")
 
     # the history is the exchange's trade list, exactly, every field
     after_fills = await _settled(live)
@@ -419,7 +430,6 @@ async def test_live_history_survives_a_killed_pod_a_spec_change_and_an_operator_
     report = await _engine_api(live, "status")
     # the running engine's PnL is against that baseline too, not this run's start
     assert Decimal(report["pnl"]) == Decimal(report["equity"]) - Decimal(baseline)
-    assert (
-        status["riskState"] == "ACTIVE"
-        and status["approval"]["name"] == (approved["metadata"]["name"])
-    )
+    assert status["phase"] == "Paused" and status["riskState"] == "ACTIVE"
+    assert status["approval"]["valid"] is True
+    assert status["approval"]["name"] == approved["metadata"]["name"]
