@@ -537,6 +537,51 @@ class DeskClient:
             )
         return ApprovalView.from_object(cast(dict[str, Any], created))
 
+    def approval_verdict(self, namespace: str, name: str, timeout: float) -> ApprovalView | None:
+        """The LiveApproval once the operator has judged it (`status.valid` set), or None
+        if it has not within `timeout` seconds. A watch on that one object, not a poll:
+        the verdict is shown the moment the operator writes it."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with _translated(
+                "get", "liveapprovals.hean.io", namespace, missing=("LiveApproval", name)
+            ):
+                current = cast(
+                    dict[str, Any],
+                    self._custom.get_namespaced_custom_object(
+                        GROUP, VERSION, namespace, APPROVALS, name
+                    ),
+                )
+            view = ApprovalView.from_object(current)
+            left = deadline - time.monotonic()
+            if view.valid is not None or left <= 0:
+                return view if view.valid is not None else None
+            version = str((current.get("metadata") or {}).get("resourceVersion") or "")
+            stream = watch.Watch()  # type: ignore[no-untyped-call]
+            with _translated("watch", "liveapprovals.hean.io", namespace):
+                events = stream.stream(  # type: ignore[no-untyped-call]
+                    self._custom.list_namespaced_custom_object,
+                    GROUP,
+                    VERSION,
+                    namespace,
+                    APPROVALS,
+                    field_selector=f"metadata.name={name}",
+                    resource_version=version,
+                    timeout_seconds=max(1, int(left)),
+                )
+                for event in events:
+                    obj = event.get("object")
+                    if event.get("type") == "DELETED":
+                        raise DeskError(
+                            f"LiveApproval {name!r} in namespace {namespace!r} was deleted "
+                            "before the operator judged it"
+                        )
+                    if not isinstance(obj, dict) or event.get("type") == "ERROR":
+                        break  # an expired resourceVersion: read the object again
+                    if ApprovalView.from_object(obj).valid is not None:
+                        stream.stop()  # type: ignore[no-untyped-call]
+                        return ApprovalView.from_object(obj)
+
 
 def _load_kubeconfig(
     configuration: client.Configuration, kubeconfig: str | None, context: str | None

@@ -57,6 +57,9 @@ class Desk(Protocol):
     def logs(self, namespace: str, name: str, tail: int | None) -> str: ...
     def list_approvals(self, namespace: str | None) -> list[ApprovalView]: ...
     def create_approval(self, manifest: dict[str, Any]) -> ApprovalView: ...
+    def approval_verdict(
+        self, namespace: str, name: str, timeout: float
+    ) -> ApprovalView | None: ...
     def test_order(self, namespace: str, name: str, side: str, quantity: str) -> dict[str, Any]: ...
     def list_backtests(self, namespace: str | None) -> list[BacktestView]: ...
     def get_backtest(self, namespace: str, name: str) -> BacktestView: ...
@@ -653,20 +656,50 @@ def _positive_decimal(text: str, flag: str) -> None:
     help="Your private key file (KEY_ID.key from `hean approval keygen`).",
 )
 @click.option("--ttl", default="8h", show_default=True, help="How long the approval is valid.")
+@click.option(
+    "--generation",
+    type=click.IntRange(min=1),
+    help="The spec generation you reviewed (`kubectl hean status` shows it): refused if the "
+    "spec has changed since.",
+)
+@click.option(
+    "--wait",
+    "wait_for",
+    default="60s",
+    show_default=True,
+    help="How long to wait for the operator's verdict (0: do not wait).",
+)
 @click.option("--dry-run", is_flag=True, help="Print the signed LiveApproval, do not apply it.")
 @_common
 @click.pass_context
 def approve(
-    ctx: click.Context, /, engine: str, key_path: Path, ttl: str, dry_run: bool, **given: Any
+    ctx: click.Context,
+    /,
+    engine: str,
+    key_path: Path,
+    ttl: str,
+    generation: int | None,
+    wait_for: str,
+    dry_run: bool,
+    **given: Any,
 ) -> None:
-    """Sign a LiveApproval for the engine's current spec with your key, and apply it."""
+    """Sign a LiveApproval for the engine's current spec with your key, apply it, and wait
+    for the operator's verdict (refused: exit 2, with its reason)."""
     settings = _settings(ctx, **given)
     with _user_errors():
         _no_all_namespaces(settings, "approve")
         from hean_desk import approve as signing  # the engine's signing code, loaded when used
 
+        timeout = signing.wait_seconds(wait_for)
         desk, ns = settings.desk, settings.ns
         view = desk.get_engine(ns, engine)
+        if generation is not None and view.generation != generation:
+            raise DeskError(
+                f"approve: the spec of {ns}/{engine} is at generation {view.generation}, you "
+                f"reviewed generation {generation}: it changed since; review it again "
+                f"(kubectl hean status {engine} -n {ns}) and approve that generation",
+                EXIT_USAGE,
+            )
         manifest = signing.signed_manifest(view, key_path, ttl)
         if dry_run:
             click.echo(
@@ -675,12 +708,42 @@ def approve(
             )
             return
         created = desk.create_approval(manifest)
+        verdict = desk.approval_verdict(ns, created.name, timeout) if timeout else None
+        if verdict is not None and verdict.valid is False:
+            more = (
+                "; the trust policy wants more signers: they co-sign this approval with "
+                "`hean approval sign --approval` (docs/security.md)"
+                if verdict.reason == "not_enough_signatures"
+                else ""
+            )
+            raise DeskError(
+                f"approve: the operator refused liveapproval {created.name} for {ns}/{engine}: "
+                f"{verdict.reason}: {verdict.message}{more} (it stays, refused, for the "
+                f"record: kubectl delete liveapproval {created.name} -n {ns})",
+                EXIT_USAGE,
+            )
+        if timeout and verdict is None:
+            raise DeskError(
+                f"approve: liveapproval {created.name} was created for {ns}/{engine}, but the "
+                f"operator gave no verdict within {wait_for} (is it running? kubectl get "
+                f"liveapproval {created.name} -n {ns})"
+            )
+        shown = verdict or created
+        outcome = "valid" if verdict is not None else "not waited for"
+        document = dict(manifest)
+        if verdict is not None:  # the manifest as applied, with the operator's verdict
+            document["status"] = {
+                "valid": verdict.valid,
+                "reason": verdict.reason,
+                "message": verdict.message,
+            }
         _emit(
             settings,
-            manifest,
+            document,
             lambda: (
-                f"liveapproval.hean.io/{created.name} created for {ns}/{engine}, signed by "
-                f"{', '.join(created.signers)}, expires {created.expires_at}\n"
+                f"liveapproval.hean.io/{shown.name} created for {ns}/{engine}, signed by "
+                f"{', '.join(shown.signers)}, expires {shown.expires_at}; the operator's "
+                f"verdict: {outcome}\n"
             ),
         )
 

@@ -135,6 +135,10 @@ class FakeDesk:
     default_namespace: str = NS
     report_reads: list[tuple[str, int | None, float]] = field(default_factory=list)
     reader_cleanup: str | None = None
+    # The operator's verdict on a created approval: (valid, reason, message); None: none yet.
+    verdict: tuple[bool, str, str] | None = (True, "valid", "approved by alice")
+    approvals: list[dict[str, Any]] = field(default_factory=list)
+    waited: list[float] = field(default_factory=list)
 
     def _engine(self, namespace: str, name: str) -> dict[str, Any]:
         if namespace != NS or name not in self.engines:
@@ -179,11 +183,20 @@ class FakeDesk:
         return '{"event": "fill"}\n'
 
     def list_approvals(self, namespace: str | None) -> list[ApprovalView]:
-        return []
+        return [ApprovalView.from_object(a) for a in self.approvals]
 
     def create_approval(self, manifest: dict[str, Any]) -> ApprovalView:
         self.created.append(manifest)
         return ApprovalView.from_object(manifest)
+
+    def approval_verdict(self, namespace: str, name: str, timeout: float) -> ApprovalView | None:
+        self.waited.append(timeout)
+        (manifest,) = [m for m in self.created if m["metadata"]["name"] == name]
+        if self.verdict is None:
+            return None
+        valid, reason, message = self.verdict
+        status = {"valid": valid, "reason": reason, "message": message}
+        return ApprovalView.from_object({**manifest, "status": status})
 
     def test_order(self, namespace: str, name: str, side: str, quantity: str) -> dict[str, Any]:
         self.orders.append((name, side, quantity))
@@ -265,6 +278,55 @@ def test_status_falls_back_to_the_operators_copy_when_the_engine_is_unreachable(
     doc = json.loads(run("status", "btc", "-n", NS, "-o", "json").output)
     assert (doc["equity"], doc["riskState"]) == ("100012.5", "ACTIVE")
     assert doc["reportError"] == "engine desk/btc has no running pod"
+    assert doc["reconcile"] == {
+        "result": "ok",
+        "time": "2026-01-02T00:00:00Z",
+        "drift": None,
+        "since": None,
+    }
+
+
+def _approval(name: str, key_id: str, expires: str, valid: bool) -> dict[str, Any]:
+    return {
+        "metadata": {"name": name, "namespace": NS},
+        "spec": {
+            "engineRef": {"name": "btc"},
+            "expiresAt": expires,
+            "signatures": [{"keyId": key_id}],
+        },
+        "status": {"valid": valid, "reason": "valid" if valid else "untrusted_key"},
+    }
+
+
+def test_status_shows_the_engines_own_reconcile_and_its_valid_approval(desk: FakeDesk) -> None:
+    # The engine compared a moment ago (drift); the operator's copy still says ok:
+    # the engine's comparison is the one shown, beside the engine's other figures.
+    desk.report = {
+        **REPORT_SNAKE,
+        "last_reconcile": {
+            "result": "drift",
+            "time": "2026-01-02T00:05:00Z",
+            "summary": "USDT: engine 75000.1, exchange 75005.1",
+            "drift_since": "2026-01-02T00:04:00Z",
+        },
+    }
+    # alice's approval is valid; mallory's, applied later and expiring later, was refused
+    desk.approvals = [
+        _approval("ok", "alice", "2026-01-02T10:00:00Z", True),
+        _approval("later", "mallory", "2026-01-02T12:00:00Z", False),
+    ]
+    doc = json.loads(run("status", "btc", "-n", NS, "-o", "json").output)
+    assert doc["reconcile"] == {
+        "result": "drift",
+        "time": "2026-01-02T00:05:00Z",
+        "drift": "USDT: engine 75000.1, exchange 75005.1",
+        "since": "2026-01-02T00:04:00Z",
+    }
+    assert (doc["approval"]["name"], doc["approval"]["signers"]) == ("ok", ["alice"])
+    # without a valid one, the latest is shown (with its refusal in the console/approvals)
+    desk.approvals = [_approval("later", "mallory", "2026-01-02T12:00:00Z", False)]
+    doc = json.loads(run("status", "btc", "-n", NS, "-o", "json").output)
+    assert doc["approval"]["name"] == "later"
 
 
 def test_status_table_of_all_engines(desk: FakeDesk) -> None:
@@ -348,8 +410,64 @@ def test_approve_signs_the_current_spec_with_the_engines_code(
     _, spec = parse_manifest(engine_object())
     assert manifest["spec"]["specHash"] == spec_hash(spec)
     assert private.read_text() not in result.output
+    assert "the operator's verdict: valid" in result.output
+    assert desk.waited == [60.0]
     bad_key = run("approve", "btc", "-n", NS, "--key", str(tmp_path / "missing.key"))
     assert bad_key.exit_code == 2 and "--key" in bad_key.output
+
+
+def test_approve_says_the_operators_refusal_and_exits_2(desk: FakeDesk, tmp_path: Path) -> None:
+    private, _ = generate_key(tmp_path, "mallory")
+    desk.verdict = (False, "untrusted_key", "no trusted key signed it: untrusted_key: mallory")
+    result = run("approve", "btc", "-n", NS, "--key", str(private), "--wait", "5s")
+    assert result.exit_code == 2, result.output
+    (manifest,) = desk.created
+    name = manifest["metadata"]["name"]
+    assert result.output.startswith(
+        f"error: approve: the operator refused liveapproval {name} for {NS}/btc: untrusted_key: "
+    )
+    assert desk.waited == [5.0] and "Traceback" not in result.output
+    assert private.read_text() not in result.output
+
+
+def test_approve_refuses_a_stale_generation_before_signing(desk: FakeDesk, tmp_path: Path) -> None:
+    private, _ = generate_key(tmp_path, "alice")
+    generation = EngineView.from_object(desk.engines["btc"]).generation
+    stale = run("approve", "btc", "-n", NS, "--key", str(private), "--generation", "99")
+    assert stale.exit_code == 2 and desk.created == []
+    assert f"is at generation {generation}, you reviewed generation 99" in stale.output
+    fresh = run(
+        "approve",
+        "btc",
+        "-n",
+        NS,
+        "--key",
+        str(private),
+        "--generation",
+        str(generation),
+        "-o",
+        "json",
+    )
+    assert fresh.exit_code == 0, fresh.output
+    assert json.loads(fresh.output)["status"] == {
+        "valid": True,
+        "reason": "valid",
+        "message": "approved by alice",
+    }
+
+
+def test_approve_without_a_verdict_in_time_fails_and_wait_0_does_not_wait(
+    desk: FakeDesk, tmp_path: Path
+) -> None:
+    private, _ = generate_key(tmp_path, "alice")
+    desk.verdict = None
+    late = run("approve", "btc", "-n", NS, "--key", str(private), "--wait", "2s")
+    assert late.exit_code == 1 and "gave no verdict within 2s" in late.output
+    unwaited = run("approve", "btc", "-n", NS, "--key", str(private), "--wait", "0")
+    assert unwaited.exit_code == 0 and "verdict: not waited for" in unwaited.output
+    assert desk.waited == [2.0]
+    bad = run("approve", "btc", "-n", NS, "--key", str(private), "--wait", "soon")
+    assert bad.exit_code == 2 and "--wait" in bad.output
 
 
 def test_a_missing_console_says_so(desk: FakeDesk, monkeypatch: pytest.MonkeyPatch) -> None:
