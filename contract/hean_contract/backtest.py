@@ -46,6 +46,11 @@ CATEGORIES = ["hean"]
 # A sweep runs one Job index per parameter combination; its combinations travel
 # in a ConfigMap (1 MiB at most), so their number is bounded well below that.
 MAX_COMBINATIONS = 1000
+# How many candles (or trades) of history a running engine's strategy sees before
+# it trades (hean_engine's FeedSettings.history): a Backtest's default warm-up, so
+# that a Backtest from T trades as an engine started at T does.
+ENGINE_WARMUP = 200
+MAX_WARMUP = 10_000
 # RFC 3339 as the API server's `format: date-time` has it: a date, a time, an offset.
 _RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
 _CLAIM_PATTERN = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
@@ -245,6 +250,53 @@ class SweepSpec(CamelModel):
         return self
 
 
+# Fields of the TradingEngine's shared models that a Backtest has no use for: a
+# replay places no orders (so reads no keys) and its account starts from
+# startingBalances on every run (so has nothing to reset). The model refuses
+# them naming the field, and the CRD leaves them out (an unknown field there).
+# A reason holds no "; " (the spec's error formatter splits problems there).
+UNUSED_FIELDS: dict[str, dict[str, str]] = {
+    "exchange": {
+        "credentialsSecret": "a Backtest places no orders and reads no keys (only a live "
+        "TradingEngine has credentials)",
+    },
+    "paper": {
+        "resetRequest": "a Backtest's account starts from startingBalances on every run, "
+        "there is no running account to reset (a TradingEngine's field)",
+    },
+}
+
+
+def _refuse_unused(part: str, data: Any) -> Any:
+    if isinstance(data, dict):
+        problems = [
+            f"{name}: not a Backtest field: {why}"
+            for name, why in UNUSED_FIELDS[part].items()
+            if name in data or _snake(name) in data
+        ]
+        if problems:
+            raise ValueError(NESTED_MARK + "; ".join(problems))
+    return data
+
+
+class BacktestExchangeSpec(ExchangeSpec):
+    """A Backtest's exchange: where `data.fetch` fetches candles; no credentials."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_credentials(cls, data: Any) -> Any:
+        return _refuse_unused("exchange", data)
+
+
+class BacktestPaperSpec(PaperSpec):
+    """A Backtest's simulated account: balances, fee and slippage; no reset request."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_reset(cls, data: Any) -> Any:
+        return _refuse_unused("paper", data)
+
+
 class BacktestSpec(CamelModel):
     """What to replay, over which range and data, and (optionally) over which parameters."""
 
@@ -256,15 +308,16 @@ class BacktestSpec(CamelModel):
         max_length=512,
         pattern=IMAGE_PATTERN,
     )
-    exchange: ExchangeSpec = Field(
-        default_factory=ExchangeSpec,
+    exchange: BacktestExchangeSpec = Field(
+        default_factory=BacktestExchangeSpec,
         description="The exchange: where `data.fetch` fetches candles (its endpoint included).",
     )
     market: MarketSpec = Field(description="The market replayed.")
     strategy: StrategySpec = Field(description="The strategy and its parameters.")
     risk: RiskSpec = Field(description="Limits every order intent is checked against.")
-    paper: PaperSpec = Field(
-        default_factory=PaperSpec, description="The simulated account: balances, fee, slippage."
+    paper: BacktestPaperSpec = Field(
+        default_factory=BacktestPaperSpec,
+        description="The simulated account: balances, fee, slippage.",
     )
     start: str = Field(
         alias="from",
@@ -277,6 +330,16 @@ class BacktestSpec(CamelModel):
         json_schema_extra={"format": "date-time"},
     )
     data: DataSpec = Field(description="Where the market data comes from.")
+    warmup: Count = Field(
+        default=ENGINE_WARMUP,
+        ge=0,
+        le=MAX_WARMUP,
+        description="How many candles (or trades) from before `from` the strategy sees first, "
+        "with nothing traded on them, as a running TradingEngine's strategy sees 200 of "
+        "recent history before it trades: a Backtest from T then makes the fills an engine "
+        "started at T makes. Fewer if the data has fewer; 0: the strategy starts cold at "
+        "`from`. data.fetch fetches them with the range.",
+    )
     output: OutputSpec | None = Field(
         default=None,
         description="Where the HTML report and full summary go. Without it only the summary in "
@@ -418,6 +481,14 @@ class BacktestStats(CamelModel):
         default_factory=list,
         description="Figures undefined for this run (written as 0), e.g. sharpe with one day.",
     )
+
+
+# The statistics' keys as they travel (camelCase), in the model's order: what a
+# Backtest run reports and status carries, derived so that a statistic added to
+# the model cannot be left out of the run's summary or of a test's comparison.
+STATS_FIELDS: tuple[str, ...] = tuple(
+    field.alias or name for name, field in BacktestStats.model_fields.items()
+)
 
 
 class RankedRun(CamelModel):

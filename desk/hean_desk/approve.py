@@ -23,6 +23,16 @@ from hean_engine.approval.sign import add_signature, load_private_key, new_appro
 from hean_engine.approval.trust import parse_duration
 
 
+def wait_seconds(text: str) -> float:
+    """--wait as seconds: `0` (do not wait) or a duration such as 60s, 2m."""
+    if text.strip() == "0":
+        return 0.0
+    try:
+        return parse_duration(text, "--wait").total_seconds()
+    except ConfigError as exc:
+        raise DeskError("; ".join(exc.problems), EXIT_USAGE) from None
+
+
 def signed_manifest(view: EngineView, key_path: Path, ttl: str) -> dict[str, Any]:
     """The LiveApproval manifest for `view`'s current spec, signed with the key at `key_path`."""
     try:

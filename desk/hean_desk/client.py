@@ -16,6 +16,11 @@ so RBAC decides what the desk may do and no new credential exists:
   every request it authenticated. The token stays in this object's memory: it
   is never printed, logged or put in an error message.
 
+- a Backtest's HTML report, which is on its output volume: a short-lived
+  reader pod (hean_desk.report_reader) serves it, read through the same pod
+  proxy (RBAC: `get` on `jobs` for the image the Backtest ran, `create`,
+  `list`/`watch` and `delete` on `pods`, `get` on `pods/proxy`).
+
 A refusal by RBAC becomes a DeskError that says which verb on which resource
 the user lacks. Methods are synchronous (the Kubernetes client is); the
 console calls them from worker threads.
@@ -25,10 +30,12 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator, Mapping
-from typing import Any, Literal, cast
+import time
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any, Literal, Protocol, TypeVar, cast
 
-from kubernetes import client
+from kubernetes import client, watch
 from kubernetes import config as kube_config
 from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
@@ -36,7 +43,9 @@ from urllib3.exceptions import HTTPError
 
 from hean_contract.report import EngineReport
 from hean_contract.spec import API_VERSION
+from hean_desk import report_reader
 from hean_desk.errors import EXIT_USAGE, DeskError
+from hean_desk.report_reader import ReportFile, ReportTarget
 from hean_desk.views import HISTORY_KINDS, ApprovalView, BacktestView, EngineView, KubeEvent
 
 GROUP, VERSION = API_VERSION.split("/")
@@ -52,6 +61,16 @@ PAGE_SIZE = 1000  # the engine's largest page
 TIMEOUT = (5.0, 30.0)  # connect, read (seconds)
 
 
+class _Named(Protocol):
+    @property
+    def name(self) -> str: ...
+    @property
+    def namespace(self) -> str: ...
+
+
+_Listed = TypeVar("_Listed", bound=_Named)
+
+
 def pod_name(engine: str) -> str:
     return f"{engine}-engine"
 
@@ -61,28 +80,22 @@ def secret_name(engine: str) -> str:
 
 
 class DeskClient:
-    """One user's view of the cluster, from their kubeconfig (and optional context)."""
+    """One user's view of the cluster, from their kubeconfig (and optional context).
 
-    def __init__(self, kubeconfig: str | None = None, context: str | None = None) -> None:
-        try:
-            configuration = client.Configuration()
-            kube_config.load_kube_config(  # type: ignore[no-untyped-call]
-                config_file=kubeconfig, context=context, client_configuration=configuration
-            )
-            _, active = kube_config.list_kube_config_contexts(config_file=kubeconfig)  # type: ignore[no-untyped-call]
-        except (kube_config.ConfigException, OSError, TypeError, ValueError) as exc:
-            where = kubeconfig or "$KUBECONFIG or ~/.kube/config"
-            flag = "--context" if context else "--kubeconfig"
-            raise DeskError(
-                f"{flag}: no usable cluster configuration in {where}: {exc}", EXIT_USAGE
-            ) from None
-        if context is not None:
-            contexts, _ = kube_config.list_kube_config_contexts(config_file=kubeconfig)  # type: ignore[no-untyped-call]
-            active = next((c for c in contexts if c.get("name") == context), active)
+    `in_cluster=True` is the chart's read-only console: the pod's own
+    ServiceAccount (its mounted token and CA) instead of a kubeconfig, and the
+    pod's namespace as the default one.
+    """
+
+    def __init__(
+        self, kubeconfig: str | None = None, context: str | None = None, *, in_cluster: bool = False
+    ) -> None:
+        configuration = client.Configuration()
+        if in_cluster:
+            self.default_namespace = _load_in_cluster(configuration, kubeconfig, context)
+        else:
+            self.default_namespace = _load_kubeconfig(configuration, kubeconfig, context)
         self.api = client.ApiClient(configuration)
-        self.default_namespace = str(
-            ((active or {}).get("context") or {}).get("namespace") or "default"
-        )
         self._core = client.CoreV1Api(self.api)
         self._custom = client.CustomObjectsApi(self.api)
         self._tokens: dict[tuple[str, str], str] = {}
@@ -94,17 +107,7 @@ class DeskClient:
 
     def list_engines(self, namespace: str | None) -> list[EngineView]:
         """The engines in `namespace` (None: every namespace the user may list), by name."""
-        where = namespace or "all namespaces"
-        with _translated("list", "tradingengines.hean.io", where):
-            if namespace is None:
-                found = self._custom.list_cluster_custom_object(GROUP, VERSION, ENGINES)
-            else:
-                found = self._custom.list_namespaced_custom_object(
-                    GROUP, VERSION, namespace, ENGINES
-                )
-        items = cast(dict[str, Any], found).get("items") or []
-        views = [EngineView.from_object(item) for item in items]
-        return sorted(views, key=lambda v: (v.namespace, v.name))
+        return self._list(ENGINES, namespace, EngineView.from_object)
 
     def get_engine(self, namespace: str, name: str) -> EngineView:
         with _translated("get", "tradingengines.hean.io", namespace, engine=name):
@@ -132,17 +135,7 @@ class DeskClient:
 
     def list_backtests(self, namespace: str | None) -> list[BacktestView]:
         """The Backtests in `namespace` (None: every namespace the user may list), by name."""
-        where = namespace or "all namespaces"
-        with _translated("list", "backtests.hean.io", where):
-            if namespace is None:
-                found = self._custom.list_cluster_custom_object(GROUP, VERSION, BACKTESTS)
-            else:
-                found = self._custom.list_namespaced_custom_object(
-                    GROUP, VERSION, namespace, BACKTESTS
-                )
-        items = cast(dict[str, Any], found).get("items") or []
-        views = [BacktestView.from_object(item) for item in items]
-        return sorted(views, key=lambda v: (v.namespace, v.name))
+        return self._list(BACKTESTS, namespace, BacktestView.from_object)
 
     def get_backtest(self, namespace: str, name: str) -> BacktestView:
         with _translated("get", "backtests.hean.io", namespace, missing=("Backtest", name)):
@@ -150,6 +143,199 @@ class DeskClient:
                 GROUP, VERSION, namespace, BACKTESTS, name
             )
         return BacktestView.from_object(cast(dict[str, Any], found))
+
+    def _list(
+        self, plural: str, namespace: str | None, view: Callable[[dict[str, Any]], _Listed]
+    ) -> list[_Listed]:
+        """The `plural` objects in `namespace` (None: all namespaces) as views, by
+        (namespace, name): what `list_engines` and `list_backtests` share."""
+        where = namespace or "all namespaces"
+        with _translated("list", f"{plural}.{GROUP}", where):
+            if namespace is None:
+                found = self._custom.list_cluster_custom_object(GROUP, VERSION, plural)
+            else:
+                found = self._custom.list_namespaced_custom_object(
+                    GROUP, VERSION, namespace, plural
+                )
+        items = cast(dict[str, Any], found).get("items") or []
+        views = [view(item) for item in items]
+        return sorted(views, key=lambda v: (v.namespace, v.name))
+
+    # -- a Backtest's report, through a reader pod ---------------------------------------
+
+    def backtest_report(
+        self,
+        namespace: str,
+        name: str,
+        run: int | None = None,
+        timeout: float = report_reader.READY_SECONDS,
+    ) -> ReportFile:
+        """Read a Backtest's report: start a reader pod, wait for it, read, delete it.
+
+        DeskError (exit status 2) when the Backtest has no report to read."""
+        view = self.get_backtest(namespace, name)
+        target = report_reader.report_target(view, run)
+        pod = self.start_report_reader(target)
+        cleanup: str | None = None
+        try:
+            self.wait_report_reader(namespace, pod, timeout)
+            content = self.read_report_file(target, pod)
+        finally:
+            try:
+                self.delete_pod(namespace, pod)
+            except DeskError as exc:
+                cleanup = exc.message
+        return ReportFile(view, target, content, pod, cleanup)
+
+    def start_report_reader(self, target: ReportTarget) -> str:
+        """Create the reader pod for `target` (from its Backtest's Job); returns its name."""
+        ns = target.namespace
+        with _translated(
+            "get",
+            "jobs.batch",
+            ns,
+            missing=("Job", target.job),
+            needed="the image the Backtest ran, to read its report with",
+        ):
+            job = json.loads(
+                self._raw(
+                    "GET",
+                    "/apis/batch/v1/namespaces/{namespace}/jobs/{name}",
+                    {"namespace": ns, "name": target.job},
+                    {},
+                    {},
+                    None,
+                )
+            )
+        manifest = report_reader.reader_pod(target, job)
+        with _translated(
+            "create",
+            "pods",
+            ns,
+            needed=f"a short-lived pod that reads the report from claim {target.claim}",
+        ):
+            created = json.loads(
+                self._raw(
+                    "POST",
+                    "/api/v1/namespaces/{namespace}/pods",
+                    {"namespace": ns},
+                    {},
+                    {"Content-Type": "application/json"},
+                    manifest,
+                )
+            )
+        return str(created["metadata"]["name"])
+
+    def wait_report_reader(self, namespace: str, pod: str, timeout: float) -> None:
+        """Until the reader pod is Ready (a watch of that pod); DeskError when it will not be,
+        or is not within `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        field = f"metadata.name={pod}"
+        seen: dict[str, Any] = {}
+        while True:
+            with _translated("list", "pods", namespace, needed="waiting for the reader pod"):
+                listed = self._core.list_namespaced_pod(namespace, field_selector=field)
+            items = [self._plain(p) for p in listed.items or []]
+            if not items:
+                raise DeskError(f"the reader pod {namespace}/{pod} was deleted before it was Ready")
+            seen = items[0]
+            if self._reader_done(namespace, seen):
+                return
+            version = listed.metadata.resource_version if listed.metadata else None
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            stream = watch.Watch()  # type: ignore[no-untyped-call]
+            try:
+                with _translated("watch", "pods", namespace, needed="waiting for the reader pod"):
+                    for event in stream.stream(  # type: ignore[no-untyped-call]
+                        self._core.list_namespaced_pod,
+                        namespace,
+                        field_selector=field,
+                        resource_version=version,
+                        timeout_seconds=max(1, int(remaining)),
+                    ):
+                        if event.get("type") == "ERROR":
+                            break  # e.g. 410 Gone: list again
+                        if event.get("type") == "DELETED":
+                            raise DeskError(
+                                f"the reader pod {namespace}/{pod} was deleted before it was Ready"
+                            )
+                        seen = self._plain(event["object"])
+                        if self._reader_done(namespace, seen):
+                            return
+                        if time.monotonic() >= deadline:
+                            break
+            finally:
+                stream.stop()  # type: ignore[no-untyped-call]
+            if time.monotonic() >= deadline:
+                break
+        phase = (seen.get("status") or {}).get("phase") or "Pending"
+        raise DeskError(
+            f"the reader pod {namespace}/{pod} was not Ready within {timeout:g} s (it is "
+            f"{phase}; kubectl describe pod {pod} -n {namespace} says why)"
+        )
+
+    def _plain(self, model: Any) -> dict[str, Any]:
+        """A client model as the API server's JSON (camelCase keys)."""
+        plain: dict[str, Any] = self.api.sanitize_for_serialization(model)  # type: ignore[no-untyped-call]
+        return plain
+
+    @staticmethod
+    def _reader_done(namespace: str, pod: Mapping[str, Any]) -> bool:
+        """True when Ready; DeskError when it never will be."""
+        if report_reader.is_ready(pod):
+            return True
+        problem = report_reader.pod_problem(pod)
+        if problem is not None:
+            name = (pod.get("metadata") or {}).get("name")
+            raise DeskError(f"the reader pod {namespace}/{name} cannot serve the report: {problem}")
+        return False
+
+    def read_report_file(self, target: ReportTarget, pod: str) -> bytes:
+        """The report file, through the API server's pod proxy to the reader pod."""
+        ns = target.namespace
+        try:
+            return self._raw_bytes(
+                "GET",
+                f"/api/v1/namespaces/{{namespace}}/pods/{{pod}}:{report_reader.READER_PORT}"
+                f"/proxy/{{file}}",
+                {"namespace": ns, "pod": pod, "file": target.file},
+                {},
+                {"Accept": "text/html, */*"},
+                None,
+            )
+        except ApiException as exc:
+            message = _status_message(exc)
+            if exc.status == 403:
+                raise DeskError(
+                    f"forbidden: your Kubernetes user may not get pods/proxy in namespace "
+                    f"{ns!r} (needed to read the report through the API server): {message}"
+                ) from None
+            if exc.status == 404 and not message.startswith("pods "):
+                raise report_reader.ReportMissing(
+                    f"the report {target.path} is not on claim {target.claim} "
+                    f"(the reader pod answered: {message.strip()})"
+                ) from None
+            if exc.status == 400 and "address not allowed" in message:
+                raise DeskError(
+                    f"the API server will not proxy to the reader pod {ns}/{pod}'s address "
+                    "(a loopback or link-local IP); see docs/desk.md"
+                ) from None
+            raise DeskError(
+                f"reading the report through pod {ns}/{pod} failed ({exc.status}): {message}"
+            ) from None
+        except HTTPError as exc:
+            raise DeskError(f"the cluster is unreachable: {type(exc).__name__}") from None
+
+    def delete_pod(self, namespace: str, pod: str) -> None:
+        """Delete a reader pod (gone already is fine)."""
+        try:
+            with _translated("delete", "pods", namespace, needed="removing the reader pod"):
+                self._core.delete_namespaced_pod(pod, namespace)
+        except DeskError as exc:
+            if "(404)" not in exc.message:
+                raise
 
     # -- the engine's own API, through the pod proxy ---------------------------------
 
@@ -272,6 +458,19 @@ class DeskClient:
         body: Any,
     ) -> str:
         """One request with the kubeconfig's credentials; the body's text, or ApiException."""
+        data = self._raw_bytes(method, path, path_params, query, headers, body)
+        return data.decode("utf-8", errors="replace")
+
+    def _raw_bytes(
+        self,
+        method: str,
+        path: str,
+        path_params: Mapping[str, str],
+        query: Mapping[str, str],
+        headers: Mapping[str, str],
+        body: Any,
+    ) -> bytes:
+        """One request with the kubeconfig's credentials; the body's bytes, or ApiException."""
         request = self.api.param_serialize(
             method=method,
             resource_path=path,
@@ -286,7 +485,7 @@ class DeskClient:
         data = response.data or b""
         if not 200 <= response.status <= 299:
             raise ApiException(http_resp=response)
-        return data.decode("utf-8", errors="replace")
+        return bytes(data)
 
     def _token(self, namespace: str, name: str) -> str:
         """The engine's control token from its Secret (read once, kept in memory only)."""
@@ -326,16 +525,8 @@ class DeskClient:
         return str(text)
 
     def list_approvals(self, namespace: str | None) -> list[ApprovalView]:
-        where = namespace or "all namespaces"
-        with _translated("list", "liveapprovals.hean.io", where):
-            if namespace is None:
-                found = self._custom.list_cluster_custom_object(GROUP, VERSION, APPROVALS)
-            else:
-                found = self._custom.list_namespaced_custom_object(
-                    GROUP, VERSION, namespace, APPROVALS
-                )
-        items = cast(dict[str, Any], found).get("items") or []
-        views = [ApprovalView.from_object(item) for item in items]
+        """The LiveApprovals in `namespace` (None: all), soonest to expire first."""
+        views = self._list(APPROVALS, namespace, ApprovalView.from_object)
         return sorted(views, key=lambda v: (v.namespace, v.expires_at, v.name))
 
     def create_approval(self, manifest: dict[str, Any]) -> ApprovalView:
@@ -345,6 +536,100 @@ class DeskClient:
                 GROUP, VERSION, namespace, APPROVALS, manifest
             )
         return ApprovalView.from_object(cast(dict[str, Any], created))
+
+    def approval_verdict(self, namespace: str, name: str, timeout: float) -> ApprovalView | None:
+        """The LiveApproval once the operator has judged it (`status.valid` set), or None
+        if it has not within `timeout` seconds. A watch on that one object, not a poll:
+        the verdict is shown the moment the operator writes it."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with _translated(
+                "get", "liveapprovals.hean.io", namespace, missing=("LiveApproval", name)
+            ):
+                current = cast(
+                    dict[str, Any],
+                    self._custom.get_namespaced_custom_object(
+                        GROUP, VERSION, namespace, APPROVALS, name
+                    ),
+                )
+            view = ApprovalView.from_object(current)
+            left = deadline - time.monotonic()
+            if view.valid is not None or left <= 0:
+                return view if view.valid is not None else None
+            version = str((current.get("metadata") or {}).get("resourceVersion") or "")
+            stream = watch.Watch()  # type: ignore[no-untyped-call]
+            with _translated("watch", "liveapprovals.hean.io", namespace):
+                events = stream.stream(  # type: ignore[no-untyped-call]
+                    self._custom.list_namespaced_custom_object,
+                    GROUP,
+                    VERSION,
+                    namespace,
+                    APPROVALS,
+                    field_selector=f"metadata.name={name}",
+                    resource_version=version,
+                    timeout_seconds=max(1, int(left)),
+                )
+                for event in events:
+                    obj = event.get("object")
+                    if event.get("type") == "DELETED":
+                        raise DeskError(
+                            f"LiveApproval {name!r} in namespace {namespace!r} was deleted "
+                            "before the operator judged it"
+                        )
+                    if not isinstance(obj, dict) or event.get("type") == "ERROR":
+                        break  # an expired resourceVersion: read the object again
+                    if ApprovalView.from_object(obj).valid is not None:
+                        stream.stop()  # type: ignore[no-untyped-call]
+                        return ApprovalView.from_object(obj)
+
+
+def _load_kubeconfig(
+    configuration: client.Configuration, kubeconfig: str | None, context: str | None
+) -> str:
+    """Loads the kubeconfig's credentials; the context's namespace (default: "default")."""
+    try:
+        kube_config.load_kube_config(  # type: ignore[no-untyped-call]
+            config_file=kubeconfig, context=context, client_configuration=configuration
+        )
+        _, active = kube_config.list_kube_config_contexts(config_file=kubeconfig)  # type: ignore[no-untyped-call]
+    except (kube_config.ConfigException, OSError, TypeError, ValueError) as exc:
+        where = kubeconfig or "$KUBECONFIG or ~/.kube/config"
+        flag = "--context" if context else "--kubeconfig"
+        raise DeskError(
+            f"{flag}: no usable cluster configuration in {where}: {exc}", EXIT_USAGE
+        ) from None
+    if context is not None:
+        contexts, _ = kube_config.list_kube_config_contexts(config_file=kubeconfig)  # type: ignore[no-untyped-call]
+        active = next((c for c in contexts if c.get("name") == context), active)
+    return str(((active or {}).get("context") or {}).get("namespace") or "default")
+
+
+# Where Kubernetes mounts a pod's ServiceAccount (token, CA, namespace).
+SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+
+
+def _load_in_cluster(
+    configuration: client.Configuration, kubeconfig: str | None, context: str | None
+) -> str:
+    """Loads the pod's ServiceAccount credentials; the pod's namespace."""
+    if kubeconfig is not None or context is not None:
+        flag = "--kubeconfig" if kubeconfig is not None else "--context"
+        raise DeskError(
+            f"{flag}: not with --in-cluster (the pod's ServiceAccount is the identity)",
+            EXIT_USAGE,
+        )
+    try:
+        kube_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+    except kube_config.ConfigException as exc:
+        raise DeskError(
+            f"--in-cluster: not running in a Kubernetes pod with a ServiceAccount token: {exc}",
+            EXIT_USAGE,
+        ) from None
+    try:
+        namespace = (SERVICE_ACCOUNT_DIR / "namespace").read_text(encoding="utf-8").strip()
+    except OSError:
+        namespace = ""
+    return namespace or "default"
 
 
 def _event(event: Any) -> KubeEvent:

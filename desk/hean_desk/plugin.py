@@ -28,6 +28,7 @@ import click
 from hean_contract.report import EngineReport
 from hean_desk import render
 from hean_desk.errors import EXIT_USAGE, DeskError
+from hean_desk.report_reader import IDLE_SECONDS, READY_SECONDS, ReportFile
 from hean_desk.views import ApprovalView, BacktestView, EngineView, KubeEvent
 
 LAST_FILLS = 5
@@ -56,9 +57,15 @@ class Desk(Protocol):
     def logs(self, namespace: str, name: str, tail: int | None) -> str: ...
     def list_approvals(self, namespace: str | None) -> list[ApprovalView]: ...
     def create_approval(self, manifest: dict[str, Any]) -> ApprovalView: ...
+    def approval_verdict(
+        self, namespace: str, name: str, timeout: float
+    ) -> ApprovalView | None: ...
     def test_order(self, namespace: str, name: str, side: str, quantity: str) -> dict[str, Any]: ...
     def list_backtests(self, namespace: str | None) -> list[BacktestView]: ...
     def get_backtest(self, namespace: str, name: str) -> BacktestView: ...
+    def backtest_report(
+        self, namespace: str, name: str, run: int | None, timeout: float
+    ) -> ReportFile: ...
 
 
 def _default_factory(kubeconfig: str | None, context: str | None) -> Desk:
@@ -287,139 +294,241 @@ def _history(
     return desk.engine_history(ns, engine, what, since=start, until=end, limit=limit)
 
 
-@cli.command()
-@click.argument("engine")
-@_history_options
-@_common
-@click.pass_context
-def trades(
-    ctx: click.Context,
-    /,
-    engine: str,
-    since: str | None,
-    until: str | None,
-    limit: Any,
-    **given: Any,
-) -> None:
-    """The engine's fills, oldest first (exact prices, quantities and fees)."""
-    settings = _settings(ctx, **given)
-    with _user_errors():
-        rows = _history(settings, engine, "fills", since, until, limit)
-        _emit(settings, rows, lambda: render.table(rows, render.FILL_COLUMNS))
+@dataclass(frozen=True)
+class HistoryView:
+    """One history subcommand: the engine's route it reads and how its table looks.
+
+    Every view takes the same arguments and options (ENGINE, --since, --until,
+    --limit and the common ones) and prints the rows as read (-o json|yaml) or
+    `text(rows)` (the table); `open_orders` adds `--open`, the orders working now
+    from the engine's report instead of the history."""
+
+    command: str
+    route: str
+    doc: str
+    text: Callable[[list[dict[str, Any]]], str]
+    open_orders: bool = False
 
 
-@cli.command()
-@click.argument("engine")
-@_history_options
-@click.option("--open", "only_open", is_flag=True, help="Only the orders working now.")
-@_common
-@click.pass_context
-def orders(
-    ctx: click.Context,
-    /,
-    engine: str,
-    since: str | None,
-    until: str | None,
-    limit: Any,
-    only_open: bool,
-    **given: Any,
-) -> None:
-    """The engine's orders with every state change, oldest first (--open: working now)."""
-    settings = _settings(ctx, **given)
-    with _user_errors():
-        if only_open:
-            _no_all_namespaces(settings, "orders")
-            report = settings.desk.engine_report(settings.ns, engine)
-            working = [o.model_dump(by_alias=True) for o in report.open_orders]
-            _emit(settings, working, lambda: render.table(working, render.ORDER_COLUMNS))
-            return
-        rows = _history(settings, engine, "orders", since, until, limit)
-        _emit(settings, rows, lambda: render.table(rows, render.ORDER_HISTORY_COLUMNS))
+def _positions_text(rows: list[dict[str, Any]]) -> str:
+    """The latest snapshot's balances (the history is in -o json|yaml)."""
+    if not rows:
+        return "No position snapshots recorded yet.\n"
+    latest = rows[-1]
+    head = f"Position {latest.get('position')} at {latest.get('time')}\n"
+    return head + render.table(
+        render.positions_rows(latest), (("currency", "CURRENCY"), ("balance", "BALANCE"))
+    )
 
 
-@cli.command()
-@click.argument("engine")
-@_history_options
-@_common
-@click.pass_context
-def positions(
-    ctx: click.Context,
-    /,
-    engine: str,
-    since: str | None,
-    until: str | None,
-    limit: Any,
-    **given: Any,
-) -> None:
-    """The engine's balances now (the table) and their snapshots over time (-o json|yaml)."""
-    settings = _settings(ctx, **given)
-    with _user_errors():
-        rows = _history(settings, engine, "positions", since, until, limit)
-
-        def text() -> str:
-            if not rows:
-                return "No position snapshots recorded yet.\n"
-            latest = rows[-1]
-            head = f"Position {latest.get('position')} at {latest.get('time')}\n"
-            return head + render.table(
-                render.positions_rows(latest), (("currency", "CURRENCY"), ("balance", "BALANCE"))
-            )
-
-        _emit(settings, rows, text)
+HISTORY_VIEWS = (
+    HistoryView(
+        "trades",
+        "fills",
+        "The engine's fills, oldest first (exact prices, quantities and fees).",
+        lambda rows: render.table(rows, render.FILL_COLUMNS),
+    ),
+    HistoryView(
+        "orders",
+        "orders",
+        "The engine's orders with every state change, oldest first (--open: working now).",
+        lambda rows: render.table(rows, render.ORDER_HISTORY_COLUMNS),
+        open_orders=True,
+    ),
+    HistoryView(
+        "positions",
+        "positions",
+        "The engine's balances now (the table) and their snapshots over time (-o json|yaml).",
+        _positions_text,
+    ),
+    HistoryView("pnl", "equity", "The equity and PnL series, with a sparkline.", render.pnl_text),
+)
 
 
-@cli.command()
-@click.argument("engine")
-@_history_options
-@_common
-@click.pass_context
-def pnl(
-    ctx: click.Context,
-    /,
-    engine: str,
-    since: str | None,
-    until: str | None,
-    limit: Any,
-    **given: Any,
-) -> None:
-    """The equity and PnL series, with a sparkline."""
-    settings = _settings(ctx, **given)
-    with _user_errors():
-        rows = _history(settings, engine, "equity", since, until, limit)
-        _emit(settings, rows, lambda: render.pnl_text(rows))
+def _open_option(view: HistoryView) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    if not view.open_orders:
+        return lambda function: function
+    return click.option("--open", "only_open", is_flag=True, help="Only the orders working now.")
+
+
+def _open_orders(settings: Settings, engine: str) -> None:
+    """The orders working now, from the engine's report (`orders --open`)."""
+    _no_all_namespaces(settings, "orders")
+    report = settings.desk.engine_report(settings.ns, engine)
+    working = [o.model_dump(by_alias=True) for o in report.open_orders]
+    _emit(settings, working, lambda: render.table(working, render.ORDER_COLUMNS))
+
+
+def _history_command(view: HistoryView) -> click.Command:
+    @click.argument("engine")
+    @_history_options
+    @_open_option(view)
+    @_common
+    @click.pass_context
+    def command(
+        ctx: click.Context,
+        /,
+        engine: str,
+        since: str | None,
+        until: str | None,
+        limit: Any,
+        only_open: bool = False,
+        **given: Any,
+    ) -> None:
+        settings = _settings(ctx, **given)
+        with _user_errors():
+            if only_open:
+                _open_orders(settings, engine)
+                return
+            rows = _history(settings, engine, view.route, since, until, limit)
+            _emit(settings, rows, lambda: view.text(rows))
+
+    command.__doc__ = view.doc
+    return click.command(name=view.command)(command)
+
+
+for _view in HISTORY_VIEWS:
+    cli.add_command(_history_command(_view))
 
 
 # -- backtests -----------------------------------------------------------------------
 
 
-@cli.command()
-@click.argument("name", required=False)
+@cli.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("words", nargs=-1, metavar="[NAME | report NAME]")
+@click.option(
+    "--run",
+    type=click.IntRange(min=0),
+    help="report: this run of a sweep (its index; default: the best run).",
+)
+@click.option(
+    "--save",
+    "save_path",
+    type=click.Path(dir_okay=False, path_type=Path, allow_dash=True),
+    help="report: write the HTML here (default: NAME.html, or NAME-run-N.html; '-': stdout).",
+)
+@click.option("--open", "open_browser", is_flag=True, help="report: then open it in your browser.")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=1),
+    default=READY_SECONDS,
+    show_default=True,
+    help="report: seconds to wait for the reader pod to be Ready.",
+)
 @_common
 @click.pass_context
-def backtest(ctx: click.Context, /, name: str | None, **given: Any) -> None:
-    """The Backtests (NAME: one's summary, a sweep's ranking, and where its report is)."""
+def backtest(
+    ctx: click.Context,
+    /,
+    words: tuple[str, ...],
+    run: int | None,
+    save_path: Path | None,
+    open_browser: bool,
+    timeout: float,
+    **given: Any,
+) -> None:
+    """The Backtests; NAME: one's summary, a sweep's ranking and where its report is;
+    `report NAME`: fetch its HTML report (a short-lived reader pod serves it from the
+    output volume, through the API server, with your RBAC; see docs/backtesting.md)."""
     settings = _settings(ctx, **given)
     with _user_errors():
-        desk = settings.desk
-        if name is not None:
-            _no_all_namespaces(settings, "backtest NAME")
-            _object_name(name, "NAME")
-            document = render.backtest_document(desk.get_backtest(settings.ns, name))
-            _emit(settings, document, lambda: render.backtest_text(document))
+        report_options = run is not None or save_path is not None or open_browser
+        if len(words) == 2 and words[0] == "report":
+            _backtest_report(settings, words[1], run, save_path, open_browser, timeout)
             return
-        namespace = None if settings.all_namespaces else settings.ns
-        rows = [render.backtest_row(v) for v in desk.list_backtests(namespace)]
-        columns: tuple[tuple[str, str], ...] = render.BACKTEST_COLUMNS
-        if settings.all_namespaces:
-            columns = (("namespace", "NAMESPACE"), *columns)
+        if len(words) > 1:
+            raise DeskError(
+                f"backtest: expected NAME or `report NAME`, got {' '.join(words)!r}", EXIT_USAGE
+            )
+        if report_options:
+            raise DeskError(
+                "--run, --save and --open go with `kubectl hean backtest report NAME`", EXIT_USAGE
+            )
+        if words:
+            _backtest_one(settings, words[0])
+        else:
+            _backtest_list(settings)
 
-        def text() -> str:
-            if not rows:
-                where = "any namespace" if namespace is None else f"namespace {namespace}"
-                return f"No Backtests found in {where}.\n"
-            return render.table(rows, columns)
 
-        _emit(settings, rows, text)
+def _backtest_one(settings: Settings, name: str) -> None:
+    _no_all_namespaces(settings, "backtest NAME")
+    _object_name(name, "NAME")
+    document = render.backtest_document(settings.desk.get_backtest(settings.ns, name))
+    _emit(settings, document, lambda: render.backtest_text(document))
+
+
+def _backtest_list(settings: Settings) -> None:
+    namespace = None if settings.all_namespaces else settings.ns
+    rows = [render.backtest_row(v) for v in settings.desk.list_backtests(namespace)]
+    columns: tuple[tuple[str, str], ...] = render.BACKTEST_COLUMNS
+    if settings.all_namespaces:
+        columns = (("namespace", "NAMESPACE"), *columns)
+
+    def text() -> str:
+        if not rows:
+            where = "any namespace" if namespace is None else f"namespace {namespace}"
+            return f"No Backtests found in {where}.\n"
+        return render.table(rows, columns)
+
+    _emit(settings, rows, text)
+
+
+def _backtest_report(
+    settings: Settings,
+    name: str,
+    run: int | None,
+    save_path: Path | None,
+    open_browser: bool,
+    timeout: float,
+) -> None:
+    _no_all_namespaces(settings, "backtest report NAME")
+    _object_name(name, "NAME")
+    to_stdout = save_path is not None and str(save_path) == "-"
+    if to_stdout and open_browser:
+        raise DeskError("--open: not with --save - (there is no file to open)", EXIT_USAGE)
+    ns = settings.ns
+    found = settings.desk.backtest_report(ns, name, run, timeout)
+    if found.cleanup is not None:
+        click.echo(
+            f"warning: the reader pod {ns}/{found.reader} is still there ({found.cleanup}); "
+            f"it ends by itself within {IDLE_SECONDS // 60} minutes, or: kubectl delete pod "
+            f"{found.reader} -n {ns}",
+            err=True,
+        )
+    if to_stdout:
+        sys.stdout.buffer.write(found.content)
+        sys.stdout.buffer.flush()
+        return
+    path = save_path or Path(f"{name}.html" if run is None else f"{name}-run-{run}.html")
+    try:
+        path.write_bytes(found.content)
+    except OSError as exc:
+        raise DeskError(f"--save: cannot write {path}: {exc.strerror or exc}", EXIT_USAGE) from None
+    stats = found.backtest.stats
+    document = {
+        "namespace": ns,
+        "name": name,
+        "run": run,
+        "file": str(path),
+        "bytes": len(found.content),
+        "report": {"claimName": found.target.claim, "path": found.target.path},
+        "stats": stats.model_dump(mode="json", by_alias=True, exclude_none=True) if stats else {},
+    }
+    which = f" (run {run})" if run is not None else ""
+    _emit(
+        settings,
+        document,
+        lambda: (
+            f"report of backtest.hean.io/{name}{which} saved to {path} "
+            f"({len(found.content):,} bytes, from {found.target.path} on claim "
+            f"{found.target.claim})\n"
+        ),
+    )
+    if open_browser:
+        import webbrowser
+
+        if not webbrowser.open(path.resolve().as_uri()):
+            click.echo(f"warning: no browser to open; the report is {path}", err=True)
 
 
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
@@ -547,20 +656,50 @@ def _positive_decimal(text: str, flag: str) -> None:
     help="Your private key file (KEY_ID.key from `hean approval keygen`).",
 )
 @click.option("--ttl", default="8h", show_default=True, help="How long the approval is valid.")
+@click.option(
+    "--generation",
+    type=click.IntRange(min=1),
+    help="The spec generation you reviewed (`kubectl hean status` shows it): refused if the "
+    "spec has changed since.",
+)
+@click.option(
+    "--wait",
+    "wait_for",
+    default="60s",
+    show_default=True,
+    help="How long to wait for the operator's verdict (0: do not wait).",
+)
 @click.option("--dry-run", is_flag=True, help="Print the signed LiveApproval, do not apply it.")
 @_common
 @click.pass_context
 def approve(
-    ctx: click.Context, /, engine: str, key_path: Path, ttl: str, dry_run: bool, **given: Any
+    ctx: click.Context,
+    /,
+    engine: str,
+    key_path: Path,
+    ttl: str,
+    generation: int | None,
+    wait_for: str,
+    dry_run: bool,
+    **given: Any,
 ) -> None:
-    """Sign a LiveApproval for the engine's current spec with your key, and apply it."""
+    """Sign a LiveApproval for the engine's current spec with your key, apply it, and wait
+    for the operator's verdict (refused: exit 2, with its reason)."""
     settings = _settings(ctx, **given)
     with _user_errors():
         _no_all_namespaces(settings, "approve")
         from hean_desk import approve as signing  # the engine's signing code, loaded when used
 
+        timeout = signing.wait_seconds(wait_for)
         desk, ns = settings.desk, settings.ns
         view = desk.get_engine(ns, engine)
+        if generation is not None and view.generation != generation:
+            raise DeskError(
+                f"approve: the spec of {ns}/{engine} is at generation {view.generation}, you "
+                f"reviewed generation {generation}: it changed since; review it again "
+                f"(kubectl hean status {engine} -n {ns}) and approve that generation",
+                EXIT_USAGE,
+            )
         manifest = signing.signed_manifest(view, key_path, ttl)
         if dry_run:
             click.echo(
@@ -569,12 +708,42 @@ def approve(
             )
             return
         created = desk.create_approval(manifest)
+        verdict = desk.approval_verdict(ns, created.name, timeout) if timeout else None
+        if verdict is not None and verdict.valid is False:
+            more = (
+                "; the trust policy wants more signers: they co-sign this approval with "
+                "`hean approval sign --approval` (docs/security.md)"
+                if verdict.reason == "not_enough_signatures"
+                else ""
+            )
+            raise DeskError(
+                f"approve: the operator refused liveapproval {created.name} for {ns}/{engine}: "
+                f"{verdict.reason}: {verdict.message}{more} (it stays, refused, for the "
+                f"record: kubectl delete liveapproval {created.name} -n {ns})",
+                EXIT_USAGE,
+            )
+        if timeout and verdict is None:
+            raise DeskError(
+                f"approve: liveapproval {created.name} was created for {ns}/{engine}, but the "
+                f"operator gave no verdict within {wait_for} (is it running? kubectl get "
+                f"liveapproval {created.name} -n {ns})"
+            )
+        shown = verdict or created
+        outcome = "valid" if verdict is not None else "not waited for"
+        document = dict(manifest)
+        if verdict is not None:  # the manifest as applied, with the operator's verdict
+            document["status"] = {
+                "valid": verdict.valid,
+                "reason": verdict.reason,
+                "message": verdict.message,
+            }
         _emit(
             settings,
-            manifest,
+            document,
             lambda: (
-                f"liveapproval.hean.io/{created.name} created for {ns}/{engine}, signed by "
-                f"{', '.join(created.signers)}, expires {created.expires_at}\n"
+                f"liveapproval.hean.io/{shown.name} created for {ns}/{engine}, signed by "
+                f"{', '.join(shown.signers)}, expires {shown.expires_at}; the operator's "
+                f"verdict: {outcome}\n"
             ),
         )
 

@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from hean_contract.report import EngineReport
+from hean_contract.status import TradingEngineStatus
 from hean_desk.views import ApprovalView, BacktestView, EngineView
 
 OUTPUTS = ("table", "json", "yaml")
@@ -119,9 +120,12 @@ ENGINE_COLUMNS = (
 def latest_approval(
     engine: str, namespace: str, approvals: Sequence[ApprovalView]
 ) -> ApprovalView | None:
-    """The engine's LiveApproval that expires last (the one that matters now)."""
+    """The engine's LiveApproval that matters now: of those the operator judged valid, the
+    one that expires last; only without a valid one, the latest of the others (a refused
+    approval applied after the valid one must not be shown as the engine's approval)."""
     mine = [a for a in approvals if a.engine == engine and a.namespace == namespace]
-    return max(mine, key=lambda a: a.expires_at) if mine else None
+    valid = [a for a in mine if a.valid is True]
+    return max(valid or mine, key=lambda a: a.expires_at) if mine else None
 
 
 def status_document(
@@ -146,7 +150,7 @@ def status_document(
     symbol = report.symbol if report else str((view.spec.get("market") or {}).get("symbol", ""))
     approval = latest_approval(view.name, view.namespace, approvals)
     condition = view.condition("LiveApproved")
-    reconcile = status.reconcile if status else None
+    reconcile = _reconcile(report, status)
     return {
         "name": view.name,
         "namespace": view.namespace,
@@ -169,12 +173,7 @@ def status_document(
         else [],
         "openOrders": [o.model_dump(by_alias=True) for o in report.open_orders] if report else [],
         "lastFills": list(fills),
-        "reconcile": {
-            "result": reconcile.result if reconcile else None,
-            "time": reconcile.time if reconcile else None,
-            "drift": reconcile.drift if reconcile else None,
-            "since": reconcile.since if reconcile else None,
-        },
+        "reconcile": reconcile,
         "approval": {
             "condition": condition.status.value if condition else None,
             "reason": condition.reason if condition else None,
@@ -187,6 +186,30 @@ def status_document(
         "lastDataTime": report.last_data_time if report else None,
         "reportError": report_error,
         "historyError": history_error,
+    }
+
+
+def _reconcile(
+    report: EngineReport | None, status: TradingEngineStatus | None
+) -> dict[str, str | None]:
+    """The last reconcile: the engine's own (its report), else the operator's copy, which
+    is at most one poll old (a fresh comparison must not be shown beside a stale one).
+    `drift` is what differed (result drift) or why it could not compare (failed)."""
+    last = report.last_reconcile if report is not None else None
+    if last is not None:
+        detail = {"drift": last.summary, "failed": last.reason}.get(last.result)
+        return {
+            "result": last.result,
+            "time": last.time,
+            "drift": detail or None,
+            "since": last.drift_since or None,
+        }
+    copy = status.reconcile if status is not None else None
+    return {
+        "result": copy.result if copy else None,
+        "time": copy.time if copy else None,
+        "drift": copy.drift if copy else None,
+        "since": copy.since if copy else None,
     }
 
 
@@ -447,6 +470,8 @@ def backtest_text(doc: Mapping[str, Any]) -> str:
         out.append(table(rows, columns).rstrip() if rows else "  (no results yet)")
     out.append("")
     field("Report", report_location(doc.get("report")) or "none (the Backtest has no spec.output)")
+    if doc.get("report") and doc.get("phase") == "Succeeded":
+        field("Open it", f"kubectl hean backtest report {doc['name']} -n {doc['namespace']} --open")
     return "\n".join(out) + "\n"
 
 

@@ -24,6 +24,10 @@ from hean_engine import __version__
 from hean_engine.app.exits import EXIT_INVALID, EXIT_RUNTIME, fail, user_errors
 from hean_engine.model.errors import DataError
 
+# hean_contract.backtest.MAX_WARMUP (not imported: the CLI imports what a command
+# needs only when it runs; tests/engine/test_warmup.py holds the two equal).
+MAX_WARMUP = 10_000
+
 
 class _PluginGroup(click.Group):
     """A click group that also lists the command groups other packages register.
@@ -152,6 +156,14 @@ class _Rfc3339(_IntParam):
     help="Replay only events before this time (RFC 3339; the range is [--from, --to)).",
 )
 @click.option(
+    "--warmup",
+    type=click.IntRange(min=0, max=MAX_WARMUP),
+    default=0,
+    show_default=True,
+    help="With --from: the strategy first sees this many events (candles or trades) from "
+    "before --from, and nothing trades on them, as a running engine warms up on 200.",
+)
+@click.option(
     "--report",
     "report_path",
     type=click.Path(path_type=Path, dir_okay=False),
@@ -163,6 +175,7 @@ def replay(
     as_json: bool,
     start_ms: int | None,
     end_ms: int | None,
+    warmup: int,
     report_path: Path | None,
 ) -> None:
     """Replay recorded market data through the engine as fast as possible.
@@ -182,6 +195,10 @@ def replay(
 
     if start_ms is not None and end_ms is not None and end_ms <= start_ms:
         raise click.BadParameter("must be later than --from", param_hint="'--to'")
+    if warmup and start_ms is None:
+        raise click.BadParameter(
+            "only with --from (the events before it are the warm-up)", param_hint="'--warmup'"
+        )
     if report_path is not None and not report_path.parent.is_dir():
         raise click.BadParameter(
             f"directory {report_path.parent} does not exist", param_hint="'--report'"
@@ -206,6 +223,7 @@ def replay(
                 on_start=hook,
                 window=ReplayWindow(start_ms, end_ms),
                 with_report=as_json or report_path is not None,
+                warmup=warmup,
                 trades=False,  # summary_json writes them from the fills
             )
             if _exit_when_done:  # the result lives until the process ends (see above)
@@ -268,6 +286,14 @@ def replay(
     help="Which run of --runs (an Indexed Job's completion index).",
 )
 @click.option(
+    "--warmup",
+    type=click.IntRange(min=0, max=MAX_WARMUP),
+    default=0,
+    show_default=True,
+    help="The strategy first sees this many events (candles or trades) from before --from "
+    "(fetched with the range), and nothing trades on them, as a running engine warms up on 200.",
+)
+@click.option(
     "--output-dir",
     type=click.Path(path_type=Path, file_okay=False),
     help="Write INDEX.html (the report) and INDEX.json (the full summary) here.",
@@ -281,6 +307,7 @@ def backtest(
     cache_dir: Path | None,
     runs_path: Path | None,
     index: int,
+    warmup: int,
     output_dir: Path | None,
 ) -> None:
     """One run of a Backtest: replay [--from, --to) and print its statistics as one JSON line.
@@ -308,6 +335,7 @@ def backtest(
         index=index,
         cache_dir=cache_dir,
         output_dir=output_dir,
+        warmup=warmup,
     )
     with user_errors(), tempfile.TemporaryDirectory(prefix="hean-backtest-") as scratch:
         summary = run_backtest(options, Path(scratch))
@@ -318,6 +346,44 @@ def backtest(
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(0)
+
+
+@engine.command(name="serve-reports")
+@click.option(
+    "--dir",
+    "directory",
+    required=True,
+    type=click.Path(path_type=Path, file_okay=False),
+    help="The report directory to serve (read only; nothing outside it is served).",
+)
+@click.option(
+    "--host",
+    default="0.0.0.0",  # noqa: S104 - the API server's pod proxy must reach it
+    show_default=True,
+    envvar="HEAN_HOST",
+    help="Listen address.",
+)
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
+@click.option(
+    "--idle-exit",
+    type=click.FloatRange(min=1),
+    default=900,
+    show_default=True,
+    help="End after this many seconds without a request.",
+)
+def serve_reports(directory: Path, host: str, port: int, idle_exit: float) -> None:
+    """Serve a Backtest's report directory over HTTP, read-only (a reader pod's command).
+
+    `kubectl hean backtest report` and the console start it in a short-lived pod
+    with the output claim mounted read-only, and read the report through the API
+    server's pod proxy; docs/backtesting.md says how.
+    """
+    from hean_engine.app.report_server import serve
+
+    try:
+        serve(directory, host, port, idle_exit)
+    except OSError as exc:
+        fail(f"--port: cannot listen on {host}:{port}: {exc.strerror or exc}", EXIT_RUNTIME)
 
 
 def _write_report(path: Path, report: Any) -> None:

@@ -17,6 +17,7 @@ from cluster_support import engine_manifest
 from hean_contract.report import EngineReport
 from hean_desk import plugin, render
 from hean_desk.errors import DeskError
+from hean_desk.report_reader import ReportFile, report_target
 from hean_desk.views import ApprovalView, BacktestView, EngineView, KubeEvent
 from hean_engine.approval.payload import spec_hash
 from hean_engine.approval.sign import generate_key
@@ -132,6 +133,12 @@ class FakeDesk:
     backtests: dict[str, dict[str, Any]] = field(default_factory=dict)
     forbid_patch: bool = False
     default_namespace: str = NS
+    report_reads: list[tuple[str, int | None, float]] = field(default_factory=list)
+    reader_cleanup: str | None = None
+    # The operator's verdict on a created approval: (valid, reason, message); None: none yet.
+    verdict: tuple[bool, str, str] | None = (True, "valid", "approved by alice")
+    approvals: list[dict[str, Any]] = field(default_factory=list)
+    waited: list[float] = field(default_factory=list)
 
     def _engine(self, namespace: str, name: str) -> dict[str, Any]:
         if namespace != NS or name not in self.engines:
@@ -176,11 +183,20 @@ class FakeDesk:
         return '{"event": "fill"}\n'
 
     def list_approvals(self, namespace: str | None) -> list[ApprovalView]:
-        return []
+        return [ApprovalView.from_object(a) for a in self.approvals]
 
     def create_approval(self, manifest: dict[str, Any]) -> ApprovalView:
         self.created.append(manifest)
         return ApprovalView.from_object(manifest)
+
+    def approval_verdict(self, namespace: str, name: str, timeout: float) -> ApprovalView | None:
+        self.waited.append(timeout)
+        (manifest,) = [m for m in self.created if m["metadata"]["name"] == name]
+        if self.verdict is None:
+            return None
+        valid, reason, message = self.verdict
+        status = {"valid": valid, "reason": reason, "message": message}
+        return ApprovalView.from_object({**manifest, "status": status})
 
     def test_order(self, namespace: str, name: str, side: str, quantity: str) -> dict[str, Any]:
         self.orders.append((name, side, quantity))
@@ -193,6 +209,16 @@ class FakeDesk:
         if namespace != NS or name not in self.backtests:
             raise DeskError(f"no Backtest {name!r} in namespace {namespace!r}")
         return BacktestView.from_object(self.backtests[name])
+
+    def backtest_report(
+        self, namespace: str, name: str, run: int | None, timeout: float
+    ) -> ReportFile:
+        """As DeskClient: refused without a report to read; the reader pod made up."""
+        view = self.get_backtest(namespace, name)
+        target = report_target(view, run)
+        self.report_reads.append((name, run, timeout))
+        content = f"<html>{target.path}</html>".encode()
+        return ReportFile(view, target, content, f"{name}-report-x1z2q", self.reader_cleanup)
 
 
 @pytest.fixture
@@ -252,6 +278,55 @@ def test_status_falls_back_to_the_operators_copy_when_the_engine_is_unreachable(
     doc = json.loads(run("status", "btc", "-n", NS, "-o", "json").output)
     assert (doc["equity"], doc["riskState"]) == ("100012.5", "ACTIVE")
     assert doc["reportError"] == "engine desk/btc has no running pod"
+    assert doc["reconcile"] == {
+        "result": "ok",
+        "time": "2026-01-02T00:00:00Z",
+        "drift": None,
+        "since": None,
+    }
+
+
+def _approval(name: str, key_id: str, expires: str, valid: bool) -> dict[str, Any]:
+    return {
+        "metadata": {"name": name, "namespace": NS},
+        "spec": {
+            "engineRef": {"name": "btc"},
+            "expiresAt": expires,
+            "signatures": [{"keyId": key_id}],
+        },
+        "status": {"valid": valid, "reason": "valid" if valid else "untrusted_key"},
+    }
+
+
+def test_status_shows_the_engines_own_reconcile_and_its_valid_approval(desk: FakeDesk) -> None:
+    # The engine compared a moment ago (drift); the operator's copy still says ok:
+    # the engine's comparison is the one shown, beside the engine's other figures.
+    desk.report = {
+        **REPORT_SNAKE,
+        "last_reconcile": {
+            "result": "drift",
+            "time": "2026-01-02T00:05:00Z",
+            "summary": "USDT: engine 75000.1, exchange 75005.1",
+            "drift_since": "2026-01-02T00:04:00Z",
+        },
+    }
+    # alice's approval is valid; mallory's, applied later and expiring later, was refused
+    desk.approvals = [
+        _approval("ok", "alice", "2026-01-02T10:00:00Z", True),
+        _approval("later", "mallory", "2026-01-02T12:00:00Z", False),
+    ]
+    doc = json.loads(run("status", "btc", "-n", NS, "-o", "json").output)
+    assert doc["reconcile"] == {
+        "result": "drift",
+        "time": "2026-01-02T00:05:00Z",
+        "drift": "USDT: engine 75000.1, exchange 75005.1",
+        "since": "2026-01-02T00:04:00Z",
+    }
+    assert (doc["approval"]["name"], doc["approval"]["signers"]) == ("ok", ["alice"])
+    # without a valid one, the latest is shown (with its refusal in the console/approvals)
+    desk.approvals = [_approval("later", "mallory", "2026-01-02T12:00:00Z", False)]
+    doc = json.loads(run("status", "btc", "-n", NS, "-o", "json").output)
+    assert doc["approval"]["name"] == "later"
 
 
 def test_status_table_of_all_engines(desk: FakeDesk) -> None:
@@ -335,8 +410,64 @@ def test_approve_signs_the_current_spec_with_the_engines_code(
     _, spec = parse_manifest(engine_object())
     assert manifest["spec"]["specHash"] == spec_hash(spec)
     assert private.read_text() not in result.output
+    assert "the operator's verdict: valid" in result.output
+    assert desk.waited == [60.0]
     bad_key = run("approve", "btc", "-n", NS, "--key", str(tmp_path / "missing.key"))
     assert bad_key.exit_code == 2 and "--key" in bad_key.output
+
+
+def test_approve_says_the_operators_refusal_and_exits_2(desk: FakeDesk, tmp_path: Path) -> None:
+    private, _ = generate_key(tmp_path, "mallory")
+    desk.verdict = (False, "untrusted_key", "no trusted key signed it: untrusted_key: mallory")
+    result = run("approve", "btc", "-n", NS, "--key", str(private), "--wait", "5s")
+    assert result.exit_code == 2, result.output
+    (manifest,) = desk.created
+    name = manifest["metadata"]["name"]
+    assert result.output.startswith(
+        f"error: approve: the operator refused liveapproval {name} for {NS}/btc: untrusted_key: "
+    )
+    assert desk.waited == [5.0] and "Traceback" not in result.output
+    assert private.read_text() not in result.output
+
+
+def test_approve_refuses_a_stale_generation_before_signing(desk: FakeDesk, tmp_path: Path) -> None:
+    private, _ = generate_key(tmp_path, "alice")
+    generation = EngineView.from_object(desk.engines["btc"]).generation
+    stale = run("approve", "btc", "-n", NS, "--key", str(private), "--generation", "99")
+    assert stale.exit_code == 2 and desk.created == []
+    assert f"is at generation {generation}, you reviewed generation 99" in stale.output
+    fresh = run(
+        "approve",
+        "btc",
+        "-n",
+        NS,
+        "--key",
+        str(private),
+        "--generation",
+        str(generation),
+        "-o",
+        "json",
+    )
+    assert fresh.exit_code == 0, fresh.output
+    assert json.loads(fresh.output)["status"] == {
+        "valid": True,
+        "reason": "valid",
+        "message": "approved by alice",
+    }
+
+
+def test_approve_without_a_verdict_in_time_fails_and_wait_0_does_not_wait(
+    desk: FakeDesk, tmp_path: Path
+) -> None:
+    private, _ = generate_key(tmp_path, "alice")
+    desk.verdict = None
+    late = run("approve", "btc", "-n", NS, "--key", str(private), "--wait", "2s")
+    assert late.exit_code == 1 and "gave no verdict within 2s" in late.output
+    unwaited = run("approve", "btc", "-n", NS, "--key", str(private), "--wait", "0")
+    assert unwaited.exit_code == 0 and "verdict: not waited for" in unwaited.output
+    assert desk.waited == [2.0]
+    bad = run("approve", "btc", "-n", NS, "--key", str(private), "--wait", "soon")
+    assert bad.exit_code == 2 and "--wait" in bad.output
 
 
 def test_a_missing_console_says_so(desk: FakeDesk, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -460,13 +591,138 @@ def test_backtest_of_a_sweep_shows_its_ranking_best_first(backtests: FakeDesk) -
         (("backtest", "Bad_Name"), "NAME"),
         (("backtest", "one", "-A"), "-A"),
         (("backtest", "-o", "csv"), "--output"),
-        (("backtest", "one", "two"), "unexpected extra argument"),
+        (("backtest", "one", "two"), "expected NAME or `report NAME`, got 'one two'"),
+        (("backtest", "one", "--run", "1"), "--run, --save and --open go with"),
+        (("backtest", "report", "Bad_Name"), "NAME"),
+        (("backtest", "report", "one", "-A"), "-A"),
+        (("backtest", "report", "one", "--run", "-1"), "--run"),
+        (("backtest", "report", "one", "--save", "-", "--open"), "--open"),
     ],
 )
 def test_backtest_bad_input_exits_2(backtests: FakeDesk, args: tuple[str, ...], named: str) -> None:
     result = run(*args)
     assert result.exit_code == 2, result.output
     assert named in result.output and "Traceback" not in result.output
+
+
+def _with_output(desk: FakeDesk) -> FakeDesk:
+    for name, obj in desk.backtests.items():
+        if name != "new":
+            obj["spec"]["output"] = {"claimName": "results"}
+    desk.backtests["sweep"]["status"].update(
+        phase="Succeeded", report={"claimName": "results", "path": "reports/desk/sweep/u2/2.html"}
+    )
+    return desk
+
+
+def test_backtest_report_saves_the_html_and_says_where_it_came_from(
+    backtests: FakeDesk, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _with_output(backtests)
+    monkeypatch.chdir(tmp_path)
+    result = run("backtest", "report", "one", "-n", NS)
+    assert result.exit_code == 0, result.output
+    assert result.output == (
+        "report of backtest.hean.io/one saved to one.html (39 bytes, from "
+        "reports/desk/one/u1/0.html on claim results)\n"
+    )
+    assert (tmp_path / "one.html").read_text() == "<html>reports/desk/one/u1/0.html</html>"
+    assert backtests.report_reads == [("one", None, 120.0)]
+    # a sweep's other run, to a named file, as JSON
+    result = run(
+        "backtest", "report", "sweep", "-n", NS, "--run", "1", "--save", "r1.html",
+        "--timeout", "30", "-o", "json",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.output)
+    assert doc["file"] == "r1.html" and doc["run"] == 1
+    assert doc["report"] == {"claimName": "results", "path": "reports/desk/sweep/u2/1.html"}
+    assert doc["stats"]["sharpe"] == "0.10"
+    assert (tmp_path / "r1.html").read_text() == "<html>reports/desk/sweep/u2/1.html</html>"
+    assert backtests.report_reads[-1] == ("sweep", 1, 30.0)
+    # the default file name of a run says which
+    assert run("backtest", "report", "sweep", "-n", NS, "--run", "0").exit_code == 0
+    assert (tmp_path / "sweep-run-0.html").is_file()
+    # the text of `backtest NAME` says how to open it
+    assert "Open it:              kubectl hean backtest report one -n desk --open" in (
+        run("backtest", "one", "-n", NS).output
+    )
+
+
+def test_backtest_report_to_stdout_is_the_html_alone(backtests: FakeDesk) -> None:
+    _with_output(backtests)
+    result = run("backtest", "report", "one", "-n", NS, "--save", "-")
+    assert (result.exit_code, result.stdout) == (0, "<html>reports/desk/one/u1/0.html</html>")
+
+
+def test_backtest_report_open_opens_the_saved_file(
+    backtests: FakeDesk, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import webbrowser
+
+    _with_output(backtests)
+    monkeypatch.chdir(tmp_path)
+    opened: list[str] = []
+    monkeypatch.setattr(webbrowser, "open", lambda url: opened.append(url) or True)
+    assert run("backtest", "report", "one", "-n", NS, "--open").exit_code == 0
+    assert opened == [(tmp_path / "one.html").as_uri()]
+
+
+def test_a_reader_pod_left_behind_is_a_warning_with_the_way_to_remove_it(
+    backtests: FakeDesk, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _with_output(backtests)
+    monkeypatch.chdir(tmp_path)
+    backtests.reader_cleanup = "forbidden: your Kubernetes user may not delete pods"
+    result = run("backtest", "report", "one", "-n", NS)
+    assert result.exit_code == 0
+    assert (
+        "warning: the reader pod desk/one-report-x1z2q is still there (forbidden: your "
+        "Kubernetes user may not delete pods); it ends by itself within 15 minutes, or: "
+        "kubectl delete pod one-report-x1z2q -n desk"
+    ) in result.stderr
+    assert (tmp_path / "one.html").is_file()
+
+
+@pytest.mark.parametrize(
+    ("name", "says"),
+    [
+        ("new", "Backtest desk/new has no report: it has no spec.output claim, so only its "
+         "summary was kept (kubectl hean backtest new shows it)"),
+        ("running", "Backtest desk/running is Running (1 of 4 runs finished): its report is "
+         "written when it has Succeeded (kubectl hean backtest running shows its progress)"),
+        ("failed", "Backtest desk/failed Failed (BackoffLimitExceeded): it has no report"),
+        ("bare", "Backtest desk/bare Succeeded but its status names no report"),
+    ],
+)  # fmt: skip
+def test_backtest_report_without_a_report_to_read_exits_2(
+    backtests: FakeDesk, name: str, says: str
+) -> None:
+    output = {"output": {"claimName": "results"}}
+    backtests.backtests["running"] = backtest_object(
+        "running", phase="Running", message="1 of 4 runs finished"
+    )
+    backtests.backtests["failed"] = backtest_object(
+        "failed", phase="Failed", message="BackoffLimitExceeded"
+    )
+    backtests.backtests["bare"] = backtest_object("bare", phase="Succeeded")
+    for key in ("running", "failed", "bare"):
+        backtests.backtests[key]["spec"].update(output)
+    result = run("backtest", "report", name, "-n", NS)
+    assert result.exit_code == 2, result.output
+    assert result.output == f"error: {says}\n"
+    assert backtests.report_reads == []
+
+
+def test_backtest_report_of_a_run_the_sweep_does_not_have_exits_2(backtests: FakeDesk) -> None:
+    _with_output(backtests)
+    result = run("backtest", "report", "sweep", "-n", NS, "--run", "3")
+    assert result.exit_code == 2
+    assert result.output == (
+        "error: --run: 3 is not a run of Backtest desk/sweep (it has 3: 0 to 2)\n"
+    )
+    single = run("backtest", "report", "one", "-n", NS, "--run", "1")
+    assert single.exit_code == 2 and "it has 1: 0 to 0" in single.output
 
 
 def test_an_unknown_backtest_exits_1_with_its_name(backtests: FakeDesk) -> None:

@@ -12,11 +12,24 @@ import pytest
 from click.testing import CliRunner
 
 from engine_support import BTCUSD_CANDLES, head_lines, require_shared_file, write_lines
-from hean_contract.backtest import rfc3339_ms
+from hean_contract.backtest import (
+    ENGINE_WARMUP,
+    MAX_WARMUP,
+    STATS_FIELDS,
+    BacktestStats,
+    rfc3339_ms,
+)
 from hean_engine.app import backtest as bt
+from hean_engine.app.assembly import build_simulated_engine
 from hean_engine.app.config import load_config
+from hean_engine.app.recording import ReplayWindow
+from hean_engine.app.replay import replay
 from hean_engine.cli import main
+from hean_engine.data.exchange_feed import FeedSettings
+from hean_engine.data.files import read_candles
 from hean_engine.model.errors import ConfigError
+from hean_engine.model.money import fmt
+from hean_engine.model.timefmt import ms_to_iso
 
 START, END = "2017-01-01T00:00:00Z", "2017-01-02T00:00:00Z"
 CONFIG = """\
@@ -165,3 +178,114 @@ def test_the_summary_never_exceeds_a_termination_message() -> None:
     huge = bt.summarize_run(3, summary, "x" * 5000, 10)
     assert "report" not in huge
     assert len(json.dumps(huge, separators=(",", ":")).encode()) <= bt.SUMMARY_BYTES
+
+
+def test_the_summary_carries_every_statistic_of_the_status_model() -> None:
+    """SUMMARY_STATS is BacktestStats' fields: a statistic added there is reported."""
+    assert bt.SUMMARY_STATS == STATS_FIELDS
+    assert set(bt.SUMMARY_STATS) == {field.alias for field in BacktestStats.model_fields.values()}
+
+
+def test_every_statistic_at_its_widest_still_fits_a_termination_message() -> None:
+    """All of BacktestStats' fields, each as wide as a run can make it, with the report
+    name kept: the 4 KiB termination message is not what limits adding a statistic."""
+    widest: dict[str, Any] = {}
+    decimals = []
+    for name, field in BacktestStats.model_fields.items():
+        key = field.alias or name
+        if field.annotation == (int | None):
+            widest[key] = 10**18  # a count: far beyond any replay
+        elif key != "undefined":
+            widest[key] = "-" + "9" * 40 + "." + "9" * 10  # 10 places, as stats round
+            decimals.append(key)
+    widest["undefined"] = decimals  # every figure undefined at once
+    summary = {"orders": 10**18, "stats": {**widest, "notStatus": "1" * 4096}}
+    out = bt.summarize_run(999, summary, "999.html", 10**18)
+    assert set(out["stats"]) == set(STATS_FIELDS)  # what status has, nothing else
+    assert out["report"] == "999.html"
+    assert len(json.dumps(out, separators=(",", ":")).encode()) <= bt.SUMMARY_BYTES
+    BacktestStats.model_validate(out["stats"])  # as the operator reads it
+
+
+LATER = "2017-01-01T09:00:00Z"  # 540 candles into the file: history to warm up on
+
+
+def test_a_warmup_shows_the_strategy_the_candles_before_from_and_trades_none(
+    config: Path, candles: Path
+) -> None:
+    """--warmup N is what a paper node does (app/nodes.py): `kernel.warm_up` with the N
+    candles before the first one it trades on, then those candles through the kernel."""
+    identity, spec = load_config(config)
+    start_ms, end_ms = rfc3339_ms(LATER), rfc3339_ms(END)
+    window = ReplayWindow(start_ms, end_ms)
+    warmed = replay(identity, spec, candles, window=window, warmup=50).summary
+    everything = list(read_candles(candles))
+    engine = build_simulated_engine(identity, spec)
+    engine.kernel.warm_up(candles=[c for c in everything if c.ts < start_ms][-50:])
+    engine.kernel.on_candles([c for c in everything if start_ms <= c.ts < end_ms])
+    assert warmed["trades"] == [
+        {
+            "timestamp": ms_to_iso(f.ts),
+            "order_id": f.order_id,
+            "side": f.side.value,
+            "price": fmt(f.price),
+            "quantity": fmt(f.quantity),
+            "fee": fmt(f.fee),
+        }
+        for f in engine.kernel.fills
+    ]
+    assert warmed["final_equity"] == fmt(engine.ledger.equity)
+    first = next(c.ts for c in everything if c.ts >= start_ms)
+    assert warmed["first_event_time"] == ms_to_iso(first)  # the books start at --from
+    cold = replay(identity, spec, candles, window=window).summary
+    assert cold["trades"] != warmed["trades"]  # a cold ema_cross(5, 20) crosses elsewhere
+    # at the file's first candle there is nothing to warm up on: a cold start
+    at_start = ReplayWindow(rfc3339_ms(START), end_ms)
+    assert (
+        replay(identity, spec, candles, window=at_start, warmup=200).summary["trades"]
+        == replay(identity, spec, candles, window=at_start).summary["trades"]
+    )
+
+
+def test_a_fetched_run_fetches_its_warmup_with_the_range(
+    tmp_path: Path, config: Path, candles: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    exchange = _Exchange(_rows(candles))
+    monkeypatch.setattr(bt, "create_client", lambda spec: exchange)
+    cache = tmp_path / "cache"
+    options = bt.RunOptions(
+        config=config,
+        start_ms=rfc3339_ms(LATER),
+        end_ms=rfc3339_ms(END),
+        cache_dir=cache,
+        warmup=30,
+    )
+    fetched = bt.run_backtest(options, tmp_path)
+    assert exchange.calls[0] == rfc3339_ms(LATER) - 30 * 60_000
+    (path,) = (cache / "candles/bitfinex/BTC-USD/1m").iterdir()
+    assert path.name == "20170101T083000Z_20170102T000000Z.csv.gz"
+    # an exchange serves a candle every minute, this file has gaps: the warm-up
+    # fetched is the candles of the 30 minutes before --from, as many as there are
+    start = rfc3339_ms(LATER)
+    held = sum(1 for row in _rows(candles) if start - 30 * 60_000 <= row[0] < start)
+    assert 0 < held < 30
+    recorded = bt.run_backtest(
+        bt.RunOptions(
+            config=config, start_ms=start, end_ms=rfc3339_ms(END), data=candles, warmup=held
+        ),
+        tmp_path,
+    )
+    assert fetched["stats"] == recorded["stats"]
+
+
+def test_a_warmup_without_a_start_is_refused_naming_the_option(config: Path, candles: Path) -> None:
+    args = ["engine", "replay", "--config", str(config), "--data", str(candles), "--warmup", "5"]
+    refused = CliRunner().invoke(main, args)
+    assert refused.exit_code == 2 and "'--warmup': only with --from" in refused.output
+
+
+def test_the_cli_and_the_crd_bound_the_warmup_alike() -> None:
+    from hean_engine import cli
+
+    assert cli.MAX_WARMUP == MAX_WARMUP
+    assert FeedSettings().history == ENGINE_WARMUP  # a Backtest's default is the engine's

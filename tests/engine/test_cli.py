@@ -34,7 +34,7 @@ def test_engine_help_lists_its_commands() -> None:
     assert "Run a trading engine: replay recorded data, paper trade, or trade live." in (
         result.stdout
     )
-    assert _commands(result.stdout) == ["backtest", "replay", "run"]
+    assert _commands(result.stdout) == ["backtest", "replay", "run", "serve-reports"]
 
 
 @pytest.mark.parametrize(

@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from hean_contract.backtest import (
+    UNUSED_FIELDS,
     BacktestSpec,
     RankMetric,
     combinations,
@@ -23,6 +24,7 @@ from hean_operator.builders.job import (
     build_job,
 )
 from hean_operator.builders.pod import EngineImage
+from hean_operator.crds.backtest import build_backtest_crd
 from hean_operator.handlers.backtests import (
     INDEX_ANNOTATION,
     RunResult,
@@ -88,6 +90,7 @@ def test_one_run_is_an_indexed_job_of_one_owned_by_the_backtest() -> None:
         "--config", "/etc/hean/backtest/engine.yaml",
         "--runs", "/etc/hean/backtest/runs.json",
         "--from", "2017-01-01T00:00:00Z", "--to", "2017-01-04T00:00:00Z",
+        "--warmup", "200",
         "--data", "/var/lib/hean/data/btc/1m.csv.gz",
         "--output-dir", "/var/lib/hean/output/reports/research/ema/01234567",
     ]  # fmt: skip
@@ -136,6 +139,36 @@ def test_too_many_or_no_acceptable_combinations_are_refused_naming_the_field() -
         combinations(_spec(sweep={"params": {"fast": list(range(33)), "slow": list(range(33))}}))
     with pytest.raises(ConfigError, match="refuses every combination"):
         combinations(_spec(sweep={"params": {"fast": [40], "slow": [20]}}))
+
+
+def test_an_engines_fields_a_backtest_never_uses_are_refused_naming_them() -> None:
+    """paper.resetRequest and exchange.credentialsSecret mean nothing to a replay: refused,
+    not silently ignored (the CRD leaves them out; the model refuses them too)."""
+    with pytest.raises(ConfigError) as refused:
+        _spec(
+            exchange={"id": "binance", "credentialsSecret": "binance-keys"},
+            paper={"startingBalances": {"USD": "10000"}, "resetRequest": "1"},
+        )
+    problems = refused.value.problems
+    assert len(problems) == 2
+    assert problems[0].startswith("spec.exchange.credentialsSecret: not a Backtest field: ")
+    assert "reads no keys" in problems[0]
+    assert problems[1].startswith("spec.paper.resetRequest: not a Backtest field: ")
+    # the same spec without them is valid, and so are the fields a Backtest does use
+    spec = _spec(
+        exchange={"id": "binance", "endpoint": "http://127.0.0.1:9100"},
+        paper={"startingBalances": {"USD": "10000"}, "slippageBps": "2"},
+    )
+    assert spec.engine_spec().exchange.endpoint == "http://127.0.0.1:9100"
+
+
+def test_the_crd_has_no_field_the_model_refuses() -> None:
+    schema = build_backtest_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    spec = schema["properties"]["spec"]["properties"]
+    for part, names in UNUSED_FIELDS.items():
+        assert set(names).isdisjoint(spec[part]["properties"]), part
+    assert {"id", "endpoint", "testnet"} <= set(spec["exchange"]["properties"])
+    assert {"startingBalances", "feeRate", "slippageBps"} <= set(spec["paper"]["properties"])
 
 
 def test_the_configmap_holds_the_engine_config_and_the_runs() -> None:

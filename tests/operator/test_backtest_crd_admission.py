@@ -88,6 +88,24 @@ def test_the_example_is_accepted_with_defaults_and_listed_by_short_name(
         ),
         ("noparams", {"sweep": {"params": {}}}, "spec.sweep.params"),
         ("floats", {"sweep": {"params": {"fast": [1.5]}}}, "spec.sweep.params.fast[0]"),
+        # a TradingEngine's fields that mean nothing to a Backtest are not in its schema:
+        # kubectl's strict field validation refuses them, naming them
+        (
+            "keys",
+            {"exchange": {"id": "binance", "credentialsSecret": "binance-keys"}},
+            'unknown field "spec.exchange.credentialsSecret"',
+        ),
+        (
+            "reset",
+            {
+                "paper": {
+                    "startingBalances": {"USD": "10000"},
+                    "feeRate": "0.001",
+                    "resetRequest": "1",
+                }
+            },
+            'unknown field "spec.paper.resetRequest"',
+        ),
     ],
 )
 def test_a_bad_spec_is_refused_naming_the_field(

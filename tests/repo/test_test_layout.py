@@ -31,7 +31,12 @@ LAYOUT = {
 
 
 def test_tests_follow_the_layout() -> None:
-    folders = {p.name for p in TESTS.iterdir() if p.is_dir() and p.name not in ("__pycache__",)}
+    # Caches (__pycache__, .mypy_cache from a run inside tests/) are not folders of the layout.
+    folders = {
+        p.name
+        for p in TESTS.iterdir()
+        if p.is_dir() and p.name != "__pycache__" and not p.name.startswith(".")
+    }
     assert folders == set(LAYOUT), f"tests/ holds {sorted(folders)}; see LAYOUT"
     loose = sorted(p.name for p in TESTS.glob("test_*.py"))
     assert not loose, f"test modules belong in a folder of LAYOUT: {loose}"

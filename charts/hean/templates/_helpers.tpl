@@ -153,3 +153,61 @@ as an explicit opt-in, all of them (clusterWide). Never a system namespace.
 {{- fail "watchNamespaces is empty: list the namespaces whose TradingEngines the operator serves, or opt in to clusterWide: true (see the chart's README for its risk)" }}
 {{- end }}
 {{- end }}
+
+{{/* The console's objects: the common labels with component "console". */}}
+{{- define "hean.consoleSelectorLabels" -}}
+app.kubernetes.io/name: {{ include "hean.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: console
+{{- end }}
+
+{{- define "hean.consoleLabels" -}}
+helm.sh/chart: {{ include "hean.chart" . }}
+{{ include "hean.consoleSelectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: hean
+{{- end }}
+
+{{- define "hean.consoleName" -}}
+{{- printf "%s-console" (include "hean.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* The read-only console's rules: exactly what it calls (CONSOLE_VERBS in
+     desk/hean_desk/console/access.py; tests/repo/chart/test_chart_console.py checks
+     both directions). Reads only; no Secrets (see console.engineHistory). */}}
+{{- define "hean.consoleRules" -}}
+- apiGroups: ["hean.io"]
+  resources: ["tradingengines"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: ["hean.io"]
+  resources: ["liveapprovals"]
+  verbs: ["list"]
+- apiGroups: ["hean.io"]
+  resources: ["backtests"]
+  verbs: ["get", "list"]
+- apiGroups: [""]
+  resources: ["events"]
+  verbs: ["list"]
+- apiGroups: [""]
+  resources: ["pods/log", "pods/proxy"]
+  verbs: ["get"]
+{{- end }}
+
+{{/*
+console.engineHistory ("NAMESPACE/ENGINE" entries) as a dict: namespace -> the
+engines' control Secrets there. Each entry must name a served namespace.
+*/}}
+{{- define "hean.consoleHistorySecrets" -}}
+{{- $byNamespace := dict }}
+{{- range .Values.console.engineHistory }}
+{{- $parts := splitList "/" . }}
+{{- $namespace := index $parts 0 }}
+{{- if and (not $.Values.clusterWide) (not (has $namespace $.Values.watchNamespaces)) }}
+{{- fail (printf "console.engineHistory: %s is not in a watched namespace (watchNamespaces: %s)" . (join ", " $.Values.watchNamespaces)) }}
+{{- end }}
+{{- $secrets := default (list) (get $byNamespace $namespace) }}
+{{- $_ := set $byNamespace $namespace (append $secrets (printf "%s-control" (index $parts 1)) | uniq) }}
+{{- end }}
+{{- toJson $byNamespace }}
+{{- end }}

@@ -8,6 +8,17 @@ origin using the user's identity through it:
 - a state-changing request must carry this process's random token (it is in
   the pages, which no other origin can read) and an Origin of this console.
 Responses forbid framing and cross-origin scripts (Content-Security-Policy).
+
+Read-only (`--read-only`, and always in the chart's in-cluster console, which
+acts as its own ServiceAccount rather than as a person): the pages have no
+action buttons and the action endpoint refuses every request with a 403 that
+says why, before anything reaches the API server; nor does it open a Backtest's
+report (that starts a reader pod), and says how to with the user's own
+credentials. Behind `kubectl
+port-forward` the browser's port is the user's local one, not the server's, so
+such a console accepts a loopback Host on any port (a DNS-rebinding page still
+cannot use its own name). `GET /healthz` answers whatever the Host (the
+kubelet's probes name the pod's IP) and says nothing but "ok".
 """
 
 from __future__ import annotations
@@ -51,6 +62,15 @@ SECURITY_HEADERS = {
     "Cache-Control": "no-store",
 }
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
+# A Backtest's report is its own page: inline styles and SVG, no script. It is data a
+# strategy's code helped write, so it is sandboxed (an origin of its own, no scripts,
+# no forms): it can read nothing of the console's, its token included.
+REPORT_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
+        "frame-ancestors 'none'; base-uri 'none'; form-action 'none'; sandbox"
+    ),
+}
 
 
 @dataclass
@@ -62,6 +82,8 @@ class Console:
     report_interval: float
     csrf: str = field(default_factory=lambda: secrets.token_urlsafe(32))
     approvals_ttl: float = 10.0
+    read_only: bool = False
+    any_port: bool = False  # behind kubectl port-forward: a loopback Host on any port
     _approvals: tuple[float, list[dict[str, Any]]] | None = None
 
     async def call(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -93,13 +115,33 @@ def _allowed_hosts(request: web.Request) -> set[str]:
     return {f"{name}:{port}" for name in LOOPBACK_NAMES}
 
 
+def _loopback_host(request: web.Request) -> bool:
+    """The Host names this console's loopback address (any port when `any_port`)."""
+    if request.host in _allowed_hosts(request):
+        return True
+    if not request.app[CONSOLE].any_port:
+        return False
+    name, colon, port = request.host.rpartition(":")
+    if not colon or "]" in port:  # no port given (or the colon of an IPv6 address)
+        name = request.host
+    elif not port.isdigit():
+        return False
+    return name in LOOPBACK_NAMES
+
+
 @web.middleware
 async def host_guard(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
-    if request.host not in _allowed_hosts(request):
+    if request.path == "/healthz" and request.method in ("GET", "HEAD"):
+        return await handler(request)
+    if not _loopback_host(request):
         return web.Response(status=421, text="This console answers on its loopback address only.")
     return await handler(request)
+
+
+async def healthz(_: web.Request) -> web.Response:
+    return web.Response(text="ok")
 
 
 def _csrf_refusal(request: web.Request, console: Console) -> str | None:
@@ -236,8 +278,36 @@ async def backtest_page(request: web.Request) -> web.Response:
             views.refusal_page(name, refusal.message, csrf=console.csrf, kind="backtest"),
             refusal.status,
         )
-    body = views.backtest_page(backtest)
+    body = views.backtest_page(backtest, read_only=console.read_only)
     return _html(views.page(name, body, csrf=console.csrf, kind="backtest"))
+
+
+async def backtest_report_page(request: web.Request) -> web.Response:
+    """The Backtest's HTML report (`?run=N`: a sweep's run N), read through a reader pod."""
+    console = request.app[CONSOLE]
+    namespace, name = request.match_info["namespace"], request.match_info["name"]
+    if console.read_only:
+        message = views.read_only_report_note(namespace, name)
+        return _html(views.refusal_page(name, message, csrf=console.csrf, kind="backtest"), 403)
+    text = request.query.get("run", "")
+    if text and not text.isdigit():
+        message = f"run: {text!r} is not a run index (0, 1, ...)"
+        return _html(views.refusal_page(name, message, csrf=console.csrf, kind="backtest"), 400)
+    run = int(text) if text else None
+    try:
+        content = await console.call(console.client.backtest_report, namespace, name, run)
+    except Exception as exc:
+        refusal = refusal_of(exc)
+        if getattr(exc, "exit_code", None) == 2:  # no report (yet): say so, as the plugin does
+            refusal = Refusal(409, str(exc))
+        LOG.info("report of %s/%s not read: %s", namespace, name, refusal.message)
+        return _html(
+            views.refusal_page(name, refusal.message, csrf=console.csrf, kind="backtest"),
+            refusal.status,
+        )
+    return web.Response(
+        body=content, content_type="text/html", charset="utf-8", headers=REPORT_HEADERS
+    )
 
 
 async def _attempt(console: Console, method: Callable[..., Any], *args: Any, **kw: Any) -> Any:
@@ -338,7 +408,11 @@ async def engine_panels(
     )
     return {
         "summary": report_note + views.summary_panel(engine, the_report),
-        "actions": views.actions_panel(namespace, name),
+        "actions": (
+            views.read_only_panel(namespace, name)
+            if console.read_only
+            else views.actions_panel(namespace, name)
+        ),
         "chart": or_refusal(equity, views.chart_panel),
         "positions": views.positions_panel(the_report, None),
         "orders": views.orders_panel(the_report),
@@ -460,8 +534,17 @@ async def _engine_stream(
 # -- actions -----------------------------------------------------------------------------
 
 
+READ_ONLY_REFUSAL = (
+    "Refused: this console is read-only (it acts as its own ServiceAccount, which may not "
+    "change TradingEngines). Pause, resume or halt with your own credentials: kubectl hean "
+    "pause|resume|halt ENGINE -n NAMESPACE."
+)
+
+
 async def action(request: web.Request) -> web.Response:
     console = request.app[CONSOLE]
+    if console.read_only:
+        return web.json_response({"ok": False, "message": READ_ONLY_REFUSAL}, status=403)
     reason = _csrf_refusal(request, console)
     if reason is not None:
         return web.json_response({"ok": False, "message": reason}, status=403)
@@ -485,17 +568,34 @@ async def action(request: web.Request) -> web.Response:
 # -- the application ---------------------------------------------------------------------
 
 
-def make_app(client: ConsoleClient, *, report_interval: float = 2.0) -> web.Application:
-    """The console as an aiohttp application (the watch starts with it)."""
-    console = Console(client=client, hub=EngineHub(client), report_interval=report_interval)
+def make_app(
+    client: ConsoleClient,
+    *,
+    report_interval: float = 2.0,
+    read_only: bool = False,
+    any_port: bool = False,
+) -> web.Application:
+    """The console as an aiohttp application (the watch starts with it).
+
+    `read_only`: no actions (see the module docstring); `any_port`: reached through
+    kubectl port-forward, so a loopback Host on any port is this console."""
+    console = Console(
+        client=client,
+        hub=EngineHub(client),
+        report_interval=report_interval,
+        read_only=read_only,
+        any_port=any_port,
+    )
     app = web.Application(middlewares=[host_guard])
     app[CONSOLE] = console
     static = resources.files("hean_desk.console") / "static"
+    app.router.add_get("/healthz", healthz)
     app.router.add_get("/", overview_page)
     app.router.add_get("/engines/{namespace}/{name}", engine_page)
     app.router.add_get("/approvals", approvals_page)
     app.router.add_get("/backtests", backtests_page)
     app.router.add_get("/backtests/{namespace}/{name}", backtest_page)
+    app.router.add_get("/backtests/{namespace}/{name}/report", backtest_report_page)
     app.router.add_get("/events", events_stream)
     app.router.add_post("/api/engines/{namespace}/{name}/{action}", action)
     app.router.add_static("/static", str(static), show_index=False, follow_symlinks=False)
@@ -507,6 +607,7 @@ def make_app(client: ConsoleClient, *, report_interval: float = 2.0) -> web.Appl
     async def shutdown(_: web.Application) -> None:
         console.hub.close_streams()
         console.hub.stop()
+        await console.call(console.client.close_report_readers)
 
     app.on_startup.append(start)
     app.on_shutdown.append(shutdown)
@@ -521,9 +622,12 @@ async def run(
     on_ready: Callable[[str], None],
     stop: asyncio.Event | None = None,
     report_interval: float = 2.0,
+    read_only: bool = False,
+    any_port: bool = False,
 ) -> None:
     """Serve until `stop` is set (or the task is cancelled)."""
-    runner = web.AppRunner(make_app(client, report_interval=report_interval), shutdown_timeout=2)
+    app = make_app(client, report_interval=report_interval, read_only=read_only, any_port=any_port)
+    runner = web.AppRunner(app, shutdown_timeout=2)
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port)

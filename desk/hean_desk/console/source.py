@@ -72,6 +72,15 @@ class ConsoleClient(Protocol):
 
     def get_backtest(self, namespace: str, name: str) -> dict[str, Any]: ...
 
+    def backtest_report(self, namespace: str, name: str, run: int | None = None) -> bytes:
+        """A Backtest's HTML report (of its sweep's run `run`; None: the best run), read
+        through a reader pod that is kept for the next read while the console runs."""
+        ...
+
+    def close_report_readers(self) -> None:
+        """Delete the reader pods this console started (when it stops)."""
+        ...
+
     def watch_engines(self) -> Iterator[WatchEvent]:
         """A Kubernetes watch of TradingEngines (all namespaces the user can list).
 

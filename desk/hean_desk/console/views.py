@@ -340,6 +340,15 @@ def actions_panel(namespace: str, name: str) -> str:
     )
 
 
+def read_only_panel(namespace: str, name: str) -> str:
+    """Where the action buttons are on a read-only console: why there are none, and how."""
+    return (
+        '<p class="muted read-only">This console is read-only: no pause, resume or halt '
+        "here. With your own credentials: "
+        f"<code>kubectl hean halt {e(name)} -n {e(namespace)}</code> (or pause, resume).</p>"
+    )
+
+
 def chart_panel(points: Sequence[Mapping[str, Any]]) -> str:
     series = [(p.get("time"), decimal_or_none(p.get("equity"))) for p in points]
     kept = [(t, v) for t, v in series if v is not None]
@@ -699,8 +708,17 @@ def backtests_page(objects: Sequence[Mapping[str, Any]], now: datetime) -> str:
     )
 
 
-def backtest_page(obj: Mapping[str, Any]) -> str:
-    """One Backtest: its summary, its statistics, a sweep's ranking and where the report is."""
+def read_only_report_note(namespace: str, name: str) -> str:
+    return (
+        "This console is read-only: opening a report starts a reader pod, which its "
+        "ServiceAccount may not. With your own credentials: kubectl hean backtest report "
+        f"{name} -n {namespace} --open"
+    )
+
+
+def backtest_page(obj: Mapping[str, Any], *, read_only: bool = False) -> str:
+    """One Backtest: its summary, its statistics, a sweep's ranking and where the report is
+    (with a link that opens it, unless the console is read-only)."""
     doc = render.backtest_document(BacktestView.from_object(dict(obj)))
     summary = [
         (
@@ -719,22 +737,38 @@ def backtest_page(obj: Mapping[str, Any]) -> str:
         ("Message", e(doc["message"] or "")),
     ]
     report = render.report_location(doc["report"])
+    href = report_href(doc["namespace"], doc["name"])
+    opens = report is not None and doc["phase"] == "Succeeded" and not read_only
     sections = [
         ("summary", "Summary", definition_list(summary)),
         ("stats", "Statistics" + (" (the best run)" if doc["sweep"] else ""), _stats(doc)),
     ]
     if doc["sweep"]:
-        sections.append(("ranking", "Ranking", _ranking(doc["sweep"])))
-    sections.append(
-        (
-            "report",
-            "Report",
+        sections.append(("ranking", "Ranking", _ranking(doc["sweep"], href if opens else None)))
+    has_output = bool((obj.get("spec") or {}).get("output"))
+    if opens:
+        body = (
+            f'<p><a id="open-report" href="{e(href)}">Open the report</a> '
+            '<span class="muted">(a short-lived reader pod serves it from the output '
+            "volume, as your Kubernetes user)</span></p>"
             f'<p data-field="report">{e(report)}</p>'
-            if report
-            else '<p class="muted" data-field="report">No report: the Backtest has no '
-            "<code>spec.output</code> claim; the statistics above are the summary.</p>",
         )
-    )
+    elif read_only and report is not None:
+        body = (
+            f'<p class="muted read-only">{e(read_only_report_note(doc["namespace"], doc["name"]))}'
+            f'</p><p data-field="report">{e(report)}</p>'
+        )
+    elif has_output:
+        body = (
+            '<p class="muted" data-field="report">The report opens here once the Backtest '
+            "has Succeeded.</p>"
+        )
+    else:
+        body = (
+            '<p class="muted" data-field="report">No report: the Backtest has no '
+            "<code>spec.output</code> claim; the statistics above are the summary.</p>"
+        )
+    sections.append(("report", "Report", body))
     panels = "".join(
         f'<section class="panel panel-{key}"><h2>{title}</h2>'
         f'<div id="panel-{key}" data-panel="{key}">{body}</div></section>'
@@ -758,7 +792,13 @@ def _stats(doc: Mapping[str, Any]) -> str:
     return definition_list(items)
 
 
-def _ranking(sweep: Mapping[str, Any]) -> str:
+def report_href(namespace: str, name: str, run: object = None) -> str:
+    base = f"/backtests/{namespace}/{name}/report"
+    return base if run is None else f"{base}?run={run}"
+
+
+def _ranking(sweep: Mapping[str, Any], href: str | None = None) -> str:
+    """The best runs; with `href` (the report opens), each run's report is a link."""
     head = (
         f'<p data-field="sweep">{e(sweep["runs"])} runs: {e(sweep["succeeded"])} succeeded, '
         f"{e(sweep['failed'])} failed, {e(sweep['skipped'])} skipped; ranked by "
@@ -769,8 +809,14 @@ def _ranking(sweep: Mapping[str, Any]) -> str:
         f"<td class=num>{e(r['index'])}</td><td>{e(r['params'])}</td>"
         + _exact("value", r["value"])
         + "".join(_exact(k, r[k]) for k in render.RANKING_STATS)
+        + (
+            f'<td><a class="run-report" href="{e(href)}?run={e(r["index"])}">report</a></td>'
+            if href
+            else ""
+        )
         + "</tr>"
         for r in render.ranking_rows(sweep)
     ]
-    columns = ("Rank", "Run", "Params", "Value", "Return", "MaxDD", "Sharpe", "Trades")
+    columns: tuple[str, ...] = ("Rank", "Run", "Params", "Value", "Return", "MaxDD", "Sharpe")
+    columns += ("Trades", "Report") if href else ("Trades",)
     return head + table(columns, rows, "No results yet.", "ranking")

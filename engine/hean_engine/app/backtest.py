@@ -6,8 +6,11 @@ The operator's Job runs this in every pod. It is `hean engine replay --from
 - the run's parameters: the Backtest's runs file is a JSON list of parameter
   overrides, and the run's index (`JOB_COMPLETION_INDEX`, which the Job
   controller sets in Indexed mode) picks one;
+- the warm-up: the strategy first sees the `--warmup` events before `from`
+  (nothing trades on them), as a running engine's strategy sees recent
+  history before it trades, so that a Backtest trades as an engine would;
 - the data: a file (a volume, a ConfigMap key), or candles fetched through
-  ccxt's `fetch_ohlcv` for exactly [from, to), kept in a cache directory
+  ccxt's `fetch_ohlcv` for exactly [from - warmup, to), kept in a cache directory
   under a name made of exchange, symbol, timeframe and range, so that the
   next run (or every other index of a sweep) reads the file instead;
 - the results: the full summary (with every fill) and the HTML report go to
@@ -26,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hean_contract.backtest import STATS_FIELDS
 from hean_contract.spec import EngineIdentity, TradingEngineSpec, parse_spec
 from hean_engine.app.config import load_config
 from hean_engine.app.recording import ReplayWindow
@@ -36,26 +40,9 @@ from hean_engine.net.exchange import create_client
 
 # What the kubelet keeps of a termination message.
 SUMMARY_BYTES = 4096
-# The statistics a run reports (hean_contract.backtest.BacktestStats, camelCase).
-SUMMARY_STATS = (
-    "totalReturnPct",
-    "annualReturnPct",
-    "sharpe",
-    "sortino",
-    "calmar",
-    "maxDrawdownPct",
-    "winRatePct",
-    "profitFactor",
-    "expectancy",
-    "exposurePct",
-    "trades",
-    "fills",
-    "fees",
-    "startingEquity",
-    "finalEquity",
-    "pnl",
-    "undefined",
-)
+# The statistics a run reports: every field of hean_contract.backtest.BacktestStats
+# (camelCase), which is what the operator writes to status.
+SUMMARY_STATS = STATS_FIELDS
 FETCH_LIMIT = 1000  # candles per fetch_ohlcv call (Binance's largest page)
 
 
@@ -73,6 +60,7 @@ class RunOptions:
     index: int = 0
     cache_dir: Path | None = None
     output_dir: Path | None = None
+    warmup: int = 0  # events before start_ms the strategy sees first (nothing trades)
 
 
 def run_params(runs: Path | None, index: int) -> dict[str, Any]:
@@ -204,7 +192,9 @@ def run_backtest(options: RunOptions, scratch: Path) -> dict[str, Any]:
     spec = with_params(spec, run_params(options.runs, options.index))
     data = options.data
     if data is None:
-        data = fetch_candles(spec, options.start_ms, options.end_ms, options.cache_dir, scratch)
+        # the warm-up's candles are fetched with the range's (and cached with them)
+        first = options.start_ms - options.warmup * spec.market.timeframe_ms
+        data = fetch_candles(spec, first, options.end_ms, options.cache_dir, scratch)
     elif not data.is_file():
         raise DataError(str(data), 0, "no such file")
     result = replay(
@@ -213,6 +203,7 @@ def run_backtest(options: RunOptions, scratch: Path) -> dict[str, Any]:
         data,
         window=ReplayWindow(options.start_ms, options.end_ms),
         with_report=True,
+        warmup=options.warmup,
     )
     report_name = None
     if options.output_dir is not None and result.report is not None:

@@ -132,6 +132,9 @@ class LiveSession:
         if await venue.trades_after(before):
             raise SnapshotMoved("trades arrived while the start-up snapshot was taken")
         venue.cursor = before
+        # The history gets what the exchange has of this engine's and it lacks (fills
+        # while no engine ran): `kubectl hean trades` is the exchange's trade list.
+        missed = await venue.record_missed_fills(before)
         ledger = self.engine.ledger
         ledger.set_balances(balances)
         log.info(
@@ -139,6 +142,7 @@ class LiveSession:
             balances={ccy: fmt(amount) for ccy, amount in sorted(balances.items()) if amount},
             open_orders=len(self.engine.kernel.open),
             last_trade_id=before,
+            missed_fills_recorded=missed,
         )
         self._judge(
             compare(ledger, balances, orders, venue.ids.is_ours, self._price(), self._tol())

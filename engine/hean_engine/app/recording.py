@@ -11,7 +11,9 @@ it lets through as array slices (16 bytes per event, no Python object per
 event), from which the report rebuilds the equity series after the replay
 (report/equity.py). The kernel still gets its chunks as lists
 (`TradingKernel.on_candles`). Only the line-by-line reader (a file the
-columnar reader cannot vouch for) asks the tap event by event.
+columnar reader cannot vouch for) asks the tap event by event. A
+`WarmupTap` reads the events before the window once more, beforehand, for
+the strategy's warm-up.
 """
 
 from __future__ import annotations
@@ -111,6 +113,32 @@ class ReplayTap:
         if self.marks is not None:
             self.marks.add_one(ts, price)
         return DELIVER
+
+
+class WarmupTap:
+    """The last `count` events before `start_ms`, for the strategy's warm-up (data/files.py `Tap`).
+
+    A running engine's strategy sees recent history before it trades (app/nodes.py:
+    200 closed candles, or recent trades); a replay of [--from, --to) with
+    --warmup shows its strategy the same number of events before --from, so
+    that a Backtest starting where an engine started trades as that engine did.
+    Only the last `count` rows of each chunk become events (the caller keeps the
+    last `count` of them all), and the read ends at `start_ms`.
+    """
+
+    def __init__(self, start_ms: int, count: int) -> None:
+        self.start = start_ms
+        self.count = count
+
+    def block(self, ts: Any, prices: Any) -> tuple[int, int, bool]:
+        count = len(ts)
+        hi, stop = count, False
+        if int(ts[-1]) >= self.start:
+            hi, stop = int(ts.searchsorted(self.start)), True
+        return max(0, hi - self.count), hi, stop
+
+    def one(self, ts: int, price: float) -> int:
+        return STOP if ts >= self.start else DELIVER
 
 
 _DATE_TIME = re.compile(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import json
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,8 +13,9 @@ from typing import Any
 
 from hean_contract.spec import EngineIdentity, TradingEngineSpec
 from hean_engine.app.assembly import Engine, build_simulated_engine
-from hean_engine.app.recording import MarkRecorder, ReplayTap, ReplayWindow
+from hean_engine.app.recording import MarkRecorder, ReplayTap, ReplayWindow, WarmupTap
 from hean_engine.data.files import Spacing, detect_kind, feed_candles, feed_trades
+from hean_engine.kernel.engine import TradingKernel
 from hean_engine.model.errors import ConfigError
 from hean_engine.model.money import fmt
 from hean_engine.model.orders import Fill
@@ -49,6 +51,7 @@ def replay(
     on_start: Callable[[Engine], None] | None = None,
     window: ReplayWindow | None = None,
     with_report: bool = False,
+    warmup: int = 0,
     trades: bool = True,
 ) -> ReplayResult:
     """Replay the events of `data` inside `window`; with the report and its statistics if asked.
@@ -61,6 +64,10 @@ def replay(
     can watch `kernel.events` from another thread at no cost to the loop.
     Without a window and a report the reader calls the kernel directly (the
     hot path); with either, app/recording.py's tap works on the reader's chunks.
+    `warmup`: the strategy first sees up to that many events from before the
+    window's start, and nothing trades on them, as a running engine's strategy
+    sees recent history before it trades (`TradingKernel.warm_up`); the books,
+    the statistics and the report start at the window.
     """
     started = time.perf_counter()
     engine = build_simulated_engine(identity, spec)
@@ -78,6 +85,8 @@ def replay(
             [f"spec.strategy.name: {spec.strategy.name} consumes {wanted}, but {data} holds {kind}"]
         )
     kernel = engine.kernel
+    if warmup > 0 and window.start_ms is not None:
+        _warm_up(kernel, kind, data, window.start_ms, warmup)
     # Events are short-lived and few objects outlive them (orders, fills): a
     # larger young generation saves ~100 collections per million events.
     thresholds = gc.get_threshold()
@@ -115,6 +124,18 @@ def replay(
     finally:
         gc.set_threshold(*thresholds)
     return result
+
+
+def _warm_up(kernel: TradingKernel, kind: str, data: Path, start_ms: int, count: int) -> None:
+    """The strategy sees the last `count` events before `start_ms` (none traded)."""
+    seen: deque[Any] = deque(maxlen=count)
+    tap = WarmupTap(start_ms, count)
+    if kind == "candles":
+        feed_candles(data, seen.append, on_candles=seen.extend, tap=tap)
+        kernel.warm_up(candles=list(seen))
+    else:
+        feed_trades(data, seen.append, on_trades=seen.extend, tap=tap)
+        kernel.warm_up(trades=list(seen))
 
 
 def _empty_window(data: Path, window: ReplayWindow, seen: ReplayTap) -> ConfigError:

@@ -42,7 +42,10 @@ class FeedHealth:
 class FeedSettings:
     poll_interval: float = 5.0
     close_grace: float = 2.0
-    history: int = 200  # candles (or trades) fetched once for the strategy's warm-up
+    # candles (or trades) fetched once for the strategy's warm-up: exactly this many
+    # when the exchange has them (a Backtest's default warm-up is the same number,
+    # hean_contract.backtest.ENGINE_WARMUP)
+    history: int = 200
     page_limit: int = 500
 
 
@@ -106,7 +109,11 @@ class ExchangeFeed:
                 self._symbol, self._timeframe, limit=self._settings.history + 1
             ),
         )
-        return self._closed_candles(rows)
+        closed = self._closed_candles(rows)
+        # One more row was asked for than kept: the last is usually still open;
+        # when it has closed too, the oldest goes, so that a strategy always warms
+        # up on the same number of candles (a Backtest's warm-up counts the same).
+        return closed[-self._settings.history :] if self._settings.history else []
 
     async def candles(self) -> AsyncIterator[Candle]:
         """Closed candles after the history, each once, for ever."""

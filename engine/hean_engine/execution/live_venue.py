@@ -152,6 +152,9 @@ class LiveVenue:
         self.on_fault = on_fault
         self._listener: VenueListener | None = None
         self.recorder: OrderRecorder | None = None  # the durable history (exchange ids)
+        # Trade ids recorded by record_missed_fills (a retried start-up asks again
+        # before the writer has committed them: never twice).
+        self.missed_recorded: set[str] = set()
         self.stats = LiveStats()
         self.by_cid: dict[str, LiveOrder] = {}
         self.by_oid: dict[str, LiveOrder] = {}
@@ -614,6 +617,106 @@ class LiveVenue:
                     intent.cid, "filled" if status == "closed" else "canceled", str(info["id"])
                 )
         return outcome
+
+    async def record_missed_fills(self, upto: int) -> int:
+        """Record in the history the fills of this engine's orders that the exchange has and
+        the history lacks, up to trade cursor `upto` (the start-up snapshot's newest trade);
+        returns how many. They happened while no engine ran (an order that filled after
+        its pod was killed) or in the last milliseconds of a killed run, before its batch
+        was committed. They are not booked: the books start from the exchange's balances,
+        which include them."""
+        recorder = self.recorder
+        start = recorder.missed_fills_from() if recorder is not None else None
+        if recorder is None or start is None:
+            return 0
+        since, known = start
+        venue = self.venue
+        page = venue.trades.page
+        # Where the trade id is the venue's cursor (Binance), page after the newest
+        # recorded one; else (OKX's billId is not recorded) by time from its fill's time.
+        ids = [int(t) for t in known if t.isdigit()]
+        cursor = max(ids) if venue.trades.cursor_field is None and ids else None
+        recorded = 0
+        while True:
+            if cursor is not None:
+                call = functools.partial(
+                    self.client.fetch_my_trades,
+                    self.symbol,
+                    None,
+                    page,
+                    venue.trades_after(cursor),
+                )
+            else:
+                call = functools.partial(self.client.fetch_my_trades, self.symbol, since, page)
+            trades = sorted(await self._read("fetch_my_trades", call), key=venue.trade_cursor)
+            for trade in trades:
+                if venue.trade_cursor(trade) > upto:
+                    return recorded
+                trade_id = str(trade["id"])
+                if trade_id in known or trade_id in self.missed_recorded:
+                    continue  # recorded, or queued by an earlier start-up attempt
+                known.add(trade_id)
+                if await self._record_missed(recorder, trade):
+                    self.missed_recorded.add(trade_id)
+                    recorded += 1
+            if len(trades) < page:
+                return recorded
+            if cursor is not None:
+                cursor = venue.trade_cursor(trades[-1])
+                continue
+            newest = max(int(t["timestamp"]) for t in trades)
+            if newest <= since:
+                return recorded  # a whole page in one millisecond: no way forward by time
+            since = newest
+
+    async def _record_missed(self, recorder: OrderRecorder, trade: Any) -> int:
+        """One missed trade, if it is of this engine's order: 1 recorded, 0 not ours."""
+        oid = str(trade["order"])
+        live = self.by_oid.get(oid)  # an order adopted as open at start-up
+        if live is not None:
+            order = live.order
+        else:
+            info = await self._read(
+                "fetch_order", functools.partial(self.client.fetch_order, oid, self.symbol)
+            )
+            cid = info.get("clientOrderId")
+            if not self.ids.is_ours(cid):
+                return 0
+            price = info.get("price")
+            order = Order(
+                id=str(cid),
+                side=Side(info["side"]),
+                type=OrderType.LIMIT if info.get("type") == "limit" else OrderType.MARKET,
+                quantity=to_decimal(info["amount"]),
+                price=to_decimal(price) if price else None,
+                created_ts=int(info.get("timestamp") or 0),
+                filled=to_decimal(info.get("filled")),
+            )
+            status = str(info.get("status") or "open")
+            if status == "closed":
+                order.status = OrderStatus.FILLED
+            elif status == "canceled":
+                order.status = OrderStatus.CANCELED
+        fee = trade.get("fee") or {}
+        fill = Fill(
+            ts=int(trade["timestamp"]),
+            order_id=order.id,
+            side=Side(trade["side"]),
+            price=to_decimal(trade["price"]),
+            quantity=to_decimal(trade["amount"]),
+            fee=to_decimal(fee.get("cost")),
+            liquidity=str(trade.get("takerOrMaker") or "taker"),
+            fee_asset=str(fee.get("currency") or ""),
+            trade_id=str(trade["id"]),
+        )
+        recorder.on_missed_fill(order, fill, oid)
+        log.warning(
+            "missed fill recorded",
+            trade_id=fill.trade_id,
+            order_id=order.id,
+            exchange_order_id=oid,
+        )
+        return 1
 
     async def latest_trade_id(self) -> int:
         """The newest trade's cursor (the venue's paging position; -1: no trade yet)."""

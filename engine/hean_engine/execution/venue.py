@@ -34,6 +34,15 @@ class OrderRecorder(Protocol):
         """Called after the ledger booked the fill (its balances include it)."""
         ...
 
+    def missed_fills_from(self) -> tuple[int, set[str]] | None:
+        """Where a live start-up looks for fills the history lacks: (from this time in ms,
+        the trade ids already recorded from then on); None: nothing can be missing."""
+        ...
+
+    def on_missed_fill(self, order: Order, fill: Fill, exchange_order_id: str) -> None:
+        """A fill found at start-up that the history lacked: recorded, never booked."""
+        ...
+
 
 class Venue(Protocol):
     # The largest quantity that cannot be traded here (below the smallest order).

@@ -187,6 +187,48 @@ class HistoryRecorder:
             ]
         )
 
+    def missed_fills_from(self) -> tuple[int, set[str]] | None:
+        """(the newest recorded fill's time, else the oldest order change's; the trade ids
+        recorded from then on), or None for a history with neither (read at start-up,
+        before anything trades: a read on the loop is acceptable there)."""
+        since = self.store.resume_ts()
+        if since is None:
+            return None
+        return since, self.store.trade_ids_since(since)
+
+    def on_missed_fill(self, order: Order, fill: Fill, exchange_order_id: str) -> None:
+        """A fill the exchange has and the history lacks (it happened while no engine ran,
+        or the run before was killed before its batch was committed), found at start-up:
+        recorded with its order's state, not booked (the books are the exchange's
+        balances, which include it)."""
+        seq = self._next("fills")
+        record = FillRecord(
+            seq=seq,
+            ts=fill.ts,
+            trade_id=fill.trade_id or f"{_PAPER_TRADE_PREFIX}{seq}",
+            order_id=order.id,
+            exchange_order_id=exchange_order_id,
+            side=fill.side.value,
+            price=fill.price,
+            quantity=fill.quantity,
+            fee=fill.fee,
+            fee_currency=fill.fee_asset or self.kernel.ledger.quote_ccy,
+            liquidity=fill.liquidity,
+            run_id=self.run_id,
+        )
+        change = "filled" if order.status is OrderStatus.FILLED else "partially_filled"
+        self._put(
+            [
+                record,
+                self._order_change(order, change, exchange_order_id),
+                self._event(
+                    "missed_fill",
+                    f"trade {record.trade_id} of order {order.id} recorded at start-up "
+                    "(the exchange had it, the history did not)",
+                ),
+            ]
+        )
+
     def on_event(self, event: KernelEvent) -> None:
         self._put([self._event(event.kind, event.detail)])
 

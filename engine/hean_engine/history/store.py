@@ -650,6 +650,23 @@ class HistoryStore:
             out[table] = int(rows[0][0]) if rows and rows[0][0] is not None else 0
         return out
 
+    def resume_ts(self) -> int | None:
+        """Where a live engine's missed fills can start (ms): its newest recorded fill's
+        time, else its oldest recorded order change's (orders sent, none filled yet);
+        None when it has recorded neither (nothing of its own can have been missed)."""
+        rows = self._read("SELECT MAX(ts) FROM fills WHERE engine = ?", [self.engine])
+        if rows and rows[0][0] is not None:
+            return int(rows[0][0])
+        rows = self._read("SELECT MIN(ts) FROM orders WHERE engine = ?", [self.engine])
+        return int(rows[0][0]) if rows and rows[0][0] is not None else None
+
+    def trade_ids_since(self, ts: int) -> set[str]:
+        """The trade ids of the fills recorded at `ts` or later."""
+        rows = self._read(
+            "SELECT trade_id FROM fills WHERE engine = ? AND ts >= ?", [self.engine, ts]
+        )
+        return {str(row[0]) for row in rows}
+
     def last_order_id(self, prefix: str) -> str | None:
         """The newest order id with `prefix` (paper ids continue across runs)."""
         rows = self._read(

@@ -201,6 +201,8 @@ def backtest_command(ref: BacktestRef, spec: BacktestSpec, settings: JobSettings
         spec.start,
         "--to",
         spec.end,
+        "--warmup",
+        str(spec.warmup),
         *data_args,
     ]
     if spec.output is not None:

@@ -15,6 +15,7 @@ from hean_contract.backtest import (
     PLURAL,
     SHORT_NAMES,
     SINGULAR,
+    UNUSED_FIELDS,
     BacktestSpec,
     BacktestStatus,
 )
@@ -100,6 +101,11 @@ def build_backtest_crd() -> dict[str, Any]:
         spec_schema["properties"][name].pop("default", None)
     for name in ("volume", "configMap", "fetch"):
         spec_schema["properties"]["data"]["properties"][name].pop("default", None)
+    # What a Backtest never uses is not in its schema: kubectl's strict field
+    # validation refuses it as an unknown field, naming it (the model refuses it too).
+    for part, names in UNUSED_FIELDS.items():
+        for name in names:
+            spec_schema["properties"][part]["properties"].pop(name)
     spec_schema["x-kubernetes-validations"] = SPEC_RULES
     spec_schema["properties"]["data"]["x-kubernetes-validations"] = DATA_RULES
     spec_schema["properties"]["sweep"]["x-kubernetes-validations"] = SWEEP_RULES

@@ -11,6 +11,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from hean_contract.report import EngineReport
+from hean_desk.report_reader import report_target
+from hean_desk.views import BacktestView
 
 # What must never reach a page: the engine's control token and a Secret's data.
 CONTROL_TOKEN = "ctl-9f8e7d6c5b4a39281706f5e4d3c2b1a0"
@@ -139,6 +141,8 @@ class FakeClient:
         self.forbid_list = False
         self.forbid_backtests = False
         self.report_reads = 0
+        self.report_files: list[tuple[str, int | None]] = []  # what backtest_report read
+        self.readers_closed = 0
         self.listed = threading.Event()  # set by every list of the engines
         self.history_reads: list[tuple[str, str | None]] = []  # (what, since) of each read
         self._watch: queue.Queue[tuple[str, dict[str, Any]] | None] = queue.Queue()
@@ -247,6 +251,20 @@ class FakeClient:
         if found is None:
             raise NotFound(f"backtests.hean.io {name!r} not found")
         return copy.deepcopy(found)
+
+    def backtest_report(self, namespace: str, name: str, run: int | None = None) -> bytes:
+        """As DeskSource: refused without a report; a small report page otherwise."""
+        target = report_target(BacktestView.from_object(self.get_backtest(namespace, name)), run)
+        self.report_files.append((f"{namespace}/{name}", run))
+        return (
+            f"<!doctype html><html><head><style>h1 {{color: #123}}</style></head><body>"
+            f'<h1>{target.path}</h1><svg id="equity-chart"></svg>'
+            f'<table id="stats"><tr><td data-key="sharpe" data-value="1.2345">1.23</td></tr>'
+            f"</table></body></html>"
+        ).encode()
+
+    def close_report_readers(self) -> None:
+        self.readers_closed += 1
 
     def watch_engines(self) -> Iterator[tuple[str, dict[str, Any]]]:
         while True:
@@ -398,6 +416,8 @@ def demo_client() -> FakeClient:
         backtest_object("desk", "queued"),
     ):
         meta = item["metadata"]
+        if "report" in item["status"]:
+            item["spec"]["output"] = {"claimName": item["status"]["report"]["claimName"]}
         client.backtests[f"{meta['namespace']}/{meta['name']}"] = item
     return client
 

@@ -132,3 +132,10 @@ async def test_backtests_page_and_a_sweeps_ranking(desk: Fixture) -> None:
         "reports/research/ema-sweep/u-2/3.html on PersistentVolumeClaim backtest-results"
     )
     await expect(page.locator('nav a[aria-current="page"]')).to_have_text("Backtests")
+    # the report opens as a page of its own (sandboxed: its styles apply, no script runs)
+    await page.click("#open-report")
+    await expect(page.locator("h1")).to_have_text("reports/research/ema-sweep/u-2/3.html")
+    await expect(page.locator("h1")).to_have_css("color", "rgb(17, 34, 51)")
+    await expect(page.locator('#stats [data-key="sharpe"]')).to_have_attribute(
+        "data-value", "1.2345"
+    )

@@ -357,6 +357,52 @@ async def test_backtest_page_shows_the_summary_ranking_and_report(console: Conso
     assert 'id="panel-ranking"' not in single
 
 
+async def test_a_backtests_page_opens_its_report_and_each_runs(console: Console) -> None:
+    _, client = console
+    page = await (await client.get("/backtests/research/ema-sweep")).text()
+    assert '<a id="open-report" href="/backtests/research/ema-sweep/report">' in page
+    links = re.findall(r'<a class="run-report" href="([^"]+)">report</a>', page)
+    assert links == [
+        "/backtests/research/ema-sweep/report?run=3",
+        "/backtests/research/ema-sweep/report?run=0",
+    ]
+    queued = await (await client.get("/backtests/desk/queued")).text()
+    assert 'id="open-report"' not in queued
+
+
+async def test_the_report_is_served_sandboxed_as_its_own_page(console: Console) -> None:
+    fake, client = console
+    response = await client.get("/backtests/research/ema-sweep/report")
+    assert response.status == 200
+    assert response.headers["Content-Type"] == "text/html; charset=utf-8"
+    policy = response.headers["Content-Security-Policy"]
+    assert "sandbox" in policy and "script-src" not in policy and "default-src 'none'" in policy
+    assert response.headers["X-Frame-Options"] == "DENY"
+    page = await response.text()
+    assert "<h1>reports/research/ema-sweep/u-2/3.html</h1>" in page
+    assert 'name="csrf-token"' not in page  # none of the console's page, its token included
+    run = await client.get("/backtests/research/ema-sweep/report?run=0")
+    assert "<h1>reports/research/ema-sweep/u-2/0.html</h1>" in await run.text()
+    assert fake.report_files == [("research/ema-sweep", None), ("research/ema-sweep", 0)]
+
+
+async def test_a_report_that_cannot_be_read_is_said_on_a_console_page(console: Console) -> None:
+    fake, client = console
+    queued = await client.get("/backtests/desk/queued/report")
+    assert queued.status == 409
+    assert "has no spec.output claim" in await queued.text()
+    fake.backtests["desk/queued"]["spec"]["output"] = {"claimName": "results"}
+    pending = await client.get("/backtests/desk/queued/report")
+    assert pending.status == 409
+    assert "is Pending: its report is written when it has Succeeded" in await pending.text()
+    bad = await client.get("/backtests/research/ema-sweep/report?run=x")
+    assert bad.status == 400 and "is not a run index" in await bad.text()
+    beyond = await client.get("/backtests/research/ema-sweep/report?run=4")
+    assert beyond.status == 409 and "--run: 4 is not a run" in await beyond.text()
+    assert (await client.get("/backtests/desk/nope/report")).status == 404
+    assert fake.report_files == []
+
+
 async def test_backtests_refusals_and_unknown_names(console: Console) -> None:
     fake, client = console
     assert (await client.get("/backtests/desk/nope")).status == 404

@@ -82,6 +82,19 @@ async def test_history_leaves_out_the_open_candle() -> None:
     assert feed.health.last_event_ts == T0 + 2 * MIN
 
 
+async def test_history_is_exactly_its_count_when_every_row_has_closed() -> None:
+    """history + 1 rows are asked for (the last is usually still open); when all have
+    closed the oldest goes: a strategy always warms up on `history` candles, the count a
+    Backtest's warm-up uses (hean_contract.backtest.ENGINE_WARMUP)."""
+    clock = clock_at(T0 + 5 * MIN + 3_000)  # minutes 3 and 4 have closed too
+    client = ScriptedClient()
+    client.ohlcv = [[row(0), row(1), row(2), row(3)], [row(4)]]
+    feed = make_feed(client, clock, history=3)
+    assert [c.ts for c in await feed.candle_history()] == [T0 + MIN, T0 + 2 * MIN, T0 + 3 * MIN]
+    # the oldest is dropped, not skipped: the live candles go on after the last one
+    assert [c.ts for c in await take(feed.candles(), 1)] == [T0 + 4 * MIN]
+
+
 async def test_each_closed_candle_is_delivered_once_and_only_when_closed() -> None:
     clock = clock_at(T0 + 2 * MIN + 10_000)
     client = ScriptedClient()

@@ -8,7 +8,17 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from live_support import API_KEY, SECRET, LiveRun, live_spec, make_sim, run_live, until
+from live_support import (
+    API_KEY,
+    SECRET,
+    LiveRun,
+    Proto,
+    live_spec,
+    make_sim,
+    run_live,
+    signed_client,
+    until,
+)
 
 from hean_engine.history.store import Window, open_store
 from history_support import PG_PASSWORD
@@ -79,3 +89,75 @@ async def test_live_fills_and_orders_match_the_exchanges_trade_list(
     for secret in (API_KEY, SECRET, PG_PASSWORD, TOKEN):
         assert secret not in text
     assert Decimal(0) not in {f.quantity for f in fills}
+
+
+async def test_fills_while_no_engine_ran_are_recorded_at_the_next_start(
+    tmp_path: Path, proto: Proto
+) -> None:
+    """A pod killed with its order in flight: the order fills on the exchange while no
+    engine runs (or the run dies before its batch is committed). The next start-up
+    records that fill in the history (not in the books: they are the exchange's
+    balances), so the history is the exchange's trade list again; a trade of someone
+    trading by hand on the account is not the engine's and stays out."""
+    sim = await make_sim(tmp_path, protocol=proto.name)
+    target = str(tmp_path / "history.sqlite3")
+    spec = live_spec(sim.url, proto.name)
+    hand_id = proto.hand_id("by-hand-1")
+    journal = tmp_path / "journal"
+
+    async def two_fills(run: LiveRun) -> None:
+        assert run.runtime is not None
+        kernel = run.runtime.kernel
+        await until(lambda: len(kernel.fills) >= 2, "two fills")
+        kernel.pause()
+        venue = run.session.venue
+        await until(lambda: venue.idle.is_set() and not venue.in_flight, "the orders to settle")
+        await venue.sync()
+
+    async def started(run: LiveRun) -> None:
+        await until(lambda: run.session.started.is_set(), "the start-up reconcile")
+
+    try:
+        await run_live(LiveRun(sim, spec, journal), two_fills, history=target)
+        # while no engine runs: an order of the engine's (sent by the killed run) fills,
+        # and someone trades by hand
+        missed = proto.client_ids("default", "live-test", "killed123456").next()
+        hand = signed_client(sim)
+        try:
+            await hand.load_markets()
+            for cid in (missed, hand_id):
+                await hand.create_order(
+                    "BTC/USDT", "market", "buy", "0.01", None, {proto.cid_param: cid}
+                )
+        finally:
+            await hand.close()
+        second = LiveRun(sim, spec, journal)
+        await run_live(second, started, run_id="run00002bbbb", history=target)
+    finally:
+        await sim.stop()
+    by_cid = {o.client_order_id: str(o.order_id) for o in sim.orders(API_KEY)}
+    ours = [t for t in sim.trades(API_KEY) if str(t.order_id) != by_cid[hand_id]]
+    store = open_store(target, "default/live-test")
+    try:
+        fills = store.fills(Window(limit=1000)).items
+        orders = store.orders(Window(limit=1000)).items
+        events = store.events(Window(limit=1000)).items
+    finally:
+        store.close()
+    assert [f.trade_id for f in fills] == [str(t.id) for t in ours]
+    (late,) = [f for f in fills if f.order_id == missed]
+    trade = next(t for t in ours if str(t.order_id) == by_cid[missed])
+    assert (late.exchange_order_id, late.price, late.quantity, late.fee, late.run_id) == (
+        by_cid[missed],
+        trade.price,
+        trade.qty,
+        trade.commission,
+        "run00002bbbb",
+    )
+    assert [(o.change, o.status) for o in orders if o.order_id == missed] == [("filled", "filled")]
+    assert [e.kind for e in events].count("missed_fill") == 1
+    assert [x["event"] for x in second.log_lines() if x["event"] == "missed fill recorded"] == [
+        "missed fill recorded"
+    ]
+    # the books were the exchange's: the missed fill was not booked a second time
+    assert second.runtime is not None and not second.runtime.kernel.fills

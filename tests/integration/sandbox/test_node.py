@@ -7,6 +7,7 @@ import asyncio
 import base64
 import ipaddress
 import sys
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -14,7 +15,7 @@ import pytest
 from node_support import NodeWorld
 
 from hean_sandbox.kubelet.api import ApiError
-from hean_sandbox.kubelet.node import IpAllocator
+from hean_sandbox.kubelet.node import IpAllocator, _resolve
 
 
 def pod(
@@ -310,6 +311,36 @@ async def test_a_missing_configmap_is_a_container_config_error_until_it_exists(
     )
     assert status == 201
     await watch.until(lambda e: pod_status(e).get("phase") == "Succeeded", within=30)
+
+
+def test_a_mounts_sub_path_is_a_directory_below_the_volumes(tmp_path: Path) -> None:
+    from hean_sandbox.kubelet.node import _sub_path
+
+    assert _sub_path(tmp_path, {"name": "output"}) == tmp_path
+    below = _sub_path(tmp_path, {"name": "output", "subPath": "reports/ns/bt"})
+    assert below == tmp_path / "reports" / "ns" / "bt" and below.is_dir()
+    for bad in ("/etc", "reports/../../etc", ".."):
+        with pytest.raises(ValueError, match=r"must be relative, no '\.\.'"):
+            _sub_path(tmp_path, {"name": "output", "subPath": bad})
+
+
+def test_the_images_programs_run_as_their_modules() -> None:
+    """`hean` and `kubectl-hean` (the chart's console) are on the images' PATH."""
+    assert _resolve(["hean", "operator", "run"]) == [
+        sys.executable,
+        "-m",
+        "hean_engine.cli",
+        "operator",
+        "run",
+    ]
+    assert _resolve(["kubectl-hean", "console", "--in-cluster"]) == [
+        sys.executable,
+        "-m",
+        "hean_desk.plugin",
+        "console",
+        "--in-cluster",
+    ]
+    assert _resolve(["sh", "-c", "true"]) == ["sh", "-c", "true"]
 
 
 def test_ip_allocator_skips_addresses_in_use() -> None:

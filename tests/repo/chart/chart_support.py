@@ -69,6 +69,15 @@ SCENARIOS = {
             monitoring_api=True,
         ),
         Scenario("no-api-check", {"monitoring": {"apiCheck": False}}),
+        # the optional read-only console (issue 15 item 4)
+        Scenario(
+            "console",
+            {"watchNamespaces": ["trading-a", "trading-b"], "console": {"enabled": True}},
+        ),
+        Scenario(
+            "console-clusterwide",
+            {"clusterWide": True, "watchNamespaces": [], "console": {"enabled": True}},
+        ),
         Scenario(
             "customised",
             {

@@ -8,10 +8,11 @@ a client certificate, limited by the Node authorizer and NodeRestriction):
   pods to it and the node lifecycle controller keeps it Ready;
 - watches only the pods bound to it (`spec.nodeName`) and, for each:
 - runs only images it knows: HEAN's own (`…/hean-engine`, `…/hean-operator`,
-  any registry and tag) map to the `hean` entry point of this Python
-  environment, with the image's entrypoint and default arguments when the
-  pod gives none; an image given in `image_venvs` (a user's image derived from
-  the engine image, by reference or by repository) runs the engine image's
+  any registry and tag) map to this Python environment, their programs (`hean`,
+  `kubectl-hean`: IMAGE_PROGRAMS) to their modules, with the image's
+  entrypoint and default arguments when the pod gives none; an image given
+  in `image_venvs` (a user's image derived from the engine image, by
+  reference or by repository) runs the engine image's
   entrypoint with that virtual environment's Python instead, where the user's
   strategy package is installed; any other image is
   `ErrImagePull`/`ImagePullBackOff` with an Event, never a silent success;
@@ -112,6 +113,15 @@ PRIVATE_ROOTS = ("/run", "/var/run")
 IMAGES: dict[str, tuple[list[str], list[str]]] = {
     "hean-engine": (["hean"], ["engine", "run", "--help"]),
     "hean-operator": (["hean"], ["operator", "run"]),
+}
+
+
+# The programs HEAN's images put on PATH (pyproject.toml's scripts: every image
+# installs the whole `hean` distribution), by the module each runs. The chart's
+# console runs the operator image with `command: ["kubectl-hean"]`.
+IMAGE_PROGRAMS: dict[str, str] = {
+    "hean": "hean_engine.cli",
+    "kubectl-hean": "hean_desk.plugin",
 }
 
 
@@ -721,7 +731,7 @@ class Node:
         mounts: dict[str, Path] = {}
         for mount in run.spec["containers"][0].get("volumeMounts", []):
             if mount["name"] in volumes:
-                mounts[mount["mountPath"]] = volumes[mount["name"]]
+                mounts[mount["mountPath"]] = _sub_path(volumes[mount["name"]], mount)
         return mounts
 
     async def _host_directory(self, run: PodRun, volume: dict[str, Any]) -> Path | None:
@@ -1051,6 +1061,20 @@ def _is_engine_pod(pod: dict[str, Any]) -> bool:
     return image_repository(containers[0].get("image", "")) == "hean-engine"
 
 
+def _sub_path(volume: Path, mount: dict[str, Any]) -> Path:
+    """The directory a mount sees: the volume's, or its `subPath` (which the kubelet
+    creates when missing, and refuses when absolute or with a '..' component)."""
+    sub = str(mount.get("subPath") or "")
+    if not sub:
+        return volume
+    if sub.startswith("/") or ".." in sub.split("/"):
+        name = mount["name"]
+        raise ValueError(f"volumeMounts {name!r}: subPath {sub!r} must be relative, no '..'")
+    target = volume / sub
+    target.mkdir(parents=True, exist_ok=True)
+    return target
+
+
 def _private(mount_path: str) -> bool:
     return any(mount_path == root or mount_path.startswith(root + "/") for root in PRIVATE_ROOTS)
 
@@ -1097,11 +1121,13 @@ def _rewrite(arg: str, mounts: dict[str, Path]) -> str:
 
 
 def _resolve(command: list[str], venv: Path | None = None) -> list[str]:
-    """`hean` runs from this interpreter's environment (or the image's virtual
-    environment), so a venv needs no activation."""
-    if command and command[0] == "hean":
+    """The image's own programs (`hean`, `kubectl-hean`: IMAGE_PROGRAMS) run as their
+    modules with this interpreter's environment (or the image's virtual environment),
+    so a venv needs no activation."""
+    module = IMAGE_PROGRAMS.get(command[0]) if command else None
+    if module is not None:
         python = str(venv / "bin" / "python") if venv is not None else sys.executable
-        return [python, "-m", "hean_engine.cli", *command[1:]]
+        return [python, "-m", module, *command[1:]]
     return command
 
 
