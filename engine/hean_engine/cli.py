@@ -183,10 +183,15 @@ def replay(
     With --json the summary carries a `stats` object, and with --report an
     HTML report is written (docs/backtesting.md defines the statistics).
     """
+    if _exit_when_done:
+        # The `hean` executable: what start-up makes (modules, classes, the
+        # spec's validators) lives until the process ends. No collections while
+        # it is made, and then out of the collector's sight (gc.freeze below).
+        gc.disable()
     from hean_engine.app.config import load_config
-    from hean_engine.app.progress import ProgressHook
     from hean_engine.app.recording import ReplayWindow
     from hean_engine.app.replay import replay as run
+    from hean_engine.app.replay import summary_json
 
     if start_ms is not None and end_ms is not None and end_ms <= start_ms:
         raise click.BadParameter("must be later than --from", param_hint="'--to'")
@@ -202,7 +207,14 @@ def replay(
         identity, spec = load_config(config_path)
         if not data_path.is_file():
             raise DataError(str(data_path), 0, "no such file")
-        hook = ProgressHook(data_path, start_ms, end_ms) if sys.stderr.isatty() else None
+        hook = None
+        if sys.stderr.isatty():
+            from hean_engine.app.progress import ProgressHook
+
+            hook = ProgressHook(data_path, start_ms, end_ms)
+        if _exit_when_done:
+            gc.freeze()
+            gc.enable()
         try:
             result = run(
                 identity,
@@ -212,7 +224,10 @@ def replay(
                 window=ReplayWindow(start_ms, end_ms),
                 with_report=as_json or report_path is not None,
                 warmup=warmup,
+                trades=False,  # summary_json writes them from the fills
             )
+            if _exit_when_done:  # the result lives until the process ends (see above)
+                gc.freeze()
         finally:
             if hook is not None:
                 hook.stop()
@@ -220,7 +235,7 @@ def replay(
     if report_path is not None and result.report is not None:
         _write_report(report_path, result.report)
     if as_json:
-        click.echo(json.dumps(summary, separators=(",", ":")))
+        click.echo(summary_json(summary, result.fills))
     else:
         click.echo(_human_summary(summary))
     if _exit_when_done:

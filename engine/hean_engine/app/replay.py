@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import gc
+import json
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,12 +24,14 @@ from hean_engine.report.build import BacktestReport, build_report
 from hean_engine.report.trades import Books
 
 _YOUNG_GC_THRESHOLD = 50_000
+_quote = json.encoder.encode_basestring_ascii  # a JSON string, as json.dumps writes it
 
 
 @dataclass(frozen=True, slots=True)
 class ReplayResult:
-    summary: dict[str, Any]  # with "stats" when the report was asked for
+    summary: dict[str, Any]  # with "stats" when the report was asked for; see `replay`'s `trades`
     report: BacktestReport | None
+    fills: Sequence[Fill] = ()  # the replay's fills, in order (what "trades" lists)
 
 
 def run_replay(
@@ -49,8 +52,13 @@ def replay(
     window: ReplayWindow | None = None,
     with_report: bool = False,
     warmup: int = 0,
+    trades: bool = True,
 ) -> ReplayResult:
     """Replay the events of `data` inside `window`; with the report and its statistics if asked.
+
+    With `trades=False` the summary has no "trades" list: a caller that only
+    prints it (`summary_json`, or the human summary) need not build one dict
+    per fill.
 
     `on_start` sees the engine before the first event, so a progress display
     can watch `kernel.events` from another thread at no cost to the loop.
@@ -92,23 +100,30 @@ def replay(
                 raise _timeframe_mismatch(spec, data, mismatch)
         else:
             feed_trades(data, kernel.on_trade, kernel.on_trades, tap)
+        if tap is not None and not kernel.events:
+            raise _empty_window(data, window, tap)
+        wall = time.perf_counter() - started
+        # The summary and the report make no reference cycles, and most of what
+        # they make lives as long as the result (about 50,000 objects, 0.01 s a
+        # pass over them): no collections while they are built. The result is
+        # made before collections resume, so a caller that ends soon after (the
+        # `hean` executable freezes what it has) need not pass over them once.
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            summary = summarize(engine, wall, trades)
+            report = None
+            if marks is not None:
+                title = f"{identity.name}: {spec.strategy.name} on {spec.market.symbol}"
+                report = build_report(title, marks.marks(), kernel.fills, books)
+                summary["stats"] = report.stats.to_json()
+            result = ReplayResult(summary, report, kernel.fills)
+        finally:
+            if collecting:
+                gc.enable()
     finally:
         gc.set_threshold(*thresholds)
-    if tap is not None and not kernel.events:
-        raise _empty_window(data, window, tap)
-    wall = time.perf_counter() - started
-    summary = summarize(engine, wall)
-    report = None
-    if marks is not None:
-        title = f"{identity.name}: {spec.strategy.name} on {spec.market.symbol}"
-        # Its short-lived Decimals and tuples: a larger young generation, as in the replay.
-        gc.set_threshold(max(thresholds[0], _YOUNG_GC_THRESHOLD), *thresholds[1:])
-        try:
-            report = build_report(title, marks.marks(), kernel.fills, books)
-        finally:
-            gc.set_threshold(*thresholds)
-        summary["stats"] = report.stats.to_json()
-    return ReplayResult(summary, report)
+    return result
 
 
 def _warm_up(kernel: TradingKernel, kind: str, data: Path, start_ms: int, count: int) -> None:
@@ -157,11 +172,12 @@ def _span(ms: int) -> str:
     return f"{ms} ms"
 
 
-def summarize(engine: Engine, wall_seconds: float) -> dict[str, Any]:
+def summarize(engine: Engine, wall_seconds: float, trades: bool = True) -> dict[str, Any]:
+    """The replay's summary; its "trades" (one dict per fill) only if `trades`."""
     kernel = engine.kernel
     ledger = engine.ledger
     events = kernel.events
-    return {
+    summary = {
         "engine": engine.identity.name,
         "symbol": engine.spec.market.symbol,
         "strategy": engine.spec.strategy.name,
@@ -187,8 +203,10 @@ def summarize(engine: Engine, wall_seconds: float) -> dict[str, Any]:
         "risk_state_reason": engine.risk.state_reason,
         "wall_seconds": round(wall_seconds, 6),
         "events_per_second": round(events / wall_seconds, 1) if wall_seconds > 0 else None,
-        "trades": _trades(kernel.fills),
     }
+    if trades:
+        summary["trades"] = _trades(kernel.fills)
+    return summary
 
 
 def _trades(fills: list[Fill]) -> list[dict[str, str]]:
@@ -204,6 +222,44 @@ def _trades(fills: list[Fill]) -> list[dict[str, str]]:
         }
         for f in fills
     ]
+
+
+def summary_json(summary: dict[str, Any], fills: Sequence[Fill]) -> str:
+    """`json.dumps(summary, separators=(",", ":"))` of the summary with its "trades",
+    written from `fills` when the summary has none (`replay(..., trades=False)`).
+
+    The same text, without a dict per fill and the encoder's pass over it:
+    35,222 fills on the shared BTC/USD file cost 0.04 s written here against
+    0.09 s as dicts and `json.dumps`. Every value but the order id is ASCII
+    text that JSON needs no escape for (a time from `ms_to_iso`, "buy" or
+    "sell", decimals from `fmt`); the order id goes through the encoder's own
+    string escaping.
+    """
+    if "trades" in summary:
+        return json.dumps(summary, separators=(",", ":"))
+    head = {key: value for key, value in summary.items() if key != "stats"}
+    parts = [json.dumps(head, separators=(",", ":"))[:-1], ',"trades":', _trades_json(fills)]
+    if "stats" in summary:
+        parts += [',"stats":', json.dumps(summary["stats"], separators=(",", ":"))]
+    parts.append("}")
+    return "".join(parts)
+
+
+def _trades_json(fills: Sequence[Fill]) -> str:
+    """`_trades(fills)` as JSON (see `summary_json`)."""
+    iso, text, quote = ms_to_iso, fmt, _quote
+    return (
+        "["
+        + ",".join(
+            [
+                f'{{"timestamp":"{iso(f.ts)}","order_id":{quote(f.order_id)},'
+                f'"side":"{f.side._value_}","price":"{text(f.price)}",'
+                f'"quantity":"{text(f.quantity)}","fee":"{text(f.fee)}"}}'
+                for f in fills
+            ]
+        )
+        + "]"
+    )
 
 
 def _iso(ts: int | None) -> str | None:

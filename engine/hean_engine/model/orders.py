@@ -54,12 +54,13 @@ class Reject(StrEnum):
 _T = TypeVar("_T")
 
 
-def _slot_init(cls: type[_T]) -> type[_T]:
+def slot_init(cls: type[_T]) -> type[_T]:
     """Give a frozen slots dataclass an `__init__` that sets each slot through its descriptor.
 
     The same signature, defaults and result as the generated one, which calls
     `object.__setattr__(self, name, value)` per field (frozen): about 60% of
-    the cost for a Fill (made once per fill, an OrderIntent once per order).
+    the cost for a Fill (made once per fill, an OrderIntent once per order, a
+    report's RoundTrip once per round trip).
     Built like dataclasses builds its own, from the fields.
     """
     fields = dataclasses.fields(cls)  # type: ignore[arg-type]
@@ -84,7 +85,7 @@ def _slot_init(cls: type[_T]) -> type[_T]:
     return cls
 
 
-@_slot_init
+@slot_init
 @dataclass(frozen=True, slots=True)
 class OrderIntent:
     """What a strategy wants; becomes an Order only if the risk engine accepts it."""
@@ -118,7 +119,7 @@ class Order:
         return self.status is OrderStatus.OPEN
 
 
-@_slot_init
+@slot_init
 @dataclass(frozen=True, slots=True)
 class Fill:
     ts: int

@@ -153,7 +153,11 @@ def equity_path(
     # The last mark of each UTC day with marks: the one before each day's first mark.
     first_day, last_day = int(times[0]) // DAY_MS, int(times[-1]) // DAY_MS
     day_starts = np.arange(first_day + 1, last_day + 1, dtype=np.int64) * DAY_MS
-    firsts = np.unique(np.searchsorted(times, day_starts, side="left"))
+    # Sorted, so duplicates are neighbours (np.unique would import numpy.ma: 5 ms).
+    firsts = np.searchsorted(times, day_starts, side="left")
+    new_day = np.ones(len(firsts), dtype=bool)
+    new_day[1:] = firsts[1:] != firsts[:-1]
+    firsts = firsts[new_day]
     last_of_day = [*(firsts - 1).tolist(), count - 1]
     day_closes = [(int(times[k]) // DAY_MS, path.exact(k)) for k in last_of_day]
     return EquityPath(

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from hean_engine.model.money import HUNDRED, ZERO
-from hean_engine.model.orders import Fill, Side
+from hean_engine.model.orders import Fill, Side, slot_init
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +30,7 @@ class Books:
     position: Decimal
 
 
+@slot_init
 @dataclass(frozen=True, slots=True)
 class RoundTrip:
     entry_ts: int

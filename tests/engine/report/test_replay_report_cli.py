@@ -3,6 +3,7 @@ time window, the HTML report (parsed), the progress bar, and bad input (exit 2).
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import math
@@ -91,6 +92,35 @@ def test_json_stats_carry_the_contract_keys(config: Path, candles: Path) -> None
         "0.000001"
     )
     assert len(stats["monthlyReturns"]) == 1
+
+
+def test_json_writes_the_summary_as_json_dumps_would(config: Path, candles: Path) -> None:
+    """`--json` writes the trades straight from the fills (`summary_json`): the same
+    text as `json.dumps` of the full summary, order ids with any characters included."""
+    from hean_engine.app.config import load_config
+    from hean_engine.app.recording import ReplayWindow
+    from hean_engine.app.replay import replay, summary_json
+
+    identity, spec = load_config(config)
+    full = replay(identity, spec, candles, window=ReplayWindow(), with_report=True)
+    lean = replay(identity, spec, candles, window=ReplayWindow(), with_report=True, trades=False)
+    assert full.summary["trades"] and "trades" not in lean.summary
+    volatile = ("wall_seconds", "events_per_second")
+    for key in volatile:
+        lean.summary[key] = full.summary[key]
+    expected = json.dumps(full.summary, separators=(",", ":"))
+    assert summary_json(lean.summary, lean.fills) == expected
+    assert summary_json(full.summary, full.fills) == expected
+    # Without statistics, and with ids JSON must escape.
+    odd = [dataclasses.replace(f, order_id=f'o"{i}\\é\n') for i, f in enumerate(lean.fills)]
+    del lean.summary["stats"], full.summary["stats"]
+    full.summary["trades"] = [
+        {**trade, "order_id": f.order_id}
+        for trade, f in zip(full.summary["trades"], odd, strict=True)
+    ]
+    assert summary_json(lean.summary, odd) == json.dumps(full.summary, separators=(",", ":"))
+    stdout = _replay(config, candles, "--json").stdout
+    assert stdout.count("\n") == 1 and json.loads(stdout).keys() == json.loads(expected).keys()
 
 
 def test_without_json_or_report_no_statistics_are_computed(config: Path, candles: Path) -> None:
