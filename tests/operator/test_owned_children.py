@@ -61,7 +61,16 @@ async def test_item7_a_taken_name_marks_the_engine_and_warns_once(events: Events
     runtime = _runtime(cluster)
     body = _body(cluster)
     status = await _reconcile(runtime, body)
-    assert cluster.writes == [("patch", "tradingengines/status")]  # no child: only the status
+    # A new engine's children are created without reading them first: the free
+    # names are created (the engine's own, deleted with it), the taken one is
+    # read on its 409 and left exactly as it is, and no pod is started.
+    assert sorted(cluster.writes) == [
+        ("create", "persistentvolumeclaims"),
+        ("create", "secrets"),
+        ("create", "services"),
+        ("patch", "tradingengines/status"),
+    ]
+    assert not cluster.pods()
     assert cluster.objects[("configmaps", "default", "app-config")] == theirs
     assert status["phase"] == "Failed"
     assert "ConfigMap app-config" in status["message"]

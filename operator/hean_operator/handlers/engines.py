@@ -290,17 +290,23 @@ async def make_children(
     engine: EngineRef,
     spec: TradingEngineSpec,
     approval: ApprovalView,
+    *,
+    fresh: bool = False,
 ) -> Outcome:
     """Create or replace the engine's children for the spec; Events and metrics for what
-    was done. Raises kopf.TemporaryError while an old pod terminates."""
+    was done. Raises kopf.TemporaryError while an old pod terminates. `fresh`: the
+    engine's first reconcile (its children are created without reading them first)."""
     try:
         outcome = await asyncio.to_thread(
-            ensure_children,
-            ctx.cluster,
-            engine,
-            spec,
-            ctx.settings.image,
-            _pod_approval(ctx, approval),
+            functools.partial(
+                ensure_children,
+                ctx.cluster,
+                engine,
+                spec,
+                ctx.settings.image,
+                _pod_approval(ctx, approval),
+                fresh=fresh,
+            )
         )
     except ApiException as exc:
         ctx.metrics.errors.labels(handler="reconcile").inc()
@@ -467,7 +473,9 @@ async def reconcile(
         await _invalid(ctx, body, engine, exc, handled=True)
         return  # nothing is created for an invalid spec; a new generation retries
     approval = approval_view(ctx, engine, model, index)
-    outcome = await make_children(ctx, body, engine, model, approval)
+    # A new engine (never reconciled: no observedGeneration) has no children yet.
+    fresh = reason == "create" and "observedGeneration" not in (body.get("status") or {})
+    outcome = await make_children(ctx, body, engine, model, approval, fresh=fresh)
     if outcome.taken:
         await _name_taken(ctx, body, engine, model, index, outcome, handled=True)
         return  # no retry loop: the poll looks again, and heals once the name is free
