@@ -25,10 +25,12 @@ and the script measures:
   patches and deletes of configmaps, secrets, services,
   persistentvolumeclaims, pods and the tradingengines main resource;
   `tradingengines/status` patches and Events apart; refused writes (409
-  conflicts, 429 throttling, ...) by code. Counted through a settle period after convergence (`--settle`, default
-  1.5 poll intervals) to catch trailing writes;
+  conflicts, 429 throttling, ...) by code. Counted through a settle period
+  after convergence (`--settle`, default 1.5 poll intervals) to catch
+  trailing writes;
 - operator RSS (VmRSS of the operator process): idle (watching, zero engines)
-  before the creates, after convergence, per engine; VmHWM;
+  before the creates, after convergence, per engine; VmHWM; its CPU seconds
+  (user + system) from the first create until convergence;
 - where the time goes, per engine, from the audit log's timestamps: the
   benchmark's create -> the operator's first write on it -> its pod created ->
   the node's pod status patch (Running/Ready) -> the operator's status patch
@@ -158,6 +160,8 @@ class RunResult:
     load_before: tuple[float, float, float] = (0.0, 0.0, 0.0)
     load_after: tuple[float, float, float] = (0.0, 0.0, 0.0)
     setup_seconds: float = 0.0
+    # The operator process's CPU seconds from the first create to convergence.
+    cpu_seconds: float = 0.0
 
 
 def _proc_kib(pid: int, field_name: str) -> int:
@@ -165,6 +169,12 @@ def _proc_kib(pid: int, field_name: str) -> int:
         if line.startswith(field_name + ":"):
             return int(line.split()[1])
     raise RuntimeError(f"{field_name} not in /proc/{pid}/status")
+
+
+def _cpu_seconds(pid: int) -> float:
+    """The process's CPU time so far (user + system), from /proc/PID/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _python_process(pid: int) -> int:
@@ -556,6 +566,7 @@ async def run_one(
         setup_seconds = time.perf_counter() - started
         load_before = os.getloadavg()
         since = time.time()
+        cpu_before = _cpu_seconds(pid)
         watch.t0 = time.perf_counter()
         await api.create_all(TE_PATH, manifests)
         create_seconds = time.perf_counter() - watch.t0
@@ -563,6 +574,7 @@ async def run_one(
             await asyncio.wait_for(watch.done.wait(), within)
         converged = watch.done.is_set()
         seconds = max(watch.ready_at.values()) - watch.t0 if converged else None
+        cpu_seconds = _cpu_seconds(pid) - cpu_before
         rss = _proc_kib(pid, "VmRSS")
         hwm = _proc_kib(pid, "VmHWM")
         load_after = os.getloadavg()
@@ -618,6 +630,7 @@ async def run_one(
             load_before=load_before,
             load_after=load_after,
             setup_seconds=setup_seconds,
+            cpu_seconds=cpu_seconds,
         )
     finally:
         if baseline is not None:
@@ -683,6 +696,7 @@ def report(
                 f"RSS idle {run.rss_idle_kib / 1024:.1f} MiB -> {run.rss_kib / 1024:.1f} MiB "
                 f"(peak {run.hwm_kib / 1024:.1f} MiB), "
                 f"API server {run.apiserver_writes_per_s:.0f} writes/s, "
+                f"operator CPU {run.cpu_seconds:.2f} s, "
                 f"load {run.load_before[0]:.2f} -> {run.load_after[0]:.2f}"
             )
             lines.append(f"    operator writes per engine: {_per(run.writes, run.engines)}")
