@@ -130,3 +130,26 @@ async def test_item9_a_name_too_long_for_its_children_is_invalid_without_a_write
     assert status["phase"] == "Invalid"
     assert status["message"].startswith("metadata.name: 70 characters; at most 54")
     assert [(kind, reason) for kind, reason, _ in events] == [("Warning", "InvalidSpec")]
+
+
+async def test_the_poll_writes_nothing_between_the_create_and_the_pod_turning_ready(
+    events: Events,
+) -> None:
+    """The create's status already says what the poll sees of a pod not Ready yet: one
+    status write on the way to Starting, the next at Ready (issue 13: writes per create)."""
+    cluster = StoreCluster()
+    runtime = _runtime(cluster)
+    await runtime.engines.open()  # not stopping
+    body = _body(cluster)
+    status = await _reconcile(runtime, body)
+    assert cluster.writes.count(("patch", "tradingengines/status")) == 1
+    assert status["phase"] == "Starting" and status["mode"] == "paper"
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+    assert ready["status"] == "False"
+    cluster.writes.clear()
+    fresh = copy.deepcopy(body)
+    await handlers.poll_engine(
+        body=kopf.Body(fresh), meta=fresh["metadata"], spec=fresh["spec"], memo=memo(runtime)
+    )
+    await runtime.engines.close()
+    assert cluster.writes == []

@@ -77,6 +77,9 @@ from hean_operator.status.writer import StatusFields, Written, observed_status
 
 Handler = Callable[..., Awaitable[None]]
 
+# An engine pod as it is just after its create: there, not Ready yet.
+STARTING_POD = PodView(exists=True, phase="Pending")
+
 
 def counted(name: str) -> Callable[[Handler], Handler]:
     """Count a handler's runs and failures in the operator's metrics."""
@@ -509,8 +512,18 @@ async def reconcile(
                 fields["phase"] = Phase.PENDING.value
                 fields["message"] = truncate_message(outcome.blocked)
         elif current.get("phase") in (None, Phase.INVALID.value, Phase.PENDING.value):
-            fields["phase"] = Phase.STARTING.value
-            fields["message"] = "the engine pod is starting"
+            # What the poll would observe of the pod just made (there, not Ready yet):
+            # written now, so that the poll finds nothing to write until it is Ready.
+            obs = Observation(
+                generation=engine.generation,
+                pod=STARTING_POD,
+                engine=None,
+                poll_error=None,
+                mode=model.mode.value,
+                deleting=False,
+                approval=approval.condition,
+            )
+            fields |= observed_status(obs, current, now_iso())
         if unsteered is None:
             fields |= handled_fields(body)
         return fields
@@ -585,6 +598,13 @@ def _owning_engine(meta: Mapping[str, Any]) -> str | None:
     return None
 
 
+def _owning_uid(meta: Mapping[str, Any]) -> str:
+    for owner in meta.get("ownerReferences") or []:
+        if owner.get("kind") == "TradingEngine" and owner.get("controller"):
+            return str(owner.get("uid") or "")
+    return ""
+
+
 @counted("pod")
 async def engine_pod_ready(
     body: kopf.Body, meta: kopf.Meta, type: str | None, memo: kopf.Memo, **kwargs: Any
@@ -605,7 +625,11 @@ async def engine_pod_ready(
         return
     observed_at = time.monotonic()
     namespace = str(meta["namespace"])
-    resource = await asyncio.to_thread(ctx.cluster.get_engine, namespace, name)
+    # The engine as the operator's own last status write left it, else read: the
+    # writer's resourceVersion precondition catches a copy that has aged since.
+    resource = ctx.status.last_written(_owning_uid(meta)) or await asyncio.to_thread(
+        ctx.cluster.get_engine, namespace, name
+    )
     if resource is None or resource["metadata"].get("deletionTimestamp"):
         return
     current = resource.get("status") or {}
