@@ -17,8 +17,14 @@ approval is valid (`PodApproval`); otherwise `Outcome.blocked` says why.
 
 Only what the engine owns is ever changed: an object of a child's name whose
 controller owner reference is not this engine (an unrelated ConfigMap
-`app-config` when the engine is `app`) is left exactly as it is, and nothing
-at all is written for the engine (`Outcome.taken` names the objects).
+`app-config` when the engine is `app`) is left exactly as it is, and no pod is
+started (`Outcome.taken` names the objects). A reconcile that reads first
+writes nothing at all then; a new engine's first one (`fresh`) creates without
+reading, so its free children may already be made (they are its own).
+
+An engine's independent calls go out at once (the children's threads), the
+pod after the others: a hundred engines created together are otherwise a
+hundred queues of ten round trips each.
 
 The PersistentVolumeClaim is only ever created: its class and size are read
 when it is made (a claim's class cannot change, and growing one is the
@@ -81,8 +87,13 @@ class NameTaken(Exception):
 
 # Threads for the children's calls (blocking client calls), shared by all engines: an
 # engine's independent calls run at once, each a round trip to the API server.
-CALL_THREADS = 16
+CALL_THREADS = 24
 _CALLS = ThreadPoolExecutor(max_workers=CALL_THREADS, thread_name_prefix="children")
+# Threads that run `ensure_children` itself (each waits on its calls above): apart
+# from the loop's default executor, so that engines waiting for their children
+# never hold up the status writes (an engine's Ready) of the others.
+RECONCILE_THREADS = 8
+RECONCILES = ThreadPoolExecutor(max_workers=RECONCILE_THREADS, thread_name_prefix="reconcile")
 
 KINDS = {
     "configmaps": "ConfigMap",

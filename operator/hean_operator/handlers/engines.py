@@ -51,6 +51,7 @@ from hean_operator.approvals.index import INDEX, ApprovalIndex, approvals_of
 from hean_operator.approvals.trust import mounted_files, verdict
 from hean_operator.builders.common import LABEL_COMPONENT, EngineRef, owned_by
 from hean_operator.children.ensure import (
+    RECONCILES,
     Outcome,
     PodApproval,
     ensure_children,
@@ -300,7 +301,8 @@ async def make_children(
     was done. Raises kopf.TemporaryError while an old pod terminates. `fresh`: the
     engine's first reconcile (its children are created without reading them first)."""
     try:
-        outcome = await asyncio.to_thread(
+        outcome = await asyncio.get_running_loop().run_in_executor(
+            RECONCILES,
             functools.partial(
                 ensure_children,
                 ctx.cluster,
@@ -309,7 +311,7 @@ async def make_children(
                 ctx.settings.image,
                 _pod_approval(ctx, approval),
                 fresh=fresh,
-            )
+            ),
         )
     except ApiException as exc:
         ctx.metrics.errors.labels(handler="reconcile").inc()

@@ -56,6 +56,8 @@ a client certificate, limited by the Node authorizer and NodeRestriction):
 Ready without any process, for scale tests of the operator, which itself still
 runs; an engine pod with a container port named `http` gets a stand-in engine
 API there (`fake_engine.py`), so that the operator's status polls succeed.
+Each pod is started on a task of its own, as a kubelet's pod workers start
+pods: the watch loop never waits for one pod's start before the next.
 Deviations from a kubelet are in docs/sandbox.md.
 """
 
