@@ -84,7 +84,7 @@ import yaml
 
 from hean_sandbox.controlplane.build import Binaries, ensure_binaries
 from hean_sandbox.controlplane.cluster import ControlPlane
-from hean_sandbox.up import Sandbox, SandboxOptions
+from hean_sandbox.up import Sandbox, SandboxError, SandboxOptions
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "sandbox-paper-engine.yaml"
@@ -498,6 +498,18 @@ async def _wait_for_watch(api: Api, resource: str, within: float) -> None:
         await asyncio.sleep(0.5)
 
 
+async def _wait_established(box: Sandbox) -> None:
+    """`kubectl wait` for the CRD; it errs while the new CRD has no conditions yet."""
+    for attempt in range(10):
+        try:
+            await box.kubectl("wait", "--for=condition=Established", "crd/tradingengines.hean.io")
+            return
+        except SandboxError:
+            if attempt == 9:
+                raise
+            await asyncio.sleep(0.5)
+
+
 async def run_one(
     which: str,
     n: int,
@@ -543,7 +555,7 @@ async def run_one(
             operator_user = HEAN_USER
         else:
             await box.kubectl("apply", "--server-side", "-f", str(CRD))
-            await box.kubectl("wait", "--for=condition=Established", "crd/tradingengines.hean.io")
+            await _wait_established(box)
             baseline, baseline_log = await _start_baseline(cp, workdir)
             pid = baseline.pid
             operator_user = BASELINE_USER
