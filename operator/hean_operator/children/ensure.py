@@ -87,12 +87,12 @@ class NameTaken(Exception):
 
 # Threads for the children's calls (blocking client calls), shared by all engines: an
 # engine's independent calls run at once, each a round trip to the API server.
-CALL_THREADS = 24
+CALL_THREADS = 64
 _CALLS = ThreadPoolExecutor(max_workers=CALL_THREADS, thread_name_prefix="children")
 # Threads that run `ensure_children` itself (each waits on its calls above): apart
 # from the loop's default executor, so that engines waiting for their children
 # never hold up the status writes (an engine's Ready) of the others.
-RECONCILE_THREADS = 8
+RECONCILE_THREADS = 32
 RECONCILES = ThreadPoolExecutor(max_workers=RECONCILE_THREADS, thread_name_prefix="reconcile")
 
 KINDS = {
