@@ -153,3 +153,29 @@ async def test_the_poll_writes_nothing_between_the_create_and_the_pod_turning_re
     )
     await runtime.engines.close()
     assert cluster.writes == []
+
+
+async def test_a_pod_not_yet_in_the_watch_index_is_looked_up_not_healed(events: Events) -> None:
+    """The poll's index of watched pods lags a pod just created (its watch event not in
+    yet): the poll reads the pod instead of writing Pending and re-running the children."""
+    from hean_operator.engines.pods import POD_INDEX
+
+    cluster = StoreCluster()
+    runtime = _runtime(cluster)
+    await runtime.engines.open()  # not stopping
+    body = _body(cluster)
+    await _reconcile(runtime, body)
+    cluster.writes.clear()
+    cluster.reads.clear()
+    fresh = copy.deepcopy(body)
+    await handlers.poll_engine(
+        body=kopf.Body(fresh),
+        meta=fresh["metadata"],
+        spec=fresh["spec"],
+        memo=memo(runtime),
+        **{POD_INDEX: {}},  # an index without the pod
+    )
+    await runtime.engines.close()
+    assert cluster.writes == []  # no Pending, no heal
+    assert cluster.reads == ["pods"]
+    assert body["status"]["phase"] == "Starting"

@@ -557,7 +557,12 @@ async def poll_engine(
         return
     observed_at = time.monotonic()
     approval = approval_view(ctx, engine, model, index)
-    pod, ip = pod_view(await _watched_pod(ctx, engine, kwargs.get(POD_INDEX)), revision, engine)
+    found = await _watched_pod(ctx, engine, kwargs.get(POD_INDEX))
+    if found is None and kwargs.get(POD_INDEX) is not None and "observedGeneration" in status:
+        # Not in the index: gone, or made so recently that its watch event is not in
+        # yet (a busy API server). Look before healing and writing Pending.
+        found = await _pod(ctx, engine)
+    pod, ip = pod_view(found, revision, engine)
     if not pod.exists and "observedGeneration" not in status:
         # The create handler has not finished yet: nothing to report (a status
         # written now would race the one it writes).
