@@ -16,6 +16,7 @@ from prometheus_client import start_http_server
 
 from hean_operator.approvals.trust import trust_state
 from hean_operator.builders.job import JobSettings
+from hean_operator.children.ensure import CALL_THREADS
 from hean_operator.context import CONTEXT, OperatorContext
 from hean_operator.handlers import approvals, backtests, engines
 from hean_operator.kube.backtests import KubernetesBacktests
@@ -60,7 +61,8 @@ def _load_kube_config(kubeconfig: str | None) -> None:
         except kube_config.ConfigException:
             kube_config.load_kube_config()  # type: ignore[no-untyped-call]
     configuration = kube_client.Configuration.get_default_copy()
-    configuration.connection_pool_maxsize = API_THREADS + 8
+    # The children's own threads (children/ensure.py) call the API server too.
+    configuration.connection_pool_maxsize = API_THREADS + CALL_THREADS + 8
     kube_client.Configuration.set_default(configuration)
 
 

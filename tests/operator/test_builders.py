@@ -178,6 +178,8 @@ def test_service_selects_the_engine_pod() -> None:
     _owned_by_engine(service)
     assert service["spec"]["selector"] == selector(ENGINE)
     assert service["spec"]["ports"][0]["port"] == 8080
+    # headless: its DNS name resolves to the pod; no cluster IP is allocated for it
+    assert service["spec"]["clusterIP"] == "None"
 
 
 def test_engine_resources_flags_parse_and_name_bad_pairs() -> None:

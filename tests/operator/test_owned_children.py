@@ -61,7 +61,16 @@ async def test_item7_a_taken_name_marks_the_engine_and_warns_once(events: Events
     runtime = _runtime(cluster)
     body = _body(cluster)
     status = await _reconcile(runtime, body)
-    assert cluster.writes == [("patch", "tradingengines/status")]  # no child: only the status
+    # A new engine's children are created without reading them first: the free
+    # names are created (the engine's own, deleted with it), the taken one is
+    # read on its 409 and left exactly as it is, and no pod is started.
+    assert sorted(cluster.writes) == [
+        ("create", "persistentvolumeclaims"),
+        ("create", "secrets"),
+        ("create", "services"),
+        ("patch", "tradingengines/status"),
+    ]
+    assert not cluster.pods()
     assert cluster.objects[("configmaps", "default", "app-config")] == theirs
     assert status["phase"] == "Failed"
     assert "ConfigMap app-config" in status["message"]
@@ -121,3 +130,52 @@ async def test_item9_a_name_too_long_for_its_children_is_invalid_without_a_write
     assert status["phase"] == "Invalid"
     assert status["message"].startswith("metadata.name: 70 characters; at most 54")
     assert [(kind, reason) for kind, reason, _ in events] == [("Warning", "InvalidSpec")]
+
+
+async def test_the_poll_writes_nothing_between_the_create_and_the_pod_turning_ready(
+    events: Events,
+) -> None:
+    """The create's status already says what the poll sees of a pod not Ready yet: one
+    status write on the way to Starting, the next at Ready (issue 13: writes per create)."""
+    cluster = StoreCluster()
+    runtime = _runtime(cluster)
+    await runtime.engines.open()  # not stopping
+    body = _body(cluster)
+    status = await _reconcile(runtime, body)
+    assert cluster.writes.count(("patch", "tradingengines/status")) == 1
+    assert status["phase"] == "Starting" and status["mode"] == "paper"
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+    assert ready["status"] == "False"
+    cluster.writes.clear()
+    fresh = copy.deepcopy(body)
+    await handlers.poll_engine(
+        body=kopf.Body(fresh), meta=fresh["metadata"], spec=fresh["spec"], memo=memo(runtime)
+    )
+    await runtime.engines.close()
+    assert cluster.writes == []
+
+
+async def test_a_pod_not_yet_in_the_watch_index_is_looked_up_not_healed(events: Events) -> None:
+    """The poll's index of watched pods lags a pod just created (its watch event not in
+    yet): the poll reads the pod instead of writing Pending and re-running the children."""
+    from hean_operator.engines.pods import POD_INDEX
+
+    cluster = StoreCluster()
+    runtime = _runtime(cluster)
+    await runtime.engines.open()  # not stopping
+    body = _body(cluster)
+    await _reconcile(runtime, body)
+    cluster.writes.clear()
+    cluster.reads.clear()
+    fresh = copy.deepcopy(body)
+    await handlers.poll_engine(
+        body=kopf.Body(fresh),
+        meta=fresh["metadata"],
+        spec=fresh["spec"],
+        memo=memo(runtime),
+        **{POD_INDEX: {}},  # an index without the pod
+    )
+    await runtime.engines.close()
+    assert cluster.writes == []  # no Pending, no heal
+    assert cluster.reads == ["pods"]
+    assert body["status"]["phase"] == "Starting"

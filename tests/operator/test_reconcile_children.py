@@ -30,6 +30,11 @@ class StoreCluster(FakeCluster):
 
     def __init__(self) -> None:
         super().__init__(linger=True)
+        self.reads: list[str] = []  # the kinds read, one entry per GET
+
+    def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        self.reads.append(kind)
+        return super().get(kind, namespace, name)
 
 
 def _engine(generation: int) -> EngineRef:
@@ -52,6 +57,46 @@ def test_first_reconcile_creates_five_children_then_nothing() -> None:
     assert out.writes == 5
     assert out.waiting is None
     assert ensure_children(cluster, _engine(1), parse_spec(SPEC), EngineImage()).writes == 0
+
+
+def test_a_fresh_reconcile_creates_without_reading_then_reads_only_what_exists() -> None:
+    cluster = StoreCluster()
+    out = ensure_children(cluster, _engine(1), parse_spec(SPEC), EngineImage(), fresh=True)
+    assert out.writes == 5 and out.taken == [] and out.waiting is None
+    assert cluster.reads == []  # one call per child: its create
+    kinds = [kind for _, kind in cluster.writes]
+    assert kinds[-1] == "pods"  # the pod once every child it mounts is the engine's
+    assert [reason for reason, _ in out.events] == ["PodCreated"]
+    # the create retried (kopf's retry after an error): each 409 is read, nothing doubles
+    cluster.writes.clear()
+    again = ensure_children(cluster, _engine(1), parse_spec(SPEC), EngineImage(), fresh=True)
+    assert again.writes == 0 and again.taken == [] and cluster.writes == []
+    assert sorted(cluster.reads) == sorted(
+        ["configmaps", "secrets", "services", "persistentvolumeclaims", "pods"]
+    )
+    assert len(cluster.pods()) == 1
+
+
+def test_a_fresh_reconcile_never_starts_a_pod_beside_a_taken_name() -> None:
+    cluster = StoreCluster()
+    theirs = _unrelated("secrets", "btc-control")
+    cluster.objects[("secrets", "default", "btc-control")] = copy.deepcopy(theirs)
+    out = ensure_children(cluster, _engine(1), parse_spec(SPEC), EngineImage(), fresh=True)
+    assert out.taken == ["Secret btc-control (not created by this engine (no controller owner))"]
+    assert cluster.objects[("secrets", "default", "btc-control")] == theirs
+    assert not cluster.pods() and ("create", "pods") not in cluster.writes
+    assert cluster.reads == ["secrets"]  # only the name the API server said exists
+
+
+def test_a_fresh_reconcile_leaves_someone_elses_pod_of_the_pods_name() -> None:
+    cluster = StoreCluster()
+    other = {"kind": "ReplicaSet", "name": "search-rs", "uid": "rs-1", "controller": True}
+    theirs = _unrelated("pods", "btc-engine", ownerReferences=[other])
+    cluster.objects[("pods", "default", "btc-engine")] = copy.deepcopy(theirs)
+    out = ensure_children(cluster, _engine(1), parse_spec(SPEC), EngineImage(), fresh=True)
+    assert out.taken == ["Pod btc-engine (controlled by ReplicaSet search-rs (uid rs-1))"]
+    assert cluster.objects[("pods", "default", "btc-engine")] == theirs
+    assert ("delete", "pods") not in cluster.writes and out.events == []
 
 
 def test_spec_change_stops_the_old_pod_before_starting_the_new_one() -> None:

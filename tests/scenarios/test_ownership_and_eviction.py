@@ -50,9 +50,18 @@ async def test_item7_unrelated_objects_named_like_children_survive_the_engine(
         warnings = [e for e in await _events(scenario, name) if e["reason"] == "NameTaken"]
         assert warnings and warnings[0]["type"] == "Warning"
         assert taken in warnings[0]["message"]
-        # and nothing else of the engine was made either
+        # no engine pod beside a taken name; the children whose names were free may
+        # have been made (a new engine's are created without reading them first), and
+        # then they are the engine's own, collected with it
+        if name == "app":
+            assert (await scenario.kubectl("get", "pod", "app-engine", check=False)).returncode
         for kind, child in (("secret", f"{name}-control"), ("service", name)):
-            assert (await scenario.kubectl("get", kind, child, check=False)).returncode != 0
+            made = await scenario.kubectl("get", kind, child, "-o", "json", check=False)
+            if made.returncode == 0:
+                owners = made.json()["metadata"].get("ownerReferences") or []
+                assert [(o["uid"], o.get("controller")) for o in owners] == [
+                    (engine["metadata"]["uid"], True)
+                ]
     after_config = await scenario.get("configmap", "app-config")
     assert after_config["data"] == {"setting": "theirs"}
     assert (
@@ -71,6 +80,9 @@ async def test_item7_unrelated_objects_named_like_children_survive_the_engine(
     await scenario.wait("configmap/probe-config", "create")
     await scenario.kubectl("delete", "tradingengine", "probe", "--wait=true", "--timeout=60s")
     await scenario.kubectl("wait", "--for=delete", "configmap/probe-config", "--timeout=60s")
+    for name in ("app", "search"):  # the engines' own children went with them
+        gone = await scenario.kubectl("get", "secret", f"{name}-control", check=False)
+        assert gone.returncode != 0
     assert (await scenario.get("configmap", "app-config"))["data"] == {"setting": "theirs"}
     survivor = await scenario.get("pod", "search-engine")
     assert survivor["metadata"]["uid"] == before_pod["metadata"]["uid"]

@@ -51,6 +51,7 @@ from hean_operator.approvals.index import INDEX, ApprovalIndex, approvals_of
 from hean_operator.approvals.trust import mounted_files, verdict
 from hean_operator.builders.common import LABEL_COMPONENT, EngineRef, owned_by
 from hean_operator.children.ensure import (
+    RECONCILES,
     Outcome,
     PodApproval,
     ensure_children,
@@ -76,6 +77,9 @@ from hean_operator.status.handled import handled_fields
 from hean_operator.status.writer import StatusFields, Written, observed_status
 
 Handler = Callable[..., Awaitable[None]]
+
+# An engine pod as it is just after its create: there, not Ready yet.
+STARTING_POD = PodView(exists=True, phase="Pending")
 
 
 def counted(name: str) -> Callable[[Handler], Handler]:
@@ -290,17 +294,24 @@ async def make_children(
     engine: EngineRef,
     spec: TradingEngineSpec,
     approval: ApprovalView,
+    *,
+    fresh: bool = False,
 ) -> Outcome:
     """Create or replace the engine's children for the spec; Events and metrics for what
-    was done. Raises kopf.TemporaryError while an old pod terminates."""
+    was done. Raises kopf.TemporaryError while an old pod terminates. `fresh`: the
+    engine's first reconcile (its children are created without reading them first)."""
     try:
-        outcome = await asyncio.to_thread(
-            ensure_children,
-            ctx.cluster,
-            engine,
-            spec,
-            ctx.settings.image,
-            _pod_approval(ctx, approval),
+        outcome = await asyncio.get_running_loop().run_in_executor(
+            RECONCILES,
+            functools.partial(
+                ensure_children,
+                ctx.cluster,
+                engine,
+                spec,
+                ctx.settings.image,
+                _pod_approval(ctx, approval),
+                fresh=fresh,
+            ),
         )
     except ApiException as exc:
         ctx.metrics.errors.labels(handler="reconcile").inc()
@@ -467,7 +478,9 @@ async def reconcile(
         await _invalid(ctx, body, engine, exc, handled=True)
         return  # nothing is created for an invalid spec; a new generation retries
     approval = approval_view(ctx, engine, model, index)
-    outcome = await make_children(ctx, body, engine, model, approval)
+    # A new engine (never reconciled: no observedGeneration) has no children yet.
+    fresh = reason == "create" and "observedGeneration" not in (body.get("status") or {})
+    outcome = await make_children(ctx, body, engine, model, approval, fresh=fresh)
     if outcome.taken:
         await _name_taken(ctx, body, engine, model, index, outcome, handled=True)
         return  # no retry loop: the poll looks again, and heals once the name is free
@@ -501,8 +514,18 @@ async def reconcile(
                 fields["phase"] = Phase.PENDING.value
                 fields["message"] = truncate_message(outcome.blocked)
         elif current.get("phase") in (None, Phase.INVALID.value, Phase.PENDING.value):
-            fields["phase"] = Phase.STARTING.value
-            fields["message"] = "the engine pod is starting"
+            # What the poll would observe of the pod just made (there, not Ready yet):
+            # written now, so that the poll finds nothing to write until it is Ready.
+            obs = Observation(
+                generation=engine.generation,
+                pod=STARTING_POD,
+                engine=None,
+                poll_error=None,
+                mode=model.mode.value,
+                deleting=False,
+                approval=approval.condition,
+            )
+            fields |= observed_status(obs, current, now_iso())
         if unsteered is None:
             fields |= handled_fields(body)
         return fields
@@ -534,7 +557,12 @@ async def poll_engine(
         return
     observed_at = time.monotonic()
     approval = approval_view(ctx, engine, model, index)
-    pod, ip = pod_view(await _watched_pod(ctx, engine, kwargs.get(POD_INDEX)), revision, engine)
+    found = await _watched_pod(ctx, engine, kwargs.get(POD_INDEX))
+    if found is None and kwargs.get(POD_INDEX) is not None and "observedGeneration" in status:
+        # Not in the index: gone, or made so recently that its watch event is not in
+        # yet (a busy API server). Look before healing and writing Pending.
+        found = await _pod(ctx, engine)
+    pod, ip = pod_view(found, revision, engine)
     if not pod.exists and "observedGeneration" not in status:
         # The create handler has not finished yet: nothing to report (a status
         # written now would race the one it writes).
@@ -577,6 +605,13 @@ def _owning_engine(meta: Mapping[str, Any]) -> str | None:
     return None
 
 
+def _owning_uid(meta: Mapping[str, Any]) -> str:
+    for owner in meta.get("ownerReferences") or []:
+        if owner.get("kind") == "TradingEngine" and owner.get("controller"):
+            return str(owner.get("uid") or "")
+    return ""
+
+
 @counted("pod")
 async def engine_pod_ready(
     body: kopf.Body, meta: kopf.Meta, type: str | None, memo: kopf.Memo, **kwargs: Any
@@ -597,7 +632,11 @@ async def engine_pod_ready(
         return
     observed_at = time.monotonic()
     namespace = str(meta["namespace"])
-    resource = await asyncio.to_thread(ctx.cluster.get_engine, namespace, name)
+    # The engine as the operator's own last status write left it, else read: the
+    # writer's resourceVersion precondition catches a copy that has aged since.
+    resource = ctx.status.last_written(_owning_uid(meta)) or await asyncio.to_thread(
+        ctx.cluster.get_engine, namespace, name
+    )
     if resource is None or resource["metadata"].get("deletionTimestamp"):
         return
     current = resource.get("status") or {}

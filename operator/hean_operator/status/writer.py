@@ -164,6 +164,15 @@ class StatusWriter:
             self._observed.pop(engine.uid, None)
             self._written.pop(engine.uid, None)
 
+    def last_written(self, uid: str) -> Mapping[str, Any] | None:
+        """The engine as the writer's last write of it returned it (None: none yet).
+
+        A copy that may have aged (a spec changed since): good for deciding
+        whether to write, since the write itself is guarded by its resourceVersion.
+        """
+        with self._guard:
+            return self._written.get(uid)
+
     def _lock(self, uid: str) -> threading.Lock:
         with self._guard:
             return self._locks.setdefault(uid, threading.Lock())

@@ -57,6 +57,8 @@ a client certificate, limited by the Node authorizer and NodeRestriction):
 Ready without any process, for scale tests of the operator, which itself still
 runs; an engine pod with a container port named `http` gets a stand-in engine
 API there (`fake_engine.py`), so that the operator's status polls succeed.
+Each pod is started on a task of its own, as a kubelet's pod workers start
+pods: the watch loop never waits for one pod's start before the next.
 Deviations from a kubelet are in docs/sandbox.md.
 """
 
@@ -244,6 +246,7 @@ class PodRun:
     started_at: str = field(default_factory=now_iso)
     process_started: str | None = None  # the current process's start, for startedAt
     fake_engine: FakeEngine | None = None  # fake mode only
+    faking: asyncio.Task[None] | None = None  # fake mode: the fake engine's start
     token_expires: float = 0.0  # loop time at which the projected token is 80% used
     # The container's last termination (exitCode, reason, message, times): lastState.
     last_terminated: dict[str, Any] | None = None
@@ -517,10 +520,21 @@ class Node:
         )
         self.pods[run.uid] = run
         if self.fake and _is_engine_pod(pod):
-            run.fake_engine, run.ip = await start_fake_engine(self.api, pod, run.ip, self._ips.next)
-            await self._report(run, running=True, ready=True)
+            # On a task of its own, as a kubelet's pod workers start pods: the watch
+            # loop goes on to the next pod (a hundred engines created at once were
+            # started, and reported Ready, one after another).
+            run.faking = asyncio.create_task(self._start_fake(run, pod))
             return
         run.task = asyncio.create_task(self._supervise(run))
+
+    async def _start_fake(self, run: PodRun, pod: dict[str, Any]) -> None:
+        run.fake_engine, run.ip = await start_fake_engine(self.api, pod, run.ip, self._ips.next)
+        if run.stopping.is_set():
+            return  # deleted meanwhile: `_kill` stops the fake engine
+        try:
+            await self._report(run, running=True, ready=True)
+        except (ApiError, aiohttp.ClientError) as exc:  # the pod went meanwhile
+            log.warning("%s/%s: %s", run.namespace, run.name, exc)
 
     async def _supervise(self, run: PodRun) -> None:
         container = run.spec["containers"][0]
@@ -691,6 +705,10 @@ class Node:
 
     async def _kill(self, run: PodRun, grace: float) -> None:
         run.stopping.set()
+        if run.faking is not None:
+            # Let a fake engine being started finish starting, then stop it below.
+            with contextlib.suppress(Exception):
+                await run.faking
         if run.fake_engine is not None:
             engine, run.fake_engine = run.fake_engine, None
             await engine.stop()
