@@ -162,45 +162,13 @@ class HistoryRecorder:
         exchange_id = self._exchange_ids.get(order.id, "")
         if not order.is_open:
             self._exchange_ids.pop(order.id, None)
-        seq = self._next("fills")
-        record = FillRecord(
-            seq=seq,
-            ts=fill.ts,
-            trade_id=fill.trade_id or f"{_PAPER_TRADE_PREFIX}{seq}",
-            order_id=order.id,
-            exchange_order_id=exchange_id,
-            side=fill.side.value,
-            price=fill.price,
-            quantity=fill.quantity,
-            fee=fill.fee,
-            fee_currency=fill.fee_asset or self.kernel.ledger.quote_ccy,
-            liquidity=fill.liquidity,
-            run_id=self.run_id,
-        )
-        change = "filled" if order.status is OrderStatus.FILLED else "partially_filled"
-        self._put(
-            [
-                record,
-                self._order_change(order, change, exchange_id),
-                self._account_state(),
-                self._snapshot("fill"),
-            ]
-        )
+        record, change = self._fill_rows(order, fill, exchange_id)
+        self._put([record, change, self._account_state(), self._snapshot("fill")])
 
-    def missed_fills_from(self) -> tuple[int, set[str]] | None:
-        """(the newest recorded fill's time, else the oldest order change's; the trade ids
-        recorded from then on), or None for a history with neither (read at start-up,
-        before anything trades: a read on the loop is acceptable there)."""
-        since = self.store.resume_ts()
-        if since is None:
-            return None
-        return since, self.store.trade_ids_since(since)
-
-    def on_missed_fill(self, order: Order, fill: Fill, exchange_order_id: str) -> None:
-        """A fill the exchange has and the history lacks (it happened while no engine ran,
-        or the run before was killed before its batch was committed), found at start-up:
-        recorded with its order's state, not booked (the books are the exchange's
-        balances, which include it)."""
+    def _fill_rows(
+        self, order: Order, fill: Fill, exchange_order_id: str
+    ) -> tuple[FillRecord, OrderChange]:
+        """A fill's row and its order's state change after it (filled or partly)."""
         seq = self._next("fills")
         record = FillRecord(
             seq=seq,
@@ -217,10 +185,27 @@ class HistoryRecorder:
             run_id=self.run_id,
         )
         change = "filled" if order.status is OrderStatus.FILLED else "partially_filled"
+        return record, self._order_change(order, change, exchange_order_id)
+
+    def missed_fills_from(self) -> tuple[int, set[str]] | None:
+        """(the newest recorded fill's time, else the oldest order change's; the trade ids
+        recorded from then on), or None for a history with neither (read at start-up,
+        before anything trades: a read on the loop is acceptable there)."""
+        since = self.store.resume_ts()
+        if since is None:
+            return None
+        return since, self.store.trade_ids_since(since)
+
+    def on_missed_fill(self, order: Order, fill: Fill, exchange_order_id: str) -> None:
+        """A fill the exchange has and the history lacks (it happened while no engine ran,
+        or the run before was killed before its batch was committed), found at start-up:
+        recorded with its order's state, not booked (the books are the exchange's
+        balances, which include it)."""
+        record, change = self._fill_rows(order, fill, exchange_order_id)
         self._put(
             [
                 record,
-                self._order_change(order, change, exchange_order_id),
+                change,
                 self._event(
                     "missed_fill",
                     f"trade {record.trade_id} of order {order.id} recorded at start-up "
