@@ -17,18 +17,21 @@ Tests only talk kubectl, so both backends run the same scenario code.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import os
 import subprocess
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import yaml
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from cluster_support import engine_manifest, shared_control_plane, unique
 from engine_support import BTCUSD_CANDLES, head_lines, require_shared_file, write_lines
@@ -339,3 +342,81 @@ def added(uid: str) -> Callable[[list[PodEvent]], bool]:
 
 def deleted(uid: str) -> Callable[[list[PodEvent]], bool]:
     return lambda events: any(e[0] == "DELETED" and e[2] == uid for e in events)
+
+
+# Live engines in the sandbox: the simulator's account, its credentials Secret, the
+# operator's trust ConfigMap and the engine's manifest, as every live scenario sets
+# them up (each scenario then approves, revokes or kills as it needs).
+SIM_KEYS = "sim-keys"  # the engines' credentials Secret
+
+
+@contextlib.asynccontextmanager
+async def sandbox_with_account(tmp_path: Path, key: ApiKey) -> AsyncIterator[Scenario]:
+    """A sandbox whose exchange simulator holds `key`'s account: 10,000 USDT, no BTC."""
+    scenario, recorder = await make_sandbox_scenario(
+        tmp_path,
+        poll=1.0,
+        accounts=[key],
+        balances={"USDT": Decimal(10_000), "BTC": Decimal(0)},
+    )
+    try:
+        yield scenario
+    finally:
+        await stop_recording(recorder)
+        assert scenario.box is not None
+        await scenario.box.stop()
+
+
+def public_pem(key: Ed25519PrivateKey) -> str:
+    """A signer's public key as the trust ConfigMap holds it (SubjectPublicKeyInfo PEM)."""
+    return (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+
+
+def trust_configmap(
+    scenario: Scenario, signers: Mapping[str, Ed25519PrivateKey], policy: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The trust ConfigMap that the chart made and the operator reads: KEY_ID.pub each."""
+    data = {f"{key_id}.pub": public_pem(key) for key_id, key in signers.items()}
+    data["policy.yaml"] = yaml.safe_dump(dict(policy))
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": scenario.trust_configmap},
+        "data": data,
+    }
+
+
+def credentials_secret(key: ApiKey, name: str = SIM_KEYS) -> dict[str, Any]:
+    """The engine's exchange credentials Secret for the simulator's account `key`."""
+
+    def b64(text: str) -> str:
+        return base64.b64encode(text.encode()).decode()
+
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name},
+        "type": "Opaque",
+        "data": {"apiKey": b64(key.api_key), "secret": b64(key.secret)},
+    }
+
+
+def live_engine(scenario: Scenario, name: str) -> dict[str, Any]:
+    """A live `ema_cross` (2/3, 0.01 BTC) on the simulator, credentials from SIM_KEYS."""
+    manifest = scenario.engine(
+        name,
+        mode="live",
+        exchange={
+            "id": "binance",
+            "endpoint": scenario.exchange_url,
+            "credentialsSecret": SIM_KEYS,
+        },
+        strategy={"name": "ema_cross", "params": {"fast": 2, "slow": 3, "quantity": "0.01"}},
+        live={"syncIntervalSeconds": 1, "recvWindowMs": 1000},
+    )
+    del manifest["spec"]["paper"]
+    return manifest

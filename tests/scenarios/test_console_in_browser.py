@@ -16,7 +16,6 @@ measured here and printed (run with -s to see them).
 from __future__ import annotations
 
 import asyncio
-import base64
 import signal
 import socket
 import statistics
@@ -29,11 +28,15 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-import yaml
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from playwright.async_api import Page, expect
-from scenario_support import Scenario, make_sandbox_scenario, stop_recording
+from scenario_support import (
+    Scenario,
+    credentials_secret,
+    live_engine,
+    sandbox_with_account,
+    trust_configmap,
+)
 
 from console_browser_support import chromium, serving
 from hean_contract.spec import parse_spec
@@ -51,58 +54,15 @@ WAIT_MS = 120_000  # a loaded CI machine: the engines trade within a minute or t
 
 @pytest.fixture
 async def sandbox(tmp_path: Path) -> AsyncIterator[Scenario]:
-    scenario, recorder = await make_sandbox_scenario(
-        tmp_path, poll=1.0, accounts=[KEY], balances={"USDT": Decimal(10_000), "BTC": Decimal(0)}
-    )
-    try:
+    async with sandbox_with_account(tmp_path, KEY) as scenario:
         yield scenario
-    finally:
-        await stop_recording(recorder)
-        assert scenario.box is not None
-        await scenario.box.stop()
-
-
-def _b64(text: str) -> str:
-    return base64.b64encode(text.encode()).decode()
 
 
 async def start_live_engine(scenario: Scenario) -> None:
     """`btc-live`: approved by alice, trading on the simulator's account KEY."""
-    pem = (
-        ALICE.public_key()
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        .decode()
-    )
-    await scenario.apply(
-        {
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": {"name": scenario.trust_configmap},
-            "data": {"alice.pub": pem, "policy.yaml": yaml.safe_dump({"required": 1})},
-        }
-    )
-    await scenario.apply(
-        {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {"name": "sim-keys"},
-            "type": "Opaque",
-            "data": {"apiKey": _b64(KEY.api_key), "secret": _b64(KEY.secret)},
-        }
-    )
-    manifest = scenario.engine(
-        "btc-live",
-        mode="live",
-        exchange={
-            "id": "binance",
-            "endpoint": scenario.exchange_url,
-            "credentialsSecret": "sim-keys",
-        },
-        strategy={"name": "ema_cross", "params": {"fast": 2, "slow": 3, "quantity": "0.01"}},
-        live={"syncIntervalSeconds": 1, "recvWindowMs": 1000},
-    )
-    del manifest["spec"]["paper"]
-    await scenario.apply(manifest)
+    await scenario.apply(trust_configmap(scenario, {"alice": ALICE}, {"required": 1}))
+    await scenario.apply(credentials_secret(KEY))
+    await scenario.apply(live_engine(scenario, "btc-live"))
     engine = await scenario.get("tradingengine", "btc-live")
     approval = new_approval(
         namespace=scenario.namespace,

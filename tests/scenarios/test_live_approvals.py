@@ -19,9 +19,14 @@ from typing import Any
 
 import pytest
 import yaml
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from scenario_support import Scenario, make_sandbox_scenario, stop_recording
+from scenario_support import (
+    Scenario,
+    make_sandbox_scenario,
+    public_pem,
+    stop_recording,
+    trust_configmap,
+)
 
 from hean_contract.spec import parse_spec
 from hean_engine.approval.manifest import approval_manifest
@@ -35,22 +40,8 @@ LIVE = {
 CONDITION = '{.status.conditions[?(@.type=="LiveApproved")]'
 
 
-def _pem(key: Ed25519PrivateKey) -> str:
-    return (
-        key.public_key()
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        .decode()
-    )
-
-
 def _trust(scenario: Scenario, policy: dict[str, Any]) -> dict[str, Any]:
-    """The trust ConfigMap that the chart made and the operator reads."""
-    return {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": {"name": scenario.trust_configmap},
-        "data": {"alice.pub": _pem(ALICE), "policy.yaml": yaml.safe_dump(policy)},
-    }
+    return trust_configmap(scenario, {"alice": ALICE}, policy)
 
 
 async def _scenario(tmp_path: Path, poll: float) -> tuple[Scenario, Any]:
@@ -168,7 +159,7 @@ async def test_no_pod_without_a_valid_approval_then_halt_on_revocation(live: Sce
     assert command[command.index("--approval-dir") + 1] == "/etc/hean/approval"
     mounted = (await live.get("configmap", "btc-approval"))["data"]
     assert yaml.safe_load(mounted["approval.yaml"])["metadata"]["name"] == "ok"
-    assert mounted["trust.alice.pub"] == _pem(ALICE)
+    assert mounted["trust.alice.pub"] == public_pem(ALICE)
     table = (await live.kubectl("get", "liveapprovals")).stdout.splitlines()
     assert table[0].split() == ["NAME", "ENGINE", "VALID", "APPROVERS", "EXPIRES", "AGE"]
     assert any(line.split()[:3] == ["ok", "btc", "true"] for line in table[1:])

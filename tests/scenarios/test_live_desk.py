@@ -22,7 +22,6 @@ would keep it, and everything is read through the API server (the pod proxy).
 from __future__ import annotations
 
 import asyncio
-import base64
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -32,10 +31,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from scenario_support import Scenario, make_sandbox_scenario, stop_recording
+from scenario_support import (
+    Scenario,
+    credentials_secret,
+    live_engine,
+    sandbox_with_account,
+    trust_configmap,
+)
 from test_kubectl_hean import hean
 
 from hean_desk.client import DeskClient
@@ -50,18 +54,8 @@ LIMIT = 60.0  # seconds any one thing may take on a loaded machine
 
 @pytest.fixture
 async def live(tmp_path: Path) -> AsyncIterator[Scenario]:
-    scenario, recorder = await make_sandbox_scenario(
-        tmp_path,
-        poll=1.0,
-        accounts=[KEY],
-        balances={"USDT": Decimal(10_000), "BTC": Decimal(0)},
-    )
-    try:
+    async with sandbox_with_account(tmp_path, KEY) as scenario:
         yield scenario
-    finally:
-        await stop_recording(recorder)
-        assert scenario.box is not None
-        await scenario.box.stop()
 
 
 def _key_file(folder: Path, key_id: str, key: Ed25519PrivateKey) -> Path:
@@ -79,50 +73,11 @@ def _key_file(folder: Path, key_id: str, key: Ed25519PrivateKey) -> Path:
     return path
 
 
-def _pem(key: Ed25519PrivateKey) -> str:
-    return (
-        key.public_key()
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        .decode()
-    )
-
-
 async def _setup(scenario: Scenario, alice: Ed25519PrivateKey) -> None:
     """Trust alice, give the engine its exchange credentials, apply the live engine."""
-    await scenario.apply(
-        {
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": {"name": scenario.trust_configmap},
-            "data": {"alice.pub": _pem(alice), "policy.yaml": yaml.safe_dump({"required": 1})},
-        }
-    )
-
-    def b64(text: str) -> str:
-        return base64.b64encode(text.encode()).decode()
-
-    await scenario.apply(
-        {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {"name": "sim-keys"},
-            "type": "Opaque",
-            "data": {"apiKey": b64(KEY.api_key), "secret": b64(KEY.secret)},
-        }
-    )
-    manifest = scenario.engine(
-        ENGINE,
-        mode="live",
-        exchange={
-            "id": "binance",
-            "endpoint": scenario.exchange_url,
-            "credentialsSecret": "sim-keys",
-        },
-        strategy={"name": "ema_cross", "params": {"fast": 2, "slow": 3, "quantity": "0.01"}},
-        live={"syncIntervalSeconds": 1, "recvWindowMs": 1000},
-    )
-    del manifest["spec"]["paper"]
-    await scenario.apply(manifest)
+    await scenario.apply(trust_configmap(scenario, {"alice": alice}, {"required": 1}))
+    await scenario.apply(credentials_secret(KEY))
+    await scenario.apply(live_engine(scenario, ENGINE))
     await scenario.wait(f"tradingengine/{ENGINE}", f"jsonpath={CONDITION}.reason}}=no_approval")
 
 

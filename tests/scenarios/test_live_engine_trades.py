@@ -12,20 +12,22 @@ prefix; once the approving key is revoked the engine halts and sends no more.
 from __future__ import annotations
 
 import asyncio
-import base64
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-import yaml
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from scenario_support import Scenario, make_sandbox_scenario, stop_recording
+from scenario_support import (
+    Scenario,
+    credentials_secret,
+    live_engine,
+    sandbox_with_account,
+    trust_configmap,
+)
 
 from hean_contract.spec import parse_spec
 from hean_engine.approval.manifest import approval_manifest
@@ -41,18 +43,7 @@ LIMIT = 45.0  # seconds any one condition may take
 
 
 def _trust(scenario: Scenario, policy: dict[str, Any]) -> dict[str, Any]:
-    """The trust ConfigMap that the chart made and the operator reads."""
-    pem = (
-        ALICE.public_key()
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        .decode()
-    )
-    return {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": {"name": scenario.trust_configmap},
-        "data": {"alice.pub": pem, "policy.yaml": yaml.safe_dump(policy)},
-    }
+    return trust_configmap(scenario, {"alice": ALICE}, policy)
 
 
 def _prefix(scenario: Scenario) -> str:
@@ -60,33 +51,10 @@ def _prefix(scenario: Scenario) -> str:
     return f"hean-{engine_tag(scenario.namespace, 'btc')}-"
 
 
-def _credentials() -> dict[str, Any]:
-    def b64(text: str) -> str:
-        return base64.b64encode(text.encode()).decode()
-
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"name": "sim-keys"},
-        "type": "Opaque",
-        "data": {"apiKey": b64(KEY.api_key), "secret": b64(KEY.secret)},
-    }
-
-
 @pytest.fixture
 async def live(tmp_path: Path) -> AsyncIterator[Scenario]:
-    scenario, recorder = await make_sandbox_scenario(
-        tmp_path,
-        poll=1.0,
-        accounts=[KEY],
-        balances={"USDT": Decimal(10_000), "BTC": Decimal(0)},
-    )
-    try:
+    async with sandbox_with_account(tmp_path, KEY) as scenario:
         yield scenario
-    finally:
-        await stop_recording(recorder)
-        assert scenario.box is not None
-        await scenario.box.stop()
 
 
 def _sim(scenario: Scenario) -> SimExchange:
@@ -100,19 +68,7 @@ def _our_orders(scenario: Scenario) -> list[str]:
 
 
 def _engine(scenario: Scenario) -> dict[str, Any]:
-    manifest = scenario.engine(
-        "btc",
-        mode="live",
-        exchange={
-            "id": "binance",
-            "endpoint": scenario.exchange_url,
-            "credentialsSecret": "sim-keys",
-        },
-        strategy={"name": "ema_cross", "params": {"fast": 2, "slow": 3, "quantity": "0.01"}},
-        live={"syncIntervalSeconds": 1, "recvWindowMs": 1000},
-    )
-    del manifest["spec"]["paper"]
-    return manifest
+    return live_engine(scenario, "btc")
 
 
 async def _until(check: Callable[[], Awaitable[Any]], what: str, limit: float = LIMIT) -> Any:
@@ -129,7 +85,7 @@ async def _until(check: Callable[[], Awaitable[Any]], what: str, limit: float = 
 
 async def test_live_engine_trades_only_while_approved(live: Scenario) -> None:
     await live.apply(_trust(live, {"required": 1}))
-    await live.apply(_credentials())
+    await live.apply(credentials_secret(KEY))
     await live.apply(_engine(live))
 
     # no approval: no pod, nothing on the exchange
