@@ -42,6 +42,9 @@ ACTIONS = {
     "halt": ({"halt": True}, "cancels its open orders and stops trading until the halt is cleared"),
 }
 
+# What the fills filter's time fields take (RFC 3339, UTC), shown as their placeholder.
+TIME_FORMAT = "YYYY-MM-DDThh:mm:ssZ"
+
 
 def e(value: object) -> str:
     return escape("" if value is None else str(value))
@@ -262,9 +265,11 @@ def fills_form(filters: FillFilter) -> str:
     return (
         '<form id="fills-filter" class="filters">'
         f'<label>Side <select name="side">{options}</select></label>'
-        '<label>From <input name="since" placeholder="2026-01-02T00:00:00Z" '
+        # Both bounds are RFC 3339 times; the placeholder shows the format, not a value.
+        f'<label>From <input name="since" placeholder="{TIME_FORMAT}" '
         f'value="{e(filters.since)}"></label>'
-        f'<label>To <input name="until" placeholder="RFC 3339" value="{e(filters.until)}"></label>'
+        f'<label>To <input name="until" placeholder="{TIME_FORMAT}" '
+        f'value="{e(filters.until)}"></label>'
         '<button type="submit">Filter</button></form>'
     )
 
