@@ -139,3 +139,15 @@ def metadata(engine: EngineRef, name: str, component: str) -> dict[str, Any]:
         "labels": labels(engine, component),
         "ownerReferences": [owner_reference(engine)],
     }
+
+
+def restricted_security_context() -> dict[str, Any]:
+    """A container's security context under the `restricted` Pod Security Standard: no
+    privilege escalation, no capabilities, non-root, a read-only root filesystem (what
+    the engine writes goes to its volumes). A new dict each call: callers add to it."""
+    return {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "capabilities": {"drop": ["ALL"]},
+    }

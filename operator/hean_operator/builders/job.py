@@ -27,6 +27,7 @@ from hean_operator.builders.common import (
     LABEL_INSTANCE,
     LABEL_MANAGED_BY,
     LABEL_NAME,
+    restricted_security_context,
 )
 from hean_operator.builders.images import EngineImageSettings, check_engine_image
 
@@ -254,12 +255,7 @@ def build_job(
         "terminationMessagePath": TERMINATION_MESSAGE_PATH,
         "terminationMessagePolicy": "FallbackToLogsOnError",
         "resources": {"requests": dict(settings.requests), "limits": dict(settings.limits)},
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": True,
-            "runAsNonRoot": True,
-            "capabilities": {"drop": ["ALL"]},
-        },
+        "securityContext": restricted_security_context(),
         "volumeMounts": mounts,
     }
     return {

@@ -21,6 +21,7 @@ from hean_operator.builders.common import (
     JOURNAL_DIR,
     EngineRef,
     metadata,
+    restricted_security_context,
     selector,
 )
 from hean_operator.builders.config import spec_revision
@@ -151,12 +152,7 @@ def build_pod(
             "failureThreshold": 3,
         },
         "resources": {"requests": dict(image.requests), "limits": dict(image.limits)},
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": True,
-            "runAsNonRoot": True,
-            "capabilities": {"drop": ["ALL"]},
-        },
+        "securityContext": restricted_security_context(),
         "volumeMounts": mounts,
     }
     return {

@@ -21,7 +21,7 @@ from hean_contract.backtest import (
 )
 from hean_operator.api.resources import GROUP, VERSION
 from hean_operator.builders.job import MAX_NAME_LENGTH
-from hean_operator.crds.schema import namespaced_crd, structural_schema
+from hean_operator.crds.schema import namespaced_crd, status_schema, structural_schema
 from hean_operator.crds.tradingengine import (
     NAME_RULES,
     _default_empty_objects,
@@ -112,10 +112,7 @@ def build_backtest_crd() -> dict[str, Any]:
     strategy = spec_schema["properties"]["strategy"]
     strategy["x-kubernetes-validations"] = strategy_rules()
     strategy["properties"]["params"]["properties"] = compared_params()
-    status_schema = structural_schema(BacktestStatus)
-    conditions = status_schema["properties"]["conditions"]
-    conditions["x-kubernetes-list-type"] = "map"
-    conditions["x-kubernetes-list-map-keys"] = ["type"]
+    status = status_schema(BacktestStatus)
     crd = namespaced_crd(
         group=GROUP,
         version=VERSION,
@@ -128,7 +125,7 @@ def build_backtest_crd() -> dict[str, Any]:
         description="A backtest: one strategy replayed over a time range of recorded or "
         "fetched candles (or a sweep over its parameters), run by the HEAN operator as a Job.",
         spec_schema=spec_schema,
-        status_schema=status_schema,
+        status_schema=status,
     )
     root = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
     root["x-kubernetes-validations"] = BACKTEST_NAME_RULES

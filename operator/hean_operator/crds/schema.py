@@ -50,6 +50,17 @@ def structural_schema(model: type[BaseModel]) -> dict[str, Any]:
     return _convert(raw, defs, path=model.__name__)
 
 
+def status_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """A status's schema whose `conditions` are a list map keyed by `type`, so that
+    server-side apply and strategic merges treat each condition as one entry (the
+    `meta.SetStatusCondition` shape)."""
+    schema = structural_schema(model)
+    conditions = schema["properties"]["conditions"]
+    conditions["x-kubernetes-list-type"] = "map"
+    conditions["x-kubernetes-list-map-keys"] = ["type"]
+    return schema
+
+
 def _resolve(node: dict[str, Any], defs: dict[str, Any], path: str) -> dict[str, Any]:
     """Inline a `$ref`, keeping the referring node's own keys (description, default)."""
     if "$ref" not in node:

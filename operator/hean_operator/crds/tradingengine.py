@@ -14,7 +14,7 @@ from hean_contract.status import TradingEngineStatus
 from hean_contract.strategies import BUILTIN_STRATEGIES, StrategyParams, default_of, wire_name
 from hean_operator.api.resources import ENGINES, GROUP, VERSION
 from hean_operator.builders.common import MAX_NAME_LENGTH, NAME_PATTERN
-from hean_operator.crds.schema import namespaced_crd, structural_schema
+from hean_operator.crds.schema import namespaced_crd, status_schema, structural_schema
 
 SINGULAR = "tradingengine"
 SHORT_NAMES = ["te"]
@@ -142,10 +142,7 @@ def build_tradingengine_crd() -> dict[str, Any]:
     # in its type, so the real apiserver refuses a rule that reads them. The
     # parameters the rules compare are declared (every other key stays open).
     strategy["properties"]["params"]["properties"] = compared_params()
-    status_schema = structural_schema(TradingEngineStatus)
-    conditions = status_schema["properties"]["conditions"]
-    conditions["x-kubernetes-list-type"] = "map"
-    conditions["x-kubernetes-list-map-keys"] = ["type"]
+    status = status_schema(TradingEngineStatus)
     crd = namespaced_crd(
         group=GROUP,
         version=VERSION,
@@ -158,7 +155,7 @@ def build_tradingengine_crd() -> dict[str, Any]:
         description="A trading engine: one market on one account, "
         "run by the HEAN operator as one pod.",
         spec_schema=spec_schema,
-        status_schema=status_schema,
+        status_schema=status,
     )
     root = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
     root["x-kubernetes-validations"] = NAME_RULES
