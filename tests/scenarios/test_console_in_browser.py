@@ -289,7 +289,10 @@ async def test_kubectl_hean_console_serves_the_engines_then_refuses_a_viewer(
             assert f'data-key="{sandbox.namespace}/btc"' in await page.text()
     finally:
         process.send_signal(signal.SIGINT)
-        assert await asyncio.wait_for(process.wait(), 30) == 0
+        # communicate(), not wait(): it drains stderr, so the console never blocks (or
+        # aborts at interpreter shutdown) writing its log to a full pipe nobody reads.
+        _, log = await asyncio.wait_for(process.communicate(), 30)
+        assert process.returncode == 0, log.decode(errors="replace")[-2000:]
 
     # a viewer: may read TradingEngines in this namespace, nothing more
     await sandbox.apply(
