@@ -15,6 +15,7 @@ from kubernetes import config as kube_config
 from prometheus_client import start_http_server
 
 from hean_operator.approvals.trust import trust_state
+from hean_operator.builders.common import LABEL_COMPONENT
 from hean_operator.builders.job import JobSettings
 from hean_operator.children.ensure import CALL_THREADS
 from hean_operator.context import CONTEXT, OperatorContext
@@ -31,14 +32,21 @@ FINALIZER = "hean.io/finalizer"
 # Threads for the handlers' blocking API calls, and as many pooled connections to
 # the API server (a call that finds the pool empty would open a new TLS connection).
 API_THREADS = 32
-# kopf's "Timer '...' succeeded" lines of these timers: one per engine per tick says
-# nothing (status changes are Events and logged); failures still show.
-QUIET_TIMERS = ("poll", "approvals")
+# kopf's "... succeeded." lines of the routine handlers: one per engine per timer
+# tick, and two per engine pod event (its index, its Ready check), say nothing
+# (status changes are Events and logged); failures still show.
+QUIET_SUCCESSES = (
+    "Timer 'poll' succeeded",
+    "Timer 'approvals' succeeded",
+    "Indexer ",
+    "Handler 'engine_pod_ready' succeeded",
+)
+ENGINE_PODS = f"{LABEL_COMPONENT}=engine"
 
 
-def _quiet_timers(record: logging.LogRecord) -> bool:
+def _quiet_routine(record: logging.LogRecord) -> bool:
     message = record.getMessage()
-    return not any(message.startswith(f"Timer {name!r} succeeded") for name in QUIET_TIMERS)
+    return not (message.startswith(QUIET_SUCCESSES) and message.endswith(" succeeded."))
 
 
 def _retries_are_warnings(record: logging.LogRecord) -> bool:
@@ -84,6 +92,10 @@ def configure_kopf(
     settings.posting.reporting_component = REPORTING_COMPONENT
     settings.posting.reporting_instance = reporting_instance()
     settings.watching.server_timeout = 300
+    # Engine pods only, filtered by the API server: the handlers' `labels=` filters
+    # are kopf's, applied after every pod of the watched namespaces (any
+    # application's) has been sent and decoded.
+    settings.watching.label_selectors["v1", "pods"] = ENGINE_PODS
 
 
 def backtest_runtime(settings: OperatorSettings) -> backtests.BacktestRuntime:
@@ -175,7 +187,7 @@ async def run_operator(
     for handler in logging.getLogger().handlers:
         handler.addFilter(_retries_are_warnings)
     if not settings.verbose:
-        logging.getLogger("kopf.objects").addFilter(_quiet_timers)
+        logging.getLogger("kopf.objects").addFilter(_quiet_routine)
         # kopf's liveness endpoint is aiohttp: one access line per probe says nothing.
         logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     _load_kube_config(settings.kubeconfig)

@@ -10,14 +10,14 @@ import yaml
 
 from hean_contract.spec import parse_manifest, parse_spec
 from hean_operator.builders.approval import approval_data, build_approval_configmap
-from hean_operator.builders.common import EngineRef, selector
+from hean_operator.builders.common import LABEL_COMPONENT, LABEL_ENGINE, EngineRef
 from hean_operator.builders.config import (
     build_configmap,
     build_control_secret,
     engine_manifest,
     spec_revision,
 )
-from hean_operator.builders.pod import EngineImage, build_pod, build_service
+from hean_operator.builders.pod import EngineImage, build_pod
 from hean_operator.builders.storage import build_history_claim
 
 ENGINE = EngineRef(name="btc", namespace="trading", uid="uid-1", generation=3)
@@ -101,7 +101,13 @@ def test_paper_pod_runs_the_engine_with_config_and_token_and_no_credentials() ->
     assert mounts["history"] == "/var/lib/hean/history"
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
-    assert pod["metadata"]["labels"].items() >= selector(ENGINE).items()
+    assert (
+        pod["metadata"]["labels"].items()
+        >= {
+            LABEL_ENGINE: ENGINE.name,
+            LABEL_COMPONENT: "engine",
+        }.items()
+    )
 
 
 def test_live_pod_mounts_the_credentials_secret_and_a_journal_volume() -> None:
@@ -171,15 +177,6 @@ def test_pod_is_restricted(mode: str) -> None:
     assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
     assert pod["spec"]["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
     assert pod["spec"]["automountServiceAccountToken"] is False
-
-
-def test_service_selects_the_engine_pod() -> None:
-    service = build_service(ENGINE)
-    _owned_by_engine(service)
-    assert service["spec"]["selector"] == selector(ENGINE)
-    assert service["spec"]["ports"][0]["port"] == 8080
-    # headless: its DNS name resolves to the pod; no cluster IP is allocated for it
-    assert service["spec"]["clusterIP"] == "None"
 
 
 def test_engine_resources_flags_parse_and_name_bad_pairs() -> None:

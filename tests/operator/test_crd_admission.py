@@ -56,7 +56,7 @@ def test_item9_a_name_too_long_for_its_children_is_refused_with_422(tmp_path: Pa
     body = json.loads(raised.value.read())
     assert raised.value.code == 422 and body["reason"] == "Invalid", body
     assert "metadata.name: at most 54 characters" in body["message"]
-    # a name that is no DNS-1035 label (the Service is named after the engine)
+    # a name that is no DNS-1035 label
     dotted = apply("a.b")
     assert dotted.returncode != 0 and "must start with a letter" in dotted.stderr
     # the longest name allowed is accepted

@@ -119,7 +119,6 @@ async def test_a_create_costs_its_children_and_one_status_write(operator: Operat
         "persistentvolumeclaims",
         "pods",
         "secrets",
-        "services",
     ]
     assert operator.status_writes() == 1
     status = operator.status()

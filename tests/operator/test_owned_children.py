@@ -67,7 +67,6 @@ async def test_item7_a_taken_name_marks_the_engine_and_warns_once(events: Events
     assert sorted(cluster.writes) == [
         ("create", "persistentvolumeclaims"),
         ("create", "secrets"),
-        ("create", "services"),
         ("patch", "tradingengines/status"),
     ]
     assert not cluster.pods()

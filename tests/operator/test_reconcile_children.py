@@ -41,7 +41,7 @@ def _engine(generation: int) -> EngineRef:
     return EngineRef(name="btc", namespace="default", uid="u1", generation=generation)
 
 
-def test_first_reconcile_creates_five_children_then_nothing() -> None:
+def test_first_reconcile_creates_four_children_then_nothing() -> None:
     cluster = StoreCluster()
     out = ensure_children(cluster, _engine(1), parse_spec(SPEC), EngineImage())
     assert sorted(kind for _, kind in cluster.writes) == [
@@ -49,12 +49,11 @@ def test_first_reconcile_creates_five_children_then_nothing() -> None:
         "persistentvolumeclaims",
         "pods",
         "secrets",
-        "services",
     ]
     # the claim first: the scheduler holds the pod back until it is bound
     kinds = [kind for _, kind in cluster.writes]
     assert kinds.index("persistentvolumeclaims") < kinds.index("pods")
-    assert out.writes == 5
+    assert out.writes == 4
     assert out.waiting is None
     assert ensure_children(cluster, _engine(1), parse_spec(SPEC), EngineImage()).writes == 0
 
@@ -62,7 +61,7 @@ def test_first_reconcile_creates_five_children_then_nothing() -> None:
 def test_a_fresh_reconcile_creates_without_reading_then_reads_only_what_exists() -> None:
     cluster = StoreCluster()
     out = ensure_children(cluster, _engine(1), parse_spec(SPEC), EngineImage(), fresh=True)
-    assert out.writes == 5 and out.taken == [] and out.waiting is None
+    assert out.writes == 4 and out.taken == [] and out.waiting is None
     assert cluster.reads == []  # one call per child: its create
     kinds = [kind for _, kind in cluster.writes]
     assert kinds[-1] == "pods"  # the pod once every child it mounts is the engine's
@@ -72,7 +71,7 @@ def test_a_fresh_reconcile_creates_without_reading_then_reads_only_what_exists()
     again = ensure_children(cluster, _engine(1), parse_spec(SPEC), EngineImage(), fresh=True)
     assert again.writes == 0 and again.taken == [] and cluster.writes == []
     assert sorted(cluster.reads) == sorted(
-        ["configmaps", "secrets", "services", "persistentvolumeclaims", "pods"]
+        ["configmaps", "secrets", "persistentvolumeclaims", "pods"]
     )
     assert len(cluster.pods()) == 1
 
@@ -170,7 +169,7 @@ def test_item7_children_of_an_earlier_engine_of_the_same_name_are_not_adopted() 
     changed = {**SPEC, "risk": {**SPEC["risk"], "maxOrderNotional": "2000"}}
     out = ensure_children(cluster, recreated, parse_spec(changed), EngineImage())
     assert cluster.writes == []
-    assert len(out.taken) == 5  # until the garbage collector removes the old engine's
+    assert len(out.taken) == 4  # until the garbage collector removes the old engine's
 
 
 def test_item7_the_approval_configmap_is_not_replaced_when_someone_else_owns_it() -> None:

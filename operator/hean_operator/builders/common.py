@@ -28,14 +28,15 @@ CREDENTIALS_DIR = "/etc/hean/credentials"
 JOURNAL_DIR = "/var/lib/hean/journal"
 HISTORY_DIR = "/var/lib/hean/history"
 
-# Suffixes of the children's names (`<engine>-<suffix>`; the Service is `<engine>`).
+# Suffixes of the children's names (`<engine>-<suffix>`).
 CHILD_SUFFIXES = ("config", "control", "engine", "approval", "history")
-# Kubernetes names that must be DNS-1035 labels (the Service, label values) have
-# at most 63 characters; an engine name of at most this length keeps every
-# child's name within 63 too. The CRD refuses longer names at admission, and the
-# operator marks the engine Invalid if an old CRD let one through.
+# Label values and DNS labels have at most 63 characters; an engine name of at
+# most this length keeps every child's name within 63 too. The CRD refuses longer
+# names at admission, and the operator marks the engine Invalid if an old CRD let
+# one through.
 MAX_NAME_LENGTH = 63 - 1 - max(len(suffix) for suffix in CHILD_SUFFIXES)
-# The Service is named after the engine: a DNS-1035 label (starts with a letter, no dots).
+# A DNS-1035 label (starts with a letter, no dots): the engine's name is every
+# child's name prefix and a label value, and stays valid as a DNS name.
 NAME_PATTERN = "^[a-z]([-a-z0-9]*[a-z0-9])?$"
 
 
@@ -55,10 +56,6 @@ class EngineRef:
     @property
     def secret_name(self) -> str:
         return f"{self.name}-control"
-
-    @property
-    def service_name(self) -> str:
-        return self.name
 
     @property
     def pod_name(self) -> str:
@@ -83,10 +80,6 @@ def labels(engine: EngineRef, component: str) -> dict[str, str]:
     }
 
 
-def selector(engine: EngineRef) -> dict[str, str]:
-    return {LABEL_ENGINE: engine.name, LABEL_COMPONENT: "engine"}
-
-
 def name_problems(name: str) -> list[str]:
     """Why `name` cannot be a TradingEngine's name (its children's names derive from it)."""
     problems = []
@@ -98,7 +91,7 @@ def name_problems(name: str) -> list[str]:
     if not re.fullmatch(NAME_PATTERN, name):
         problems.append(
             "metadata.name: must start with a letter and hold only lowercase letters, digits "
-            "and '-' (the engine's Service is named after it)"
+            "and '-' (it is a DNS label: its children and labels carry it)"
         )
     return problems
 

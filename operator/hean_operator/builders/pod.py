@@ -1,4 +1,4 @@
-"""The engine pod and its Service."""
+"""The engine pod."""
 
 from __future__ import annotations
 
@@ -22,7 +22,6 @@ from hean_operator.builders.common import (
     EngineRef,
     metadata,
     restricted_security_context,
-    selector,
 )
 from hean_operator.builders.config import spec_revision
 from hean_operator.builders.images import engine_image_ref
@@ -174,30 +173,5 @@ def build_pod(
             },
             "containers": [container],
             "volumes": volumes,
-        },
-    }
-
-
-def build_service(engine: EngineRef) -> dict[str, Any]:
-    """The engine's stable name, `<engine>.<namespace>.svc`: headless (no cluster IP).
-
-    Nothing needs a virtual IP in front of one pod: the operator calls the pod's
-    IP, Prometheus scrapes the pods (the chart's PodMonitor), `kubectl hean`
-    and the console go through the API server's pod proxy, and the DNS name of
-    a headless Service resolves to the pod itself. Without one, creating an
-    engine costs the API server no cluster IP allocation (an `IPAddress` object
-    of its own, the slowest of an engine's creates under load).
-    """
-    return {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": metadata(engine, engine.service_name, "engine"),
-        "spec": {
-            "type": "ClusterIP",
-            "clusterIP": "None",
-            "selector": selector(engine),
-            "ports": [
-                {"name": "http", "port": CONTROL_PORT, "targetPort": "http", "protocol": "TCP"}
-            ],
         },
     }

@@ -56,7 +56,7 @@ from hean_operator.builders.common import (
     owner_description,
 )
 from hean_operator.builders.config import build_configmap, build_control_secret, spec_revision
-from hean_operator.builders.pod import EngineImage, build_pod, build_service
+from hean_operator.builders.pod import EngineImage, build_pod
 from hean_operator.builders.storage import build_history_claim, needs_claim
 from hean_operator.engines.pods import failure_reason
 from hean_operator.kube.cluster import Cluster, Conflict
@@ -98,7 +98,6 @@ RECONCILES = ThreadPoolExecutor(max_workers=RECONCILE_THREADS, thread_name_prefi
 KINDS = {
     "configmaps": "ConfigMap",
     "secrets": "Secret",
-    "services": "Service",
     "pods": "Pod",
     "persistentvolumeclaims": "PersistentVolumeClaim",
 }
@@ -161,7 +160,6 @@ def ensure_children(
     desired: dict[tuple[str, str], dict[str, Any]] = {
         ("configmaps", engine.configmap_name): build_configmap(engine, spec),
         ("secrets", engine.secret_name): build_control_secret(engine, secrets.token_urlsafe(32)),
-        ("services", engine.service_name): build_service(engine),
     }
     if needs_claim(spec.storage):
         # The scheduler holds the pod back until its claim is bound, so the claim

@@ -33,8 +33,8 @@ SPEC_RULES: list[dict[str, str]] = [
 ]
 
 # On the whole object (CEL reaches metadata.name there): the engine's children are
-# named after it (`<name>-approval` the longest; the Service is `<name>`), and
-# a name they cannot carry would be refused for each child on every retry.
+# named after it (`<name>-approval` the longest), and a name they cannot carry
+# would be refused for each child on every retry.
 # The operator checks the same (builders/common.py::name_problems).
 NAME_RULES: list[dict[str, str]] = [
     {
@@ -46,7 +46,7 @@ NAME_RULES: list[dict[str, str]] = [
     {
         "rule": f"self.metadata.name.matches('{NAME_PATTERN}')",
         "message": "metadata.name: must start with a letter and hold only lowercase letters, "
-        "digits and '-' (the engine's Service is named after it)",
+        "digits and '-' (it is a DNS label: its children and labels carry it)",
     },
 ]
 

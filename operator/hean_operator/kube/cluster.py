@@ -21,7 +21,6 @@ from hean_operator.api.resources import APPROVALS, BACKTESTS, ENGINES, GROUP, VE
 VERBS: dict[str, tuple[str, ...]] = {
     "configmaps": ("get", "create", "update"),
     "secrets": ("get", "create"),
-    "services": ("get", "create"),
     # list/watch: the operator watches engine pods to poll an engine the moment
     # its pod turns Ready, instead of at the next timer tick.
     "pods": ("get", "create", "delete", "list", "watch"),
@@ -166,7 +165,6 @@ class KubernetesCluster:
 _SINGULAR = {
     "configmaps": "config_map",
     "secrets": "secret",
-    "services": "service",
     "pods": "pod",
     "persistentvolumeclaims": "persistent_volume_claim",
 }

@@ -128,6 +128,9 @@ NEVER: list[tuple[str, str, tuple[str, ...]]] = [
     ("delete", "configmaps", ()),
     ("list", "configmaps", ()),
     ("delete", "services", ()),
+    # engines have no Service (the operator calls the pod; nothing used a Service)
+    ("create", "services", ()),
+    ("get", "services", ()),
     ("create", "tradingengines.hean.io", ()),
     ("update", "tradingengines.hean.io", ()),
     ("delete", "tradingengines.hean.io", ()),

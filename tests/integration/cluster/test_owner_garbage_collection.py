@@ -1,7 +1,7 @@
 """Children go with their TradingEngine through the real garbage collector.
 
 No operator runs in these namespaces: the engine's children are made by the
-operator's own builders (ConfigMap, control Secret, Service, Pod, each with the
+operator's own builders (ConfigMap, control Secret, Pod, each with the
 controller ownerReference the operator sets), and only kube-controller-manager's
 garbage collector can remove them when the engine is deleted. An object without
 the ownerReference survives.
@@ -27,9 +27,9 @@ from cluster_support import unique
 from hean_contract.spec import parse_spec
 from hean_operator.builders.common import EngineRef
 from hean_operator.builders.config import build_configmap, build_control_secret
-from hean_operator.builders.pod import EngineImage, build_pod, build_service
+from hean_operator.builders.pod import EngineImage, build_pod
 
-CHILD_KINDS = ("configmap", "secret", "service", "pod")
+CHILD_KINDS = ("configmap", "secret", "pod")
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -62,7 +62,6 @@ def _engine_with_children(kube: Kube, namespace: str, name: str) -> list[str]:
     children = [
         build_configmap(engine, spec),
         build_control_secret(engine, "t0ken"),
-        build_service(engine),
         pod,
     ]
     for child in children:

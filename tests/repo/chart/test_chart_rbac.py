@@ -36,7 +36,6 @@ Rule = tuple[str, str, str]  # (apiGroup, resource, verb)
 API_GROUPS = {
     "configmaps": "",
     "secrets": "",
-    "services": "",
     "pods": "",
     "persistentvolumeclaims": "",
     "events": "",
