@@ -11,8 +11,9 @@ process (a fake node fakes engine pods only).
 
 HEAN: `helm install` of charts/hean (the operator runs as a pod under its
 ServiceAccount `system:serviceaccount:hean-system:hean`, `pollInterval` from
-`--poll-interval`; engine pods request 1m CPU and 1Mi memory instead of the
-chart's 100m/128Mi, so that 1000 of them fit the one node). N TradingEngines
+`--poll-interval`, by default the chart's own; engine pods request 1m CPU and
+1Mi memory instead of the chart's 100m/128Mi, so that 1000 of them fit the one
+node). N TradingEngines
 (examples/sandbox-paper-engine.yaml, renamed; its history on a claim each, or
 in PostgreSQL with `--storage postgres`) are POSTed concurrently by the admin,
 and the script measures:
@@ -51,7 +52,7 @@ with `--storage postgres`), the idle operator's RSS within 20 MiB of the bare
 kopf operator's.
 
     .venv/bin/python benchmarks/operator_convergence.py [--sizes 10,100,300,1000]
-        [--poll-interval 2] [--storage claim|postgres] [--json out.json] [--workdir DIR]
+        [--poll-interval S] [--storage claim|postgres] [--json out.json] [--workdir DIR]
 
 Not pinned to a CPU: etcd, the API server, the controller manager, the
 scheduler, the operator and this process (the node, the fake engines, the
@@ -796,7 +797,14 @@ def _write_json(
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="10,100,300,1000", help="comma-separated engine counts")
-    parser.add_argument("--poll-interval", type=float, default=2.0, help="the operator's, seconds")
+    parser.add_argument(
+        "--poll-interval",
+        type=float,
+        default=float(
+            yaml.safe_load((ROOT / "charts/hean/values.yaml").read_text())["pollInterval"]
+        ),
+        help="the operator's, seconds (default: the chart's, %(default)g)",
+    )
     parser.add_argument(
         "--settle", type=float, default=None, help="seconds to count trailing writes"
     )

@@ -61,3 +61,19 @@ def test_routine_successes_are_not_logged_but_failures_and_reconciles_are() -> N
         assert _shown(f"{name} failed with an exception and will try again in 1 seconds: x")
     assert _shown("Handler 'reconcile' succeeded.")
     assert _shown("Creation is processed: 1 succeeded; 0 failed.")
+
+
+def test_a_new_engine_is_first_polled_an_interval_later_a_running_one_soon() -> None:
+    """Nothing is to be seen of a new engine before its pod is Ready (its Ready event
+    polls it then); an engine found at the operator's start is looked at within the
+    jitter. Both jittered, so that engines are not polled in lockstep."""
+    settings = OperatorSettings(poll_interval=10, poll_jitter=0.2)
+    registry = kopf.OperatorRegistry()
+    engines.register(registry, settings)
+    (timer,) = registry._spawning._handlers
+    delay = timer.initial_delay
+    assert callable(delay)
+    new = [delay(body={"spec": {}}, meta={}, spec={}) for _ in range(200)]
+    running = [delay(body={"status": {"observedGeneration": 1}}) for _ in range(200)]
+    assert all(10 <= d <= 12 for d in new) and max(new) - min(new) > 1
+    assert all(0 <= d <= 2 for d in running) and max(running) - min(running) > 1

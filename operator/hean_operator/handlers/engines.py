@@ -699,6 +699,17 @@ def _index_pod(body: kopf.Body, **_: Any) -> dict[tuple[str, str], dict[str, Any
     return pod_index_entry(body)
 
 
+def first_poll_delay(settings: OperatorSettings, body: Mapping[str, Any], **_: Any) -> float:
+    """When an engine's timer first polls it: soon for an engine already running (the
+    operator restarted: its status is looked at within the jitter), a whole interval
+    later for a new one (nothing to see before its pod is Ready, and the pod's Ready
+    event polls it then); jittered, so that engines are not polled in lockstep."""
+    jitter = random.uniform(0, settings.poll_interval * settings.poll_jitter)
+    if "observedGeneration" in (body.get("status") or {}):
+        return jitter
+    return settings.poll_interval + jitter
+
+
 def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> None:
     resource = (GROUP, VERSION, ENGINES)
     # One change handler: the spec's children and its pause/halt in one run, so kopf
@@ -718,6 +729,6 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> Non
         registry=registry,
         id="poll",
         interval=settings.poll_interval,
-        initial_delay=lambda **_: random.uniform(0, settings.poll_interval * settings.poll_jitter),
+        initial_delay=functools.partial(first_poll_delay, settings),
     )(poll_engine)
     kopf.on.delete(*resource, registry=registry, id="delete")(engine_deleted)
