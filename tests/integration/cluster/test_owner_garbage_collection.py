@@ -48,7 +48,7 @@ def _collector_watches_engines(kube: Kube) -> Iterator[None]:
 
 
 def _engine_with_children(kube: Kube, namespace: str, name: str) -> list[str]:
-    """The engine, its four children as the operator builds them, and a bystander;
+    """The engine, its three children as the operator builds them, and a bystander;
     returns the children as kubectl targets (kind/name)."""
     manifest = engine_manifest(name, namespace)
     created = kube.kubectl("create", "-f", "-", "-o", "json", stdin=_json(manifest)).json()
@@ -96,7 +96,7 @@ def test_foreground_deletion_removes_the_children_before_the_engine(
     kube: Kube, namespace: str
 ) -> None:
     children = _engine_with_children(kube, namespace, "fg")
-    assert len(_remaining(kube, namespace, children)) == 4
+    assert len(_remaining(kube, namespace, children)) == 3
     # kubectl returns once the engine itself is gone; in foreground the garbage
     # collector removes the blocking dependents first, so none may be left then.
     kube.kubectl(
