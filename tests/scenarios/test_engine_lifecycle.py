@@ -35,7 +35,7 @@ async def test_create_runs_one_engine_pod_with_true_status(scenario: Scenario) -
         ("pod", "btc-engine"),
         ("configmap", "btc-config"),
         ("secret", "btc-control"),
-        ("service", "btc"),
+        ("persistentvolumeclaim", "btc-history"),
     ]:
         child = await scenario.get(kind, name)
         owners = child["metadata"]["ownerReferences"]
@@ -136,7 +136,7 @@ async def test_delete_halts_the_engine_then_removes_everything(scenario: Scenari
     gone = await scenario.kubectl("get", "te", "btc", check=False)
     assert gone.returncode != 0 and "NotFound" in gone.stderr
     # the real garbage collector removes the owned children after the engine, not with it
-    for child in ("configmap/btc-config", "secret/btc-control", "service/btc", "pod/btc-engine"):
+    for child in ("configmap/btc-config", "secret/btc-control", "pod/btc-engine"):
         await scenario.kubectl("wait", "--for=delete", child, "--timeout=60s")
     events = (await scenario.kubectl("get", "events", "-o", "json")).json()["items"]
     deleted = [e for e in events if e["reason"] == "Deleted"]
@@ -167,7 +167,7 @@ async def test_operator_restart_mid_change_converges_without_duplicates(
     await scenario.until_pods(added(pod["metadata"]["uid"]))
     assert max_concurrent_pods(scenario.pod_events, "btc") == 1
     assert engine_pod_uids(scenario.pod_events, "btc") == {pod["metadata"]["uid"]}
-    for kind in ("configmap", "secret", "service"):
+    for kind in ("configmap", "secret", "persistentvolumeclaim"):
         items = (await scenario.kubectl("get", kind, "-o", "json")).json()["items"]
         names = [i["metadata"]["name"] for i in items if i["metadata"]["name"].startswith("btc")]
         assert len(names) == 1, (kind, names)

@@ -55,7 +55,10 @@ async def test_item7_unrelated_objects_named_like_children_survive_the_engine(
         # then they are the engine's own, collected with it
         if name == "app":
             assert (await scenario.kubectl("get", "pod", "app-engine", check=False)).returncode
-        for kind, child in (("secret", f"{name}-control"), ("service", name)):
+        for kind, child in (
+            ("secret", f"{name}-control"),
+            ("persistentvolumeclaim", f"{name}-history"),
+        ):
             made = await scenario.kubectl("get", kind, child, "-o", "json", check=False)
             if made.returncode == 0:
                 owners = made.json()["metadata"].get("ownerReferences") or []

@@ -96,7 +96,7 @@ def test_foreground_deletion_removes_the_children_before_the_engine(
     kube: Kube, namespace: str
 ) -> None:
     children = _engine_with_children(kube, namespace, "fg")
-    assert len(_remaining(kube, namespace, children)) == 3
+    assert len(_remaining(kube, namespace, children)) == len(children)
     # kubectl returns once the engine itself is gone; in foreground the garbage
     # collector removes the blocking dependents first, so none may be left then.
     kube.kubectl(
@@ -140,7 +140,9 @@ def test_orphaning_keeps_the_children_and_drops_their_owner(kube: Kube, namespac
 
     def owners_dropped() -> bool:
         items = kube.kubectl(*namespaced_get).json()["items"]
-        return len(items) == 4 and not any(i["metadata"].get("ownerReferences") for i in items)
+        return len(items) == len(children) and not any(
+            i["metadata"].get("ownerReferences") for i in items
+        )
 
     wait_until("the collector to drop the children's ownerReferences", owners_dropped)
     assert sorted(_remaining(kube, namespace, children)) == sorted(children)
