@@ -46,7 +46,7 @@ class FakeCluster:
         found = self.objects.get((kind, namespace, name))
         return copy.deepcopy(found) if found else None
 
-    def create(self, kind: str, body: dict[str, Any]) -> dict[str, Any]:
+    def create(self, kind: str, body: dict[str, Any]) -> None:
         key = (kind, body["metadata"]["namespace"], body["metadata"]["name"])
         if key in self.objects:
             raise Conflict("exists")
@@ -54,7 +54,6 @@ class FakeCluster:
         self._stamp(stored)
         self.objects[key] = stored
         self.writes.append(("create", kind))
-        return copy.deepcopy(stored)
 
     def replace(self, kind: str, body: dict[str, Any]) -> dict[str, Any]:
         key = (kind, body["metadata"]["namespace"], body["metadata"]["name"])

@@ -208,10 +208,3 @@ engines' control Secrets there. Each entry must name a served namespace.
 {{- end }}
 {{- toJson $byNamespace }}
 {{- end }}
-
-{{/*
-The operator's finalizer on TradingEngines (kopf's, `hean_operator.main.FINALIZER`).
-*/}}
-{{- define "hean.engineFinalizer" -}}
-hean.io/finalizer
-{{- end }}

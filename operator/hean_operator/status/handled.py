@@ -19,7 +19,6 @@ operator release that kept it in an annotation is read from that annotation.
 
 from __future__ import annotations
 
-import copy
 import json
 from collections.abc import Iterable, Mapping
 from typing import Any, cast
@@ -31,10 +30,20 @@ LEGACY_PREFIX = "hean.io"  # the annotation hean.io/last-handled-configuration o
 LEGACY_KEY = "last-handled-configuration"
 
 
+def _copy(value: Any) -> Any:
+    """A copy of JSON data (dicts, lists, scalars): copy.deepcopy's memo and dispatch
+    cost three times as much, on every watch event of every engine."""
+    if isinstance(value, Mapping):
+        return {key: _copy(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_copy(item) for item in value]
+    return value
+
+
 def essence(body: Mapping[str, Any]) -> dict[str, Any]:
     """What kopf compares between two states of an engine: its spec."""
     spec = body.get("spec")
-    return {"spec": copy.deepcopy(dict(spec))} if spec else {}
+    return {"spec": _copy(spec)} if spec else {}
 
 
 def encode(value: Mapping[str, Any]) -> str:
