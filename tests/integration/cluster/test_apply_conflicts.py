@@ -158,7 +158,9 @@ def test_the_operator_maps_the_real_409s_to_conflict(
 
     # create of an existing object: 409 AlreadyExists -> Conflict
     configmap = build_configmap(engine, spec)
-    first = cluster.create("configmaps", configmap)
+    cluster.create("configmaps", configmap)  # the answer is not decoded: read it
+    first = cluster.get("configmaps", namespace, engine.configmap_name)
+    assert first is not None
     with pytest.raises(Conflict, match="create configmaps"):
         cluster.create("configmaps", build_configmap(engine, spec))
 
