@@ -6,8 +6,8 @@ import logging
 
 import kopf
 from kopf._cogs.structs.references import Resource
+from operator_approval_support import live_spec
 
-from hean_contract.spec import parse_spec
 from hean_operator.builders.common import EngineRef
 from hean_operator.builders.pod import EngineImage, build_pod
 from hean_operator.handlers import engines
@@ -29,17 +29,7 @@ def test_the_api_server_sends_engine_pods_only() -> None:
     assert list(settings.watching.label_selectors.collect(ENGINES)) == []
     # the selector is the label the operator puts on its engine pods
     engine = EngineRef(name="btc", namespace="default", uid="u1", generation=1)
-    spec = {
-        "market": {"symbol": "BTC/USDT"},
-        "strategy": {"name": "ema_cross", "params": {"quantity": "0.01"}},
-        "risk": {
-            "maxOrderNotional": "1000",
-            "maxPositionNotional": "5000",
-            "maxDailyLoss": "500",
-            "maxDrawdownPct": "20",
-        },
-    }
-    pod = build_pod(engine, parse_spec(spec), EngineImage())
+    pod = build_pod(engine, live_spec(), EngineImage())
     key, _, value = ENGINE_PODS.partition("=")
     assert pod["metadata"]["labels"][key] == value
 

@@ -42,7 +42,8 @@ ACTIONS = {
     "halt": ({"halt": True}, "cancels its open orders and stops trading until the halt is cleared"),
 }
 
-# What the fills filter's time fields take (RFC 3339, UTC), shown as their placeholder.
+# The fills filter's time fields take RFC 3339 (any offset) or epoch milliseconds,
+# passed to the engine's history API as typed; the placeholder shows the RFC 3339 form.
 TIME_FORMAT = "YYYY-MM-DDThh:mm:ssZ"
 
 
@@ -265,7 +266,7 @@ def fills_form(filters: FillFilter) -> str:
     return (
         '<form id="fills-filter" class="filters">'
         f'<label>Side <select name="side">{options}</select></label>'
-        # Both bounds are RFC 3339 times; the placeholder shows the format, not a value.
+        # The placeholder shows a format, not a value (an empty bound is no bound).
         f'<label>From <input name="since" placeholder="{TIME_FORMAT}" '
         f'value="{e(filters.since)}"></label>'
         f'<label>To <input name="until" placeholder="{TIME_FORMAT}" '
