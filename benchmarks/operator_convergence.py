@@ -35,7 +35,15 @@ and the script measures:
 - where the time goes, per engine, from the audit log's timestamps: the
   benchmark's create -> the operator's first write on it -> its pod created ->
   the node's pod status patch (Running/Ready) -> the operator's status patch
-  that made it Ready.
+  that made it Ready;
+- where the machine's CPU goes while converging: the CPU seconds of etcd, the
+  API server, the controller manager, the scheduler, the operator and this
+  process (the node, the fake engines' APIs, the Ready watch), from
+  /proc/PID/stat; with `--apiserver-profile S`, a CPU profile of the API server
+  over the first S seconds after the first create (its /debug/pprof, saved as
+  `apiserver.pprof` in the run's workdir) and, when `go` is on PATH, the
+  profile's share of what the API server did: TradingEngine status patches,
+  pod status patches, all patches, creates, watches, garbage collection.
 
 Baseline, on a control plane of its own of the same kind: a bare kopf operator
 (`benchmarks/baseline_kopf_operator.py`, same kopf, a local process) that
@@ -52,7 +60,8 @@ ConfigMap, Secret, claim, pod; 4 with `--storage postgres`), the idle
 operator's RSS within 20 MiB of the bare kopf operator's.
 
     .venv/bin/python benchmarks/operator_convergence.py [--sizes 10,100,300,1000]
-        [--poll-interval S] [--storage claim|postgres] [--json out.json] [--workdir DIR]
+        [--poll-interval S] [--storage claim|postgres] [--apiserver-profile S]
+        [--json out.json] [--workdir DIR]
 
 Not pinned to a CPU: etcd, the API server, the controller manager, the
 scheduler, the operator and this process (the node, the fake engines, the
@@ -71,6 +80,7 @@ import shutil
 import signal
 import ssl
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -120,6 +130,25 @@ TARGET_RSS_IDLE_MIB = 20.0
 POSTGRES_SECRET = "bench-history-db"
 
 
+# The processes whose CPU seconds the report shows: the control plane's, the operator
+# ("operator") and this process ("harness": the node, the fake engines' APIs, the
+# Ready watch and the creates).
+COMPONENTS = ("kube-apiserver", "etcd", "kube-controller-manager", "kube-scheduler")
+# What `--apiserver-profile` reports: the API server's CPU in samples whose stack
+# holds a function matching each of these (pprof's -focus: inclusive, so "all
+# patches" holds both kinds of status patch; the custom resources' status patches
+# are the TradingEngines', the only custom resources written while converging).
+PROFILE_PARTS = {
+    "TradingEngine status patches": r"customresource\.\(\*StatusREST\)\.Update",
+    "pod status patches": r"pod/storage\.\(\*StatusREST\)\.Update",
+    "all patches": r"handlers\.\(\*patcher\)\.patchResource",
+    "creates": r"handlers\.CreateResource",
+    "watches served": r"handlers\.\(\*WatchServer\)\.HandleHTTP",
+    "etcd watch events decoded": r"etcd3\.\(\*watchChan\)",
+    "garbage collection": r"runtime\.gcBgMarkWorker",
+}
+
+
 def target_writes(storage: str) -> float:
     return 5.0 if storage == "claim" else 4.0
 
@@ -164,6 +193,10 @@ class RunResult:
     setup_seconds: float = 0.0
     # The operator process's CPU seconds from the first create to convergence.
     cpu_seconds: float = 0.0
+    # The same for each process of COMPONENTS, "operator" and "harness".
+    cpu_by_process: dict[str, float] = field(default_factory=dict)
+    # `--apiserver-profile`: seconds profiled, seconds sampled, and PROFILE_PARTS' seconds.
+    apiserver_profile: dict[str, float] = field(default_factory=dict)
 
 
 def _proc_kib(pid: int, field_name: str) -> int:
@@ -177,6 +210,53 @@ def _cpu_seconds(pid: int) -> float:
     """The process's CPU time so far (user + system), from /proc/PID/stat."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_by_process(pids: dict[str, int]) -> dict[str, float]:
+    return {name: _cpu_seconds(pid) for name, pid in pids.items()}
+
+
+def _seconds(value: str) -> float:
+    """A duration as pprof prints it: "1.25s", "340ms", "2.10mins", "0"."""
+    units = (("mins", 60.0), ("hrs", 3600.0), ("ms", 1e-3), ("us", 1e-6), ("µs", 1e-6))
+    for unit, scale in (*units, ("ns", 1e-9), ("s", 1.0)):
+        if value.endswith(unit):
+            return float(value[: -len(unit)]) * scale
+    return float(value)
+
+
+def focused_seconds(top: str) -> tuple[float, float]:
+    """(focused, total) CPU seconds from `go tool pprof -top -focus=...` text: its line
+    "Showing nodes accounting for 2.55s, 20.63% of 12.36s total" (all nodes shown)."""
+    for line in top.splitlines():
+        if line.startswith("Showing nodes accounting for "):
+            focused, _, rest = line.removeprefix("Showing nodes accounting for ").partition(",")
+            total = rest.split(" of ", 1)[1].split()[0]
+            return _seconds(focused), _seconds(total)
+    raise ValueError("no 'Showing nodes accounting for' line in pprof's output")
+
+
+def _summarise_profile(path: Path) -> dict[str, float]:
+    """PROFILE_PARTS' seconds and the profile's CPU seconds ("sampled"), through `go
+    tool pprof` (nothing without Go on PATH, or for a profile it cannot read)."""
+    go = shutil.which("go")
+    if go is None:
+        return {}
+    parts: dict[str, float] = {}
+    # Every node, however small: the focused samples are the nodes' sum.
+    top_args = [go, "tool", "pprof", "-top", "-nodecount=0", "-nodefraction=0"]
+    for part, pattern in PROFILE_PARTS.items():
+        top = subprocess.run(
+            [*top_args, f"-focus={pattern}", str(path)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        try:
+            parts[part], parts["sampled"] = focused_seconds(top.stdout)
+        except ValueError:
+            return {}
+    return parts
 
 
 def _python_process(pid: int) -> int:
@@ -226,6 +306,11 @@ class Api:
 
     async def close(self) -> None:
         await self.session.close()
+
+    async def get_bytes(self, path: str) -> bytes:
+        async with self.session.get(self.url + path) as response:
+            response.raise_for_status()
+            return await response.read()
 
     async def get(self, path: str) -> Any:
         async with self.session.get(self.url + path) as response:
@@ -521,10 +606,11 @@ async def run_one(
     workdir: Path,
     binaries: Binaries,
     storage: str = "claim",
+    profile_seconds: int = 0,
 ) -> RunResult:
     started = time.perf_counter()
     await asyncio.to_thread(workdir.mkdir, parents=True, exist_ok=True)
-    cp = ControlPlane(binaries, workdir / "cluster", audit=True)
+    cp = ControlPlane(binaries, workdir / "cluster", audit=True, profiling=profile_seconds > 0)
     await asyncio.to_thread(cp.start)
     box = Sandbox(
         SandboxOptions(
@@ -561,6 +647,8 @@ async def run_one(
             baseline, baseline_log = await _start_baseline(cp, workdir)
             pid = baseline.pid
             operator_user = BASELINE_USER
+        pids = {c.name: c.process.pid for c in cp.components if c.name in COMPONENTS}
+        pids |= {"operator": pid, "harness": os.getpid()}
         await _wait_for_watch(api, "tradingengines", 120)
         await asyncio.sleep(2.0)  # let the idle operator settle before the idle RSS
         rss_idle = _proc_kib(pid, "VmRSS")
@@ -580,7 +668,12 @@ async def run_one(
         setup_seconds = time.perf_counter() - started
         load_before = os.getloadavg()
         since = time.time()
-        cpu_before = _cpu_seconds(pid)
+        cpu_before = _cpu_by_process(pids)
+        profile: asyncio.Task[bytes] | None = None
+        if profile_seconds > 0:
+            profile = asyncio.create_task(
+                api.get_bytes(f"/debug/pprof/profile?seconds={profile_seconds}")
+            )
         watch.t0 = time.perf_counter()
         await api.create_all(TE_PATH, manifests)
         create_seconds = time.perf_counter() - watch.t0
@@ -588,12 +681,19 @@ async def run_one(
             await asyncio.wait_for(watch.done.wait(), within)
         converged = watch.done.is_set()
         seconds = max(watch.ready_at.values()) - watch.t0 if converged else None
-        cpu_seconds = _cpu_seconds(pid) - cpu_before
+        cpu_after = _cpu_by_process(pids)
+        cpu_by_process = {name: cpu_after[name] - cpu_before[name] for name in pids}
         rss = _proc_kib(pid, "VmRSS")
         hwm = _proc_kib(pid, "VmHWM")
         load_after = os.getloadavg()
         until = time.time()
         await watch.stop()
+        profiled: dict[str, float] = {}
+        if profile is not None:
+            pprof = workdir / "apiserver.pprof"
+            await asyncio.to_thread(pprof.write_bytes, await profile)
+            profiled = {"profiled": float(profile_seconds)}
+            profiled |= await asyncio.to_thread(_summarise_profile, pprof)
         await asyncio.sleep(settle)  # trailing writes (annotations, a last status patch)
         await asyncio.sleep(1.0)  # the audit log's buffered backend flushes
         writes = await asyncio.to_thread(read_audit, cp.audit_log_path, since)
@@ -644,7 +744,9 @@ async def run_one(
             load_before=load_before,
             load_after=load_after,
             setup_seconds=setup_seconds,
-            cpu_seconds=cpu_seconds,
+            cpu_seconds=cpu_by_process["operator"],
+            cpu_by_process=cpu_by_process,
+            apiserver_profile=profiled,
         )
     finally:
         if baseline is not None:
@@ -724,6 +826,25 @@ def report(
             lines.append(f"    others per engine: {_per(others, run.engines)}")
             steps = ", ".join(f"{k} {v:g} s" for k, v in run.phases.items())
             lines.append(f"    medians: {steps}")
+            if run.cpu_by_process and run.seconds:
+                cpu = ", ".join(f"{k} {v:.2f}" for k, v in run.cpu_by_process.items())
+                total = sum(run.cpu_by_process.values())
+                lines.append(
+                    f"    CPU s while converging: {cpu}; total {total:.2f} in "
+                    f"{run.seconds:.2f} s on {os.cpu_count()} CPUs"
+                )
+            if run.apiserver_profile.get("sampled"):
+                sampled = run.apiserver_profile["sampled"]
+                parts = ", ".join(
+                    f"{part} {run.apiserver_profile[part]:.2f} s "
+                    f"({100 * run.apiserver_profile[part] / sampled:.0f}%)"
+                    for part in PROFILE_PARTS
+                    if part in run.apiserver_profile
+                )
+                lines.append(
+                    f"    API server profile, first {run.apiserver_profile['profiled']:g} s: "
+                    f"{sampled:.2f} CPU s sampled; {parts}"
+                )
     return "\n".join(lines)
 
 
@@ -750,6 +871,7 @@ async def measure(args: argparse.Namespace, settle: float) -> list[tuple[RunResu
                     workdir,
                     binaries,
                     args.storage,
+                    args.apiserver_profile,
                 )
                 print(
                     f"{which:8} N={n:5}: {_fmt(result.seconds)} s, "
@@ -816,6 +938,13 @@ def main() -> int:
         default="claim",
         help="the engines' history: a PersistentVolumeClaim each (the default spec) or "
         "PostgreSQL (no claim)",
+    )
+    parser.add_argument(
+        "--apiserver-profile",
+        type=int,
+        default=0,
+        metavar="S",
+        help="profile the API server's CPU for S seconds from the first create (0: off)",
     )
     parser.add_argument("--json", default=None, help="also write the results here")
     parser.add_argument("--workdir", default=None, help="keep clusters, audit logs and logs here")

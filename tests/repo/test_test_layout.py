@@ -26,7 +26,8 @@ LAYOUT = {
     "desk": "unit tests of hean_desk (kubectl hean, the console)",
     "integration": "engine processes, live sessions, the sandbox's node, the real control plane",
     "scenarios": "end to end: the operator in the sandbox (and kind, when present)",
-    "repo": "the chart, the Tiltfile, the docs, the images, the Makefile, the import graph",
+    "repo": "the chart, the Tiltfile, the docs, the images, the Makefile, the import graph, "
+    "the benchmarks' parsers",
 }
 
 

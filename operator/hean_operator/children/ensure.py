@@ -1,5 +1,5 @@
-"""Make an engine's children match its spec: ConfigMap, control Secret, Service, the
-history's PersistentVolumeClaim (unless it is kept in PostgreSQL), one pod.
+"""Make an engine's children match its spec: ConfigMap, control Secret, the history's
+PersistentVolumeClaim (unless it is kept in PostgreSQL), one pod.
 
 Level-triggered and idempotent: called on create, update, resume and by the
 status timer, it compares what exists with what should, and does only the

@@ -86,6 +86,10 @@ class ControlPlane:
     # Write the API server's audit log (every write, as JSON lines, at Metadata
     # level) to `audit_log_path`: what benchmarks count API writes with.
     audit: bool = False
+    # Serve the API server's /debug/pprof (to an authorised client: the admin), so
+    # that a benchmark can see where its CPU goes; off otherwise (the server's own
+    # default is on; the CIS benchmark advises off).
+    profiling: bool = False
 
     @property
     def url(self) -> str:
@@ -183,7 +187,7 @@ class ControlPlane:
                 f"--kubelet-client-key={kubelet_client.key}",
                 "--kubelet-preferred-address-types=InternalIP",
                 "--allow-privileged=true",
-                "--profiling=false",
+                f"--profiling={'true' if self.profiling else 'false'}",
                 f"--cert-dir={self.pki}",
                 "--v=0",
                 *self._audit_flags(),
