@@ -257,7 +257,24 @@ def run_operator_command(
         trust_configmap=trust_configmap or None,
         trust_namespace=trust_namespace or _own_namespace(),
     )
+    freeze_startup_heap()
     asyncio.run(run_operator(settings))
+
+
+def freeze_startup_heap() -> None:
+    """Exempt what the operator has loaded so far from the cyclic garbage collector.
+
+    The imports (kopf, the kubernetes client, pydantic's schemas) are most of the
+    process's objects and live as long as it does; every full collection would
+    scan them again. Frozen, a full collection scans only what came after: at 300
+    engines created at once, the full collections' CPU time fell from 1.10 s to
+    0.51 s (docs/benchmarks.md). Only for the operator's own process: a test that
+    runs `run_operator` in-process keeps its collector as it is.
+    """
+    import gc
+
+    gc.collect()  # no garbage of the start-up kept alive for good
+    gc.freeze()
 
 
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
