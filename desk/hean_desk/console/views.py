@@ -42,9 +42,10 @@ ACTIONS = {
     "halt": ({"halt": True}, "cancels its open orders and stops trading until the halt is cleared"),
 }
 
-# The fills filter's time fields take RFC 3339 (any offset) or epoch milliseconds,
-# passed to the engine's history API as typed; the placeholder shows the RFC 3339 form.
-TIME_FORMAT = "YYYY-MM-DDThh:mm:ssZ"
+# What the fills filter's time fields take, as their placeholder says it: what the
+# engine's history API parses (`hean_engine.control.history_api.parse_time`), to which
+# they are passed as typed.
+TIME_FORMATS = "RFC 3339 with Z or an offset, or epoch ms"
 
 
 def e(value: object) -> str:
@@ -235,7 +236,7 @@ PANELS = (
 @dataclass(frozen=True)
 class FillFilter:
     side: str = ""  # "", buy or sell
-    since: str = ""  # RFC 3339 or empty
+    since: str = ""  # as typed: RFC 3339 with a zone, epoch milliseconds, or empty
     until: str = ""
 
     def query(self) -> str:
@@ -266,10 +267,10 @@ def fills_form(filters: FillFilter) -> str:
     return (
         '<form id="fills-filter" class="filters">'
         f'<label>Side <select name="side">{options}</select></label>'
-        # The placeholder shows a format, not a value (an empty bound is no bound).
-        f'<label>From <input name="since" placeholder="{TIME_FORMAT}" '
+        # The placeholder names the formats, not a value (an empty bound is no bound).
+        f'<label>From <input name="since" placeholder="{TIME_FORMATS}" '
         f'value="{e(filters.since)}"></label>'
-        f'<label>To <input name="until" placeholder="{TIME_FORMAT}" '
+        f'<label>To <input name="until" placeholder="{TIME_FORMATS}" '
         f'value="{e(filters.until)}"></label>'
         '<button type="submit">Filter</button></form>'
     )
