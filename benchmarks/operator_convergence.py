@@ -191,9 +191,8 @@ class RunResult:
     load_before: tuple[float, float, float] = (0.0, 0.0, 0.0)
     load_after: tuple[float, float, float] = (0.0, 0.0, 0.0)
     setup_seconds: float = 0.0
-    # The operator process's CPU seconds from the first create to convergence.
-    cpu_seconds: float = 0.0
-    # The same for each process of COMPONENTS, "operator" and "harness".
+    # CPU seconds from the first create to convergence of each process of COMPONENTS,
+    # the operator ("operator") and this one ("harness").
     cpu_by_process: dict[str, float] = field(default_factory=dict)
     # `--apiserver-profile`: seconds profiled, seconds sampled, and PROFILE_PARTS' seconds.
     apiserver_profile: dict[str, float] = field(default_factory=dict)
@@ -744,7 +743,6 @@ async def run_one(
             load_before=load_before,
             load_after=load_after,
             setup_seconds=setup_seconds,
-            cpu_seconds=cpu_by_process["operator"],
             cpu_by_process=cpu_by_process,
             apiserver_profile=profiled,
         )
@@ -812,7 +810,7 @@ def report(
                 f"RSS idle {run.rss_idle_kib / 1024:.1f} MiB -> {run.rss_kib / 1024:.1f} MiB "
                 f"(peak {run.hwm_kib / 1024:.1f} MiB), "
                 f"API server {run.apiserver_writes_per_s:.0f} writes/s, "
-                f"operator CPU {run.cpu_seconds:.2f} s, "
+                f"operator CPU {run.cpu_by_process.get('operator', 0.0):.2f} s, "
                 f"load {run.load_before[0]:.2f} -> {run.load_after[0]:.2f}"
             )
             lines.append(f"    operator writes per engine: {_per(run.writes, run.engines)}")

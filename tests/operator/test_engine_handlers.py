@@ -22,7 +22,7 @@ from test_reconcile_children import SPEC
 from hean_operator.context import OperatorContext
 from hean_operator.engines.pods import indexed_pod, pod_index_entry
 from hean_operator.handlers import engines as handlers
-from hean_operator.status.handled import FIELD, HandledSpecStorage
+from hean_operator.status.handled import FIELD, HandledSpecStorage, RetryProgressStorage
 from hean_sandbox.kubelet.fake_engine import FakeEngine
 
 NS, NAME, UID = "trading", "btc", "uid-1"
@@ -145,6 +145,19 @@ async def test_the_spec_handled_is_kopfs_diff_base(operator: Operator) -> None:
     # kopf stores what it handled, before the status shows it: read from memory
     storage.store(body=changed, patch=kopf.Patch(), essence=storage.build(body=changed))
     assert storage.fetch(body=changed) == storage.build(body=changed)
+
+
+def test_kopf_keeps_a_copy_of_the_essence_not_the_engines_spec() -> None:
+    # The diff base's `build` does not copy the spec: kopf's progress storage does,
+    # before it compares or keeps an essence. Were it to stop, a later change to the
+    # body would rewrite the state kopf compares with.
+    body = kopf.Body({"metadata": {"uid": "u"}, "spec": {"risk": {"maxOpenOrders": 4}}})
+    kept = RetryProgressStorage(prefix="hean.io").clear(
+        essence=HandledSpecStorage().build(body=body)
+    )
+    assert kept == {"spec": {"risk": {"maxOpenOrders": 4}}}
+    body["spec"]["risk"]["maxOpenOrders"] = 5
+    assert kept == {"spec": {"risk": {"maxOpenOrders": 4}}}
 
 
 async def test_an_earlier_releases_annotation_is_read_as_the_diff_base(operator: Operator) -> None:

@@ -30,20 +30,15 @@ LEGACY_PREFIX = "hean.io"  # the annotation hean.io/last-handled-configuration o
 LEGACY_KEY = "last-handled-configuration"
 
 
-def _copy(value: Any) -> Any:
-    """A copy of JSON data (dicts, lists, scalars): copy.deepcopy's memo and dispatch
-    cost three times as much, on every watch event of every engine."""
-    if isinstance(value, Mapping):
-        return {key: _copy(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_copy(item) for item in value]
-    return value
-
-
 def essence(body: Mapping[str, Any]) -> dict[str, Any]:
-    """What kopf compares between two states of an engine: its spec."""
+    """What kopf compares between two states of an engine: its spec.
+
+    Not a copy: kopf copies every essence it keeps (its progress storage's `clear`,
+    run on what `build` and `fetch` return, before any comparison), so a copy here
+    would be a second one, on every watch event of every engine.
+    """
     spec = body.get("spec")
-    return {"spec": _copy(spec)} if spec else {}
+    return {"spec": spec} if spec else {}
 
 
 def encode(value: Mapping[str, Any]) -> str:
